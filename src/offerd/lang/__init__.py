@@ -1,0 +1,70 @@
+"""The language stage: ODL source → checked catalog."""
+from __future__ import annotations
+
+import datetime
+import os
+import zoneinfo
+
+from .catalog import Catalog
+from .checker import Checker
+from .diagnostics import CatalogError, Diagnostic, Reporter, Span
+from .parser import parse
+
+MAX_FILES = 1000
+
+__all__ = ["Catalog", "CatalogError", "Diagnostic", "check", "load"]
+
+
+def read_dir(path: str) -> dict[str, str]:
+    """The `*.offer` files of a folder, by name. Undecodable files raise CatalogError."""
+    if not os.path.isdir(path):
+        raise CatalogError([Diagnostic(Span(path, 0, 0, 0, 0), f"{path} is not a folder")])
+    sources, report = {}, Reporter()
+    names = sorted(f for f in os.listdir(path) if f.endswith(".offer"))
+    if not names:
+        report.error(Span(path, 0, 0, 0, 0), f"no *.offer files in {path}")
+    if len(names) > MAX_FILES:
+        report.error(Span(path, 0, 0, 0, 0), f"{len(names)} files; the limit is {MAX_FILES}")
+    for name in names[:MAX_FILES]:
+        with open(os.path.join(path, name), "rb") as f:
+            data = f.read()
+        try:
+            sources[name] = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data[: e.start].count(b"\n") + 1
+            report.error(Span(name, line, 1, line, 1), f"not valid UTF-8 (byte {e.start})")
+    if report.has_errors:
+        raise CatalogError(report.diagnostics, sources)
+    return sources
+
+
+def check(sources: dict[str, str], today: datetime.date | None = None) -> Catalog:
+    """Parse and check a catalog given as {file name: text}. Raises CatalogError with
+    every error; warnings are in `catalog.diagnostics`. `today` (default: the clock, in
+    the catalog's timezone) only decides the "no longer valid" warning."""
+    report = Reporter()
+    modules = [parse(sources[name], name, report) for name in sorted(sources)]
+    if report.has_errors:  # semantic errors of a half-parsed catalog only mislead
+        raise CatalogError(report.diagnostics, sources)
+    checker = Checker(modules, sources, today)
+    checker.r.diagnostics.extend(report.diagnostics)
+    if today is None:
+        checker.today = _today(modules)
+    return checker.run()
+
+
+def load(path: str, today: datetime.date | None = None) -> Catalog:
+    return check(read_dir(path), today)
+
+
+def _today(modules) -> datetime.date:
+    from . import nodes
+
+    for m in modules:
+        for d in m.decls:
+            if isinstance(d, nodes.Timezone):
+                try:
+                    return datetime.datetime.now(zoneinfo.ZoneInfo(d.name)).date()
+                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                    break
+    return datetime.datetime.now(datetime.timezone.utc).date()

@@ -1,0 +1,96 @@
+"""The checked catalog: what the checker produces and the code generator consumes.
+
+Every expression in it is typed, with names resolved (Attr, LetRef, Clock, Propensity,
+History). Treat instances as immutable values."""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from .diagnostics import Diagnostic, Span
+from .nodes import Expr, FieldSpec, Template
+from .types import Type
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """A rule as `explain` names it: kind, owner, a short text and where it is written."""
+
+    kind: str  # valid eligible cap suppress weight
+    owner: str  # "offer gold_upgrade", "category loyalty", "space web_home"
+    text: str
+    span: Span
+
+    def __str__(self) -> str:
+        return f"{self.span}: {self.owner}: {self.text}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A rule and the boolean expression that must be exactly true for the offer to stay."""
+
+    rule: RuleRef
+    expr: Expr
+
+
+@dataclass(frozen=True)
+class SpaceDef:
+    name: str
+    channel: str
+    limit: int
+    fallback: str | None
+    caps: tuple[Check, ...]
+    fields: tuple[FieldSpec, ...] | None  # None: the space asks for no particular fields
+    span: Span
+
+
+@dataclass(frozen=True)
+class CategoryDef:
+    name: str
+    parent: str | None
+    eligible: tuple[Check, ...]
+    limits: tuple[Check, ...]  # caps and suppressions, in declaration order
+    span: Span
+
+
+@dataclass(frozen=True)
+class OfferDef:
+    name: str
+    index: int  # declaration order: file name order, then position
+    span: Span
+    category: str | None
+    chain: tuple[str, ...]  # categories, root first
+    themes: tuple[str, ...]
+    spaces: tuple[str, ...]
+    valid: tuple[datetime.date, datetime.date] | None
+    valid_rule: RuleRef | None
+    eligible: tuple[Check, ...]
+    eligible_in: dict[str, tuple[Check, ...]]
+    weight: Check
+    weight_in: dict[str, Check]
+    limits: tuple[Check, ...]  # caps and suppressions, in declaration order
+    content: dict[str, tuple[tuple[str, Template], ...]]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    timezone: str
+    contact: dict[str, Type]
+    context: dict[str, Type]
+    lets: dict[str, Expr]
+    let_order: tuple[str, ...]  # every let after the lets it uses
+    spaces: dict[str, SpaceDef]
+    categories: dict[str, CategoryDef]
+    offers: tuple[OfferDef, ...]
+    sources: dict[str, str] = field(repr=False)
+    hash: str = ""
+    diagnostics: tuple[Diagnostic, ...] = ()  # warnings
+
+    @property
+    def offers_by_name(self) -> dict[str, OfferDef]:
+        return {o.name: o for o in self.offers}
+
+    def offers_in(self, space: str) -> tuple[OfferDef, ...]:
+        """The candidates of a space: offers listing it, its fallback excluded."""
+        fallback = self.spaces[space].fallback
+        return tuple(o for o in self.offers if space in o.spaces and o.name != fallback)

@@ -1,0 +1,93 @@
+"""Diagnostics: one shape for every error and warning offerd reports about a catalog.
+
+Rendered as `file:line:col: error: message`, the source line, a caret under the span,
+and an optional hint. The CLI and the admin API both use `Diagnostic.render`.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+    end_line: int
+    end_col: int  # exclusive, 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+NO_SPAN = Span("<builtin>", 0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    span: Span
+    message: str
+    severity: str = "error"  # "error" or "warning"
+    hint: str | None = None
+
+    def render(self, sources: dict[str, str] | None = None) -> str:
+        out = [f"{self.span}: {self.severity}: {self.message}"]
+        text = (sources or {}).get(self.span.file)
+        if text is not None and self.span.line > 0:
+            lines = text.splitlines()
+            if self.span.line <= len(lines):
+                line = lines[self.span.line - 1]
+                out.append(line)
+                out.append(_caret(line, self.span))
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+
+def _caret(line: str, span: Span) -> str:
+    start = max(span.col - 1, 0)
+    # keep tabs so the caret lines up in a terminal whatever the tab width
+    pad = "".join("\t" if c == "\t" else " " for c in line[:start])
+    end = span.end_col - 1 if span.end_line == span.line else len(line)
+    width = max(1, min(end, len(line)) - start)
+    return pad + "^" + "~" * (width - 1)
+
+
+class CatalogError(Exception):
+    """Raised once, with every error of a phase; `.diagnostics` also holds warnings."""
+
+    def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = list(diagnostics)
+        self.sources = sources or {}
+        super().__init__(self.render())
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.sources) for d in self.diagnostics)
+
+
+@dataclass
+class Reporter:
+    """Collects the diagnostics of one phase."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, span: Span, message: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(span, message, "error", hint))
+
+    def warning(self, span: Span, message: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(span, message, "warning", hint))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
+
+def did_you_mean(name: str, candidates, prefix: str = "") -> str | None:
+    """A hint naming the closest candidate, or None when nothing is close."""
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean {prefix}{match[0]}?" if match else None

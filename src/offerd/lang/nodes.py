@@ -1,0 +1,273 @@
+"""The ODL syntax tree: frozen dataclasses, each with its span.
+
+Spans, types and nullability are excluded from equality and hashing, so two
+expressions that read the same compare equal (the code generator relies on this
+to evaluate a repeated sub-expression once). The parser fills `span`; the checker
+returns new trees with `type` and `nullable` filled and names resolved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import NO_SPAN, Span
+from .types import Type
+
+
+def _meta():
+    return field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
+
+
+def _derived(default=None):
+    return field(default=default, compare=False, repr=False, kw_only=True)
+
+
+# --- expressions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expr:
+    span: Span = _meta()
+    type: Type | None = _derived()  # set by the checker
+    nullable: bool = _derived(True)  # set by the checker: may this evaluate to null?
+    depth: int = _derived(1)  # nesting depth, bounded at parse time
+
+
+@dataclass(frozen=True)
+class Literal(Expr):
+    value: object  # int float str bool datetime.date; durations are int seconds
+    lit_type: Type
+
+
+@dataclass(frozen=True)
+class ListLiteral(Expr):
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Path(Expr):
+    """`contact.age`, or a dotted category name given to a history function."""
+
+    parts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Name(Expr):
+    """A bare name: a let, `now`, `today`, `propensity`, or an offer given to a history function."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Unary(Expr):
+    op: str  # "-" or "not"
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Binary(Expr):
+    op: str  # + - * / % == != < <= > >= and or ?? in "not in"
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Cond(Expr):
+    test: Expr
+    then: Expr
+    orelse: Expr
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    fn: str
+    args: tuple[Expr, ...]
+
+
+# Produced by the checker only.
+
+
+@dataclass(frozen=True)
+class Attr(Expr):
+    root: str  # "contact" or "context"
+    name: str
+
+
+@dataclass(frozen=True)
+class LetRef(Expr):
+    name: str
+
+
+@dataclass(frozen=True)
+class Clock(Expr):
+    which: str  # "now" or "today"
+
+
+@dataclass(frozen=True)
+class Propensity(Expr):
+    offer: str  # the offer whose rule reads it; the space comes from the compiled space
+
+
+@dataclass(frozen=True)
+class History(Expr):
+    """A count of this contact's propositions (scope "contact") or everyone's ("total")."""
+
+    status: str  # proposed presented accepted rejected
+    ref_kind: str  # "offer", "category" or "space"
+    ref: str
+    window: int | None  # seconds; None = lifetime
+    scope: str = "contact"
+
+
+@dataclass(frozen=True)
+class Template:
+    """A content value: literal text and `{expr}` parts."""
+
+    parts: tuple[str | Expr, ...]
+    span: Span = _meta()
+
+
+# --- declarations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TypeRef:
+    name: str
+    arg: TypeRef | None = None
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Timezone:
+    name: str
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class SchemaField:
+    name: str
+    type: TypeRef
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    fields: tuple[SchemaField, ...]
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Let:
+    name: str
+    expr: Expr
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Cap:
+    limit: int
+    status: str | None  # None = proposed
+    scope: str  # "contact" or "total"
+    window: int | None  # seconds; None = lifetime
+    span: Span = _meta()
+    status_span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Suppress:
+    window: int
+    status: str
+    span: Span = _meta()
+    status_span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A one-value clause: channel, limit, fallback, category, valid, themes, spaces."""
+
+    kind: str
+    value: object
+    span: Span = _meta()
+    value_spans: tuple[Span, ...] = _meta()
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    optional: bool
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Fields:
+    specs: tuple[FieldSpec, ...]
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`eligible [in S:] expr` or `weight [in S:] expr`."""
+
+    kind: str  # "eligible" or "weight"
+    space: str | None
+    expr: Expr
+    span: Span = _meta()
+    space_span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class ContentField:
+    name: str
+    value: Template
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Content:
+    space: str
+    fields: tuple[ContentField, ...]
+    span: Span = _meta()
+    space_span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    items: tuple[object, ...]
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    items: tuple[object, ...]
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Offer:
+    name: str
+    items: tuple[object, ...]
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Module:
+    """One parsed file."""
+
+    file: str
+    decls: tuple[object, ...]
+
+
+def children(e: Expr) -> tuple[Expr, ...]:
+    if isinstance(e, Binary):
+        return (e.left, e.right)
+    if isinstance(e, Unary):
+        return (e.operand,)
+    if isinstance(e, Cond):
+        return (e.test, e.then, e.orelse)
+    if isinstance(e, Call):
+        return e.args
+    if isinstance(e, ListLiteral):
+        return e.items
+    return ()
