@@ -1,0 +1,540 @@
+"""Checked catalog → Python source, one module per offer space.
+
+Names in the generated code are all ours (`_p3`, `_s1`, `_k0` ...); values written in
+the source are Python literals made with repr() of checked ints, floats and strings,
+and every other constant (dates, history keys) is passed in the namespace. User text
+never becomes an identifier. Three compilations of a boolean expression:
+
+    value(e)   the Kleene value: True, False or None
+    truth(e)   a Python bool: is e exactly True? (what a rule needs: null fails closed)
+    falsity(e) a Python bool: is e exactly False? (truth of `not e`)
+
+truth/falsity let `a and b` short-circuit natively without building Kleene values.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from ..lang import nodes as n
+from ..lang.catalog import Catalog, Check, RuleRef
+from ..lang.types import INT
+
+_IDENT = re.compile(r"[a-z_][a-z0-9_.]*\Z")  # names allowed in comments: checked identifiers
+_SIMPLE = (n.Literal, n.Attr, n.LetRef, n.Clock)
+_ARGS = "_c, _x, _now, _ts, _today, _h"
+_INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+
+
+class Writer:
+    def __init__(self):
+        self.lines: list[str] = []
+        self.level = 0
+
+    def write(self, line: str) -> None:
+        self.lines.append("    " * self.level + line)
+
+    def indent(self) -> None:
+        self.level += 1
+
+    def dedent(self) -> None:
+        self.level -= 1
+
+    def source(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def comment(text: str) -> str:
+    return text if _IDENT.match(text) else "?"
+
+
+class ExprCodegen:
+    """Expression → Python expression text. Subclasses decide which nodes are preloaded
+    into locals (attributes, lets, shared sub-expressions)."""
+
+    def __init__(self, catalog: Catalog, consts: dict, space: str | None = None):
+        self.catalog = catalog
+        self.consts = consts  # name → value, for the namespace
+        self._const_names: dict[object, str] = {}
+        self.space = space
+        self.attrs: dict[tuple[str, str], str] = {}
+        self.lets: dict[str, str] = {}
+        self.shared: dict[n.Expr, str] = {}
+        self.temps = 0
+        self.uses: set[str] = set()  # runtime locals the prelude must bind: _hc _ht _hp _tdo
+
+    # --- names
+    def temp(self) -> str:
+        self.temps += 1
+        return f"_t{self.temps}"
+
+    def const(self, value) -> str:
+        key = (type(value), value)
+        if key not in self._const_names:
+            name = f"_k{len(self.consts)}"
+            self.consts[name] = value
+            self._const_names[key] = name
+        return self._const_names[key]
+
+    def literal(self, value) -> str:
+        if isinstance(value, bool) or value is None:
+            return repr(value)
+        if isinstance(value, (int, float)):
+            return f"({value!r})" if value < 0 else repr(value)
+        if isinstance(value, str):
+            return repr(value)
+        return self.const(value)  # dates
+
+    def attr(self, e: n.Attr) -> str:
+        key = (e.root, e.name)
+        if key not in self.attrs:
+            self.attrs[key] = f"_p{len(self.attrs)}"
+        return self.attrs[key]
+
+    def let(self, name: str) -> str:
+        if name not in self.lets:
+            self.lets[name] = f"_l{len(self.lets)}"
+        return self.lets[name]
+
+    def bind(self, e: n.Expr, code: str) -> tuple[str, str]:
+        """(first use, later uses) of a value needed twice."""
+        if isinstance(e, _SIMPLE) or e in self.shared:
+            return code, code
+        t = self.temp()
+        return f"({t} := {code})", t
+
+    # --- value
+    def value(self, e: n.Expr) -> str:
+        if e in self.shared:
+            return self.shared[e]
+        return getattr(self, "_v_" + type(e).__name__)(e)
+
+    def _v_Literal(self, e):
+        return self.literal(e.value)
+
+    def _v_ListLiteral(self, e):
+        return "(" + "".join(self.value(i) + ", " for i in e.items) + ")"
+
+    def _v_Attr(self, e):
+        return self.attr(e)
+
+    def _v_LetRef(self, e):
+        return self.let(e.name)
+
+    def _v_Clock(self, e):
+        return "_now" if e.which == "now" else "_today"
+
+    def _v_Propensity(self, e):
+        self.uses.add("_hp")
+        return f"_hp({self.literal(e.offer)}, {self.literal(self.space)}, _ts)"
+
+    def _v_History(self, e):
+        fn = "_hc" if e.scope == "contact" else "_ht"
+        self.uses.add(fn)
+        key = self.const((e.ref_kind, e.ref))
+        since = "None" if e.window is None else f"_ts - {e.window}"
+        return f"{fn}({key}, {e.status!r}, {since}, _ts)"
+
+    def _null_guard(self, operands, build) -> str:
+        """`None if <any nullable operand is None> else build(*codes)`."""
+        tests, codes = [], []
+        for x in operands:
+            code = self.value(x)
+            if x.nullable:
+                first, again = self.bind(x, code)
+                tests.append(f"{first} is None")
+                codes.append(again)
+            else:
+                codes.append(code)
+        result = build(*codes)
+        return f"(None if {' or '.join(tests)} else {result})" if tests else f"({result})"
+
+    def _v_Unary(self, e):
+        if e.op == "not":
+            return self._null_guard([e.operand], lambda a: f"not {a}")
+        return self._null_guard([e.operand], lambda a: f"-{a}")
+
+    def _v_Binary(self, e):
+        op, left, right = e.op, e.left, e.right
+        if op == "and":
+            if not e.nullable:
+                return f"({self.value(left)} and {self.value(right)})"
+            a, a2 = self.bind(left, self.value(left))
+            b, b2 = self.bind(right, self.value(right))
+            return f"(False if {a} is False or {b} is False else (None if {a2} is None or {b2} is None else True))"
+        if op == "or":
+            if not e.nullable:
+                return f"({self.value(left)} or {self.value(right)})"
+            a, a2 = self.bind(left, self.value(left))
+            b, b2 = self.bind(right, self.value(right))
+            return f"(True if {a} is True or {b} is True else (None if {a2} is None or {b2} is None else False))"
+        if op == "??":
+            if not left.nullable:
+                return self.value(left)
+            a, a2 = self.bind(left, self.value(left))
+            return f"({self.value(right)} if {a} is None else {a2})"
+        if op in ("in", "not in"):
+            return self._membership(e, value=True)
+        if op in ("/", "%"):
+            return self._division(e)
+        if op == "*" and e.type == INT:  # keep ints in 64 bits so a float conversion never overflows
+            t = self.temp()
+            return self._null_guard([left, right], lambda a, b: (
+                f"{t} if -_rt_int_limit <= ({t} := {a} * {b}) <= _rt_int_limit else None"))
+        return self._null_guard([left, right], lambda a, b: f"{a} {op} {b}")
+
+    def _division(self, e):
+        tests, codes = [], []
+        for side in (e.left, e.right):
+            code = self.value(side)
+            if side is e.right and not (isinstance(side, n.Literal) and side.value != 0):
+                first, again = self.bind(side, code)
+                tests.append(f"not {first}")  # catches None and zero
+                codes.append(again)
+            elif side.nullable:
+                first, again = self.bind(side, code)
+                tests.append(f"{first} is None")
+                codes.append(again)
+            else:
+                codes.append(code)
+        body = f"{codes[0]} {e.op} {codes[1]}"
+        return f"(None if {' or '.join(tests)} else {body})" if tests else f"({body})"
+
+    def _membership(self, e, value: bool):
+        """`in`/`not in`. A literal list of constants becomes a set (Python folds it into a
+        frozenset constant). `value` False compiles the truth of the test."""
+        left, right, negate = e.left, e.right, e.op == "not in"
+        if isinstance(right, n.ListLiteral) and not all(isinstance(i, n.Literal) for i in right.items):
+            code = f"_rt_in_list({self.value(left)}, {self.value(right)})"
+            if negate:
+                code = self._kleene_not(code)
+            return code if value else f"({code} is True)"
+        if isinstance(right, n.ListLiteral):
+            items = {i.value: None for i in right.items}
+            rcode = "{" + ", ".join(self.literal(v) for v in items) + "}"
+        else:
+            rcode = self.value(right)
+        word = "not in" if negate else "in"
+        if not e.nullable:
+            return f"({self.value(left)} {word} {rcode})"
+        if not value and not negate and not right.nullable and right.type.collection:
+            return f"({self.value(left)} in {rcode})"  # null is in no set or list: false, not an error
+        tests, codes = [], []
+        for x, code in ((left, self.value(left)), (right, rcode)):
+            if x.nullable:
+                first, again = self.bind(x, code)
+                tests.append(first)
+                codes.append(again)
+            else:
+                codes.append(code)
+        body = f"{codes[0]} {word} {codes[1]}"
+        if value:
+            return f"(None if {' or '.join(f'{t} is None' for t in tests)} else {body})"
+        return f"({' and '.join(f'{t} is not None' for t in tests)} and {body})"
+
+    def _kleene_not(self, code):
+        t = self.temp()
+        return f"(None if ({t} := {code}) is None else not {t})"
+
+    def _v_Cond(self, e):
+        return f"({self.value(e.then)} if {self.truth(e.test)} else {self.value(e.orelse)})"
+
+    def _v_Call(self, e):
+        fn, args = e.fn, e.args
+        if fn == "has":
+            return f"({self.value(args[0])} is not None)"
+        if fn in ("lower", "upper"):
+            return self._null_guard(args, lambda a: f"{a}.{fn}()")
+        if fn == "len":
+            return self._null_guard(args, lambda a: f"_rt_len({a})")
+        if fn == "starts_with":
+            return self._null_guard(args, lambda a, b: f"{a}.startswith({b})")
+        if fn in ("min", "max"):
+            cmp = "<=" if fn == "min" else ">="
+            a, a2 = self.bind(args[0], self.value(args[0]))
+            b, b2 = self.bind(args[1], self.value(args[1]))
+            if not e.nullable:
+                return f"({a2} if {a} {cmp} {b} else {b2})"
+            return f"(None if {a} is None or {b} is None else ({a2} if {a2} {cmp} {b2} else {b2}))"
+        if fn == "abs":
+            return self._null_guard(args, lambda a: f"-{a} if {a} < 0 else {a}")
+        if fn in ("days_since", "days_until"):
+            self.uses.add("_tdo")
+            if fn == "days_since":
+                return self._null_guard(args, lambda a: f"_tdo - {a}.toordinal()")
+            return self._null_guard(args, lambda a: f"{a}.toordinal() - _tdo")
+        if fn == "bucket":
+            return f"_rt_bucket({self.value(args[0])}, {self.value(args[1])})"
+        raise AssertionError(f"unchecked function {fn}")
+
+    # --- truth and falsity
+    def truth(self, e: n.Expr) -> str:
+        if e in self.shared:
+            name = self.shared[e]
+            return name if not e.nullable else f"({name} is True)"
+        if isinstance(e, n.Binary) and e.op in ("and", "or"):
+            return f"({self.truth(e.left)} {e.op} {self.truth(e.right)})"
+        if isinstance(e, n.Unary) and e.op == "not":
+            return self.falsity(e.operand)
+        if not e.nullable:
+            return self.value(e)
+        if isinstance(e, n.Binary) and e.op in _INVERSE:
+            return self._compare(e.left, e.op, e.right)
+        if isinstance(e, n.Binary) and e.op in ("in", "not in"):
+            return self._membership(e, value=False)
+        if isinstance(e, n.Cond):
+            return f"({self.truth(e.then)} if {self.truth(e.test)} else {self.truth(e.orelse)})"
+        return f"({self.value(e)} is True)"
+
+    def falsity(self, e: n.Expr) -> str:
+        if e in self.shared:
+            name = self.shared[e]
+            return f"(not {name})" if not e.nullable else f"({name} is False)"
+        if isinstance(e, n.Binary) and e.op in ("and", "or"):
+            other = "or" if e.op == "and" else "and"
+            return f"({self.falsity(e.left)} {other} {self.falsity(e.right)})"
+        if isinstance(e, n.Unary) and e.op == "not":
+            return self.truth(e.operand)
+        if not e.nullable:
+            return f"(not {self.value(e)})"
+        if isinstance(e, n.Binary) and e.op in _INVERSE:
+            # not (a < b) rather than a >= b: NaN compares false both ways
+            return self._compare(e.left, e.op, e.right, negate=True)
+        if isinstance(e, n.Binary) and e.op in ("in", "not in"):
+            flipped = n.Binary("not in" if e.op == "in" else "in", e.left, e.right,
+                               type=e.type, nullable=e.nullable)
+            return self._membership(flipped, value=False)
+        if isinstance(e, n.Cond):
+            return f"({self.falsity(e.then)} if {self.truth(e.test)} else {self.falsity(e.orelse)})"
+        return f"({self.value(e)} is False)"
+
+    def _compare(self, left, op, right, negate=False) -> str:
+        tests, codes = [], []
+        for x in (left, right):
+            code = self.value(x)
+            if x.nullable:
+                first, again = self.bind(x, code)
+                tests.append(f"{first} is not None")
+                codes.append(again)
+            else:
+                codes.append(code)
+        body = f"{codes[0]} {op} {codes[1]}"
+        tests.append(f"not ({body})" if negate else body)
+        return "(" + " and ".join(tests) + ")"
+
+
+def cost(e: n.Expr) -> int:
+    """A rough static cost, to test cheap things first."""
+    own = {n.History: 60, n.Propensity: 60, n.Call: 8}.get(type(e), 1)
+    if isinstance(e, n.Call) and e.fn == "bucket":
+        own = 40
+    if isinstance(e, n.Binary) and e.op in ("in", "not in") and isinstance(e.right, n.ListLiteral):
+        own = 1  # a frozenset lookup
+    return own + sum(cost(c) for c in n.children(e))
+
+
+def selectivity(e: n.Expr) -> int:
+    """Equality and membership tests reject most contacts; != rejects few."""
+    if isinstance(e, n.Binary):
+        return {"==": 0, "in": 0, "<": 1, "<=": 1, ">": 1, ">=": 1, "!=": 2}.get(e.op, 1)
+    return 1
+
+
+def conjuncts(e: n.Expr) -> list[n.Expr]:
+    if isinstance(e, n.Binary) and e.op == "and":
+        return conjuncts(e.left) + conjuncts(e.right)
+    return [e]
+
+
+def subexpressions(e: n.Expr):
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        yield x
+        stack.extend(n.children(x))
+
+
+class SpaceCodegen(ExprCodegen):
+    """One offer space → a module with `_evaluate` (the fast path), or `_explain`, or the
+    content renderers. `plan` lists, per offer, the checks in explain order."""
+
+    def __init__(self, catalog: Catalog, space: str):
+        super().__init__(catalog, {}, space)
+        self.space_def = catalog.spaces[space]
+        self.offers = catalog.offers_in(space)
+        self.rules: list[RuleRef] = []
+        self.plan: list[tuple[list[tuple[int, Check]], tuple[int, Check]]] = []
+        for offer in self.offers:
+            checks = []
+            if offer.valid is not None:
+                checks.append((self._rule(offer.valid_rule), None))
+            chain = [self.catalog.categories[c] for c in offer.chain]
+            for c in chain:
+                checks += [(self._rule(k.rule), k) for k in c.eligible]
+            checks += [(self._rule(k.rule), k) for k in offer.eligible]
+            checks += [(self._rule(k.rule), k) for k in offer.eligible_in.get(space, ())]
+            checks += [(self._rule(k.rule), k) for k in offer.limits]
+            for c in chain:
+                checks += [(self._rule(k.rule), k) for k in c.limits]
+            checks += [(self._rule(k.rule), k) for k in self.space_def.caps]
+            weight = offer.weight_in.get(space, offer.weight)
+            self.plan.append((checks, (self._rule(weight.rule), weight)))
+
+    def _rule(self, rule: RuleRef) -> int:
+        self.rules.append(rule)
+        return len(self.rules) - 1
+
+    def _share(self) -> None:
+        """Mark the sub-expressions met more than once in this space: evaluated once per call."""
+        counts: Counter = Counter()
+        for checks, (_, weight) in self.plan:
+            for _, check in checks:
+                if check is not None:
+                    counts.update(x for x in subexpressions(check.expr) if not isinstance(x, _SIMPLE + (n.ListLiteral,)))
+            counts.update(x for x in subexpressions(weight.expr) if not isinstance(x, _SIMPLE + (n.ListLiteral,)))
+        self._candidates = {e for e, k in counts.items() if k > 1}
+
+    def _emit_shared(self, e: n.Expr, out: list[str]) -> None:
+        """Define shared sub-expressions, children first, as they are first met."""
+        for child in n.children(e):
+            self._emit_shared(child, out)
+        if e in self._candidates and e not in self.shared:
+            code = self.value(e)
+            name = f"_s{len(self.shared)}"
+            self.shared[e] = name
+            out.append(f"{name} = {code}")
+
+    def _valid_test(self, offer, negate=False) -> str:
+        lo, hi = (self.literal(d) for d in offer.valid)
+        return f"not ({lo} <= _today <= {hi})" if negate else f"{lo} <= _today <= {hi}"
+
+    def _prelude(self, w: Writer, body: Writer, shared_lines: list[str]) -> None:
+        """Bind, before the body, everything the body uses: attributes, lets, clocks."""
+        let_lines = self._let_lines()
+        if "_tdo" in self.uses:
+            w.write("_tdo = _today.toordinal()")
+        for fn, method in (("_hc", "count"), ("_ht", "total"), ("_hp", "propensity")):
+            if fn in self.uses:
+                w.write(f"{fn} = _h.{method}")
+        for (root, name), var in self.attrs.items():
+            w.write(f"{var} = {'_c' if root == 'contact' else '_x'}.get({name!r})")
+        for line in let_lines + shared_lines:
+            w.write(line)
+        w.lines.extend(body.lines)
+
+    def _let_lines(self) -> list[str]:
+        """Lets used here, in dependency order. Generating a let may reveal further lets
+        and attributes, so this runs until nothing new appears."""
+        done: dict[str, str] = {}
+        while len(done) < len(self.lets):
+            for name in self.catalog.let_order:
+                if name in self.lets and name not in done:
+                    saved, self.shared = self.shared, {}
+                    done[name] = self.value(self.catalog.lets[name])
+                    self.shared = saved
+        return [f"{self.lets[name]} = {done[name]}" for name in self.catalog.let_order if name in done]
+
+    def evaluate_source(self, explain: bool = False) -> str:
+        """`_evaluate(...)` → [(offer position, weight)] of the eligible offers; with
+        explain, `_explain(...)` → (eligible, [(offer position, rule index)])."""
+        self._share()
+        shared_lines: list[str] = []
+        body = Writer()
+        body.level = 1
+        body.write("_el = []")
+        body.write("_ap = _el.append")
+        if explain:
+            body.write("_fails = []")
+            body.write("_fa = _fails.append")
+        for pos, (offer, (checks, (weight_idx, weight))) in enumerate(zip(self.offers, self.plan)):
+            for _, check in checks:
+                if check is not None:
+                    self._emit_shared(check.expr, shared_lines)
+            self._emit_shared(weight.expr, shared_lines)
+            body.write(f"# offer {comment(offer.name)}")
+            if explain:
+                self._explain_offer(body, pos, offer, checks, weight_idx, weight)
+            else:
+                self._fast_offer(body, pos, offer, checks, weight)
+        body.write("return (_el, _fails)" if explain else "return _el")
+        w = Writer()
+        w.write(f"# offer space {comment(self.space)}, catalog {self.catalog.hash[:12]}")
+        w.write(f"def {'_explain' if explain else '_evaluate'}({_ARGS}):")
+        w.indent()
+        self._prelude(w, body, shared_lines)
+        return w.source()
+
+    def _fast_offer(self, w: Writer, pos: int, offer, checks, weight: Check) -> None:
+        tests: list[tuple[int, int, int, str]] = []  # (cost, selectivity, order, code)
+        for order, (_, check) in enumerate(checks):
+            if check is None:
+                tests.append((0, 0, order, self._valid_test(offer)))
+                continue
+            for part in conjuncts(check.expr):
+                c = 0 if part in self.shared else cost(part)
+                tests.append((c, selectivity(part), order, self.truth(part)))
+        tests.sort(key=lambda t: t[:3])
+        if tests:
+            w.write("if " + " and ".join(t[3] for t in tests) + ":")
+            w.indent()
+        self._append_weight(w, pos, weight, None)
+        if tests:
+            w.dedent()
+
+    def _explain_offer(self, w: Writer, pos: int, offer, checks, weight_idx: int, weight: Check) -> None:
+        keyword = "if"
+        for idx, check in checks:
+            test = self._valid_test(offer, negate=True) if check is None else self.falsity_or_null(check.expr)
+            w.write(f"{keyword} {test}:")
+            w.indent()
+            w.write(f"_fa(({pos}, {idx}))")
+            w.dedent()
+            keyword = "elif"
+        if checks:
+            w.write("else:")
+            w.indent()
+        self._append_weight(w, pos, weight, weight_idx)
+        if checks:
+            w.dedent()
+
+    def falsity_or_null(self, e: n.Expr) -> str:
+        return f"not {self.truth(e)}"
+
+    def _append_weight(self, w: Writer, pos: int, weight: Check, fail_idx: int | None) -> None:
+        code = self.value(weight.expr)
+        if not weight.expr.nullable:
+            w.write(f"_ap(({pos}, {code}))")
+            return
+        w.write(f"_w = {code}")
+        if fail_idx is None:
+            w.write(f"if _w is not None: _ap(({pos}, _w))")
+        else:
+            w.write(f"if _w is None: _fa(({pos}, {fail_idx}))")
+            w.write(f"else: _ap(({pos}, _w))")
+
+    def render_source(self) -> str:
+        """`_render(pos, ...)` → ((field, text), ...) for an offer of this space."""
+        out = Writer()
+        names = []
+        for pos, offer in enumerate(self.offers):
+            fields = offer.content.get(self.space, ())
+            self.attrs, self.lets, self.shared, self.uses = {}, {}, {}, set()
+            items = []
+            for field, template in fields:
+                parts = [self.literal(p) if isinstance(p, str) else f"_rt_text({self.value(p)})"
+                         for p in template.parts]
+                text = parts[0] if len(parts) == 1 and isinstance(template.parts[0], str) else (
+                    f"_rt_join(({', '.join(parts)},))" if parts else "''")
+                items.append(f"({field!r}, {text})")
+            body = Writer()
+            body.level = 1
+            body.write("return (" + "".join(i + ", " for i in items) + ")")
+            name = f"_render_{pos}"
+            names.append(name)
+            out.write(f"# content of offer {comment(offer.name)}")
+            out.write(f"def {name}({_ARGS}):")
+            out.indent()
+            self._prelude(out, body, [])
+            out.dedent()
+        out.write("_renderers = (" + "".join(f"{x}, " for x in names) + ")")
+        return out.source()

@@ -1,0 +1,55 @@
+"""The only names generated code can see. Its globals are exactly `namespace()`, with
+empty `__builtins__`: no import, no open, no getattr, no way out."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+
+INT_LIMIT = 2**63 - 1
+
+
+def bucket(x, n):
+    """Stable hash of x into 0..n-1: the same in every process and release (BLAKE2b of the
+    value's text, not Python's salted hash). Null if x is null or n < 1."""
+    if x is None or n is None or n < 1:
+        return None
+    data = (x if isinstance(x, str) else str(int(x))).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") % n
+
+
+def text(v) -> str:
+    """A value as content text: null is empty, bools are true/false, dates ISO."""
+    if v is None:
+        return ""
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    return str(v)
+
+
+def in_list(x, items):
+    """`x in [a, b]` with nullable items, as SQL: true if found, else null if any null."""
+    if x is None:
+        return None
+    saw_null = False
+    for item in items:
+        if item is None:
+            saw_null = True
+        elif item == x:
+            return True
+    return None if saw_null else False
+
+
+def namespace() -> dict:
+    return {
+        "__builtins__": {},
+        "_rt_bucket": bucket,
+        "_rt_text": text,
+        "_rt_in_list": in_list,
+        "_rt_len": len,
+        "_rt_join": "".join,
+        "_rt_int_limit": INT_LIMIT,
+    }

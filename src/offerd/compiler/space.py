@@ -1,0 +1,104 @@
+"""A compiled offer space: an immutable value, safe to share between threads."""
+from __future__ import annotations
+
+import datetime
+import threading
+import zoneinfo
+from dataclasses import dataclass
+
+from ..lang.catalog import Catalog, OfferDef, RuleRef
+from . import runtime
+from .codegen import SpaceCodegen
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A decision time, as generated code reads it."""
+
+    now: datetime.datetime  # aware, UTC
+    ts: float  # epoch seconds
+    today: datetime.date  # in the catalog's timezone
+
+    @classmethod
+    def at(cls, when: datetime.datetime, timezone: str = "UTC") -> Moment:
+        if when.tzinfo is None:
+            raise ValueError("decision time must carry a timezone")
+        now = when.astimezone(datetime.timezone.utc)
+        return cls(now, now.timestamp(), when.astimezone(zoneinfo.ZoneInfo(timezone)).date())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `explain` says of one offer: its weight if eligible, else the rule that removed it."""
+
+    offer: OfferDef
+    eligible: bool
+    weight: float | None
+    rule: RuleRef | None
+
+
+def _compile(source: str, consts: dict, label: str, name: str):
+    namespace = runtime.namespace()
+    namespace.update(consts)
+    exec(compile(source, f"<offerd {label}>", "exec"), namespace)
+    return namespace[name]
+
+
+class CompiledSpace:
+    """The space's offers compiled to one Python function (`evaluate`), with `explain` and
+    `render` compiled on first use. Pure: reads its arguments, writes nothing."""
+
+    def __init__(self, catalog: Catalog, space: str):
+        gen = SpaceCodegen(catalog, space)
+        self.catalog_hash = catalog.hash
+        self.timezone = catalog.timezone
+        self.space = catalog.spaces[space]
+        self.offers: tuple[OfferDef, ...] = gen.offers
+        self.rules: tuple[RuleRef, ...] = tuple(gen.rules)
+        self.source = gen.evaluate_source()
+        self._evaluate = _compile(self.source, gen.consts, f"space {space}", "_evaluate")
+        self._catalog = catalog
+        self._lock = threading.Lock()
+        self._lazy: dict[str, object] = {}
+
+    def moment(self, when: datetime.datetime) -> Moment:
+        return Moment.at(when, self.timezone)
+
+    def evaluate(self, contact: dict, context: dict, moment: Moment, history) -> list[tuple[int, object]]:
+        """[(offer position, weight)] for the eligible offers, in declaration order.
+        `contact` and `context` must already be checked against the schemas."""
+        return self._evaluate(contact, context, moment.now, moment.ts, moment.today, history)
+
+    def explain(self, contact: dict, context: dict, moment: Moment, history) -> list[Outcome]:
+        """Every offer of the space, with its weight or the first rule (in declaration
+        order) that removed it."""
+        fn = self._part("explain")
+        eligible, fails = fn(contact, context, moment.now, moment.ts, moment.today, history)
+        out: list[Outcome | None] = [None] * len(self.offers)
+        for pos, weight in eligible:
+            out[pos] = Outcome(self.offers[pos], True, weight, None)
+        for pos, rule in fails:
+            out[pos] = Outcome(self.offers[pos], False, None, self.rules[rule])
+        return out
+
+    def render(self, pos: int, contact: dict, context: dict, moment: Moment, history) -> dict[str, str]:
+        """The content of the offer at `pos` for this space, each field rendered as text."""
+        fn = self._part("render")[pos]
+        return dict(fn(contact, context, moment.now, moment.ts, moment.today, history))
+
+    def source_of(self, part: str) -> str:
+        self._part(part)
+        return self._lazy[part + "_source"]
+
+    def _part(self, part: str):
+        if part not in self._lazy:
+            with self._lock:
+                if part not in self._lazy:
+                    gen = SpaceCodegen(self._catalog, self.space.name)
+                    if part == "explain":
+                        source, name = gen.evaluate_source(explain=True), "_explain"
+                    else:
+                        source, name = gen.render_source(), "_renderers"
+                    self._lazy[part + "_source"] = source
+                    self._lazy[part] = _compile(source, gen.consts, f"{part} {self.space.name}", name)
+        return self._lazy[part]
