@@ -147,6 +147,7 @@ class ExprCodegen:
             else:
                 codes.append(code)
         result = build(*codes)
+        tests = list(dict.fromkeys(tests))  # `x - x` tests x once
         return f"(None if {' or '.join(tests)} else {result})" if tests else f"({result})"
 
     def _v_Unary(self, e):
@@ -251,11 +252,17 @@ class ExprCodegen:
             return self._null_guard(args, lambda a, b: f"{a}.startswith({b})")
         if fn in ("min", "max"):
             cmp = "<=" if fn == "min" else ">="
-            a, a2 = self.bind(args[0], self.value(args[0]))
-            b, b2 = self.bind(args[1], self.value(args[1]))
-            if not e.nullable:
-                return f"({a2} if {a} {cmp} {b} else {b2})"
-            return f"(None if {a} is None or {b} is None else ({a2} if {a2} {cmp} {b2} else {b2}))"
+            a_first, a = self.bind(args[0], self.value(args[0]))
+            b_first, b = self.bind(args[1], self.value(args[1]))
+            tests = []
+            if args[0].nullable:
+                tests.append(f"{a_first} is None")
+                a_first = a
+            if args[1].nullable:
+                tests.append(f"{b_first} is None")
+                b_first = b
+            pick = f"({a} if {a_first} {cmp} {b_first} else {b})"  # the test runs first, binding a and b
+            return f"(None if {' or '.join(tests)} else {pick})" if tests else pick
         if fn == "abs":
             return self._null_guard(args, lambda a: f"-{a} if {a} < 0 else {a}")
         if fn in ("days_since", "days_until"):
@@ -321,6 +328,33 @@ class ExprCodegen:
         body = f"{codes[0]} {op} {codes[1]}"
         tests.append(f"not ({body})" if negate else body)
         return "(" + " and ".join(tests) + ")"
+
+
+    def _prelude(self, w: Writer, body: Writer, shared_lines: list[str]) -> None:
+        """Bind, before the body, everything the body uses: attributes, lets, clocks."""
+        let_lines = self._let_lines()
+        if "_tdo" in self.uses:
+            w.write("_tdo = _today.toordinal()")
+        for fn, method in (("_hc", "count"), ("_ht", "total"), ("_hp", "propensity")):
+            if fn in self.uses:
+                w.write(f"{fn} = _h.{method}")
+        for (root, name), var in self.attrs.items():
+            w.write(f"{var} = {'_c' if root == 'contact' else '_x'}.get({name!r})")
+        for line in let_lines + shared_lines:
+            w.write(line)
+        w.lines.extend(body.lines)
+
+    def _let_lines(self) -> list[str]:
+        """Lets used here, in dependency order. Generating a let may reveal further lets
+        and attributes, so this runs until nothing new appears."""
+        done: dict[str, str] = {}
+        while len(done) < len(self.lets):
+            for name in self.catalog.let_order:
+                if name in self.lets and name not in done:
+                    saved, self.shared = self.shared, {}
+                    done[name] = self.value(self.catalog.lets[name])
+                    self.shared = saved
+        return [f"{self.lets[name]} = {done[name]}" for name in self.catalog.let_order if name in done]
 
 
 def cost(e: n.Expr) -> int:
@@ -407,32 +441,6 @@ class SpaceCodegen(ExprCodegen):
     def _valid_test(self, offer, negate=False) -> str:
         lo, hi = (self.literal(d) for d in offer.valid)
         return f"not ({lo} <= _today <= {hi})" if negate else f"{lo} <= _today <= {hi}"
-
-    def _prelude(self, w: Writer, body: Writer, shared_lines: list[str]) -> None:
-        """Bind, before the body, everything the body uses: attributes, lets, clocks."""
-        let_lines = self._let_lines()
-        if "_tdo" in self.uses:
-            w.write("_tdo = _today.toordinal()")
-        for fn, method in (("_hc", "count"), ("_ht", "total"), ("_hp", "propensity")):
-            if fn in self.uses:
-                w.write(f"{fn} = _h.{method}")
-        for (root, name), var in self.attrs.items():
-            w.write(f"{var} = {'_c' if root == 'contact' else '_x'}.get({name!r})")
-        for line in let_lines + shared_lines:
-            w.write(line)
-        w.lines.extend(body.lines)
-
-    def _let_lines(self) -> list[str]:
-        """Lets used here, in dependency order. Generating a let may reveal further lets
-        and attributes, so this runs until nothing new appears."""
-        done: dict[str, str] = {}
-        while len(done) < len(self.lets):
-            for name in self.catalog.let_order:
-                if name in self.lets and name not in done:
-                    saved, self.shared = self.shared, {}
-                    done[name] = self.value(self.catalog.lets[name])
-                    self.shared = saved
-        return [f"{self.lets[name]} = {done[name]}" for name in self.catalog.let_order if name in done]
 
     def evaluate_source(self, explain: bool = False) -> str:
         """`_evaluate(...)` → [(offer position, weight)] of the eligible offers; with
@@ -538,3 +546,19 @@ class SpaceCodegen(ExprCodegen):
             out.dedent()
         out.write("_renderers = (" + "".join(f"{x}, " for x in names) + ")")
         return out.source()
+
+
+def expression_source(catalog: Catalog, expr: n.Expr, consts: dict) -> str:
+    """`_value`, `_truth` and `_falsity` of one checked expression (tests and tools)."""
+    out = Writer()
+    for name, mode in (("_value", "value"), ("_truth", "truth"), ("_falsity", "falsity")):
+        gen = ExprCodegen(catalog, consts)
+        gen._const_names = {(type(v), v): k for k, v in consts.items()}
+        body = Writer()
+        body.level = 1
+        body.write(f"return {getattr(gen, mode)(expr)}")
+        out.write(f"def {name}({_ARGS}):")
+        out.indent()
+        gen._prelude(out, body, [])
+        out.dedent()
+    return out.source()

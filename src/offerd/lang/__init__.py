@@ -12,7 +12,7 @@ from .parser import parse
 
 MAX_FILES = 1000
 
-__all__ = ["Catalog", "CatalogError", "Diagnostic", "check", "load"]
+__all__ = ["Catalog", "CatalogError", "Diagnostic", "check", "check_expression", "load"]
 
 
 def read_dir(path: str) -> dict[str, str]:
@@ -68,3 +68,26 @@ def _today(modules) -> datetime.date:
                 except (zoneinfo.ZoneInfoNotFoundError, ValueError):
                     break
     return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+def check_expression(catalog: Catalog, text: str, offer: str | None = None):
+    """Parse and type one expression against a checked catalog's schemas and lets (tests,
+    tools). `offer` gives `propensity` its offer. Raises CatalogError."""
+    from .checker import _Scope
+    from .parser import parse_expr
+
+    report = Reporter()
+    modules = [parse(catalog.sources[name], name, report) for name in sorted(catalog.sources)]
+    expr = parse_expr(text, "<expression>", report)
+    sources = {**catalog.sources, "<expression>": text}
+    if report.has_errors or expr is None:
+        raise CatalogError(report.diagnostics, sources)
+    checker = Checker(modules, sources)
+    checker._collect()
+    for name in checker.let_decls:
+        checker._let(name)
+    checker.r = Reporter()
+    checked = checker._expr(expr, _Scope("expression", offer=offer))
+    if checker.r.has_errors:
+        raise CatalogError(checker.r.diagnostics, sources)
+    return checked

@@ -1,0 +1,64 @@
+"""Runtime attribute values against the schemas. Compiled code trusts its inputs' types,
+so every value from outside (requests, profiles, population files) passes here first."""
+from __future__ import annotations
+
+import datetime
+import math
+
+from .diagnostics import did_you_mean
+from .types import Type
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+class InputError(ValueError):
+    """Attributes that do not fit the schema; `.problems` lists each one."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def _convert(t: Type, v):
+    """The value as compiled code expects it, or raise TypeError/ValueError."""
+    name = t.name
+    if name == "string" and isinstance(v, str):
+        return v
+    if name == "int" and isinstance(v, int) and not isinstance(v, bool):
+        if not INT_MIN <= v <= INT_MAX:
+            raise ValueError("out of the 64-bit integer range")
+        return v
+    if name == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
+        f = float(v)
+        if not math.isfinite(f):
+            raise ValueError("not a finite number")
+        return f
+    if name == "bool" and isinstance(v, bool):
+        return v
+    if name == "date" and isinstance(v, datetime.date) and not isinstance(v, datetime.datetime):
+        return v
+    if name in ("set", "list") and isinstance(v, (list, tuple, set, frozenset)):
+        items = [_convert(t.elem, x) for x in v]
+        return frozenset(items) if name == "set" else tuple(items)
+    raise TypeError(f"expected {t}, got {type(v).__name__}")
+
+
+def check_attributes(schema: dict[str, Type], values: dict, root: str) -> dict:
+    """A copy of `values` converted to the schema's types (ints widen to float, lists of a
+    set become frozensets). None means absent. Raises InputError listing every problem."""
+    out, problems = {}, []
+    for key, v in values.items():
+        t = schema.get(key)
+        if t is None:
+            hint = did_you_mean(key, schema, f"{root}.")
+            problems.append(f"{root}.{key} is not in schema {root}" + (f" ({hint})" if hint else ""))
+            continue
+        if v is None:
+            continue
+        try:
+            out[key] = _convert(t, v)
+        except (TypeError, ValueError) as e:
+            problems.append(f"{root}.{key}: {e}")
+    if problems:
+        raise InputError(problems)
+    return out
