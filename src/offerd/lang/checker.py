@@ -85,6 +85,8 @@ class Checker:
         for name, let in self.let_decls.items():
             if name not in self.used_lets:
                 self.r.warning(let.span, f"let {name} is never used")
+        order = {m.file: i for i, m in enumerate(self.modules)}
+        self.r.diagnostics.sort(key=lambda d: (order.get(d.span.file, -1), d.span.line, d.span.col))
         if self.r.has_errors:
             raise CatalogError(self.r.diagnostics, self.sources)
         return Catalog(
@@ -419,9 +421,8 @@ class Checker:
         if name not in fields:
             other = self.context if root == "contact" else self.contact
             other_root = "context" if root == "contact" else "contact"
-            hint = did_you_mean(name, fields, f"{root}.")
-            if hint is None and name in other:
-                hint = f"did you mean {other_root}.{name}?"
+            hint = (f"did you mean {other_root}.{name}?" if name in other
+                    else did_you_mean(name, fields, f"{root}."))
             return self._fail(e, f"unknown attribute {root}.{name}", hint)
         return n.Attr(root, name, span=e.span, type=fields[name], nullable=True, depth=e.depth)
 

@@ -37,12 +37,27 @@ class Diagnostic:
         if text is not None and self.span.line > 0:
             lines = text.splitlines()
             if self.span.line <= len(lines):
-                line = lines[self.span.line - 1]
+                line, span = _window(lines[self.span.line - 1], self.span)
                 out.append(line)
-                out.append(_caret(line, self.span))
+                out.append(_caret(line, span))
         if self.hint:
             out.append(f"hint: {self.hint}")
         return "\n".join(out)
+
+
+WIDTH = 120
+
+
+def _window(line: str, span: Span) -> tuple[str, Span]:
+    """A long line cut to about WIDTH characters around the span, marked with …."""
+    if len(line) <= WIDTH:
+        return line, span
+    start = max(0, min(span.col - 1 - WIDTH // 3, len(line) - WIDTH))
+    end = start + WIDTH
+    shown = ("…" if start else "") + line[start:end] + ("…" if end < len(line) else "")
+    shift = start - (1 if start else 0)
+    end_col = span.end_col - shift if span.end_line == span.line else len(shown) + 1
+    return shown, Span(span.file, span.line, span.col - shift, span.line, min(end_col, len(shown) + 1))
 
 
 def _caret(line: str, span: Span) -> str:

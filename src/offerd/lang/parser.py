@@ -456,6 +456,9 @@ _NAMES = {
 }
 _EXPR_START = {"NAME", "STRING", "INT", "FLOAT", "DATE", "DURATION", "LPAR", "LSQB",
                "MINUS", "NOT", "IF", "TRUE", "FALSE"}
+_CLAUSES = {"timezone", "schema", "let", "space", "category", "offer", "channel", "limit",
+            "fallback", "fields", "themes", "spaces", "valid", "eligible", "weight", "cap",
+            "suppress", "content"}
 _HINTS = [
     (re.compile(r"^=[^=]"), "use == to compare, = only in `let`"),
     (re.compile(r"^&&|^\|\|"), "write `and` / `or`"),
@@ -498,6 +501,12 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, origin, parser: Lark
         message += "; a '{' is not closed"
     elif 0 < len(wanted) <= 6:
         message += "; expected " + (wanted[0] if len(wanted) == 1 else "one of " + ", ".join(wanted))
+    previous = (getattr(e, "token_history", None) or [None])[-1]
+    if isinstance(e, UnexpectedToken) and previous is not None and str(previous) in _CLAUSES \
+            and previous.type == "NAME":
+        # `eligible contact.age >=` then `content ...`: the keyword was read as a name
+        line, col, width = previous.line, previous.column, len(previous)
+        message = f"`{previous}` starts a new clause, but the expression before it is incomplete"
     rest = ""
     if isinstance(e, (UnexpectedCharacters, UnexpectedToken)) and e.pos_in_stream is not None:
         rest = text[e.pos_in_stream : e.pos_in_stream + 3]
