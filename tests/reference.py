@@ -1,0 +1,250 @@
+"""A tree-walking reference interpreter of the checked ODL AST, for tests only.
+
+It is written from DESIGN.md's "Semantics, normative" and the documented decisions, not
+from the code generator, so that the compiled code can be checked against it. It favours
+being obviously right over being fast: every node is evaluated from scratch, lets included.
+
+Values: null is None; bools are True/False; ints, floats, strings, dates as Python's;
+`now` is an aware datetime; durations are int seconds; list literals evaluate to tuples,
+list attributes are tuples and set attributes frozensets (as `check_attributes` makes them).
+A node whose checked type is float yields a float (int widens to float, as `unify` says).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+
+from offerd.lang import nodes as n
+
+INT_LIMIT = 2**63 - 1
+
+_ARITHMETIC = ("+", "-", "*", "/", "%")
+_COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+
+
+def evaluate(expr: n.Expr, contact: dict, context: dict, moment, history,
+             lets: dict[str, n.Expr], space: str | None = None):
+    """The value of a checked expression: True/False/None for a bool, else the value or None."""
+    return _Interpreter(contact, context, moment, history, lets, space).eval(expr)
+
+
+class _Interpreter:
+    def __init__(self, contact, context, moment, history, lets, space):
+        self.roots = {"contact": contact, "context": context}
+        self.moment = moment
+        self.history = history
+        self.lets = lets
+        self.space = space
+
+    def eval(self, e: n.Expr):
+        value = getattr(self, "_" + type(e).__name__)(e)
+        if (e.type is not None and e.type.name == "float" and isinstance(value, int)
+                and not isinstance(value, bool)):
+            value = float(value)  # int widens to float
+        return value
+
+    # --- leaves ------------------------------------------------------------------------
+
+    def _Literal(self, e: n.Literal):
+        return e.value
+
+    def _ListLiteral(self, e: n.ListLiteral):
+        return tuple(self.eval(i) for i in e.items)
+
+    def _Attr(self, e: n.Attr):
+        return self.roots[e.root].get(e.name)  # a missing key and None are both null
+
+    def _LetRef(self, e: n.LetRef):
+        return self.eval(self.lets[e.name])
+
+    def _Clock(self, e: n.Clock):
+        return self.moment.now if e.which == "now" else self.moment.today
+
+    def _Propensity(self, e: n.Propensity):
+        return self.history.propensity(e.offer, self.space, self.moment.ts)
+
+    def _History(self, e: n.History):
+        until = self.moment.ts
+        since = None if e.window is None else until - e.window
+        count = self.history.count if e.scope == "contact" else self.history.total
+        return count((e.ref_kind, e.ref), e.status, since, until)
+
+    # --- operators ---------------------------------------------------------------------
+
+    def _Unary(self, e: n.Unary):
+        x = self.eval(e.operand)
+        if x is None:
+            return None
+        if e.op == "not":
+            return not x
+        return -x
+
+    def _Binary(self, e: n.Binary):
+        op = e.op
+        if op == "and":
+            return kleene_and(self.eval(e.left), self.eval(e.right))
+        if op == "or":
+            return kleene_or(self.eval(e.left), self.eval(e.right))
+        if op == "??":
+            left = self.eval(e.left)
+            return self.eval(e.right) if left is None else left
+        left, right = self.eval(e.left), self.eval(e.right)
+        if op == "in":
+            return membership(left, right)
+        if op == "not in":
+            return kleene_not(membership(left, right))
+        if left is None or right is None:
+            return None
+        if op in _COMPARISONS:
+            return compare(op, left, right)
+        return arithmetic(op, left, right)
+
+    def _Cond(self, e: n.Cond):
+        # like SQL CASE: only an exactly-true condition takes the then branch
+        return self.eval(e.then) if self.eval(e.test) is True else self.eval(e.orelse)
+
+    def _Call(self, e: n.Call):
+        fn = e.fn
+        if fn == "has":
+            return self.eval(e.args[0]) is not None
+        args = [self.eval(a) for a in e.args]
+        if any(a is None for a in args):
+            return None
+        if fn == "lower":
+            return args[0].lower()
+        if fn == "upper":
+            return args[0].upper()
+        if fn == "len":
+            return len(args[0])
+        if fn == "starts_with":
+            return args[0].startswith(args[1])
+        if fn == "min":
+            return min(args[0], args[1])
+        if fn == "max":
+            return max(args[0], args[1])
+        if fn == "abs":
+            return abs(args[0])
+        if fn == "days_since":
+            return self.moment.today.toordinal() - args[0].toordinal()
+        if fn == "days_until":
+            return args[0].toordinal() - self.moment.today.toordinal()
+        if fn == "bucket":
+            return bucket(args[0], args[1])
+        raise AssertionError(f"unknown function {fn}")
+
+
+# --- the semantics, one function each ------------------------------------------------------
+
+
+def kleene_not(x):
+    return None if x is None else not x
+
+
+def kleene_and(a, b):
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
+
+
+def kleene_or(a, b):
+    if a is True or b is True:
+        return True
+    if a is None or b is None:
+        return None
+    return False
+
+
+def compare(op: str, a, b) -> bool:
+    return {
+        "==": lambda: a == b,
+        "!=": lambda: a != b,
+        "<": lambda: a < b,
+        "<=": lambda: a <= b,
+        ">": lambda: a > b,
+        ">=": lambda: a >= b,
+    }[op]()
+
+
+def membership(x, items):
+    """`x in items`: null on a null side; a substring test on strings; on a list with null
+    items, true if one equals x, else null if one is null, else false."""
+    if x is None or items is None:
+        return None
+    if isinstance(items, str):
+        return x in items
+    if isinstance(items, frozenset):
+        return x in items
+    saw_null = False
+    for item in items:
+        if item is None:
+            saw_null = True
+        elif item == x:
+            return True
+    return None if saw_null else False
+
+
+def arithmetic(op: str, a, b):
+    """Both operands non-null. Null on division by zero and on int * int overflow."""
+    if op == "+":
+        return a + b  # numbers, or two strings joined
+    if op == "-":
+        return a - b
+    if op == "*":
+        result = a * b
+        if _is_int(a) and _is_int(b) and not -INT_LIMIT <= result <= INT_LIMIT:
+            return None
+        return result
+    if b == 0:
+        return None
+    if op == "/":
+        return a / b  # true division: always a float
+    if op == "%":
+        return a % b  # Python's floored modulo
+    raise AssertionError(f"unknown operator {op}")
+
+
+def bucket(x, count: int):
+    if x is None or count is None or count < 1:
+        return None
+    text = x if isinstance(x, str) else str(x)
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# --- a whole offer in a space --------------------------------------------------------------
+
+
+def explain_offer(catalog, space: str, offer, contact: dict, context: dict, moment, history):
+    """("eligible", weight), or ("removed", rule) with `rule` the RuleRef of the first rule
+    that is not exactly true, in explain order: valid; the category chain's eligible rules,
+    root first; the offer's eligible rules; its eligible rules for the space; its caps and
+    suppressions in declaration order; its categories' caps and suppressions, root first;
+    the space's caps. Then a null weight removes the offer (rule = the weight's rule)."""
+    o = catalog.offers_by_name[offer] if isinstance(offer, str) else offer
+
+    def run(e):
+        return evaluate(e, contact, context, moment, history, catalog.lets, space)
+
+    if o.valid is not None and not o.valid[0] <= moment.today <= o.valid[1]:
+        return ("removed", o.valid_rule)
+    chain = [catalog.categories[c] for c in o.chain]
+    checks = [k for c in chain for k in c.eligible]
+    checks += list(o.eligible)
+    checks += list(o.eligible_in.get(space, ()))
+    checks += list(o.limits)
+    checks += [k for c in chain for k in c.limits]
+    checks += list(catalog.spaces[space].caps)
+    for check in checks:
+        if run(check.expr) is not True:
+            return ("removed", check.rule)
+    weight = o.weight_in.get(space, o.weight)
+    value = run(weight.expr)
+    if value is None:
+        return ("removed", weight.rule)
+    return ("eligible", value)

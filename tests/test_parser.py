@@ -1,0 +1,111 @@
+"""Parser: expression trees (golden), spans, syntax errors."""
+import datetime
+
+import pytest
+from golden import FIXTURES
+
+from offerd.lang import nodes as n
+from offerd.lang.diagnostics import Reporter
+from offerd.lang.parser import parse, parse_expr
+
+
+def dump(e) -> str:
+    """A fully parenthesised rendering of an expression tree."""
+    if isinstance(e, n.Literal):
+        if e.lit_type.name == "duration":
+            return f"{e.value}s"
+        if isinstance(e.value, bool):
+            return str(e.value).lower()
+        if isinstance(e.value, str):
+            return '"' + e.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(e.value, datetime.date):
+            return e.value.isoformat()
+        return repr(e.value)
+    if isinstance(e, n.Name):
+        return e.name
+    if isinstance(e, n.Path):
+        return ".".join(e.parts)
+    if isinstance(e, n.ListLiteral):
+        return "[" + " ".join(map(dump, e.items)) + "]"
+    if isinstance(e, n.Unary):
+        return f"({e.op} {dump(e.operand)})"
+    if isinstance(e, n.Binary):
+        return f"({e.op} {dump(e.left)} {dump(e.right)})"
+    if isinstance(e, n.Cond):
+        return f"(if {dump(e.test)} {dump(e.then)} {dump(e.orelse)})"
+    if isinstance(e, n.Call):
+        return "(" + " ".join([e.fn] + [dump(a) for a in e.args]) + ")"
+    raise AssertionError(type(e))
+
+
+def expression_cases():
+    lines = (FIXTURES / "parse" / "expressions.txt").read_text().splitlines()
+    return [pytest.param(*line.split(" => "), id=line.split(" => ")[0])
+            for line in lines if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("source,expected", expression_cases())
+def test_expression_tree(source, expected):
+    report = Reporter()
+    tree = parse_expr(source, "<t>", report)
+    assert not report.diagnostics, [d.render() for d in report.diagnostics]
+    assert dump(tree) == expected
+
+
+def test_comparisons_do_not_chain():
+    report = Reporter()
+    assert parse_expr("a < b < c", "<t>", report) is None
+    assert "unexpected '<'" in report.diagnostics[0].message
+
+
+def test_spans_point_at_the_source():
+    src = 'offer o {\n  eligible contact.age >= 18 and context.page != "x"\n}\n'
+    report = Reporter()
+    module = parse(src, "o.offer", report)
+    rule = module.decls[0].items[0]
+    left, right = rule.expr.left, rule.expr.right
+    assert (left.span.line, left.span.col, left.span.end_col) == (2, 12, 29)
+    assert (right.span.line, right.span.col, right.span.end_col) == (2, 34, 53)
+    assert (left.left.span.col, left.left.span.end_col) == (12, 23)  # contact.age
+
+
+def test_keywords_are_names_where_no_keyword_fits():
+    src = ("schema contact { total: int  limit: int  content: string }\n"
+           "let x = contact.total + contact.limit\n")
+    report = Reporter()
+    module = parse(src, "k.offer", report)
+    assert not report.diagnostics
+    assert [f.name for f in module.decls[0].fields] == ["total", "limit", "content"]
+
+
+def test_template_parts_and_escapes():
+    src = 'offer o { content s { t "a {{b}} {contact.x ?? \\"y\\"} c\\n" } }'
+    report = Reporter()
+    module = parse(src, "t.offer", report)
+    assert not report.diagnostics
+    template = module.decls[0].items[0].fields[0].value
+    assert template.parts[0] == "a {b} "
+    assert dump(template.parts[1]) == '(?? contact.x "y")'
+    assert template.parts[2] == " c\n"
+    assert template.parts[1].span.col == src.index("contact.x") + 1
+
+
+def test_unknown_escape_is_an_error():
+    report = Reporter()
+    parse('let x = "a\\qb"', "e.offer", report)
+    assert report.diagnostics[0].message == "unknown escape \\q in string"
+    assert report.diagnostics[0].span.col == 11
+
+
+@pytest.mark.parametrize("depth", [10, 48])
+def test_nesting_up_to_the_limit_parses(depth):
+    report = Reporter()
+    assert parse_expr("not " * (depth - 1) + "true", "<t>", report) is not None
+    assert not report.diagnostics
+
+
+def test_nesting_past_the_limit_is_one_clean_error():
+    report = Reporter()
+    assert parse_expr("not " * 10_000 + "true", "<t>", report) is None
+    assert len(report.diagnostics) == 1
+    assert "nested more than 48 levels" in report.diagnostics[0].message
