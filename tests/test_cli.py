@@ -1,0 +1,64 @@
+"""The `offerd` command, run as a user runs it: a real process, real files."""
+import pathlib
+import shutil
+import subprocess
+import sys
+
+EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "catalog"
+
+
+def offerd(*args):
+    return subprocess.run([sys.executable, "-m", "offerd.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_ok_prints_a_summary():
+    r = offerd("check", EXAMPLE)
+    assert r.returncode == 0, r.stderr
+    assert "ok — 7 offers, 3 spaces, 2 categories, 1 lets, 0 warnings" in r.stdout
+
+
+def test_check_broken_catalog_exits_1_with_every_error(tmp_path):
+    shutil.copytree(EXAMPLE, tmp_path / "c")
+    (tmp_path / "c" / "99_broken.offer").write_text(
+        "offer broken {\n  spaces web_home, nowhere\n  eligible contact.agee > 1\n}\n")
+    r = offerd("check", tmp_path / "c")
+    assert r.returncode == 1
+    assert "99_broken.offer:2:20: error: unknown space nowhere" in r.stderr
+    assert "99_broken.offer:3:12: error: unknown attribute contact.agee" in r.stderr
+    assert "hint: did you mean contact.age?" in r.stderr
+    assert "99_broken.offer:1:7: error: offer broken gives no title, url for space web_home" in r.stderr
+    assert r.stderr.rstrip().endswith("3 errors")
+
+
+def test_check_warnings_do_not_fail(tmp_path):
+    (tmp_path / "a.offer").write_text("space s { limit 1 }\noffer lonely { weight 1 }\n")
+    r = offerd("check", tmp_path)
+    assert r.returncode == 0
+    assert "warning: offer lonely is in no space" in r.stderr
+    assert "1 warning " in r.stdout
+
+
+def test_check_missing_folder():
+    r = offerd("check", "/nonexistent/catalog")
+    assert r.returncode == 1 and "is not a folder" in r.stderr
+
+
+def test_compile_show_source_prints_python_that_compiles():
+    r = offerd("compile", EXAMPLE, "--space", "web_home", "--show-source", "--explain", "--content")
+    assert r.returncode == 0, r.stderr
+    assert "def _evaluate(" in r.stdout and "def _explain(" in r.stdout and "def _render_0(" in r.stdout
+    compile(r.stdout, "<shown>", "exec")
+    assert "# space web_home: 5 offers" in r.stderr
+
+
+def test_compile_unknown_space_suggests():
+    r = offerd("compile", EXAMPLE, "--space", "web_hom")
+    assert r.returncode == 2 and "did you mean web_home?" in r.stderr
+
+
+def test_compile_all_spaces_summary():
+    r = offerd("compile", EXAMPLE)
+    assert r.returncode == 0
+    assert sorted(line.split()[2].rstrip(":") for line in r.stdout.splitlines()) == [
+        "callcenter_next", "newsletter", "web_home"]
