@@ -1,0 +1,612 @@
+"""Property tests: compiled ODL agrees with the reference interpreter (tests/reference.py).
+
+A type-directed Hypothesis strategy writes random well-typed ODL expressions (every
+operator and function, nulls everywhere); each is compiled and run against random
+contacts, contexts, decision times and histories, and must give what the reference gives.
+A second strategy writes whole catalogs (random eligible rules, weights, caps, validity)
+and checks a compiled space's `evaluate` and `explain` against `reference.explain_offer`.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import math
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from offerd import lang
+from offerd.compiler import Moment, SpaceCache, compile_expression, compile_space
+from offerd.history import MemoryHistory, Proposition
+from offerd.lang import nodes as n
+from offerd.lang.values import check_attributes
+
+import reference
+
+INT_MAX = 2**63 - 1
+TIMEZONE = "Europe/Paris"
+
+SCHEMAS = """
+timezone "Europe/Paris"
+
+schema contact {
+  a: int  b: int  f: float  g: float  s: string  t: string  flag: bool
+  d: date  e: date  tags: set<string>  nums: list<int>  words: list<string>
+}
+schema context { page: string  n: int }
+
+let adult = contact.a >= 18
+let senior = adult and contact.b >= 65
+let score = contact.f * 2.0 + 1
+let label = lower(contact.s ?? "x")
+let picks = ["a", "b", contact.s]
+"""
+
+SOURCE = SCHEMAS + """
+space web { channel inbound  limit 2  fallback hello  cap 3 per contact per 1d }
+
+category loyalty { eligible adult }
+category loyalty.upsell { cap 2 per contact per 7d }
+
+offer promo { category loyalty.upsell  spaces web  weight 10 }
+offer card { category loyalty  spaces web  weight score }
+offer hello { spaces web }
+"""
+
+CATALOG = lang.check({"t.offer": SOURCE})
+
+OFFERS = ("promo", "card", "hello")
+CATEGORIES = ("loyalty", "loyalty.upsell")
+CHAINS = {"promo": ("loyalty", "loyalty.upsell"), "card": ("loyalty",), "hello": ()}
+
+ATTRIBUTES = {
+    "int": ("contact.a", "contact.b", "context.n"),
+    "float": ("contact.f", "contact.g"),
+    "string": ("contact.s", "contact.t", "context.page"),
+    "bool": ("contact.flag",),
+    "date": ("contact.d", "contact.e"),
+}
+ALL_ATTRIBUTES = sum(ATTRIBUTES.values(), ()) + ("contact.tags", "contact.nums", "contact.words")
+LETS = {"bool": ("adult", "senior"), "float": ("score",), "string": ("label",)}
+
+# --- literals ------------------------------------------------------------------------------
+
+SPECIAL_INTS = [0, 1, -1, 2, -2, 3, 7, 17, 18, 65, 100, -100, 2**31, 3037000499, 3037000500,
+                -3037000500, 2**62, -(2**62), 2**62 + 1, INT_MAX, -INT_MAX, -(2**63)]
+SPECIAL_FLOATS = [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 3.0, 18.0, 0.1, 1e15, 2.0**62,
+                  1e300, -1e300, 1e-300]
+STRINGS = ["", "a", "b", "A", "ab", "abc", "é", "É", "ß", "x y", "1", "-5", "gold", 'q"', "\\"]
+DURATIONS = ["1d", "7d", "30d", "12h", "90m", "45s", "1d 12h", "400d"]
+DATES = [datetime.date(2026, 11, 1), datetime.date(2026, 6, 15), datetime.date(1, 1, 1),
+         datetime.date(9999, 12, 31), datetime.date(2000, 2, 29)]
+
+
+def _signed(text: str, negative: bool) -> str:
+    return f"(-{text})" if negative else text
+
+
+def int_literal(v: int) -> str:
+    assert abs(v) <= INT_MAX
+    return _signed(str(abs(v)), v < 0)
+
+
+def float_literal(v: float) -> str:
+    """ODL floats are digits.digits, no exponent."""
+    text = format(Decimal(repr(abs(v))), "f")
+    if "." not in text:
+        text += ".0"
+    assert float(text) == abs(v) and len(text) <= 40, text
+    return _signed(text, math.copysign(1, v) < 0)
+
+
+def string_literal(v: str) -> str:
+    escaped = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{escaped}"'
+
+
+int_literals = st.one_of(
+    st.sampled_from([v for v in SPECIAL_INTS if abs(v) <= INT_MAX]), st.integers(-1000, 1000)
+).map(int_literal)
+float_literals = st.one_of(
+    st.sampled_from(SPECIAL_FLOATS),
+    st.integers(-100_000, 100_000).map(lambda i: i / 100),
+).map(float_literal)
+string_literals = st.one_of(st.sampled_from(STRINGS), st.text("abAé \"\\\t", max_size=3)).map(string_literal)
+date_literals = st.one_of(
+    st.sampled_from(DATES), st.dates(datetime.date(2025, 1, 1), datetime.date(2027, 12, 31))
+).map(lambda d: d.isoformat())
+duration_literals = st.sampled_from(DURATIONS)
+
+
+# --- type-directed expression generator ------------------------------------------------------
+
+
+def par(text: str) -> str:
+    return f"({text})"
+
+
+def call(fn: str, *args: str) -> str:
+    return f"{fn}({', '.join(args)})"
+
+
+class Gen:
+    """Strategies for ODL source text of a given type: bool int float string date time
+    duration, and the right-hand sides of `in`. Every compound is parenthesised, so the text
+    parses as generated whatever the precedence."""
+
+    def __init__(self, propensity: bool, history: bool = True):
+        self.propensity = propensity  # `propensity` only means something in an offer
+        self.history = history
+
+    def num(self, depth: int):
+        return st.one_of(self.expr("int", depth), self.expr("float", depth))
+
+    @functools.lru_cache(maxsize=None)
+    def expr(self, t: str, depth: int):
+        leaves = self._leaves(t)
+        if depth <= 0:
+            return leaves
+        return st.one_of(leaves, st.deferred(lambda: self._compound(t, depth - 1)))
+
+    def _leaves(self, t: str):
+        options = []
+        names = ATTRIBUTES.get(t, ()) + LETS.get(t, ())
+        if names:
+            options.append(st.sampled_from(names))
+        if t == "int":
+            options.append(int_literals)
+            if self.history:
+                options.append(st.builds(
+                    lambda fn, ref, dur: call(fn, ref, dur),
+                    st.sampled_from(("proposed", "presented", "accepted", "rejected")),
+                    st.sampled_from(OFFERS + CATEGORIES), duration_literals))
+        elif t == "float":
+            options.append(float_literals)
+            if self.propensity:
+                options.append(st.just("propensity"))
+        elif t == "bool":
+            options.append(st.sampled_from(("true", "false")))
+        elif t == "string":
+            options.append(string_literals)
+        elif t == "date":
+            options += [date_literals, st.just("today")]
+        elif t == "time":
+            options.append(st.just("now"))
+        elif t == "duration":
+            options.append(duration_literals)
+        return st.one_of(*options)
+
+    def _compound(self, t: str, d: int):
+        e = lambda u: self.expr(u, d)  # noqa: E731
+        num = self.num(d)
+        b = lambda f, *args: st.builds(f, *args)  # noqa: E731
+        shared = [  # every type has ?? and if/then/else
+            b(lambda x, y: par(f"{x} ?? {y}"), e(t), e(t)),
+            b(lambda c, x, y: par(f"if {c} then {x} else {y}"), e("bool"), e(t), e(t)),
+        ]
+        if t in ("int", "float", "string", "date", "time", "duration"):
+            shared.append(b(lambda fn, x, y: call(fn, x, y), st.sampled_from(("min", "max")), e(t), e(t)))
+        if t == "int":
+            return st.one_of(*shared, st.one_of(
+                b(lambda x: par(f"-{x}"), e("int")),
+                b(lambda x, op, y: par(f"{x} {op} {y}"), e("int"), st.sampled_from("+-*%"), e("int")),
+                b(lambda x: call("len", x), st.one_of(e("string"), self.collection(d))),
+                b(lambda x: call("abs", x), e("int")),
+                b(lambda fn, x: call(fn, x), st.sampled_from(("days_since", "days_until")), e("date")),
+                b(lambda x, k: call("bucket", x, k), st.one_of(e("string"), e("int")),
+                  st.one_of(e("int"), st.sampled_from(("1", "2", "10", "100", "0", "(-3)")))),
+            ))
+        if t == "float":
+            mixed = st.one_of(st.tuples(e("float"), num), st.tuples(num, e("float")))
+            return st.one_of(*shared, st.one_of(
+                b(lambda x: par(f"-{x}"), e("float")),
+                b(lambda xy, op: par(f"{xy[0]} {op} {xy[1]}"), mixed, st.sampled_from("+-*%")),
+                b(lambda x, y: par(f"{x} / {y}"), num, num),
+                b(lambda xy: par(f"{xy[0]} ?? {xy[1]}"), mixed),
+                b(lambda c, xy: par(f"if {c} then {xy[0]} else {xy[1]}"), e("bool"), mixed),
+                b(lambda fn, xy: call(fn, *xy), st.sampled_from(("min", "max")), mixed),
+                b(lambda x: call("abs", x), e("float")),
+            ))
+        if t == "string":
+            return st.one_of(*shared, st.one_of(
+                b(lambda x, y: par(f"{x} + {y}"), e("string"), e("string")),
+                b(lambda fn, x: call(fn, x), st.sampled_from(("lower", "upper")), e("string")),
+            ))
+        if t == "bool":
+            return st.one_of(*shared, st.one_of(
+                b(lambda x: par(f"not {x}"), e("bool")),
+                b(lambda x, op, y: par(f"{x} {op} {y}"), e("bool"), st.sampled_from(("and", "or")), e("bool")),
+                self.comparison(d),
+                self.membership(d),
+                b(lambda a: call("has", a), st.sampled_from(ALL_ATTRIBUTES)),
+                b(lambda x, y: call("starts_with", x, y), e("string"), e("string")),
+            ))
+        return st.one_of(*shared)  # date, time, duration
+
+    def comparison(self, d: int):
+        e = lambda u: self.expr(u, d)  # noqa: E731
+        ordered = st.one_of(
+            st.tuples(self.num(d), self.num(d)), st.tuples(e("string"), e("string")),
+            st.tuples(e("date"), e("date")), st.tuples(e("time"), e("time")),
+            st.tuples(e("duration"), e("duration")))
+        return st.one_of(
+            st.builds(lambda xy, op: par(f"{xy[0]} {op} {xy[1]}"), ordered,
+                      st.sampled_from(("==", "!=", "<", "<=", ">", ">="))),
+            st.builds(lambda x, op, y: par(f"{x} {op} {y}"), e("bool"), st.sampled_from(("==", "!=")), e("bool")),
+        )
+
+    def list_literal(self, items):
+        return st.lists(items, min_size=1, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]")
+
+    def collection(self, d: int):
+        """Something `len` takes besides a string."""
+        return st.one_of(
+            st.sampled_from(("contact.tags", "contact.nums", "contact.words", "picks")),
+            self.list_literal(self.num(d)), self.list_literal(self.expr("string", d)))
+
+    def membership(self, d: int):
+        e = lambda u: self.expr(u, d)  # noqa: E731
+        int_list = self.list_literal(self.expr("int", d))
+        pairs = st.one_of(
+            st.tuples(self.num(d), st.one_of(
+                self.list_literal(self.num(d)), st.just("contact.nums"),
+                int_list.map(lambda xs: par(f"contact.nums ?? {xs}")))),
+            st.tuples(e("string"), st.one_of(
+                self.list_literal(e("string")), st.sampled_from(("contact.tags", "contact.words", "picks")),
+                e("string"),  # substring
+                self.list_literal(e("string")).map(lambda xs: par(f"contact.words ?? {xs}")))),
+            st.tuples(e("date"), self.list_literal(e("date"))),
+        )
+        return st.builds(lambda xy, op: par(f"{xy[0]} {op} {xy[1]}"), pairs, st.sampled_from(("in", "not in")))
+
+
+EXPRESSIONS = Gen(propensity=True)
+TYPES = ("bool", "int", "float", "string", "date")
+expressions = st.sampled_from(TYPES).flatmap(lambda t: EXPRESSIONS.expr(t, 5))
+bool_expressions = EXPRESSIONS.expr("bool", 5)
+
+
+# --- random inputs ----------------------------------------------------------------------------
+
+MISSING = object()
+ints = st.one_of(st.sampled_from(SPECIAL_INTS), st.integers(-1000, 1000))
+floats = st.one_of(st.sampled_from(SPECIAL_FLOATS), st.floats(allow_nan=False, allow_infinity=False),
+                   st.integers(-1000, 1000).map(float))
+strings = st.one_of(st.sampled_from(STRINGS), st.text("abAé \"\\\t", max_size=3))
+dates = st.one_of(st.sampled_from(DATES), st.dates(datetime.date(2025, 1, 1), datetime.date(2027, 12, 31)))
+VALUES = {
+    "int": ints, "float": floats, "string": strings, "bool": st.booleans(), "date": dates,
+    "set": st.one_of(st.frozensets(strings, max_size=3), st.lists(strings, max_size=3)),
+    "list_int": st.lists(ints, max_size=4),
+    "list_string": st.lists(strings, max_size=4),
+}
+
+
+def _value_strategy(t):
+    key = t.name if t.elem is None else ("set" if t.name == "set" else f"list_{t.elem.name}")
+    return VALUES[key]
+
+
+def attributes(schema: dict):
+    """A dict of attribute values, each present, missing or None; converted as a request's."""
+    fields = {name: st.one_of(st.just(MISSING), st.none(), _value_strategy(t)) for name, t in schema.items()}
+
+    def convert(raw):
+        given = {k: v for k, v in raw.items() if v is not MISSING}
+        out = check_attributes(schema, given, "contact" if schema is CATALOG.contact else "context")
+        out.update({k: None for k, v in given.items() if v is None})  # None is null, as a missing key
+        return out
+
+    return st.fixed_dictionaries(fields).map(convert)
+
+
+@st.composite
+def moments(draw):
+    when = draw(st.datetimes(datetime.datetime(2026, 1, 1), datetime.datetime(2027, 1, 1),
+                             timezones=st.just(datetime.timezone.utc)))
+    return Moment.at(when, TIMEZONE)
+
+
+@st.composite
+def histories(draw, moment: Moment, offers=OFFERS, chains=CHAINS, spaces=("web",)):
+    """A MemoryHistory around the decision time (some events after it), viewed by a known
+    contact, another one, or an unknown one."""
+    props = []
+    for _ in range(draw(st.integers(0, 10))):
+        offer = draw(st.sampled_from(offers))
+        t = moment.ts - draw(st.sampled_from((0, 1, 3600, 86400, 86401, 7 * 86400, 29 * 86400, -60)) |
+                             st.integers(-86400, 45 * 86400))
+        events = {}
+        for status in draw(st.sampled_from(((), ("presented",), ("accepted",), ("rejected",),
+                                            ("presented", "accepted"), ("presented", "rejected")))):
+            events[status] = t + draw(st.integers(0, 3 * 86400))
+        props.append(Proposition(draw(st.sampled_from(("c1", "c2"))), offer, draw(st.sampled_from(spaces)),
+                                 chains[offer], t, events))
+    return MemoryHistory(props).view(draw(st.sampled_from(("c1", "c1", "c2", None))))
+
+
+@st.composite
+def environments(draw, contact_schema=None, context_schema=None, **history_options):
+    moment = draw(moments())
+    return (draw(attributes(contact_schema or CATALOG.contact)),
+            draw(attributes(context_schema or CATALOG.context)),
+            moment, draw(histories(moment, **history_options)))
+
+
+# --- comparing values -------------------------------------------------------------------------
+
+
+def same(actual, expected) -> bool:
+    """Equal values of the same type; floats within rounding (or both NaN)."""
+    if actual is None or expected is None:
+        return actual is None and expected is None
+    if type(actual) is not type(expected):
+        return False
+    if isinstance(expected, float):
+        if math.isnan(expected):
+            return math.isnan(actual)
+        return actual == expected or math.isclose(actual, expected, rel_tol=1e-9)
+    return actual == expected
+
+
+PYTHON_TYPES = {"bool": bool, "int": int, "float": float, "string": str, "date": datetime.date,
+                "time": datetime.datetime, "duration": int}
+
+
+def walk(e: n.Expr):
+    yield e
+    for child in n.children(e):
+        yield from walk(child)
+
+
+def describe(text, contact, context, moment, history) -> str:
+    return (f"\nexpression: {text}\ncontact: {contact}\ncontext: {context}\n"
+            f"now: {moment.now} today: {moment.today}\nhistory contact: {history._contact}")
+
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- expressions ------------------------------------------------------------------------------
+
+
+@FAST
+@given(text=expressions, envs=st.lists(environments(), min_size=1, max_size=6))
+def test_compiled_value_matches_reference(text, envs):
+    compiled = compile_expression(CATALOG, text, offer="promo")
+    for contact, context, moment, history in envs:
+        expected = reference.evaluate(compiled.expr, contact, context, moment, history, CATALOG.lets)
+        actual = compiled.value(contact, context, moment, history)
+        assert same(actual, expected), (
+            f"value {actual!r}, reference {expected!r}" + describe(text, contact, context, moment, history))
+
+
+@FAST
+@given(text=bool_expressions, envs=st.lists(environments(), min_size=1, max_size=6))
+def test_compiled_truth_and_falsity_match_reference(text, envs):
+    compiled = compile_expression(CATALOG, text, offer="promo")
+    for contact, context, moment, history in envs:
+        expected = reference.evaluate(compiled.expr, contact, context, moment, history, CATALOG.lets)
+        where = describe(text, contact, context, moment, history)
+        assert compiled.truth(contact, context, moment, history) is (expected is True), f"truth, reference {expected!r}" + where
+        assert compiled.falsity(contact, context, moment, history) is (expected is False), f"falsity, reference {expected!r}" + where
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=expressions, envs=st.lists(environments(), min_size=1, max_size=4))
+def test_checked_type_and_nullability_hold_for_every_subexpression(text, envs):
+    """The checker's `type` and `nullable` are promises the code generator relies on: a
+    node that is not nullable never evaluates to null, and values have the node's type."""
+    expr = lang.check_expression(CATALOG, text, offer="promo")
+    for contact, context, moment, history in envs:
+        for node in walk(expr):
+            if node.type.name not in PYTHON_TYPES:
+                continue
+            value = reference.evaluate(node, contact, context, moment, history, CATALOG.lets)
+            sub = CATALOG.sources.get("<expression>")  # noqa: F841 (kept for debugging)
+            where = f"\nnode: {node!r}" + describe(text, contact, context, moment, history)
+            if value is None:
+                assert node.nullable, "null from a node the checker says is never null" + where
+            else:
+                assert type(value) is PYTHON_TYPES[node.type.name], f"{value!r} is not a {node.type}" + where
+
+
+# Pinned cases: each documented decision once, against the reference and the compiled code.
+PINNED = [
+    ("7 % -2", {}, -1),
+    ("-7 % 2", {}, 1),
+    ("7.5 % 2", {}, 1.5),
+    ("7 / 2", {}, 3.5),
+    ("4 / 2", {}, 2.0),
+    ("1 / 0", {}, None),
+    ("1.5 / 0.0", {}, None),
+    ("5 % 0", {}, None),
+    ("contact.a / 0", {"a": 3}, None),
+    ("contact.a + 1", {}, None),
+    ("contact.a * 2", {"a": 2**62}, None),
+    ("contact.a * 2", {"a": -(2**62)}, -(2**63)) if False else ("contact.a * 2", {"a": 2**61}, 2**62),
+    ("9223372036854775807 * 2", {}, None),
+    ("(9223372036854775807 * 2) > 0", {}, None),
+    ("(9223372036854775807 * 2) ?? 5", {}, 5),
+    ("contact.s + \"!\"", {"s": "hi"}, "hi!"),
+    ("contact.a == 1", {}, None),
+    ("contact.a in [1, 2]", {}, None),
+    ("1 in [1, contact.a]", {}, True),
+    ("2 in [1, contact.a]", {}, None),
+    ("2 not in [1, contact.a]", {}, None),
+    ("2 in [1, contact.a]", {"a": 3}, False),
+    ("\"z\" in picks", {}, None),
+    ("\"a\" in picks", {}, True),
+    ("\"z\" not in picks", {"s": "y"}, True),
+    ("\"b\" in contact.s", {"s": "abc"}, True),
+    ("\"\" in contact.s", {"s": ""}, True),
+    ("\"b\" in contact.tags", {}, None),
+    ("\"b\" in contact.tags", {"tags": set()}, False),
+    ("contact.flag and false", {}, False),
+    ("contact.flag or true", {}, True),
+    ("contact.flag and true", {}, None),
+    ("not contact.flag", {}, None),
+    ("if contact.flag then 1 else 2", {}, 2),
+    ("if contact.flag then 1 else 2.5", {"flag": True}, 1.0),
+    ("contact.a ?? 1.5", {"a": 3}, 3.0),
+    ("has(contact.a)", {"a": 0}, True),
+    ("has(contact.a)", {}, False),
+    ("has(contact.s)", {"s": ""}, True),
+    ("len(contact.s)", {}, None),
+    ("upper(contact.s)", {"s": "ß"}, "SS"),
+    ("min(1, 2.5)", {}, 1.0),
+    ("abs(contact.f)", {"f": -2.5}, 2.5),
+    ("days_since(2026-11-01)", {}, -30),
+    ("days_until(2026-11-01)", {}, 30),
+    ("bucket(\"abc\", 100)", {}, reference.bucket("abc", 100)),
+    ("bucket(contact.a, 0)", {"a": 5}, None),
+    ("bucket(contact.a, 10)", {"a": -5}, reference.bucket("-5", 10)),
+    ("bucket(contact.s, 10)", {}, None),
+]
+
+
+@pytest.mark.parametrize("text, contact, expected", PINNED, ids=[f"{t} {c}" for t, c, _ in PINNED])
+def test_documented_decision(text, contact, expected):
+    moment = Moment.at(datetime.datetime(2026, 10, 2, 12, tzinfo=datetime.timezone.utc), TIMEZONE)
+    history = MemoryHistory().view(None)
+    contact = check_attributes(CATALOG.contact, contact, "contact")
+    compiled = compile_expression(CATALOG, text)
+    ref = reference.evaluate(compiled.expr, contact, {}, moment, history, CATALOG.lets)
+    assert same(ref, expected), f"reference gives {ref!r}"
+    actual = compiled.value(contact, {}, moment, history)
+    assert same(actual, expected), f"compiled gives {actual!r}"
+
+
+def test_history_counts_window_and_scope():
+    when = datetime.datetime(2026, 10, 2, 12, tzinfo=datetime.timezone.utc)
+    moment = Moment.at(when, TIMEZONE)
+    day = 86400
+    history = MemoryHistory([
+        Proposition("c1", "promo", "web", CHAINS["promo"], moment.ts - 2 * day, {"accepted": moment.ts - day}),
+        Proposition("c1", "promo", "web", CHAINS["promo"], moment.ts - 10 * day),
+        Proposition("c2", "card", "web", CHAINS["card"], moment.ts - day, {"rejected": moment.ts - 3600}),
+        Proposition("c1", "card", "web", CHAINS["card"], moment.ts + 60),  # after the decision
+    ]).view("c1")
+    cases = {"proposed(promo, 7d)": 1, "proposed(promo, 30d)": 2, "presented(promo, 7d)": 1,
+             "accepted(loyalty.upsell, 30d)": 1, "proposed(loyalty, 30d)": 2, "rejected(card, 7d)": 0,
+             "proposed(card, 7d)": 0, "propensity": 0.5}
+    for text, expected in cases.items():
+        compiled = compile_expression(CATALOG, text, offer="card")
+        assert reference.evaluate(compiled.expr, {}, {}, moment, history, CATALOG.lets) == expected, text
+        assert compiled.value({}, {}, moment, history) == expected, text
+
+
+# --- whole spaces -----------------------------------------------------------------------------
+
+SPACE_OFFERS = ("o1", "o2", "o3", "o4", "fb")
+SPACE_CHAINS = {"": (), "loyalty": ("loyalty",), "loyalty.upsell": ("loyalty", "loyalty.upsell")}
+RULES = Gen(propensity=False)
+OFFER_RULES = Gen(propensity=True)
+
+
+class SpaceGen(Gen):
+    def _leaves(self, t):
+        if t == "int" and self.history:  # history of this catalog's offers and categories
+            calls = st.builds(lambda fn, ref, dur: call(fn, ref, dur),
+                              st.sampled_from(("proposed", "presented", "accepted", "rejected")),
+                              st.sampled_from(SPACE_OFFERS + CATEGORIES), duration_literals)
+            return st.one_of(super()._leaves(t).filter(lambda s: "(" not in s or s.startswith("(-")), calls)
+        return super()._leaves(t)
+
+
+CATEGORY_RULES = SpaceGen(propensity=False)
+OFFER_RULES = SpaceGen(propensity=True)
+
+
+def limits(owner_is_space: bool = False):
+    status = st.sampled_from(("", "proposed ", "presented ", "accepted ", "rejected "))
+    window = st.sampled_from(("", " per 1d", " per 7d", " per 30d", " per 12h"))
+    cap = st.builds(lambda k, s, scope, w: f"cap {k} {s}{scope}{w}", st.integers(0, 3), status,
+                    st.sampled_from(("per contact", "total")), window)
+    if owner_is_space:
+        return cap
+    suppress = st.builds(lambda d, s: f"suppress {d} after {s}", st.sampled_from(("1d", "7d", "30d", "2h")),
+                         st.sampled_from(("proposed", "presented", "accepted", "rejected")))
+    return st.one_of(cap, suppress)
+
+
+@st.composite
+def space_catalogs(draw):
+    depth = 3
+    lines = [SCHEMAS]
+    lines.append("space web { channel inbound  limit 3  fallback fb  "
+                 + "  ".join(draw(st.lists(limits(True), max_size=2))) + " }")
+    lines.append("space mail { channel outbound  limit 1 }")
+    for cat in CATEGORIES:
+        items = draw(st.lists(CATEGORY_RULES.expr("bool", depth).map(lambda x: f"eligible {x}"), max_size=1))
+        items += draw(st.lists(limits(), max_size=2))
+        lines.append(f"category {cat} {{\n  " + "\n  ".join(items) + "\n}")
+    for name in SPACE_OFFERS:
+        items = []
+        category = draw(st.sampled_from(sorted(SPACE_CHAINS)))
+        if category:
+            items.append(f"category {category}")
+        items.append("spaces web, mail" if draw(st.booleans()) or name == "fb" else "spaces web")
+        both = "mail" in items[-1]
+        if draw(st.booleans()):
+            start = draw(st.dates(datetime.date(2025, 12, 1), datetime.date(2026, 12, 31)))
+            end = start + datetime.timedelta(days=draw(st.integers(0, 200)))
+            items.append(f"valid {start} to {end}")
+        rule = OFFER_RULES.expr("bool", depth)
+        items += [f"eligible {x}" for x in draw(st.lists(rule, max_size=2))]
+        items += [f"eligible in web: {x}" for x in draw(st.lists(rule, max_size=1))]
+        if both:
+            items += [f"eligible in mail: {x}" for x in draw(st.lists(rule, max_size=1))]
+        weight = OFFER_RULES.num(depth)
+        if draw(st.integers(0, 4)):  # else the default weight 0
+            items.append(f"weight {draw(weight)}")
+        if draw(st.booleans()):
+            items.append(f"weight in web: {draw(weight)}")
+        if both and draw(st.booleans()):
+            items.append(f"weight in mail: {draw(weight)}")
+        items += draw(st.lists(limits(), max_size=3))
+        lines.append(f"offer {name} {{\n  " + "\n  ".join(items) + "\n}")
+    text = "\n".join(lines)
+    return text
+
+
+SPACE_HISTORY = dict(offers=SPACE_OFFERS,
+                     chains={"o1": (), "o2": ("loyalty",), "o3": ("loyalty", "loyalty.upsell"),
+                             "o4": ("loyalty",), "fb": ()},
+                     spaces=("web", "mail"))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(source=space_catalogs(), data=st.data())
+def test_compiled_space_matches_reference(source, data):
+    catalog = lang.check({"s.offer": source})
+    # the offers' real chains decide which history events count for which category
+    chains = {o.name: o.chain for o in catalog.offers}
+    options = dict(SPACE_HISTORY, chains=chains)
+    envs = data.draw(st.lists(environments(catalog.contact, catalog.context, **options), min_size=1, max_size=4))
+    cache = SpaceCache()
+    for space in ("web", "mail"):
+        compiled = compile_space(catalog, space, cache)
+        offers = catalog.offers_in(space)
+        assert [o.name for o in compiled.offers] == [o.name for o in offers]
+        for contact, context, moment, history in envs:
+            where = describe(space, contact, context, moment, history) + "\n" + source
+            expected = [reference.explain_offer(catalog, space, o, contact, context, moment, history)
+                        for o in offers]
+            outcomes = compiled.explain(contact, context, moment, history)
+            assert len(outcomes) == len(offers)
+            for offer, outcome, (verdict, detail) in zip(offers, outcomes, expected):
+                assert outcome.offer.name == offer.name
+                if verdict == "eligible":
+                    assert outcome.eligible and same(outcome.weight, detail), (
+                        f"{offer.name}: explain {outcome}, reference weight {detail!r}" + where)
+                else:
+                    assert not outcome.eligible and outcome.rule == detail, (
+                        f"{offer.name}: explain {outcome.rule}, reference {detail}" + where)
+            fast = compiled.evaluate(contact, context, moment, history)
+            want = [(pos, w) for pos, (verdict, w) in enumerate(expected) if verdict == "eligible"]
+            assert [p for p, _ in fast] == [p for p, _ in want], f"evaluate {fast}, reference {want}" + where
+            for (_, got), (_, w) in zip(fast, want):
+                assert same(got, w), f"evaluate {fast}, reference {want}" + where
