@@ -29,13 +29,13 @@ class CompiledExpression:
     _fns: tuple
 
     def value(self, contact, context, moment: Moment, history):
-        return self._fns[0](contact, context, moment.now, moment.ts, moment.today, history)
+        return self._fns[0](contact, context, moment, history)
 
     def truth(self, contact, context, moment: Moment, history) -> bool:
-        return self._fns[1](contact, context, moment.now, moment.ts, moment.today, history)
+        return self._fns[1](contact, context, moment, history)
 
     def falsity(self, contact, context, moment: Moment, history) -> bool:
-        return self._fns[2](contact, context, moment.now, moment.ts, moment.today, history)
+        return self._fns[2](contact, context, moment, history)
 
 
 def compile_expression(catalog: Catalog, text: str, offer: str | None = None) -> CompiledExpression:

@@ -22,7 +22,7 @@ from ..lang.types import INT
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_.]*\Z")  # names allowed in comments: checked identifiers
 _SIMPLE = (n.Literal, n.Attr, n.LetRef, n.Clock)
-_ARGS = "_c, _x, _now, _ts, _today, _h"
+_ARGS = "_c, _x, _m, _h"  # contact, context, Moment, history
 _INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 
@@ -122,15 +122,17 @@ class ExprCodegen:
         return self.let(e.name)
 
     def _v_Clock(self, e):
-        return "_now" if e.which == "now" else "_today"
+        name = "_now" if e.which == "now" else "_today"
+        self.uses.add(name)
+        return name
 
     def _v_Propensity(self, e):
-        self.uses.add("_hp")
+        self.uses.update(("_hp", "_ts"))
         return f"_hp({self.literal(e.offer)}, {self.literal(self.space)}, _ts)"
 
     def _v_History(self, e):
         fn = "_hc" if e.scope == "contact" else "_ht"
-        self.uses.add(fn)
+        self.uses.update((fn, "_ts"))
         key = self.const((e.ref_kind, e.ref))
         since = "None" if e.window is None else f"_ts - {e.window}"
         return f"{fn}({key}, {e.status!r}, {since}, _ts)"
@@ -266,7 +268,7 @@ class ExprCodegen:
         if fn == "abs":
             return self._null_guard(args, lambda a: f"-{a} if {a} < 0 else {a}")
         if fn in ("days_since", "days_until"):
-            self.uses.add("_tdo")
+            self.uses.update(("_tdo", "_today"))
             if fn == "days_since":
                 return self._null_guard(args, lambda a: f"_tdo - {a}.toordinal()")
             return self._null_guard(args, lambda a: f"{a}.toordinal() - _tdo")
@@ -333,6 +335,9 @@ class ExprCodegen:
     def _prelude(self, w: Writer, body: Writer, shared_lines: list[str]) -> None:
         """Bind, before the body, everything the body uses: attributes, lets, clocks."""
         let_lines = self._let_lines()
+        for name in ("_now", "_ts", "_today"):
+            if name in self.uses:
+                w.write(f"{name} = _m.{name[1:]}")
         if "_tdo" in self.uses:
             w.write("_tdo = _today.toordinal()")
         for fn, method in (("_hc", "count"), ("_ht", "total"), ("_hp", "propensity")):
@@ -439,6 +444,7 @@ class SpaceCodegen(ExprCodegen):
             out.append(f"{name} = {code}")
 
     def _valid_test(self, offer, negate=False) -> str:
+        self.uses.add("_today")
         lo, hi = (self.literal(d) for d in offer.valid)
         return f"not ({lo} <= _today <= {hi})" if negate else f"{lo} <= _today <= {hi}"
 

@@ -11,7 +11,7 @@ from . import runtime
 from .codegen import SpaceCodegen
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Moment:
     """A decision time, as generated code reads it."""
 
@@ -45,8 +45,13 @@ def _compile(source: str, consts: dict, label: str, name: str):
 
 
 class CompiledSpace:
-    """The space's offers compiled to one Python function (`evaluate`), with `explain` and
-    `render` compiled on first use. Pure: reads its arguments, writes nothing."""
+    """The space's offers compiled to one Python function, with `explain` and `render`
+    compiled on first use. Pure: reads its arguments, writes nothing.
+
+    `evaluate(contact, context, moment, history)` → [(offer position, weight)] for the
+    eligible offers, in declaration order; `contact` and `context` must already be checked
+    against the schemas (lang.values.check_attributes). It is the generated function itself,
+    not a wrapper: nothing stands between a caller and the compiled rules."""
 
     def __init__(self, catalog: Catalog, space: str):
         gen = SpaceCodegen(catalog, space)
@@ -57,6 +62,7 @@ class CompiledSpace:
         self.rules: tuple[RuleRef, ...] = tuple(gen.rules)
         self.source = gen.evaluate_source()
         self._evaluate = _compile(self.source, gen.consts, f"space {space}", "_evaluate")
+        self.evaluate = self._evaluate
         self._catalog = catalog
         self._lock = threading.Lock()
         self._lazy: dict[str, object] = {}
@@ -64,16 +70,11 @@ class CompiledSpace:
     def moment(self, when: datetime.datetime) -> Moment:
         return Moment.at(when, self.timezone)
 
-    def evaluate(self, contact: dict, context: dict, moment: Moment, history) -> list[tuple[int, object]]:
-        """[(offer position, weight)] for the eligible offers, in declaration order.
-        `contact` and `context` must already be checked against the schemas."""
-        return self._evaluate(contact, context, moment.now, moment.ts, moment.today, history)
-
     def explain(self, contact: dict, context: dict, moment: Moment, history) -> list[Outcome]:
         """Every offer of the space, with its weight or the first rule (in declaration
         order) that removed it."""
         fn = self._part("explain")
-        eligible, fails = fn(contact, context, moment.now, moment.ts, moment.today, history)
+        eligible, fails = fn(contact, context, moment, history)
         out: list[Outcome | None] = [None] * len(self.offers)
         for pos, weight in eligible:
             out[pos] = Outcome(self.offers[pos], True, weight, None)
@@ -84,7 +85,7 @@ class CompiledSpace:
     def render(self, pos: int, contact: dict, context: dict, moment: Moment, history) -> dict[str, str]:
         """The content of the offer at `pos` for this space, each field rendered as text."""
         fn = self._part("render")[pos]
-        return dict(fn(contact, context, moment.now, moment.ts, moment.today, history))
+        return dict(fn(contact, context, moment, history))
 
     def source_of(self, part: str) -> str:
         self._part(part)
