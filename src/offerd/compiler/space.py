@@ -6,6 +6,7 @@ import threading
 import zoneinfo
 from dataclasses import dataclass
 
+from ..lang import gc_paused
 from ..lang.catalog import Catalog, OfferDef, RuleRef
 from . import runtime
 from .codegen import SpaceCodegen
@@ -54,6 +55,10 @@ class CompiledSpace:
     not a wrapper: nothing stands between a caller and the compiled rules."""
 
     def __init__(self, catalog: Catalog, space: str):
+        with gc_paused():
+            self._build(catalog, space)
+
+    def _build(self, catalog: Catalog, space: str) -> None:
         gen = SpaceCodegen(catalog, space)
         self.catalog_hash = catalog.hash
         self.timezone = catalog.timezone
@@ -95,11 +100,15 @@ class CompiledSpace:
         if part not in self._lazy:
             with self._lock:
                 if part not in self._lazy:
-                    gen = SpaceCodegen(self._catalog, self.space.name)
-                    if part == "explain":
-                        source, name = gen.evaluate_source(explain=True), "_explain"
-                    else:
-                        source, name = gen.render_source(), "_renderers"
-                    self._lazy[part + "_source"] = source
-                    self._lazy[part] = _compile(source, gen.consts, f"{part} {self.space.name}", name)
+                    with gc_paused():
+                        self._build_part(part)
         return self._lazy[part]
+
+    def _build_part(self, part: str) -> None:
+        gen = SpaceCodegen(self._catalog, self.space.name)
+        if part == "explain":
+            source, name = gen.evaluate_source(explain=True), "_explain"
+        else:
+            source, name = gen.render_source(), "_renderers"
+        self._lazy[part + "_source"] = source
+        self._lazy[part] = _compile(source, gen.consts, f"{part} {self.space.name}", name)

@@ -1,7 +1,9 @@
 """The language stage: ODL source → checked catalog."""
 from __future__ import annotations
 
+import contextlib
 import datetime
+import gc
 import os
 import zoneinfo
 
@@ -38,10 +40,29 @@ def read_dir(path: str) -> dict[str, str]:
     return sources
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector while building large trees: they hold no
+    garbage cycles, and without this, collections over the growing heap took half of
+    the time to check a 10,000-offer catalog."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def check(sources: dict[str, str], today: datetime.date | None = None) -> Catalog:
     """Parse and check a catalog given as {file name: text}. Raises CatalogError with
     every error; warnings are in `catalog.diagnostics`. `today` (default: the clock, in
     the catalog's timezone) only decides the "no longer valid" warning."""
+    with gc_paused():
+        return _check(sources, today)
+
+
+def _check(sources, today):
     report = Reporter()
     modules = [parse(sources[name], name, report) for name in sorted(sources)]
     if report.has_errors:  # semantic errors of a half-parsed catalog only mislead

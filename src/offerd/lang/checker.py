@@ -1,7 +1,6 @@
 """AST → checked catalog. Reports every error at once, with a hint where one helps."""
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 from dataclasses import dataclass
@@ -386,11 +385,11 @@ class Checker:
         return method(e, scope)
 
     def _typed(self, e, t: Type, nullable: bool, **changes):
-        return dataclasses.replace(e, type=t, nullable=nullable, **changes)
+        return n.evolve(e, type=t, nullable=nullable, **changes)
 
     def _fail(self, e, message: str, hint: str | None = None):
         self.r.error(e.span, message, hint)
-        return dataclasses.replace(e, type=ERROR, nullable=True)
+        return n.evolve(e, type=ERROR, nullable=True)
 
     def _e_Literal(self, e, scope):
         return self._typed(e, e.lit_type, False)
@@ -434,7 +433,7 @@ class Checker:
             let = self._let(name)
             self.used_lets.add(name)
             if let is None:
-                return dataclasses.replace(e, type=ERROR)
+                return n.evolve(e, type=ERROR)
             return n.LetRef(name, span=e.span, type=let.type, nullable=let.nullable, depth=e.depth)
         if name in ("now", "today"):
             return n.Clock(name, span=e.span, type=TIME if name == "now" else DATE, nullable=False, depth=1)
@@ -469,7 +468,7 @@ class Checker:
 
     def _e_Binary(self, e, scope):
         left, right = self._expr(e.left, scope), self._expr(e.right, scope)
-        e = dataclasses.replace(e, left=left, right=right)
+        e = n.evolve(e, left=left, right=right)
         lt, rt, op = left.type, right.type, e.op
         if ERROR in (lt, rt):
             return self._typed(e, ERROR, True)
@@ -520,7 +519,7 @@ class Checker:
 
     def _e_Cond(self, e, scope):
         test, then, orelse = (self._expr(x, scope) for x in (e.test, e.then, e.orelse))
-        e = dataclasses.replace(e, test=test, then=then, orelse=orelse)
+        e = n.evolve(e, test=test, then=then, orelse=orelse)
         if ERROR in (test.type, then.type, orelse.type):
             return self._typed(e, ERROR, True)
         if test.type != BOOL:
@@ -547,7 +546,7 @@ class Checker:
                 return self._fail(e.args[0], "has takes an attribute, like has(contact.age)")
             return self._typed(e, BOOL, False, args=(arg,))
         args = tuple(self._expr(a, scope) for a in e.args)
-        e = dataclasses.replace(e, args=args)
+        e = n.evolve(e, args=args)
         arity = 2 if fn in ("starts_with", "min", "max", "bucket") else 1
         if len(args) != arity:
             return self._fail(e, f"{fn} takes {arity} argument{'s' if arity > 1 else ''}, not {len(args)}")

@@ -271,3 +271,33 @@ def children(e: Expr) -> tuple[Expr, ...]:
     if isinstance(e, ListLiteral):
         return e.items
     return ()
+
+
+def _cache_hash(cls) -> None:
+    """Dataclass hashes recurse through the whole subtree on every call; the code generator
+    hashes every sub-expression of a space, so remember each node's hash once computed."""
+    compute = cls.__hash__
+
+    def __hash__(self):
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = compute(self)
+        return h
+
+    cls.__hash__ = __hash__
+
+
+for _cls in (Literal, ListLiteral, Path, Name, Unary, Binary, Cond, Call, Attr, LetRef, Clock,
+             Propensity, History):
+    _cache_hash(_cls)
+
+
+def evolve(node, **changes):
+    """A copy of a frozen node with some fields changed: dataclasses.replace without the
+    cost of __init__ (the checker makes one per expression node)."""
+    new = object.__new__(type(node))
+    state = dict(node.__dict__)
+    state.pop("_hash", None)
+    state.update(changes)
+    new.__dict__.update(state)
+    return new

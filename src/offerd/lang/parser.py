@@ -8,13 +8,11 @@ import re
 import threading
 from importlib import resources
 
-from lark import Lark, Token, v_args
-from lark.visitors import Transformer_NonRecursive
-from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput,
-                             UnexpectedToken, VisitError)
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import nodes as n
-from .diagnostics import Reporter, Span
+from .diagnostics import NO_SPAN, Reporter, Span
 from .types import BOOL, DATE, DURATION, FLOAT, INT, STRING
 
 MAX_DEPTH = 48  # expression nesting; generated Python nests about twice as deep
@@ -29,266 +27,263 @@ class _Limit(Exception):
         self.span, self.message = span, message
 
 
-class _Build(Transformer_NonRecursive):
-    """Lark tree → AST, iteratively (a 10,000-deep input must not recurse). `origin` maps
-    a column inside a template string back to the source line."""
+try:  # the compiled LALR parser and lexer, 2-3x faster; the pure-Python lark otherwise
+    import lark_cython
+    from lark_cython.lark_cython import Token as _CToken
 
-    def __init__(self, file: str, report: Reporter, origin=None):
-        super().__init__()
-        self.file, self.report, self.origin = file, report, origin
+    _PLUGINS = {"_plugins": lark_cython.plugins}
+    _TOKENS = (Token, _CToken)
+except ImportError:  # pragma: no cover
+    _PLUGINS = {}
+    _TOKENS = (Token,)
 
-    def _span(self, meta_or_tok) -> Span:
-        m = meta_or_tok
-        if getattr(m, "empty", False):
-            return Span(self.file, 0, 0, 0, 0)
-        line, col, eline, ecol = m.line, m.column, m.end_line, m.end_column
-        if self.origin is not None:
+
+def _start(x) -> tuple[int, int]:
+    return (x.line, x.column) if isinstance(x, _TOKENS) else (x.span.line, x.span.col)
+
+
+def _end(x) -> tuple[int, int]:
+    return (x.end_line, x.end_column) if isinstance(x, _TOKENS) else (x.span.end_line, x.span.end_col)
+
+
+def _names(c) -> list[Token]:
+    return [t for t in c if isinstance(t, _TOKENS) and t.type == "NAME"]
+
+
+class _Build(Transformer):
+    """Builds AST nodes while the LALR parser reduces (lark's inline transformer): no
+    intermediate tree, no recursion, so a 10,000-deep input costs one error. Spans come
+    from the children's tokens; `!` rules in the grammar keep their keywords for this.
+    `file`, `report` and `origin` are set per parse, under `_lock`; `origin` maps a
+    column inside a template string back to its source line."""
+
+    file = "<input>"
+    report: Reporter
+    origin = None
+
+    def _span(self, first, last=None) -> Span:
+        (line, col), (eline, ecol) = _start(first), _end(last if last is not None else first)
+        if self.origin is not None and isinstance(first, _TOKENS):
             base_line, col_of = self.origin
-            col, ecol = col_of(col - 1), col_of(ecol - 1)
             line = eline = base_line
+            col, ecol = col_of(col - 1), col_of(ecol - 1)
+        elif self.origin is not None:  # a node: its span is already mapped
+            line, col = first.span.line, first.span.col
+            last_node = last if last is not None else first
+            if isinstance(last_node, _TOKENS):
+                base_line, col_of = self.origin
+                eline, ecol = base_line, col_of(last_node.end_column - 1)
         return Span(self.file, line, col, eline, ecol)
 
-    def _expr(self, cls, meta, *args, **kw):
-        kids = [a for a in args if isinstance(a, n.Expr)]
+    def _expr(self, cls, first, last, *args):
+        depth = 1
         for a in args:
-            if isinstance(a, tuple):
-                kids.extend(x for x in a if isinstance(x, n.Expr))
-        depth = 1 + max((k.depth for k in kids), default=0)
-        span = self._span(meta)
+            if isinstance(a, n.Expr):
+                depth = max(depth, a.depth + 1)
+            elif isinstance(a, tuple):
+                depth = max([depth] + [x.depth + 1 for x in a if isinstance(x, n.Expr)])
+        span = self._span(first, last)
         if depth > MAX_DEPTH:
             raise _Limit(span, f"expression nested more than {MAX_DEPTH} levels deep")
-        return cls(*args, span=span, depth=depth, **kw)
+        return cls(*args, span=span, depth=depth)
 
     # --- declarations
-    @v_args(meta=True)
-    def start(self, meta, decls):
-        return tuple(decls)
+    def start(self, c):
+        return tuple(c)
 
-    @v_args(meta=True)
-    def timezone(self, meta, c):
-        return n.Timezone(self._string(c[0]), span=self._span(meta))
+    def timezone(self, c):
+        return n.Timezone(self._string(c[1]), span=self._span(c[0], c[1]))
 
-    @v_args(meta=True)
-    def schema(self, meta, c):
+    def schema(self, c):
         return n.Schema(str(c[0]), tuple(c[1:]), span=self._span(c[0]))
 
-    @v_args(meta=True)
-    def field(self, meta, c):
+    def field(self, c):
         return n.SchemaField(str(c[0]), c[1], span=self._span(c[0]))
 
-    @v_args(meta=True)
-    def type(self, meta, c):
-        return n.TypeRef(str(c[0]), c[1] if len(c) > 1 else None, span=self._span(meta))
+    def type(self, c):
+        return n.TypeRef(str(c[0]), c[2] if len(c) > 1 else None, span=self._span(c[0], c[-1]))
 
-    @v_args(meta=True)
-    def let(self, meta, c):
+    def let(self, c):
         return n.Let(str(c[0]), c[1], span=self._span(c[0]))
 
-    @v_args(meta=True)
-    def space(self, meta, c):
+    def space(self, c):
         return n.Space(str(c[0]), tuple(c[1:]), span=self._span(c[0]))
 
-    @v_args(meta=True)
-    def category(self, meta, c):
+    def category(self, c):
         name, span = c[0]
         return n.Category(name, tuple(c[1:]), span=span)
 
-    @v_args(meta=True)
-    def offer(self, meta, c):
+    def offer(self, c):
         return n.Offer(str(c[0]), tuple(c[1:]), span=self._span(c[0]))
 
-    def _clause(self, kind, meta, value, spans):
-        return n.Clause(kind, value, span=self._span(meta), value_spans=tuple(spans))
+    def _clause(self, kind, c, value, spans):
+        return n.Clause(kind, value, span=self._span(c[0], c[-1]), value_spans=tuple(spans))
 
-    @v_args(meta=True)
-    def channel(self, meta, c):
-        return self._clause("channel", meta, str(c[0]), [self._span(c[0])])
+    def channel(self, c):
+        return self._clause("channel", c, str(c[1]), [self._span(c[1])])
 
-    @v_args(meta=True)
-    def limit(self, meta, c):
-        return self._clause("limit", meta, self._int(c[0]), [self._span(c[0])])
+    def limit(self, c):
+        return self._clause("limit", c, self._int(c[1]), [self._span(c[1])])
 
-    @v_args(meta=True)
-    def fallback(self, meta, c):
-        return self._clause("fallback", meta, str(c[0]), [self._span(c[0])])
+    def fallback(self, c):
+        return self._clause("fallback", c, str(c[1]), [self._span(c[1])])
 
-    @v_args(meta=True)
-    def offer_category(self, meta, c):
-        name, span = c[0]
-        return self._clause("category", meta, name, [span])
+    def offer_category(self, c):
+        name, span = c[1]
+        return n.Clause("category", name, span=Span(self.file, c[0].line, c[0].column, span.end_line,
+                                                    span.end_col), value_spans=(span,))
 
-    @v_args(meta=True)
-    def themes(self, meta, c):
-        return self._clause("themes", meta, tuple(map(str, c)), map(self._span, c))
+    def themes(self, c):
+        names = _names(c[1:])
+        return self._clause("themes", c, tuple(map(str, names)), map(self._span, names))
 
-    @v_args(meta=True)
-    def spaces(self, meta, c):
-        return self._clause("spaces", meta, tuple(map(str, c)), map(self._span, c))
+    def spaces(self, c):
+        names = _names(c[1:])
+        return self._clause("spaces", c, tuple(map(str, names)), map(self._span, names))
 
-    @v_args(meta=True)
-    def valid(self, meta, c):
-        return self._clause("valid", meta, (self._date(c[0]), self._date(c[1])), map(self._span, c))
+    def valid(self, c):
+        return self._clause("valid", c, (self._date(c[1]), self._date(c[3])), (self._span(c[1]), self._span(c[3])))
 
-    @v_args(meta=True)
-    def fields(self, meta, c):
-        return n.Fields(tuple(c), span=self._span(meta))
+    def fields(self, c):
+        specs = tuple(x for x in c if isinstance(x, n.FieldSpec))
+        return n.Fields(specs, span=self._span(c[0], c[-1]))
 
-    @v_args(meta=True)
-    def field_spec(self, meta, c):
-        return n.FieldSpec(str(c[0]), len(c) > 1, span=self._span(meta))
+    def field_spec(self, c):
+        return n.FieldSpec(str(c[0]), len(c) > 1, span=self._span(c[0], c[-1]))
 
-    @v_args(meta=True)
-    def eligible(self, meta, c):
-        return n.Rule("eligible", None, c[0], span=self._span(meta))
+    def _rule(self, kind, c):
+        space = _names(c[1:-1])
+        return n.Rule(kind, str(space[0]) if space else None, c[-1], span=self._span(c[0], c[-1]),
+                      space_span=self._span(space[0]) if space else NO_SPAN)
 
-    @v_args(meta=True)
-    def eligible_in(self, meta, c):
-        return n.Rule("eligible", str(c[0]), c[1], span=self._span(meta), space_span=self._span(c[0]))
+    def eligible(self, c):
+        return self._rule("eligible", c)
 
-    @v_args(meta=True)
-    def weight(self, meta, c):
-        return n.Rule("weight", None, c[0], span=self._span(meta))
+    eligible_in = eligible
 
-    @v_args(meta=True)
-    def weight_in(self, meta, c):
-        return n.Rule("weight", str(c[0]), c[1], span=self._span(meta), space_span=self._span(c[0]))
+    def weight(self, c):
+        return self._rule("weight", c)
 
-    @v_args(meta=True)
-    def content(self, meta, c):
-        return n.Content(str(c[0]), tuple(c[1:]), span=self._span(meta), space_span=self._span(c[0]))
+    weight_in = weight
 
-    @v_args(meta=True)
-    def content_field(self, meta, c):
+    def content(self, c):
+        fields = tuple(x for x in c if isinstance(x, n.ContentField))
+        return n.Content(str(c[1]), fields, span=self._span(c[0], c[-1]), space_span=self._span(c[1]))
+
+    def content_field(self, c):
         return n.ContentField(str(c[0]), self._template(c[1]), span=self._span(c[0]))
 
-    @v_args(meta=True)
-    def cap(self, meta, c):
-        limit = self._int(c[0])
-        status, status_span = None, self._span(c[0])
-        if isinstance(c[1], Token):
-            status, status_span = str(c[1]), self._span(c[1])
-        scope, window = c[-1]
-        return n.Cap(limit, status, scope, window, span=self._span(meta), status_span=status_span)
+    def cap(self, c):
+        limit = self._int(c[1])
+        status, status_span = None, self._span(c[1])
+        if isinstance(c[2], _TOKENS):
+            status, status_span = str(c[2]), self._span(c[2])
+        scope, window, _, last = c[-1]
+        return n.Cap(limit, status, scope, window, span=self._span(c[0], last or c[-2]),
+                     status_span=status_span)
 
     def per_contact(self, c):
-        return ("contact", c[0] if c else None)
+        return ("contact",) + (c[0] if c else (None, None, None))
 
     def total(self, c):
-        return ("total", c[0] if c else None)
+        return ("total",) + (c[0] if c else (None, None, None))
 
-    @v_args(meta=True)
-    def suppress(self, meta, c):
-        return n.Suppress(c[0], str(c[1]), span=self._span(meta), status_span=self._span(c[1]))
+    def suppress(self, c):
+        return n.Suppress(c[1][0], str(c[3]), span=self._span(c[0], c[3]), status_span=self._span(c[3]))
 
-    @v_args(meta=True)
-    def dotted(self, meta, c):
-        return ".".join(map(str, c)), self._span(meta)
+    def dotted(self, c):
+        return ".".join(map(str, c)), self._span(c[0], c[-1])
 
-    @v_args(meta=True)
-    def duration(self, meta, c):
-        seconds = sum(int(t[:-1]) * _UNITS[t[-1]] for t in c)
+    def duration(self, c):
+        seconds = sum(int(t.value[:-1]) * _UNITS[t.value[-1]] for t in c)
         if seconds == 0 or seconds > 100 * 365 * 86400:
-            self.report.error(self._span(meta), "a duration must be more than 0 and at most 100 years")
-        return seconds
+            self.report.error(self._span(c[0], c[-1]), "a duration must be more than 0 and at most 100 years")
+        return seconds, c[0], c[-1]
 
     # --- expressions
-    @v_args(meta=True)
-    def cond(self, meta, c):
-        return self._expr(n.Cond, meta, c[0], c[1], c[2])
+    def cond(self, c):
+        return self._expr(n.Cond, c[0], c[5], c[1], c[3], c[5])
 
-    @v_args(meta=True)
-    def or_(self, meta, c):
-        return self._expr(n.Binary, meta, "or", c[0], c[1])
+    def or_(self, c):
+        return self._expr(n.Binary, c[0], c[1], "or", c[0], c[1])
 
-    @v_args(meta=True)
-    def and_(self, meta, c):
-        return self._expr(n.Binary, meta, "and", c[0], c[1])
+    def and_(self, c):
+        return self._expr(n.Binary, c[0], c[1], "and", c[0], c[1])
 
-    @v_args(meta=True)
-    def not_(self, meta, c):
-        return self._expr(n.Unary, meta, "not", c[0])
+    def not_(self, c):
+        return self._expr(n.Unary, c[0], c[1], "not", c[1])
 
-    @v_args(meta=True)
-    def comparison(self, meta, c):
-        return self._expr(n.Binary, meta, str(c[1]), c[0], c[2])
+    def comparison(self, c):
+        return self._expr(n.Binary, c[0], c[2], str(c[1]), c[0], c[2])
 
-    @v_args(meta=True)
-    def in_(self, meta, c):
-        return self._expr(n.Binary, meta, "in", c[0], c[1])
+    def in_(self, c):
+        return self._expr(n.Binary, c[0], c[-1], "in", c[0], c[-1])
 
-    @v_args(meta=True)
-    def not_in(self, meta, c):
-        return self._expr(n.Binary, meta, "not in", c[0], c[1])
+    def not_in(self, c):
+        return self._expr(n.Binary, c[0], c[-1], "not in", c[0], c[-1])
 
-    @v_args(meta=True)
-    def coalesce(self, meta, c):
-        return self._expr(n.Binary, meta, "??", c[0], c[1])
+    def coalesce(self, c):
+        return self._expr(n.Binary, c[0], c[1], "??", c[0], c[1])
 
-    @v_args(meta=True)
-    def arith(self, meta, c):
-        return self._expr(n.Binary, meta, str(c[1]), c[0], c[2])
+    def arith(self, c):
+        return self._expr(n.Binary, c[0], c[2], str(c[1]), c[0], c[2])
 
-    @v_args(meta=True)
-    def neg(self, meta, c):
-        return self._expr(n.Unary, meta, "-", c[0])
+    def neg(self, c):
+        return self._expr(n.Unary, c[0], c[1], "-", c[1])
 
-    def _lit(self, meta, value, t):
-        return self._expr(n.Literal, meta, value, t)
+    def atom(self, c):  # ( expr )
+        return c[1]
 
-    @v_args(meta=True)
-    def int_lit(self, meta, c):
-        return self._lit(meta, self._int(c[0]), INT)
+    def _lit(self, tok, value, t):
+        return self._expr(n.Literal, tok, tok, value, t)
 
-    @v_args(meta=True)
-    def float_lit(self, meta, c):
-        value = float(c[0])
-        if not math.isfinite(value) or len(c[0]) > 40:
+    def int_lit(self, c):
+        return self._lit(c[0], self._int(c[0]), INT)
+
+    def float_lit(self, c):
+        value = float(c[0].value)
+        if not math.isfinite(value) or len(c[0].value) > 40:
             self.report.error(self._span(c[0]), "number literal too large")
             value = 0.0
-        return self._lit(meta, value, FLOAT)
+        return self._lit(c[0], value, FLOAT)
 
-    @v_args(meta=True)
-    def string_lit(self, meta, c):
-        return self._lit(meta, self._string(c[0]), STRING)
+    def string_lit(self, c):
+        return self._lit(c[0], self._string(c[0]), STRING)
 
-    @v_args(meta=True)
-    def date_lit(self, meta, c):
-        return self._lit(meta, self._date(c[0]), DATE)
+    def date_lit(self, c):
+        return self._lit(c[0], self._date(c[0]), DATE)
 
-    @v_args(meta=True)
-    def duration_lit(self, meta, c):
-        return self._lit(meta, c[0], DURATION)
+    def duration_lit(self, c):
+        seconds, first, last = c[0]
+        return self._expr(n.Literal, first, last, seconds, DURATION)
 
-    @v_args(meta=True)
-    def true_lit(self, meta, c):
-        return self._lit(meta, True, BOOL)
+    def true_lit(self, c):
+        return self._lit(c[0], True, BOOL)
 
-    @v_args(meta=True)
-    def false_lit(self, meta, c):
-        return self._lit(meta, False, BOOL)
+    def false_lit(self, c):
+        return self._lit(c[0], False, BOOL)
 
-    @v_args(meta=True)
-    def list_lit(self, meta, c):
-        return self._expr(n.ListLiteral, meta, tuple(x for x in c if x is not None))
+    def list_lit(self, c):
+        items = tuple(x for x in c if isinstance(x, n.Expr))
+        return self._expr(n.ListLiteral, c[0], c[-1], items)
 
-    @v_args(meta=True)
-    def path(self, meta, c):
-        return self._expr(n.Path, meta, tuple(map(str, c)))
+    def path(self, c):
+        names = _names(c)
+        return self._expr(n.Path, names[0], names[-1], tuple(map(str, names)))
 
-    @v_args(meta=True)
-    def name(self, meta, c):
-        return self._expr(n.Name, meta, str(c[0]))
+    def name(self, c):
+        return self._expr(n.Name, c[0], c[0], str(c[0]))
 
-    @v_args(meta=True)
-    def call(self, meta, c):
-        return self._expr(n.Call, meta, str(c[0]), tuple(x for x in c[1:] if x is not None))
+    def call(self, c):
+        args = tuple(x for x in c[1:] if isinstance(x, n.Expr))
+        return self._expr(n.Call, c[0], c[-1], str(c[0]), args)
 
     # --- token values
     def _int(self, tok) -> int:
-        if len(tok) > 19 or int(tok) > MAX_INT:
+        if len(tok.value) > 19 or int(tok.value) > MAX_INT:
             self.report.error(self._span(tok), f"integer literal out of range (at most {MAX_INT})")
             return 0
-        return int(tok)
+        return int(tok.value)
 
     def _date(self, tok) -> datetime.date:
         try:
@@ -302,6 +297,8 @@ class _Build(Transformer_NonRecursive):
 
     def _template(self, tok) -> n.Template:
         text, raw_index = _unescape(tok, self._span(tok), self.report)
+        if "{" not in text and "}" not in text:
+            return n.Template((text,) if text else (), span=self._span(tok))
         return _parse_template(text, raw_index, self._span(tok), self.report)
 
 
@@ -399,17 +396,18 @@ def _closing_brace(text: str, i: int) -> int:
 
 # --- the parser --------------------------------------------------------------------------
 
+_lock = threading.RLock()  # the builder holds per-parse state; templates re-enter
+_builder = _Build()
 _lark: Lark | None = None
-_lark_lock = threading.Lock()
 
 
 def _parser() -> Lark:
     global _lark
-    with _lark_lock:
+    with _lock:
         if _lark is None:
             grammar = resources.files("offerd.lang").joinpath("grammar.lark").read_text()
-            _lark = Lark(grammar, parser="lalr", strict=True, propagate_positions=True,
-                         start=["start", "expr"], maybe_placeholders=True, cache=True)
+            _lark = Lark(grammar, parser="lalr", strict=True, transformer=_builder,
+                         start=["start", "expr"], maybe_placeholders=True, **_PLUGINS)
     return _lark
 
 
@@ -436,16 +434,17 @@ def _parse_expr(text, file, report, origin):
 
 def _run(text, file, report, start, origin):
     parser = _parser()
-    try:
-        tree = parser.parse(text, start=start)
-        return _Build(file, report, origin).transform(tree)
-    except VisitError as e:
-        if not isinstance(e.orig_exc, _Limit):
-            raise e.orig_exc from None
-        report.error(e.orig_exc.span, e.orig_exc.message,
-                     "name a part with `let`, or simplify the expression")
-    except UnexpectedInput as e:
-        report.error(*_syntax_error(e, text, file, origin, parser))
+    with _lock:
+        saved = (_builder.file, _builder.report if hasattr(_builder, "report") else None, _builder.origin)
+        _builder.file, _builder.report, _builder.origin = file, report, origin
+        try:
+            return parser.parse(text, start=start)
+        except _Limit as e:
+            report.error(e.span, e.message, "name a part with `let`, or simplify the expression")
+        except UnexpectedInput as e:
+            report.error(*_syntax_error(e, text, file, origin, parser))
+        finally:
+            _builder.file, _builder.report, _builder.origin = saved
     return None
 
 
@@ -505,7 +504,7 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, origin, parser: Lark
     if isinstance(e, UnexpectedToken) and previous is not None and str(previous) in _CLAUSES \
             and previous.type == "NAME":
         # `eligible contact.age >=` then `content ...`: the keyword was read as a name
-        line, col, width = previous.line, previous.column, len(previous)
+        line, col, width = previous.line, previous.column, len(str(previous))
         message = f"`{previous}` starts a new clause, but the expression before it is incomplete"
     rest = ""
     if isinstance(e, (UnexpectedCharacters, UnexpectedToken)) and e.pos_in_stream is not None:
