@@ -498,7 +498,8 @@ class SpaceCodegen(ExprCodegen):
     def _explain_offer(self, w: Writer, pos: int, offer, checks, weight_idx: int, weight: Check) -> None:
         keyword = "if"
         for idx, check in checks:
-            test = self._valid_test(offer, negate=True) if check is None else self.falsity_or_null(check.expr)
+            # a rule removes the offer unless exactly true: false and null both fail
+            test = self._valid_test(offer, negate=True) if check is None else f"not {self.truth(check.expr)}"
             w.write(f"{keyword} {test}:")
             w.indent()
             w.write(f"_fa(({pos}, {idx}))")
@@ -510,9 +511,6 @@ class SpaceCodegen(ExprCodegen):
         self._append_weight(w, pos, weight, weight_idx)
         if checks:
             w.dedent()
-
-    def falsity_or_null(self, e: n.Expr) -> str:
-        return f"not {self.truth(e)}"
 
     def _append_weight(self, w: Writer, pos: int, weight: Check, fail_idx: int | None) -> None:
         code = self.value(weight.expr)

@@ -427,9 +427,7 @@ class Checker:
 
     def _e_Name(self, e, scope):
         name = e.name
-        if name in self.let_decls:
-            if scope.owner.startswith("let ") or self.let_stack:
-                pass  # lets may use lets; cycles are caught in _let
+        if name in self.let_decls:  # lets may use lets; _let catches cycles
             let = self._let(name)
             self.used_lets.add(name)
             if let is None:
