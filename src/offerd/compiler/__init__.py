@@ -1,8 +1,6 @@
 """The compiler stage: checked catalog → compiled offer spaces."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..lang import check_expression
 from ..lang.catalog import Catalog
 from ..lang.nodes import Expr
@@ -20,22 +18,13 @@ def compile_space(catalog: Catalog, space: str, cache: SpaceCache | None = None)
     return (cache or default_cache).get(catalog, space)
 
 
-@dataclass(frozen=True)
 class CompiledExpression:
-    """One expression compiled three ways; each takes (contact, context, moment, history)."""
+    """One expression compiled three ways; value, truth and falsity each take (contact,
+    context, moment, history) and are the generated functions themselves."""
 
-    expr: Expr
-    source: str
-    _fns: tuple
-
-    def value(self, contact, context, moment: Moment, history):
-        return self._fns[0](contact, context, moment, history)
-
-    def truth(self, contact, context, moment: Moment, history) -> bool:
-        return self._fns[1](contact, context, moment, history)
-
-    def falsity(self, contact, context, moment: Moment, history) -> bool:
-        return self._fns[2](contact, context, moment, history)
+    def __init__(self, expr: Expr, source: str, fns: tuple):
+        self.expr, self.source = expr, source
+        self.value, self.truth, self.falsity = fns
 
 
 def compile_expression(catalog: Catalog, text: str, offer: str | None = None) -> CompiledExpression:

@@ -61,6 +61,7 @@ class ExprCodegen:
         self.lets: dict[str, str] = {}
         self.shared: dict[n.Expr, str] = {}
         self.temps = 0
+        self.touched: set[str] = set()  # attribute variables read since the last touching()
         self.uses: set[str] = set()  # runtime locals the prelude must bind: _hc _ht _hp _tdo
 
     # --- names
@@ -89,7 +90,20 @@ class ExprCodegen:
         key = (e.root, e.name)
         if key not in self.attrs:
             self.attrs[key] = f"_p{len(self.attrs)}"
+        self.touched.add(self.attrs[key])
         return self.attrs[key]
+
+    def load(self, var: str) -> str:
+        root, name = next(k for k, v in self.attrs.items() if v == var)
+        return f"{var} = {'_c' if root == 'contact' else '_x'}.get({name!r})"
+
+    def touching(self, make):
+        """make() and the attribute variables it read."""
+        saved, self.touched = self.touched, set()
+        try:
+            return make(), self.touched
+        finally:
+            self.touched = saved | self.touched
 
     def let(self, name: str) -> str:
         if name not in self.lets:
@@ -332,8 +346,9 @@ class ExprCodegen:
         return "(" + " and ".join(tests) + ")"
 
 
-    def _prelude(self, w: Writer, body: Writer, shared_lines: list[str]) -> None:
-        """Bind, before the body, everything the body uses: attributes, lets, clocks."""
+    def _prelude(self, w: Writer, body: Writer, shared_lines: list[str], lazy=frozenset()) -> None:
+        """Bind, before the body, everything the body uses: attributes (but those the body
+        reads itself, `lazy`), lets, clocks."""
         let_lines = self._let_lines()
         for name in ("_now", "_ts", "_today"):
             if name in self.uses:
@@ -343,8 +358,9 @@ class ExprCodegen:
         for fn, method in (("_hc", "count"), ("_ht", "total"), ("_hp", "propensity")):
             if fn in self.uses:
                 w.write(f"{fn} = _h.{method}")
-        for (root, name), var in self.attrs.items():
-            w.write(f"{var} = {'_c' if root == 'contact' else '_x'}.get({name!r})")
+        for var in self.attrs.values():
+            if var not in lazy:
+                w.write(self.load(var))
         for line in let_lines + shared_lines:
             w.write(line)
         w.lines.extend(body.lines)
@@ -367,8 +383,9 @@ def cost(e: n.Expr) -> int:
     own = {n.History: 60, n.Propensity: 60, n.Call: 8}.get(type(e), 1)
     if isinstance(e, n.Call) and e.fn == "bucket":
         own = 40
-    if isinstance(e, n.Binary) and e.op in ("in", "not in") and isinstance(e.right, n.ListLiteral):
-        own = 1  # a frozenset lookup
+    if isinstance(e, n.Binary) and e.op in ("in", "not in") and isinstance(e.right, n.ListLiteral) \
+            and all(isinstance(i, n.Literal) for i in e.right.items):
+        return 1 + cost(e.left)  # one frozenset lookup, whatever the list's length
     return own + sum(cost(c) for c in n.children(e))
 
 
@@ -402,6 +419,7 @@ class SpaceCodegen(ExprCodegen):
         self.space_def = catalog.spaces[space]
         self.offers = catalog.offers_in(space)
         self.rules: list[RuleRef] = []
+        self.preloaded: set[str] = set()  # attributes read by shared sub-expressions
         self.plan: list[tuple[list[tuple[int, Check]], tuple[int, Check]]] = []
         for offer in self.offers:
             checks = []
@@ -438,7 +456,8 @@ class SpaceCodegen(ExprCodegen):
         for child in n.children(e):
             self._emit_shared(child, out)
         if e in self._candidates and e not in self.shared:
-            code = self.value(e)
+            code, attrs = self.touching(lambda: self.value(e))
+            self.preloaded |= attrs
             name = f"_s{len(self.shared)}"
             self.shared[e] = name
             out.append(f"{name} = {code}")
@@ -456,44 +475,89 @@ class SpaceCodegen(ExprCodegen):
         body = Writer()
         body.level = 1
         body.write("_el = []")
-        body.write("_ap = _el.append")
+        many = len(self.offers) > 2  # binding append pays off only when it is called often
+        if many:
+            body.write("_ap = _el.append")
+        self.append = "_ap" if many else "_el.append"
         if explain:
             body.write("_fails = []")
             body.write("_fa = _fails.append")
+        offers = []
         for pos, (offer, (checks, (weight_idx, weight))) in enumerate(zip(self.offers, self.plan)):
             for _, check in checks:
                 if check is not None:
                     self._emit_shared(check.expr, shared_lines)
             self._emit_shared(weight.expr, shared_lines)
-            body.write(f"# offer {comment(offer.name)}")
-            if explain:
+            offers.append((pos, offer, checks, weight_idx, weight))
+        lazy: set[str] = set()
+        if explain:
+            for pos, offer, checks, weight_idx, weight in offers:
+                body.write(f"# offer {comment(offer.name)}")
                 self._explain_offer(body, pos, offer, checks, weight_idx, weight)
-            else:
-                self._fast_offer(body, pos, offer, checks, weight)
+        else:
+            plans = [self._fast_plan(*o) for o in offers]
+            lazy = self._lazy_attrs(plans)
+            for (pos, offer, *_), plan in zip(offers, plans):
+                body.write(f"# offer {comment(offer.name)}")
+                self._fast_offer(body, pos, plan, lazy)
         body.write("return (_el, _fails)" if explain else "return _el")
         w = Writer()
         w.write(f"# offer space {comment(self.space)}, catalog {self.catalog.hash[:12]}")
         w.write(f"def {'_explain' if explain else '_evaluate'}({_ARGS}):")
         w.indent()
-        self._prelude(w, body, shared_lines)
+        self._prelude(w, body, shared_lines, lazy)
         return w.source()
 
-    def _fast_offer(self, w: Writer, pos: int, offer, checks, weight: Check) -> None:
-        tests: list[tuple[int, int, int, str]] = []  # (cost, selectivity, order, code)
+    def _fast_plan(self, pos, offer, checks, weight_idx, weight: Check):
+        """The offer's tests, cheapest first, each with the attributes it reads; its weight."""
+        tests = []  # (cost, selectivity, order, code, attributes)
         for order, (_, check) in enumerate(checks):
             if check is None:
-                tests.append((0, 0, order, self._valid_test(offer)))
+                tests.append((0, 0, order, self._valid_test(offer), set()))
                 continue
             for part in conjuncts(check.expr):
                 c = 0 if part in self.shared else cost(part)
-                tests.append((c, selectivity(part), order, self.truth(part)))
+                code, attrs = self.touching(lambda: self.truth(part))
+                tests.append((c, selectivity(part), order, code, attrs))
         tests.sort(key=lambda t: t[:3])
-        if tests:
-            w.write("if " + " and ".join(t[3] for t in tests) + ":")
-            w.indent()
-        self._append_weight(w, pos, weight, None)
-        if tests:
-            w.dedent()
+        weight_code, weight_attrs = self.touching(lambda: self.value(weight.expr))
+        return tests, (weight, weight_code, weight_attrs)
+
+    def _lazy_attrs(self, plans) -> set[str]:
+        """Attributes only one offer reads, and no let or shared expression: that offer reads
+        them itself, just before the first test that needs them, so a contact rejected by
+        an earlier test never pays for them."""
+        _, preloaded = self.touching(self._let_lines)
+        preloaded |= self.preloaded
+        readers: Counter = Counter()
+        for tests, (_, _, weight_attrs) in plans:
+            readers.update(set().union(weight_attrs, *(t[4] for t in tests)))
+        return {v for v, k in readers.items() if k == 1 and v not in preloaded}
+
+    def _fast_offer(self, w: Writer, pos: int, plan, lazy: set[str]) -> None:
+        tests, (weight, weight_code, weight_attrs) = plan
+        base, loaded, pending = w.level, set(), []
+
+        def load(attrs):
+            for var in sorted(attrs & lazy - loaded):
+                w.write(self.load(var))
+                loaded.add(var)
+
+        def flush():
+            if pending:
+                w.write("if " + " and ".join(pending) + ":")
+                w.indent()
+                pending.clear()
+
+        for *_, code, attrs in tests:
+            if attrs & lazy - loaded:
+                flush()
+                load(attrs)
+            pending.append(code)
+        flush()
+        load(weight_attrs)
+        self._append_weight(w, pos, weight, None, weight_code)
+        w.level = base
 
     def _explain_offer(self, w: Writer, pos: int, offer, checks, weight_idx: int, weight: Check) -> None:
         keyword = "if"
@@ -512,17 +576,19 @@ class SpaceCodegen(ExprCodegen):
         if checks:
             w.dedent()
 
-    def _append_weight(self, w: Writer, pos: int, weight: Check, fail_idx: int | None) -> None:
-        code = self.value(weight.expr)
+    def _append_weight(self, w: Writer, pos: int, weight: Check, fail_idx: int | None,
+                       code: str | None = None) -> None:
+        code = code or self.value(weight.expr)
+        ap = self.append
         if not weight.expr.nullable:
-            w.write(f"_ap(({pos}, {code}))")
+            w.write(f"{ap}(({pos}, {code}))")
             return
         w.write(f"_w = {code}")
         if fail_idx is None:
-            w.write(f"if _w is not None: _ap(({pos}, _w))")
+            w.write(f"if _w is not None: {ap}(({pos}, _w))")
         else:
             w.write(f"if _w is None: _fa(({pos}, {fail_idx}))")
-            w.write(f"else: _ap(({pos}, _w))")
+            w.write(f"else: {ap}(({pos}, _w))")
 
     def render_source(self) -> str:
         """`_render(pos, ...)` → ((field, text), ...) for an offer of this space."""
