@@ -443,16 +443,22 @@ class SpaceCodegen(ExprCodegen):
 
     def _share(self) -> None:
         """Mark the sub-expressions met more than once in this space: evaluated once per call."""
-        counts: Counter = Counter()
+        roots: Counter = Counter()  # each distinct rule once, with how often it occurs
         for checks, (_, weight) in self.plan:
-            for _, check in checks:
-                if check is not None:
-                    counts.update(x for x in subexpressions(check.expr) if not isinstance(x, _SIMPLE + (n.ListLiteral,)))
-            counts.update(x for x in subexpressions(weight.expr) if not isinstance(x, _SIMPLE + (n.ListLiteral,)))
+            roots.update(check.expr for _, check in checks if check is not None)
+            roots[weight.expr] += 1
+        counts: Counter = Counter()
+        skip = _SIMPLE + (n.ListLiteral,)
+        for root, k in roots.items():
+            for x in subexpressions(root):
+                if not isinstance(x, skip):
+                    counts[x] += k
         self._candidates = {e for e, k in counts.items() if k > 1}
 
     def _emit_shared(self, e: n.Expr, out: list[str]) -> None:
         """Define shared sub-expressions, children first, as they are first met."""
+        if e in self.shared:  # emitted already, and its children with it
+            return
         for child in n.children(e):
             self._emit_shared(child, out)
         if e in self._candidates and e not in self.shared:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):  # a tuple: a catalog makes hundreds of thousands of them
     file: str
     line: int  # 1-based
     col: int  # 1-based

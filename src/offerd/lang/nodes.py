@@ -259,18 +259,18 @@ class Module:
     decls: tuple[object, ...]
 
 
+_CHILDREN = {
+    Binary: lambda e: (e.left, e.right),
+    Unary: lambda e: (e.operand,),
+    Cond: lambda e: (e.test, e.then, e.orelse),
+    Call: lambda e: e.args,
+    ListLiteral: lambda e: e.items,
+}
+
+
 def children(e: Expr) -> tuple[Expr, ...]:
-    if isinstance(e, Binary):
-        return (e.left, e.right)
-    if isinstance(e, Unary):
-        return (e.operand,)
-    if isinstance(e, Cond):
-        return (e.test, e.then, e.orelse)
-    if isinstance(e, Call):
-        return e.args
-    if isinstance(e, ListLiteral):
-        return e.items
-    return ()
+    get = _CHILDREN.get(type(e))
+    return get(e) if get is not None else ()
 
 
 def _cache_hash(cls) -> None:
