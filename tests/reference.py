@@ -77,6 +77,8 @@ class _Interpreter:
             return None
         if e.op == "not":
             return not x
+        if e.op == "float":  # the checker's widening of an int where a float is expected
+            return float(x)
         return -x
 
     def _Binary(self, e: n.Binary):

@@ -18,7 +18,7 @@ T0 = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 # What generated code may name: its own prefixed locals, the runtime's names, and these methods.
 _NAMES = re.compile(r"_(?:[cxm]|now|ts|today|h|hc|ht|hp|tdo|el|ap|fails|fa|w|renderers|"
                     r"[pltsk]\d+|render_\d+|evaluate|explain|value|truth|falsity|"
-                    r"rt_(?:bucket|text|in_list|len|join|int_limit))\Z")
+                    r"rt_(?:bucket|text|in_list|len|join|int_limit|float))\Z")
 _METHODS = {"now", "ts", "today", "get", "append", "lower", "upper", "startswith", "toordinal", "count", "total", "propensity"}
 
 

@@ -169,6 +169,8 @@ class ExprCodegen:
     def _v_Unary(self, e):
         if e.op == "not":
             return self._null_guard([e.operand], lambda a: f"not {a}")
+        if e.op == "float":  # the checker's widening of an int
+            return self._null_guard([e.operand], lambda a: f"_rt_float({a})")
         return self._null_guard([e.operand], lambda a: f"-{a}")
 
     def _v_Binary(self, e):
@@ -221,7 +223,8 @@ class ExprCodegen:
         """`in`/`not in`. A literal list of constants becomes a set (Python folds it into a
         frozenset constant). `value` False compiles the truth of the test."""
         left, right, negate = e.left, e.right, e.op == "not in"
-        if isinstance(right, n.ListLiteral) and not all(isinstance(i, n.Literal) for i in right.items):
+        constant_list = isinstance(right, n.ListLiteral) and all(isinstance(i, n.Literal) for i in right.items)
+        if right.type.name == "list" and not constant_list:  # may hold nulls: SQL's rule
             code = f"_rt_in_list({self.value(left)}, {self.value(right)})"
             if negate:
                 code = self._kleene_not(code)
@@ -632,7 +635,10 @@ def expression_source(catalog: Catalog, expr: n.Expr, consts: dict) -> str:
         gen._const_names = {(type(v), v): k for k, v in consts.items()}
         body = Writer()
         body.level = 1
-        body.write(f"return {getattr(gen, mode)(expr)}")
+        if mode != "value" and expr.type.name != "bool":
+            body.write("return False")  # only a bool is ever exactly true or false
+        else:
+            body.write(f"return {getattr(gen, mode)(expr)}")
         out.write(f"def {name}({_ARGS}):")
         out.indent()
         gen._prelude(out, body, [])

@@ -32,7 +32,7 @@ def text(v) -> str:
 
 def in_list(x, items):
     """`x in [a, b]` with nullable items, as SQL: true if found, else null if any null."""
-    if x is None:
+    if x is None or items is None:
         return None
     saw_null = False
     for item in items:
@@ -50,6 +50,7 @@ def namespace() -> dict:
         "_rt_text": text,
         "_rt_in_list": in_list,
         "_rt_len": len,
+        "_rt_float": float,
         "_rt_join": "".join,
         "_rt_int_limit": INT_LIMIT,
     }

@@ -492,7 +492,8 @@ class Checker:
             u = unify(lt, rt)
             if u is None:
                 return self._fail(e, f"both sides of ?? must have one type, not {lt} and {rt}")
-            return self._typed(e, u, right.nullable and left.nullable)
+            return self._typed(e, u, right.nullable and left.nullable,
+                               left=_widen(left, u), right=_widen(right, u))
         # arithmetic
         if op == "+" and lt == STRING and rt == STRING:
             return self._typed(e, STRING, nullable)
@@ -502,12 +503,16 @@ class Checker:
         if op == "/":
             return self._typed(e, FLOAT, True)  # x / 0 is null
         t = INT if lt == INT and rt == INT else FLOAT
-        return self._typed(e, t, nullable or op == "%")
+        # x % 0 is null; an int product outside the 64-bit range is null
+        return self._typed(e, t, nullable or op == "%" or (op == "*" and t == INT))
 
     def _membership(self, e, nullable):
         lt, rt = e.left.type, e.right.type
-        if isinstance(e.right, n.ListLiteral):
-            nullable = nullable or any(i.nullable for i in e.right.items)
+        if rt.name == "list":
+            # a list may hold nulls unless it is a literal of non-null items; then `in` is
+            # null when nothing matches (see runtime.in_list)
+            literal = isinstance(e.right, n.ListLiteral)
+            nullable = nullable or not literal or any(i.nullable for i in e.right.items)
         if rt == STRING and lt == STRING:
             return self._typed(e, BOOL, nullable)
         if rt.collection and (unify(lt, rt.elem) is not None) and not lt.collection:
@@ -525,7 +530,8 @@ class Checker:
         u = unify(then.type, orelse.type)
         if u is None:
             return self._fail(e, f"then and else must have one type, not {then.type} and {orelse.type}")
-        return self._typed(e, u, then.nullable or orelse.nullable)
+        return self._typed(e, u, then.nullable or orelse.nullable,
+                           then=_widen(then, u), orelse=_widen(orelse, u))
 
     def _e_Call(self, e, scope):
         fn = e.fn
@@ -578,7 +584,9 @@ class Checker:
             nullable = True  # bucket(x, 0) is null
         if result is None:
             return self._fail(e, f"{fn} takes {want}, not {', '.join(map(str, t))}")
-        return self._typed(e, result, nullable)
+        if fn in ("min", "max"):
+            args = tuple(_widen(a, result) for a in args)
+        return self._typed(e, result, nullable, args=args)
 
     def _history(self, e, scope):
         fn = e.fn
@@ -602,6 +610,16 @@ class Checker:
             return self._fail(window, f"the second argument of {fn} is a duration, like 30d")
         return n.History(fn, kind, name, window.value, "contact", span=e.span, type=INT,
                          nullable=False, depth=e.depth)
+
+
+def _widen(e: n.Expr, t: Type) -> n.Expr:
+    """An int where a float is expected (both sides of ?? or if/else, min, max) becomes a
+    float, so the value has the type the checker gave the whole expression."""
+    if t == FLOAT and e.type == INT:
+        if isinstance(e, n.Literal):
+            return n.Literal(float(e.value), FLOAT, span=e.span, type=FLOAT, nullable=False)
+        return n.Unary("float", e, span=e.span, type=FLOAT, nullable=e.nullable, depth=e.depth)
+    return e
 
 
 def _int(value: int) -> n.Literal:
