@@ -175,18 +175,14 @@ class ExprCodegen:
 
     def _v_Binary(self, e):
         op, left, right = e.op, e.left, e.right
-        if op == "and":
+        if op in ("and", "or"):
             if not e.nullable:
-                return f"({self.value(left)} and {self.value(right)})"
+                return f"({self.value(left)} {op} {self.value(right)})"
+            # Kleene: one side false decides `and` (true decides `or`), else null wins
+            wins, loses = ("False", "True") if op == "and" else ("True", "False")
             a, a2 = self.bind(left, self.value(left))
             b, b2 = self.bind(right, self.value(right))
-            return f"(False if {a} is False or {b} is False else (None if {a2} is None or {b2} is None else True))"
-        if op == "or":
-            if not e.nullable:
-                return f"({self.value(left)} or {self.value(right)})"
-            a, a2 = self.bind(left, self.value(left))
-            b, b2 = self.bind(right, self.value(right))
-            return f"(True if {a} is True or {b} is True else (None if {a2} is None or {b2} is None else False))"
+            return f"({wins} if {a} is {wins} or {b} is {wins} else (None if {a2} is None or {b2} is None else {loses}))"
         if op == "??":
             if not left.nullable:
                 return self.value(left)
