@@ -22,6 +22,7 @@ from ..lang.types import INT
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_.]*\Z")  # names allowed in comments: checked identifiers
 _SIMPLE = (n.Literal, n.Attr, n.LetRef, n.Clock)
+_LEAVES = frozenset(_SIMPLE)  # node types never counted as shared
 _ARGS = "_c, _x, _m, _h"  # contact, context, Moment, history
 _INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
@@ -119,7 +120,7 @@ class ExprCodegen:
 
     # --- value
     def value(self, e: n.Expr) -> str:
-        if e in self.shared:
+        if type(e) not in _LEAVES and e in self.shared:  # leaves are never shared: skip the hash
             return self.shared[e]
         return getattr(self, "_v_" + type(e).__name__)(e)
 
@@ -291,7 +292,7 @@ class ExprCodegen:
 
     # --- truth and falsity
     def truth(self, e: n.Expr) -> str:
-        if e in self.shared:
+        if type(e) not in _LEAVES and e in self.shared:
             name = self.shared[e]
             return name if not e.nullable else f"({name} is True)"
         if isinstance(e, n.Binary) and e.op in ("and", "or"):
@@ -309,7 +310,7 @@ class ExprCodegen:
         return f"({self.value(e)} is True)"
 
     def falsity(self, e: n.Expr) -> str:
-        if e in self.shared:
+        if type(e) not in _LEAVES and e in self.shared:
             name = self.shared[e]
             return f"(not {name})" if not e.nullable else f"({name} is False)"
         if isinstance(e, n.Binary) and e.op in ("and", "or"):
@@ -456,7 +457,7 @@ class SpaceCodegen(ExprCodegen):
 
     def _emit_shared(self, e: n.Expr, out: list[str]) -> None:
         """Define shared sub-expressions, children first, as they are first met."""
-        if e in self.shared:  # emitted already, and its children with it
+        if type(e) in _LEAVES or e in self.shared:  # a leaf, or emitted already with its children
             return
         for child in n.children(e):
             self._emit_shared(child, out)
