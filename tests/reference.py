@@ -11,7 +11,6 @@ A node whose checked type is float yields a float (int widens to float, as `unif
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
 
 from offerd.lang import nodes as n

@@ -9,7 +9,7 @@ import pytest
 from golden import cases, compare
 
 from offerd import lang
-from offerd.compiler import CompiledSpace, Moment, SpaceCache, compile_space
+from offerd.compiler import CompiledSpace, SpaceCache, compile_space
 from offerd.history import EMPTY, MemoryHistory, Proposition
 
 UTC = datetime.timezone.utc
