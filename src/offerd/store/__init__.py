@@ -1,0 +1,1 @@
+"""The store stage: the only code in offerd that touches LMDB."""

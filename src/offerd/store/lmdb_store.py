@@ -1,0 +1,475 @@
+"""The LMDB store: profiles, proposition history, propositions by id, counters for
+`total` caps, catalog versions. One environment, named databases; every write goes
+through one writer thread per process that commits many operations per transaction
+(group commit), each acknowledged only after its commit."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import lmdb
+
+from .codec import CodecError, decode_attrs, encode_attrs
+from .keys import (DAY, HOUR, MINUTE, U64, Contact, counter_key, event_key, history_key,
+                   history_time, ref_key, us)
+from .records import CorruptRecord, Record
+
+DATABASES = ("profiles", "history", "props", "counters", "events", "versions", "meta")
+DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as data does
+MAX_BATCH = 512
+STATUSES = ("presented", "accepted", "rejected")
+_FOREVER = 9.0e12  # seconds: later than any event, and its µs still fit in 64 bits
+
+
+class StoreError(Exception):
+    """A store failure with a message a person can act on."""
+
+
+class StoreFull(StoreError):
+    pass
+
+
+class Corrupt(StoreError):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class ImpossibleMove(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class CapCheck:
+    """A cap to re-check inside the write transaction, against everything committed."""
+
+    scope: str  # "contact" or "total"
+    ref_kind: str  # offer category space
+    ref: str
+    status: str
+    window: float | None  # seconds; None = lifetime
+    limit: int
+
+
+@dataclass(frozen=True)
+class NewProposition:
+    offer: str
+    space: str
+    categories: tuple[str, ...] = ()
+    checks: tuple[CapCheck, ...] = ()
+
+
+def _ref_keys(rec: Record) -> list[bytes]:
+    return ([ref_key("offer", rec.offer), ref_key("space", rec.space), ref_key("pair", f"{rec.offer}/{rec.space}")]
+            + [ref_key("category", c) for c in rec.categories])
+
+
+def _matches(rec: Record, kind: str, name: str) -> bool:
+    if kind == "offer":
+        return rec.offer == name
+    if kind == "category":
+        return name in rec.categories
+    return rec.space == name
+
+
+def _event_time(rec: Record, status: str) -> int | None:
+    return rec.time_us if status == "proposed" else rec.events.get(status)
+
+
+class Store:
+    def __init__(self, path: str, durability: str = "sync", map_size: int = DEFAULT_MAP_SIZE):
+        if durability not in ("sync", "fast"):
+            raise StoreError(f"unknown durability {durability!r}: sync or fast")
+        self.path, self.durability = path, durability
+        self._pid = os.getpid()
+        os.makedirs(path, exist_ok=True)
+        try:
+            self.env = lmdb.open(path, map_size=map_size, max_dbs=len(DATABASES), subdir=True,
+                                 sync=durability == "sync", metasync=durability == "sync",
+                                 readahead=False, max_readers=1024)
+            self.env.reader_check()  # readers left by processes that died
+            self.db = {name: self.env.open_db(name.encode()) for name in DATABASES}
+        except lmdb.Error as e:
+            raise StoreError(f"cannot open the LMDB store at {path}: {e}") from None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="offerd-store-writer", daemon=True)
+        self._writer.start()
+        self.commits = 0  # transactions committed by this process's writer (tests, metrics)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
+        self.env.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise StoreError("this store was opened in another process; open it after fork, in each process")
+
+    # --- group commit ------------------------------------------------------------------
+
+    def submit(self, op) -> Future:
+        """Run `op(txn)` in the writer's next transaction; the future resolves after commit."""
+        self._check_process()
+        future: Future = Future()
+        self._queue.put((op, future))
+        return future
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+
+    def _commit(self, batch) -> None:
+        outcomes = []
+        try:
+            with self.env.begin(write=True) as txn:
+                for op, future in batch:
+                    child = self.env.begin(write=True, parent=txn)  # an op is all or nothing
+                    try:
+                        result = op(child)
+                    except (StoreError, ValueError) as e:
+                        child.abort()
+                        outcomes.append((future, None, e))
+                    else:
+                        child.commit()
+                        outcomes.append((future, result, None))
+            self.commits += 1
+        except lmdb.MapFullError:
+            error = StoreFull(f"the LMDB map is full at {self.path} ({self.env.info()['map_size']} bytes): "
+                              "make room (prune, move to a larger disk) or reopen with a larger map size")
+            outcomes = [(f, None, error) for _, f in batch]
+        except lmdb.Error as e:
+            outcomes = [(f, None, StoreError(f"LMDB write failed: {e}")) for _, f in batch]
+        except BaseException as e:  # a bug in an op: fail its batch, keep the writer alive
+            outcomes = [(f, None, StoreError(f"store write failed: {e!r}")) for _, f in batch]
+        for future, result, error in outcomes:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    # --- profiles ----------------------------------------------------------------------
+
+    def put_profile(self, contact: Contact, attrs: dict) -> None:
+        key, value = contact.key(), encode_attrs(attrs)
+        self.submit(lambda txn: txn.put(key, value, db=self.db["profiles"])).result()
+
+    def get_profile(self, contact: Contact) -> dict | None:
+        self._check_process()
+        with self.env.begin() as txn:
+            data = txn.get(contact.key(), db=self.db["profiles"])
+        if data is None:
+            return None
+        try:
+            return decode_attrs(data)
+        except CodecError as e:
+            raise Corrupt(f"profile of {contact.id!r} cannot be decoded: {e}") from None
+
+    # --- history -----------------------------------------------------------------------
+
+    def read_history(self, contact: Contact, since: float | None = None, txn=None) -> list[Record]:
+        """The contact's propositions made after `since` (all if None), newest first: one
+        cursor range read."""
+        self._check_process()
+        prefix = contact.key()
+        since_us = -1 if since is None else us(since)
+        if txn is None:
+            with self.env.begin() as txn:
+                return self._history(txn, prefix, since_us)
+        return self._history(txn, prefix, since_us)
+
+    def _history(self, txn, prefix: bytes, since_us: int) -> list[Record]:
+        out = []
+        cursor = txn.cursor(db=self.db["history"])
+        if not cursor.set_range(prefix):
+            return out
+        n = len(prefix)
+        for key, value in cursor:
+            if not key.startswith(prefix) or history_time(key, n) <= since_us:
+                break
+            try:
+                out.append(Record.decode(value))
+            except CorruptRecord as e:
+                raise Corrupt(f"history record {key.hex()} cannot be decoded: {e}") from None
+        return out
+
+    def history(self, contact: Contact | None, since: float | None = None) -> StoredHistory:
+        """A HistoryView for the compiled spaces: this contact's records read once; totals
+        and propensity from the counters."""
+        records = [] if contact is None else self.read_history(contact, since)
+        return StoredHistory(self, records)
+
+    # --- totals ------------------------------------------------------------------------
+
+    def total(self, kind: str, name: str, status: str, since: float | None, until: float, txn=None) -> int:
+        if txn is None:
+            self._check_process()
+            with self.env.begin() as txn:
+                return self._total(txn, ref_key(kind, name), status, since, until)
+        return self._total(txn, ref_key(kind, name), status, since, until)
+
+    def _total(self, txn, ref: bytes, status: str, since: float | None, until: float) -> int:
+        """Exact count of events in (since, until]: whole days, hours and minutes from the
+        counters, the partial minutes at both ends from the event index."""
+        if since is None:
+            return self._bucket_sum(txn, ref, status, b"L", 0, 1) - self._events(txn, ref, status, us(until) + 1, 2**63)
+        lo, hi = us(since) + 1, us(until) + 1  # events with lo <= t < hi
+        if hi <= lo:
+            return 0
+        a, b = -(-lo // MINUTE) * MINUTE, hi // MINUTE * MINUTE
+        if a >= b:
+            return self._events(txn, ref, status, lo, hi)
+        count = self._events(txn, ref, status, lo, a) + self._events(txn, ref, status, b, hi)
+        ah, bh = -(-a // HOUR) * HOUR, b // HOUR * HOUR
+        if ah >= bh:
+            return count + self._bucket_sum(txn, ref, status, b"m", a // MINUTE, b // MINUTE)
+        count += self._bucket_sum(txn, ref, status, b"m", a // MINUTE, ah // MINUTE)
+        count += self._bucket_sum(txn, ref, status, b"m", bh // MINUTE, b // MINUTE)
+        ad, bd = -(-ah // DAY) * DAY, bh // DAY * DAY
+        if ad >= bd:
+            return count + self._bucket_sum(txn, ref, status, b"h", ah // HOUR, bh // HOUR)
+        count += self._bucket_sum(txn, ref, status, b"h", ah // HOUR, ad // HOUR)
+        count += self._bucket_sum(txn, ref, status, b"h", bd // HOUR, bh // HOUR)
+        return count + self._bucket_sum(txn, ref, status, b"d", ad // DAY, bd // DAY)
+
+    def _bucket_sum(self, txn, ref, status, grain: bytes, k0: int, k1: int) -> int:
+        if k0 >= k1:
+            return 0
+        start, end = counter_key(ref, status, grain, k0), counter_key(ref, status, grain, k1)
+        cursor = txn.cursor(db=self.db["counters"])
+        total = 0
+        if cursor.set_range(start):
+            for key, value in cursor:
+                if key >= end:
+                    break
+                total += U64.unpack(value)[0]
+        return total
+
+    def _events(self, txn, ref, status, lo: int, hi: int) -> int:
+        if lo >= hi:
+            return 0
+        start, end = event_key(ref, status, lo, b""), event_key(ref, status, min(hi, 2**64 - 1), b"")
+        cursor = txn.cursor(db=self.db["events"])
+        n = 0
+        if cursor.set_range(start):
+            for key in cursor.iternext(keys=True, values=False):
+                if key >= end:
+                    break
+                n += 1
+        return n
+
+    def _bump(self, txn, rec: Record, status: str, time_us: int) -> None:
+        counters, events = self.db["counters"], self.db["events"]
+        for ref in _ref_keys(rec):
+            txn.put(event_key(ref, status, time_us, rec.id), b"", db=events)
+            for grain, size in ((b"m", MINUTE), (b"h", HOUR), (b"d", DAY), (b"L", None)):
+                key = counter_key(ref, status, grain, 0 if size is None else time_us // size)
+                old = txn.get(key, db=counters)
+                txn.put(key, U64.pack((U64.unpack(old)[0] if old else 0) + 1), db=counters)
+
+    # --- decisions and status reports --------------------------------------------------
+
+    def record_decision(self, contact: Contact | None, at: float,
+                        propositions: list[NewProposition]) -> list[bytes | None]:
+        """Record a decision's propositions atomically, each with its cap checks re-run
+        against everything committed and the propositions before it. Returns each one's id,
+        or None when a cap was reached meanwhile (that proposition is not recorded)."""
+        return self.submit(lambda txn: self._decide(txn, contact, at, propositions)).result()
+
+    def _decide(self, txn, contact, at, propositions):
+        prefix = contact.key() if contact is not None else b"u\0"  # unknown contacts: counters only
+        time_us = us(at)
+        ids = []
+        for p in propositions:
+            rec = Record(os.urandom(16), prefix, p.offer, p.space, tuple(p.categories), time_us)
+            rec.encode()  # refuse bad names before anything is written
+            if not all(self._passes(txn, prefix, check, at) for check in p.checks):
+                ids.append(None)
+                continue
+            hkey = history_key(prefix, time_us, rec.id)
+            if contact is not None:
+                txn.put(hkey, rec.encode(), db=self.db["history"])
+                txn.put(rec.id, hkey, db=self.db["props"])
+            self._bump(txn, rec, "proposed", time_us)
+            ids.append(rec.id)
+        return ids
+
+    def _passes(self, txn, prefix: bytes, check: CapCheck, at: float) -> bool:
+        """A cap is a capacity: the re-check counts every committed event from the window's
+        start on, also those dated after this decision (concurrent callers' clocks differ,
+        replays go back in time), so no interleaving can take it past its limit."""
+        since = None if check.window is None else at - check.window
+        if check.scope == "total":
+            count = self._total(txn, ref_key(check.ref_kind, check.ref), check.status, since, _FOREVER)
+        else:
+            lo = -1 if since is None else us(since)
+            count = sum(1 for rec in self._history(txn, prefix, -1)
+                        if _matches(rec, check.ref_kind, check.ref)
+                        and (t := _event_time(rec, check.status)) is not None and lo < t)
+        return count < check.limit
+
+    def report(self, prop_id: bytes, status: str, at: float | None = None) -> bool:
+        """Record that a proposition was presented, accepted or rejected. Idempotent: True
+        if this changed anything. Accepted and rejected imply presented."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}: presented, accepted or rejected")
+        when = time.time() if at is None else at
+        return self.submit(lambda txn: self._report(txn, prop_id, status, when)).result()
+
+    def _report(self, txn, prop_id: bytes, status: str, at: float) -> bool:
+        hkey = txn.get(prop_id, db=self.db["props"])
+        if hkey is None:
+            raise NotFound(f"no proposition {prop_id.hex()}")
+        data = txn.get(hkey, db=self.db["history"])
+        if data is None:
+            raise NotFound(f"proposition {prop_id.hex()} has been pruned")
+        try:
+            rec = Record.decode(data)
+        except CorruptRecord as e:
+            raise Corrupt(f"proposition {prop_id.hex()} cannot be decoded: {e}") from None
+        other = {"accepted": "rejected", "rejected": "accepted"}.get(status)
+        if other and other in rec.events:
+            raise ImpossibleMove(f"proposition {prop_id.hex()} was already {other}; it cannot be {status}")
+        if status in rec.events:
+            return False
+        time_us = max(us(at), rec.time_us)  # a report never predates its proposition
+        new = [status] + (["presented"] if status != "presented" and "presented" not in rec.events else [])
+        for s in new:
+            rec.events[s] = time_us
+            self._bump(txn, rec, s, time_us)
+        txn.put(hkey, rec.encode(), db=self.db["history"])
+        return True
+
+    # --- catalog versions --------------------------------------------------------------
+
+    def save_version(self, files: dict[str, str], label: str = "") -> str:
+        from ..lang.checker import catalog_hash
+
+        digest = catalog_hash(files)
+        value = json.dumps({"files": files, "label": label, "created": time.time()}).encode()
+        self.submit(lambda txn: txn.put(digest.encode(), value, db=self.db["versions"], overwrite=False)).result()
+        return digest
+
+    def versions(self) -> list[dict]:
+        self._check_process()
+        with self.env.begin() as txn:
+            live = self._live_stack(txn)
+            out = []
+            for key, value in txn.cursor(db=self.db["versions"]):
+                meta = json.loads(value)
+                out.append({"hash": key.decode(), "label": meta["label"], "created": meta["created"],
+                            "files": sorted(meta["files"]), "live": bool(live) and live[-1] == key.decode()})
+        return sorted(out, key=lambda v: v["created"])
+
+    def _live_stack(self, txn) -> list[str]:
+        raw = txn.get(b"live", db=self.db["meta"])
+        return json.loads(raw) if raw else []
+
+    def activate(self, digest: str) -> None:
+        """Make a saved version live: one atomic switch."""
+        def op(txn):
+            if txn.get(digest.encode(), db=self.db["versions"]) is None:
+                raise NotFound(f"no catalog version {digest}")
+            stack = self._live_stack(txn)
+            if not stack or stack[-1] != digest:
+                stack.append(digest)
+            txn.put(b"live", json.dumps(stack[-100:]).encode(), db=self.db["meta"])
+        self.submit(op).result()
+
+    def rollback(self) -> str:
+        """Make the version live before the current one live again; returns its hash."""
+        def op(txn):
+            stack = self._live_stack(txn)
+            if len(stack) < 2:
+                raise StoreError("nothing to roll back to: no version was live before this one")
+            stack.pop()
+            txn.put(b"live", json.dumps(stack).encode(), db=self.db["meta"])
+            return stack[-1]
+        return self.submit(op).result()
+
+    def live(self) -> tuple[str, dict[str, str]] | None:
+        self._check_process()
+        with self.env.begin() as txn:
+            stack = self._live_stack(txn)
+            if not stack:
+                return None
+            return stack[-1], json.loads(txn.get(stack[-1].encode(), db=self.db["versions"]))["files"]
+
+    # --- pruning -----------------------------------------------------------------------
+
+    def prune(self, before: float, chunk: int = 10_000) -> int:
+        """Delete propositions made before `before` (older than the longest window any rule
+        uses), their ids and event-index entries, in chunks; returns how many."""
+        cutoff, removed = us(before), 0
+        while True:
+            n = self.submit(lambda txn: self._prune_chunk(txn, cutoff, chunk)).result()
+            removed += n
+            if n < chunk:
+                return removed
+
+    def _prune_chunk(self, txn, cutoff: int, chunk: int) -> int:
+        history, n = self.db["history"], 0
+        cursor = txn.cursor(db=history)
+        doomed = []
+        for key, value in cursor:
+            if len(doomed) >= chunk:
+                break
+            rec = Record.decode(value)
+            if rec.time_us < cutoff:
+                doomed.append((key, rec))
+        for key, rec in doomed:
+            txn.delete(key, db=history)
+            txn.delete(rec.id, db=self.db["props"])
+            n += 1
+        return n
+
+
+class StoredHistory:
+    """The HistoryView compiled spaces read (see offerd.history): the contact's records,
+    read once, and totals from the store's counters."""
+
+    def __init__(self, store: Store, records: list[Record]):
+        self._store, self._records = store, records
+
+    def count(self, key, status, since, until) -> int:
+        kind, name = key
+        lo, hi = (-1 if since is None else us(since)), us(until)
+        return sum(1 for r in self._records if _matches(r, kind, name)
+                   and (t := _event_time(r, status)) is not None and lo < t <= hi)
+
+    def total(self, key, status, since, until) -> int:
+        return self._store.total(key[0], key[1], status, since, until)
+
+    def propensity(self, offer, space, until) -> float:
+        since = until - 30 * 86400
+        accepted = self._store.total("pair", f"{offer}/{space}", "accepted", since, until)
+        presented = self._store.total("pair", f"{offer}/{space}", "presented", since, until)
+        return (accepted + 1) / (presented + 2)

@@ -1,0 +1,259 @@
+"""The LMDB store, on a real environment in a temp dir: history, exact totals, status
+reports, caps re-checked under concurrency (threads and processes), versions, crashes,
+a full map, corrupt values, pruning."""
+import datetime
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import lmdb
+import pytest
+
+from offerd.store.keys import Contact, history_key, us
+from offerd.store.lmdb_store import (CapCheck, Corrupt, ImpossibleMove, NewProposition, NotFound,
+                                     Store, StoreError, StoreFull)
+
+T0 = 1_790_000_000.0  # a fixed decision time (2026-09-21)
+ALICE, BOB = Contact("alice"), Contact("bob")
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "db"))
+    yield s
+    s.close()
+
+
+def decide(store, contact, at, *offers, checks=()):
+    return store.record_decision(contact, at, [NewProposition(o, "web", ("loyalty",), tuple(checks)) for o in offers])
+
+
+def test_profiles_round_trip_and_absent(store):
+    attrs = {"age": 30, "name": "Ann", "score": 1.5, "vip": True, "tags": frozenset({"a"}),
+             "birthday": datetime.date(1990, 1, 2)}
+    store.put_profile(ALICE, attrs)
+    assert store.get_profile(ALICE) == attrs
+    assert store.get_profile(BOB) is None
+
+
+def test_history_newest_first_within_window(store):
+    for i, offer in enumerate(["a", "b", "c"]):
+        decide(store, ALICE, T0 + i, offer)
+    decide(store, BOB, T0 + 5, "z")
+    assert [r.offer for r in store.read_history(ALICE)] == ["c", "b", "a"]
+    assert [r.offer for r in store.read_history(ALICE, since=T0 + 0.5)] == ["c", "b"]
+
+
+def test_anonymous_and_identified_ids_do_not_collide(store):
+    decide(store, Contact("42"), T0, "a")
+    decide(store, Contact("42", anonymous=True), T0, "b")
+    assert [r.offer for r in store.read_history(Contact("42"))] == ["a"]
+    assert [r.offer for r in store.read_history(Contact("42", anonymous=True))] == ["b"]
+
+
+def test_totals_are_exact_for_any_window(store):
+    rnd = random.Random(7)
+    times = sorted(T0 - rnd.uniform(0, 3 * 86400) for _ in range(400))
+    for t in times:
+        decide(store, Contact(f"c{rnd.randrange(20)}"), t, "a")
+    for _ in range(200):
+        until = T0 - rnd.uniform(0, 3 * 86400)
+        window = rnd.choice([30, 60, 61, 3599, 3600, 7200.5, 86400, 2 * 86400, rnd.uniform(1, 3 * 86400)])
+        expected = sum(1 for t in times if us(until - window) < us(t) <= us(until))
+        assert store.total("offer", "a", "proposed", until - window, until) == expected
+    assert store.total("offer", "a", "proposed", None, T0) == 400
+    assert store.total("category", "loyalty", "proposed", None, T0) == 400
+    assert store.total("offer", "a", "proposed", None, times[99]) == 100  # lifetime up to a time
+
+
+def test_reports_are_idempotent_and_imply_presented(store):
+    (pid,) = decide(store, ALICE, T0, "a")
+    assert store.report(pid, "accepted", T0 + 10) is True
+    assert store.report(pid, "accepted", T0 + 20) is False
+    assert store.report(pid, "presented", T0 + 30) is False
+    (rec,) = store.read_history(ALICE)
+    assert rec.events == {"accepted": us(T0 + 10), "presented": us(T0 + 10)}
+    assert store.total("offer", "a", "presented", T0, T0 + 60) == 1
+    assert store.total("offer", "a", "accepted", T0, T0 + 60) == 1
+    with pytest.raises(ImpossibleMove, match="already accepted"):
+        store.report(pid, "rejected", T0 + 40)
+    with pytest.raises(NotFound):
+        store.report(os.urandom(16), "presented")
+    with pytest.raises(ValueError):
+        store.report(pid, "proposed")
+    view = store.history(ALICE)
+    assert view.count(("offer", "a"), "accepted", T0, T0 + 60) == 1
+    assert view.propensity("a", "web", T0 + 60) == (1 + 1) / (1 + 2)
+
+
+def test_caps_are_rechecked_inside_the_transaction(store):
+    total = CapCheck("total", "offer", "a", "proposed", 86400, 2)
+    mine = CapCheck("contact", "category", "loyalty", "proposed", 3600, 1)
+    assert decide(store, ALICE, T0, "a", checks=[total])[0] is not None
+    # one decision never takes a cap past its limit: the second proposition sees the first
+    assert decide(store, BOB, T0 + 1, "a", "a", checks=[total])[1] is None
+    assert decide(store, Contact("carol"), T0 + 2, "a", checks=[total]) == [None]
+    assert decide(store, ALICE, T0 + 3, "b", checks=[mine]) == [None]  # alice had loyalty/a
+    assert decide(store, ALICE, T0 + 3601, "b", checks=[mine])[0] is not None
+
+
+def test_group_commit_under_threads_never_passes_a_cap(store):
+    cap = CapCheck("total", "offer", "hot", "proposed", None, 5)
+    results = []
+
+    def worker(n):
+        for i in range(25):
+            results.extend(decide(store, Contact(f"t{n}-{i}"), T0 + i, "hot", checks=[cap]))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r is not None for r in results) == 5
+    assert store.total("offer", "hot", "proposed", None, T0 + 100) == 5
+    assert store.commits < 200  # decisions were batched into fewer transactions
+
+
+def test_versions_activate_and_roll_back(store):
+    v1 = store.save_version({"a.offer": "space s { limit 1 }\n"}, "first")
+    v2 = store.save_version({"a.offer": "space s { limit 2 }\n"}, "second")
+    assert store.live() is None
+    store.activate(v1)
+    store.activate(v2)
+    assert store.live()[0] == v2 and "limit 2" in store.live()[1]["a.offer"]
+    assert [v["live"] for v in store.versions()] == [False, True]
+    assert store.rollback() == v1 and store.live()[0] == v1
+    with pytest.raises(StoreError, match="nothing to roll back"):
+        store.rollback()
+    with pytest.raises(NotFound):
+        store.activate("0" * 64)
+
+
+def test_corrupt_values_give_clear_errors_and_the_rest_works(tmp_path):
+    path = str(tmp_path / "db")
+    with Store(path) as s:
+        decide(s, ALICE, T0, "a")
+        decide(s, BOB, T0, "b")
+        s.put_profile(BOB, {"age": 3})
+        with s.env.begin(write=True) as txn:
+            key = next(k for k, _ in txn.cursor(db=s.db["history"]) if k.startswith(ALICE.key()))
+            txn.put(key, b"\x07garbage", db=s.db["history"])
+            txn.put(ALICE.key(), b"\xffnot a profile", db=s.db["profiles"])
+        with pytest.raises(Corrupt, match="history record"):
+            s.read_history(ALICE)
+        with pytest.raises(Corrupt, match="profile of 'alice'"):
+            s.get_profile(ALICE)
+        assert [r.offer for r in s.read_history(BOB)] == ["b"]
+        assert s.get_profile(BOB) == {"age": 3}
+        assert decide(s, Contact("carol"), T0, "c")[0] is not None
+
+
+def test_map_full_is_a_clear_error_and_the_store_keeps_working(tmp_path):
+    path = str(tmp_path / "db")
+    with Store(path, map_size=256 * 1024) as s:
+        with pytest.raises(StoreFull, match="map is full"):
+            for i in range(10_000):
+                s.put_profile(Contact(f"c{i}"), {"bio": "x" * 2000})
+        written = i
+        assert s.get_profile(Contact("c0")) == {"bio": "x" * 2000}  # reads go on
+        with pytest.raises(StoreFull):  # and the writer thread survived to refuse the next write
+            s.put_profile(Contact("late"), {"bio": "y"})
+    with Store(path, map_size=64 * 1024 * 1024) as s:  # room made: reopened with a larger map
+        s.put_profile(Contact("late"), {"bio": "y"})
+        assert s.get_profile(Contact("late")) == {"bio": "y"}
+        assert s.get_profile(Contact(f"c{written - 1}")) == {"bio": "x" * 2000}
+
+
+def test_pruning_removes_old_propositions(store):
+    old = decide(store, ALICE, T0 - 40 * 86400, "a")[0]
+    decide(store, ALICE, T0, "b")
+    assert store.prune(T0 - 30 * 86400) == 1
+    assert [r.offer for r in store.read_history(ALICE)] == ["b"]
+    with pytest.raises(NotFound):
+        store.report(old, "presented")
+
+
+def test_a_store_opened_before_fork_refuses_to_be_used_after(store):
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            store.read_history(ALICE)
+        except StoreError:
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+
+
+CHILD = textwrap.dedent("""
+    import os, sys
+    from offerd.store.keys import Contact
+    from offerd.store.lmdb_store import Store, NewProposition
+    store = Store(sys.argv[1])
+    out = open(sys.argv[2], "a", buffering=1)
+    i = int(sys.argv[3])
+    while True:
+        (pid,) = store.record_decision(Contact(f"c{i % 7}"), 1.79e9 + i, [NewProposition("a", "web")])
+        out.write(f"{i} {pid.hex()}\\n")  # written only once the write call returned: acknowledged
+        i += 1
+""")
+
+
+def test_acknowledged_writes_survive_sigkill(tmp_path):
+    path, log = str(tmp_path / "db"), str(tmp_path / "acked.log")
+    rnd = random.Random(3)
+    start = 0
+    for _ in range(20):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, path, log, str(start)])
+        try:
+            child.wait(timeout=rnd.uniform(0.3, 0.9))
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        lines = open(log).read().splitlines() if os.path.exists(log) else []
+        complete = [ln for ln in lines if len(ln.split()) == 2 and len(ln.split()[1]) == 32]
+        start = len(complete) + 1000 * (_ + 1)
+    acked = {bytes.fromhex(ln.split()[1]) for ln in complete}
+    assert len(acked) > 20
+    with Store(path) as s:  # reopens cleanly after 20 unclean exits
+        with s.env.begin() as txn:
+            missing = [p for p in acked if txn.get(p, db=s.db["props"]) is None]
+        assert missing == []
+
+
+RACER = textwrap.dedent("""
+    import sys, threading
+    from offerd.store.keys import Contact
+    from offerd.store.lmdb_store import Store, NewProposition, CapCheck
+    store = Store(sys.argv[1])
+    total = CapCheck("total", "offer", "hot", "proposed", None, 5)
+    mine = CapCheck("contact", "offer", "hot", "proposed", None, 2)
+    won = []
+    def run(t):
+        for i in range(30):
+            contact = Contact(f"c{i % 3}")
+            won.extend(p for p in store.record_decision(contact, 1.79e9 + i, [NewProposition("hot", "web", (), (total, mine))]) if p)
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    print(len(won))
+    store.close()
+""")
+
+
+def test_processes_and_threads_racing_never_exceed_caps(tmp_path):
+    path = str(tmp_path / "db")
+    Store(path).close()
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, path], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    wins = [int(p.communicate(timeout=120)[0]) for p in procs]
+    with Store(path) as s:
+        committed = s.total("offer", "hot", "proposed", None, 1.8e9)
+        per_contact = [len(s.read_history(Contact(f"c{i}"))) for i in range(3)]
+    assert sum(wins) == committed == 5
+    assert all(n <= 2 for n in per_contact)
