@@ -257,3 +257,17 @@ def test_processes_and_threads_racing_never_exceed_caps(tmp_path):
         per_contact = [len(s.read_history(Contact(f"c{i}"))) for i in range(3)]
     assert sum(wins) == committed == 5
     assert all(n <= 2 for n in per_contact)
+
+
+def test_fast_durability_writes_and_reopens(tmp_path):
+    path = str(tmp_path / "db")
+    with Store(path, durability="fast") as s:
+        (pid,) = decide(s, ALICE, T0, "a")
+        s.report(pid, "presented", T0 + 1)
+    with Store(path) as s:
+        assert [r.events for r in s.read_history(ALICE)] == [{"presented": us(T0 + 1)}]
+
+
+def test_unknown_durability_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="unknown durability 'safe': sync or fast"):
+        Store(str(tmp_path / "db"), durability="safe")

@@ -307,22 +307,26 @@ class Store:
     def _decide(self, txn, contact, at, propositions):
         prefix = contact.key() if contact is not None else b"u\0"  # unknown contacts: counters only
         time_us = us(at)
-        ids = []
+        ids, mine = [], None  # the contact's history, read once, if a per-contact cap asks
         for p in propositions:
             rec = Record(os.urandom(16), prefix, p.offer, p.space, tuple(p.categories), time_us)
-            rec.encode()  # refuse bad names before anything is written
-            if not all(self._passes(txn, prefix, check, at) for check in p.checks):
+            value = rec.encode()  # refuses bad names before anything is written
+            if mine is None and any(c.scope == "contact" for c in p.checks):
+                mine = self._history(txn, prefix, -1) if contact is not None else []
+            if not all(self._passes(txn, mine, check, at) for check in p.checks):
                 ids.append(None)
                 continue
             hkey = history_key(prefix, time_us, rec.id)
             if contact is not None:
-                txn.put(hkey, rec.encode(), db=self.db["history"])
+                txn.put(hkey, value, db=self.db["history"])
                 txn.put(rec.id, hkey, db=self.db["props"])
+            if mine is not None:
+                mine.insert(0, rec)  # the next proposition's checks see this one
             self._bump(txn, rec, "proposed", time_us)
             ids.append(rec.id)
         return ids
 
-    def _passes(self, txn, prefix: bytes, check: CapCheck, at: float) -> bool:
+    def _passes(self, txn, mine: list[Record] | None, check: CapCheck, at: float) -> bool:
         """A cap is a capacity: the re-check counts every committed event from the window's
         start on, also those dated after this decision (concurrent callers' clocks differ,
         replays go back in time), so no interleaving can take it past its limit."""
@@ -331,7 +335,7 @@ class Store:
             count = self._total(txn, ref_key(check.ref_kind, check.ref), check.status, since, _FOREVER)
         else:
             lo = -1 if since is None else us(since)
-            count = sum(1 for rec in self._history(txn, prefix, -1)
+            count = sum(1 for rec in mine
                         if _matches(rec, check.ref_kind, check.ref)
                         and (t := _event_time(rec, check.status)) is not None and lo < t)
         return count < check.limit
