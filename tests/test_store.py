@@ -172,8 +172,15 @@ def test_map_full_is_a_clear_error_and_the_store_keeps_working(tmp_path):
 def test_pruning_removes_old_propositions(store):
     old = decide(store, ALICE, T0 - 40 * 86400, "a")[0]
     decide(store, ALICE, T0, "b")
-    assert store.prune(T0 - 30 * 86400) == 1
+    with store.env.begin() as txn:
+        before = {name: txn.stat(store.db[name])["entries"] for name in ("events", "counters")}
+    assert store.prune(T0 - 30 * 86400) > 1  # the proposition, its event keys and old counters
     assert [r.offer for r in store.read_history(ALICE)] == ["b"]
+    with store.env.begin() as txn:
+        after = {name: txn.stat(store.db[name])["entries"] for name in ("events", "counters")}
+    assert after["events"] < before["events"] and after["counters"] < before["counters"]
+    assert store.total("offer", "b", "proposed", T0 - 86400, T0) == 1  # recent windows intact
+    assert store.total("offer", "a", "proposed", None, T0) == 1  # lifetime counts stay
     with pytest.raises(NotFound):
         store.report(old, "presented")
 

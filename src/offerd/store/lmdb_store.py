@@ -431,7 +431,8 @@ class Store:
 
     def prune(self, before: float, chunk: int = 10_000) -> int:
         """Delete propositions made before `before` (older than the longest window any rule
-        uses), their ids and event-index entries, in chunks; returns how many."""
+        uses), their ids, and the event-index keys and minute/hour/day counters older than
+        that, in chunks; returns how many entries went."""
         cutoff, removed = us(before), 0
         while True:
             n = self.submit(lambda txn: self._prune_chunk(txn, cutoff, chunk)).result()
@@ -453,6 +454,29 @@ class Store:
             txn.delete(key, db=history)
             txn.delete(rec.id, db=self.db["props"])
             n += 1
+        return n + self._prune_index(txn, cutoff, chunk - n)
+
+    def _prune_index(self, txn, cutoff: int, budget: int) -> int:
+        """Event-index keys and minute/hour/day counters older than the cutoff; the lifetime
+        counters stay (lifetime totals need only events after the decision time)."""
+        n = 0
+        sizes = {b"m": MINUTE, b"h": HOUR, b"d": DAY}
+        for name in ("events", "counters"):
+            doomed = []
+            for key in txn.cursor(db=self.db[name]).iternext(keys=True, values=False):
+                if len(doomed) >= budget - n:
+                    break
+                at = key.index(b"\0") + 2  # after the ref and the status byte
+                if name == "events":
+                    old = U64.unpack_from(key, at)[0] < cutoff
+                else:
+                    size = sizes.get(key[at:at + 1])
+                    old = size is not None and (U64.unpack_from(key, at + 1)[0] + 1) * size <= cutoff
+                if old:
+                    doomed.append(key)
+            for key in doomed:
+                txn.delete(key, db=self.db[name])
+            n += len(doomed)
         return n
 
 
