@@ -1,6 +1,7 @@
 """The LMDB store, on a real environment in a temp dir: history, exact totals, status
 reports, caps re-checked under concurrency (threads and processes), versions, crashes,
 a full map, corrupt values, pruning."""
+import asyncio
 import datetime
 import os
 import random
@@ -70,6 +71,41 @@ def test_totals_are_exact_for_any_window(store):
     assert store.total("offer", "a", "proposed", None, times[99]) == 100  # lifetime up to a time
 
 
+def test_totals_are_exact_for_dense_events_and_sub_second_windows(store):
+    """Bursts inside one second and one minute, and windows whose ends fall between them,
+    exercise every grain's edges (day, hour, minute, second, event index)."""
+    rnd = random.Random(11)
+    times = sorted({round(T0 - rnd.choice([0.3, 2.5, 59.9, 61, 3599.5, 3601, 90000]) - rnd.uniform(0, 1.5), 6)
+                    for _ in range(300)})
+    for t in times:
+        decide(store, ALICE, t, "a")
+    ends = [T0 + 1] + [t + d for t in rnd.sample(times, 40) for d in (0, 1e-6, -1e-6)]
+    for until in ends:
+        for window in (1e-6, 0.5, 1, 1.000001, 59.5, 60, 3600.25, 86400, 10 * 86400):
+            expected = sum(1 for t in times if us(until - window) < us(t) <= us(until))
+            assert store.total("offer", "a", "proposed", until - window, until) == expected, (until, window)
+        assert store.total("offer", "a", "proposed", None, until) == sum(1 for t in times if us(t) <= us(until))
+
+
+def test_windowed_total_cap_inside_one_batch(store):
+    """Many decisions in one group commit: the cap's re-check adds the batch's counts,
+    not yet written to the counters, to the committed ones."""
+    cap = CapCheck("total", "offer", "hot", "proposed", 60, 7)
+    decide(store, BOB, T0 - 30, "hot")  # committed before: counts, and is inside the window
+    decide(store, BOB, T0 - 61, "hot")  # outside the window
+    gate, commits = threading.Event(), store.commits
+    store.submit(lambda txn: gate.wait(10))  # holds the writer while the 40 queue up
+    ops = [store.submit(lambda txn, i=i: store._decide(txn, Contact(f"b{i}"), T0 + i / 100,
+                                                       [NewProposition("hot", "web", (), (cap,))]))
+           for i in range(40)]
+    gate.set()
+    results = [f.result()[0] for f in ops]
+    assert sum(r is not None for r in results) == 6
+    assert results[:6] == [r for r in results[:6] if r is not None]  # the first six won
+    assert store.total("offer", "hot", "proposed", T0 - 60, T0 + 1) == 7
+    assert store.commits - commits <= 2  # the gate, the 40 with it or in the next batch
+
+
 def test_reports_are_idempotent_and_imply_presented(store):
     (pid,) = decide(store, ALICE, T0, "a")
     assert store.report(pid, "accepted", T0 + 10) is True
@@ -117,6 +153,24 @@ def test_group_commit_under_threads_never_passes_a_cap(store):
     assert sum(r is not None for r in results) == 5
     assert store.total("offer", "hot", "proposed", None, T0 + 100) == 5
     assert store.commits < 200  # decisions were batched into fewer transactions
+
+
+def test_asyncio_callers_share_group_commits(store):
+    async def main():
+        commits = store.commits
+        ids = await asyncio.gather(*(store.record_decision_async(Contact(f"a{i}"), T0, [NewProposition("x", "web")])
+                                     for i in range(50)))
+        assert store.commits - commits < 50  # batched: one event-loop wake-up per batch
+        changed = await asyncio.gather(*(store.report_async(i[0], "accepted", T0 + 1) for i in ids))
+        assert changed == [True] * 50
+        with pytest.raises(NotFound):
+            await store.report_async(b"\0" * 16, "presented")
+        return ids
+
+    ids = asyncio.run(main())
+    assert store.total("offer", "x", "presented", None, T0 + 2) == 50
+    assert store.total("offer", "x", "accepted", T0, T0 + 2) == 50
+    assert len({i[0] for i in ids}) == 50
 
 
 def test_versions_activate_and_roll_back(store):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 U64 = struct.Struct(">Q")
 NEWEST = 2**64 - 1
-MINUTE, HOUR, DAY = 60_000_000, 3_600_000_000, 86_400_000_000  # in µs
+SECOND, MINUTE, HOUR, DAY = 1_000_000, 60_000_000, 3_600_000_000, 86_400_000_000  # in µs
 
 
 @dataclass(frozen=True)

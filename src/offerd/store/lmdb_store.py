@@ -4,20 +4,23 @@ through one writer thread per process that commits many operations per transacti
 (group commit), each acknowledged only after its commit."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
 import threading
 import time
 from concurrent.futures import Future
+import itertools
 from dataclasses import dataclass
+from functools import cached_property
 
 import lmdb
 
 from .codec import CodecError, decode_attrs, encode_attrs
-from .keys import (DAY, HOUR, MINUTE, U64, Contact, counter_key, event_key, history_key,
-                   history_time, ref_key, us)
-from .records import CorruptRecord, Record
+from .keys import (DAY, HOUR, MINUTE, SECOND, STATUS_BYTE, U64, Contact, counter_key, event_key,
+                   history_key, history_time, ref_key, us)
+from .records import CorruptRecord, Record, encode_new, names
 
 DATABASES = ("profiles", "history", "props", "counters", "events", "versions", "meta")
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as data does
@@ -57,6 +60,10 @@ class CapCheck:
     window: float | None  # seconds; None = lifetime
     limit: int
 
+    @cached_property
+    def ref_key(self) -> bytes:
+        return ref_key(self.ref_kind, self.ref)
+
 
 @dataclass(frozen=True)
 class NewProposition:
@@ -65,10 +72,28 @@ class NewProposition:
     categories: tuple[str, ...] = ()
     checks: tuple[CapCheck, ...] = ()
 
+    # The engine builds one per offer and space and reuses it: what every decision
+    # would otherwise re-encode is encoded once.
+    @cached_property
+    def names(self) -> tuple[int, int, int, bytes]:
+        return names(self.offer, self.space, tuple(self.categories))
 
-def _ref_keys(rec: Record) -> list[bytes]:
-    return ([ref_key("offer", rec.offer), ref_key("space", rec.space), ref_key("pair", f"{rec.offer}/{rec.space}")]
-            + [ref_key("category", c) for c in rec.categories])
+    @cached_property
+    def refs(self) -> list[bytes]:
+        return [ref_key("offer", self.offer), ref_key("space", self.space)] + [
+            ref_key("category", c) for c in self.categories]
+
+    @cached_property
+    def per_contact(self) -> bool:
+        return any(c.scope == "contact" for c in self.checks)
+
+
+def _ref_keys(rec: Record, status: str) -> list[bytes]:
+    """The counters an event of `rec` in `status` adds to."""
+    refs = [ref_key("offer", rec.offer), ref_key("space", rec.space)]
+    if status != "proposed":  # the (offer, space) pair feeds propensity: presented, accepted
+        refs.append(ref_key("pair", f"{rec.offer}/{rec.space}"))
+    return refs + [ref_key("category", c) for c in rec.categories]
 
 
 def _matches(rec: Record, kind: str, name: str) -> bool:
@@ -81,6 +106,68 @@ def _matches(rec: Record, kind: str, name: str) -> bool:
 
 def _event_time(rec: Record, status: str) -> int | None:
     return rec.time_us if status == "proposed" else rec.events.get(status)
+
+
+# Counter grains, coarsest first; below the finest, the event index. "L" is lifetime.
+LEVELS = ((b"d", DAY), (b"h", HOUR), (b"m", MINUTE), (b"s", SECOND))
+GRAIN_SIZE = dict(LEVELS)
+
+
+class _Pending:
+    """Counter increments of the batch being written, kept per second in memory and
+    written once at the batch's end, so a hot counter costs one read and one write per
+    commit instead of one of each per event and grain. Reads inside the batch add them
+    in; an operation that fails takes its own back."""
+
+    def __init__(self):
+        self.seconds: dict[tuple[bytes, str], dict[int, int]] = {}
+        self.undo: list[tuple[dict[int, int], int]] = []
+
+    def add(self, ref: bytes, status: str, second: int) -> None:
+        buckets = self.seconds.get((ref, status))
+        if buckets is None:
+            buckets = self.seconds[(ref, status)] = {}
+        buckets[second] = buckets.get(second, 0) + 1
+        self.undo.append((buckets, second))
+
+    def revert(self) -> None:
+        for buckets, second in self.undo:
+            buckets[second] -= 1
+        self.undo.clear()
+
+    def sum(self, ref: bytes, status: str, grain: bytes, k0: int, k1: int | None) -> int:
+        """Pending events in buckets k0 <= k < k1 of the grain (k1 None: no end)."""
+        buckets = self.seconds.get((ref, status))
+        if not buckets:
+            return 0
+        if grain == b"L":
+            return sum(buckets.values())
+        per = GRAIN_SIZE[grain] // SECOND
+        return sum(n for sec, n in buckets.items() if k0 <= sec // per and (k1 is None or sec // per < k1))
+
+    def flush(self, txn, db) -> None:
+        totals: dict[bytes, int] = {}
+        for (ref, status), buckets in self.seconds.items():
+            for second, n in buckets.items():
+                if n:
+                    for grain, size in LEVELS:
+                        key = counter_key(ref, status, grain, second * SECOND // size)
+                        totals[key] = totals.get(key, 0) + n
+                    key = counter_key(ref, status, b"L", 0)
+                    totals[key] = totals.get(key, 0) + n
+        for key, n in totals.items():
+            old = txn.get(key, db=db)
+            txn.put(key, U64.pack((U64.unpack(old)[0] if old else 0) + n), db=db)
+
+
+def _resolve(outcomes) -> None:
+    for future, result, error in outcomes:
+        if future.done():  # an asyncio caller that was cancelled
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 class Store:
@@ -102,6 +189,8 @@ class Store:
         self._writer = threading.Thread(target=self._write_loop, name="offerd-store-writer", daemon=True)
         self._writer.start()
         self.commits = 0  # transactions committed by this process's writer (tests, metrics)
+        self._pending: _Pending | None = None  # the writer's batch, while it runs
+        self._id_prefix, self._id_counter = os.urandom(8), itertools.count()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -130,6 +219,14 @@ class Store:
         self._queue.put((op, future))
         return future
 
+    async def run(self, op):
+        """`submit` for asyncio callers (the gRPC server): awaits the commit without
+        blocking the event loop; the writer wakes each loop once per batch."""
+        self._check_process()
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put((op, future))
+        return await future
+
     def _write_loop(self) -> None:
         while True:
             item = self._queue.get()
@@ -149,18 +246,22 @@ class Store:
 
     def _commit(self, batch) -> None:
         outcomes = []
+        self._pending = pending = _Pending()
         try:
             with self.env.begin(write=True) as txn:
                 for op, future in batch:
                     child = self.env.begin(write=True, parent=txn)  # an op is all or nothing
+                    pending.undo.clear()
                     try:
                         result = op(child)
                     except (StoreError, ValueError) as e:
                         child.abort()
+                        pending.revert()
                         outcomes.append((future, None, e))
                     else:
                         child.commit()
                         outcomes.append((future, result, None))
+                pending.flush(txn, self.db["counters"])
             self.commits += 1
         except lmdb.MapFullError:
             error = StoreFull(f"the LMDB map is full at {self.path} ({self.env.info()['map_size']} bytes): "
@@ -170,11 +271,19 @@ class Store:
             outcomes = [(f, None, StoreError(f"LMDB write failed: {e}")) for _, f in batch]
         except BaseException as e:  # a bug in an op: fail its batch, keep the writer alive
             outcomes = [(f, None, StoreError(f"store write failed: {e!r}")) for _, f in batch]
-        for future, result, error in outcomes:
-            if error is None:
-                future.set_result(result)
+        finally:
+            self._pending = None
+        by_loop: dict = {}
+        for outcome in outcomes:
+            if isinstance(outcome[0], asyncio.Future):
+                by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
             else:
-                future.set_exception(error)
+                _resolve([outcome])
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
 
     # --- profiles ----------------------------------------------------------------------
 
@@ -236,36 +345,43 @@ class Store:
                 return self._total(txn, ref_key(kind, name), status, since, until)
         return self._total(txn, ref_key(kind, name), status, since, until)
 
-    def _total(self, txn, ref: bytes, status: str, since: float | None, until: float) -> int:
-        """Exact count of events in (since, until]: whole days, hours and minutes from the
-        counters, the partial minutes at both ends from the event index."""
+    def _total(self, txn, ref: bytes, status: str, since: float | None, until: float,
+               pending: _Pending | None = None) -> int:
+        """Exact count of events in (since, until]."""
         if since is None:
-            return self._bucket_sum(txn, ref, status, b"L", 0, 1) - self._events(txn, ref, status, us(until) + 1, 2**63)
-        lo, hi = us(since) + 1, us(until) + 1  # events with lo <= t < hi
-        if hi <= lo:
-            return 0
-        a, b = -(-lo // MINUTE) * MINUTE, hi // MINUTE * MINUTE
-        if a >= b:
-            return self._events(txn, ref, status, lo, hi)
-        count = self._events(txn, ref, status, lo, a) + self._events(txn, ref, status, b, hi)
-        ah, bh = -(-a // HOUR) * HOUR, b // HOUR * HOUR
-        if ah >= bh:
-            return count + self._bucket_sum(txn, ref, status, b"m", a // MINUTE, b // MINUTE)
-        count += self._bucket_sum(txn, ref, status, b"m", a // MINUTE, ah // MINUTE)
-        count += self._bucket_sum(txn, ref, status, b"m", bh // MINUTE, b // MINUTE)
-        ad, bd = -(-ah // DAY) * DAY, bh // DAY * DAY
-        if ad >= bd:
-            return count + self._bucket_sum(txn, ref, status, b"h", ah // HOUR, bh // HOUR)
-        count += self._bucket_sum(txn, ref, status, b"h", ah // HOUR, ad // HOUR)
-        count += self._bucket_sum(txn, ref, status, b"h", bd // HOUR, bh // HOUR)
-        return count + self._bucket_sum(txn, ref, status, b"d", ad // DAY, bd // DAY)
+            lifetime = self._bucket_sum(txn, pending, ref, status, b"L", 0, 1)
+            if until >= _FOREVER:
+                return lifetime
+            return lifetime - self._count(txn, pending, ref, status, us(until) + 1, None, 0)
+        hi = None if until >= _FOREVER else us(until) + 1
+        return self._count(txn, pending, ref, status, us(since) + 1, hi, 0)
 
-    def _bucket_sum(self, txn, ref, status, grain: bytes, k0: int, k1: int) -> int:
-        if k0 >= k1:
+    def _count(self, txn, pending, ref, status, lo: int, hi: int | None, level: int) -> int:
+        """Events with lo <= t < hi (hi None: no end): the whole buckets of the coarsest
+        grain that fit from the counters, the rest at each end from finer grains, and
+        under a second from the event index. A count reads a few keys per grain."""
+        if hi is not None and lo >= hi:
             return 0
-        start, end = counter_key(ref, status, grain, k0), counter_key(ref, status, grain, k1)
+        if level == len(LEVELS):
+            return self._events(txn, ref, status, lo, 2**64 - 1 if hi is None else hi)
+        grain, size = LEVELS[level]
+        a = -(-lo // size)  # first whole bucket
+        b = None if hi is None else hi // size  # end of the whole buckets
+        if b is not None and a >= b:
+            return self._count(txn, pending, ref, status, lo, hi, level + 1)
+        count = self._bucket_sum(txn, pending, ref, status, grain, a, b)
+        count += self._count(txn, pending, ref, status, lo, a * size, level + 1)
+        if b is not None:
+            count += self._count(txn, pending, ref, status, b * size, hi, level + 1)
+        return count
+
+    def _bucket_sum(self, txn, pending, ref, status, grain: bytes, k0: int, k1: int | None) -> int:
+        if k1 is not None and k0 >= k1:
+            return 0
+        start = counter_key(ref, status, grain, k0)
+        end = counter_key(ref, status, grain, k1) if k1 is not None else ref + STATUS_BYTE[status] + grain + b"\xff" * 9
         cursor = txn.cursor(db=self.db["counters"])
-        total = 0
+        total = pending.sum(ref, status, grain, k0, k1) if pending else 0
         if cursor.set_range(start):
             for key, value in cursor:
                 if key >= end:
@@ -286,14 +402,11 @@ class Store:
                 n += 1
         return n
 
-    def _bump(self, txn, rec: Record, status: str, time_us: int) -> None:
-        counters, events = self.db["counters"], self.db["events"]
-        for ref in _ref_keys(rec):
-            txn.put(event_key(ref, status, time_us, rec.id), b"", db=events)
-            for grain, size in ((b"m", MINUTE), (b"h", HOUR), (b"d", DAY), (b"L", None)):
-                key = counter_key(ref, status, grain, 0 if size is None else time_us // size)
-                old = txn.get(key, db=counters)
-                txn.put(key, U64.pack((U64.unpack(old)[0] if old else 0) + 1), db=counters)
+    def _bump(self, txn, refs: list[bytes], status: str, time_us: int, prop_id: bytes) -> None:
+        events, pending, second = self.db["events"], self._pending, time_us // SECOND
+        for ref in refs:
+            txn.put(event_key(ref, status, time_us, prop_id), b"", db=events)
+            pending.add(ref, status, second)
 
     # --- decisions and status reports --------------------------------------------------
 
@@ -304,27 +417,35 @@ class Store:
         or None when a cap was reached meanwhile (that proposition is not recorded)."""
         return self.submit(lambda txn: self._decide(txn, contact, at, propositions)).result()
 
+    async def record_decision_async(self, contact: Contact | None, at: float,
+                                    propositions: list[NewProposition]) -> list[bytes | None]:
+        return await self.run(lambda txn: self._decide(txn, contact, at, propositions))
+
     def _decide(self, txn, contact, at, propositions):
         prefix = contact.key() if contact is not None else b"u\0"  # unknown contacts: counters only
         time_us = us(at)
         ids, mine = [], None  # the contact's history, read once, if a per-contact cap asks
         for p in propositions:
-            rec = Record(os.urandom(16), prefix, p.offer, p.space, tuple(p.categories), time_us)
-            value = rec.encode()  # refuses bad names before anything is written
-            if mine is None and any(c.scope == "contact" for c in p.checks):
+            names = p.names  # refuses bad names before anything is written
+            if mine is None and p.per_contact:
                 mine = self._history(txn, prefix, -1) if contact is not None else []
             if not all(self._passes(txn, mine, check, at) for check in p.checks):
                 ids.append(None)
                 continue
-            hkey = history_key(prefix, time_us, rec.id)
+            prop_id = self._new_id()
             if contact is not None:
-                txn.put(hkey, value, db=self.db["history"])
-                txn.put(rec.id, hkey, db=self.db["props"])
-            if mine is not None:
-                mine.insert(0, rec)  # the next proposition's checks see this one
-            self._bump(txn, rec, "proposed", time_us)
-            ids.append(rec.id)
+                hkey = history_key(prefix, time_us, prop_id)
+                txn.put(hkey, encode_new(time_us, names, prefix, prop_id), db=self.db["history"])
+                txn.put(prop_id, hkey, db=self.db["props"])
+            if mine is not None:  # the next proposition's checks see this one
+                mine.insert(0, Record(prop_id, prefix, p.offer, p.space, tuple(p.categories), time_us))
+            self._bump(txn, p.refs, "proposed", time_us, prop_id)
+            ids.append(prop_id)
         return ids
+
+    def _new_id(self) -> bytes:
+        """16 bytes: this store's random 8, then a counter: unique across processes."""
+        return self._id_prefix + U64.pack(next(self._id_counter))
 
     def _passes(self, txn, mine: list[Record] | None, check: CapCheck, at: float) -> bool:
         """A cap is a capacity: the re-check counts every committed event from the window's
@@ -332,7 +453,8 @@ class Store:
         replays go back in time), so no interleaving can take it past its limit."""
         since = None if check.window is None else at - check.window
         if check.scope == "total":
-            count = self._total(txn, ref_key(check.ref_kind, check.ref), check.status, since, _FOREVER)
+            count = self._total(txn, check.ref_key, check.status, since, _FOREVER,
+                                self._pending)
         else:
             lo = -1 if since is None else us(since)
             count = sum(1 for rec in mine
@@ -343,10 +465,16 @@ class Store:
     def report(self, prop_id: bytes, status: str, at: float | None = None) -> bool:
         """Record that a proposition was presented, accepted or rejected. Idempotent: True
         if this changed anything. Accepted and rejected imply presented."""
+        return self.submit(self._report_op(prop_id, status, at)).result()
+
+    async def report_async(self, prop_id: bytes, status: str, at: float | None = None) -> bool:
+        return await self.run(self._report_op(prop_id, status, at))
+
+    def _report_op(self, prop_id: bytes, status: str, at: float | None):
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}: presented, accepted or rejected")
         when = time.time() if at is None else at
-        return self.submit(lambda txn: self._report(txn, prop_id, status, when)).result()
+        return lambda txn: self._report(txn, prop_id, status, when)
 
     def _report(self, txn, prop_id: bytes, status: str, at: float) -> bool:
         hkey = txn.get(prop_id, db=self.db["props"])
@@ -368,7 +496,7 @@ class Store:
         new = [status] + (["presented"] if status != "presented" and "presented" not in rec.events else [])
         for s in new:
             rec.events[s] = time_us
-            self._bump(txn, rec, s, time_us)
+            self._bump(txn, _ref_keys(rec, s), s, time_us, rec.id)
         txn.put(hkey, rec.encode(), db=self.db["history"])
         return True
 
@@ -460,7 +588,7 @@ class Store:
         """Event-index keys and minute/hour/day counters older than the cutoff; the lifetime
         counters stay (lifetime totals need only events after the decision time)."""
         n = 0
-        sizes = {b"m": MINUTE, b"h": HOUR, b"d": DAY}
+        sizes = GRAIN_SIZE
         for name in ("events", "counters"):
             doomed = []
             for key in txn.cursor(db=self.db[name]).iternext(keys=True, values=False):

@@ -15,6 +15,23 @@ class CorruptRecord(ValueError):
     pass
 
 
+def names(offer: str, space: str, categories: tuple[str, ...]) -> tuple[int, int, int, bytes]:
+    """The record's name fields, encoded once per offer (the store caches them on each
+    NewProposition): the lengths for the header, then the bytes."""
+    raw = [offer.encode(), space.encode()] + [c.encode() for c in categories]
+    if any(len(x) > 255 for x in raw) or len(categories) > 255:
+        raise ValueError("offer, space and category names are at most 255 bytes")
+    blob = raw[0] + raw[1] + b"".join(bytes((len(c),)) + c for c in raw[2:])
+    return len(raw[0]), len(raw[1]), len(categories), blob
+
+
+def encode_new(time_us: int, names: tuple[int, int, int, bytes], contact: bytes, prop_id: bytes,
+               events: bytes = b"\0") -> bytes:
+    lo, ls, nc, blob = names
+    return b"".join((_HEAD.pack(VERSION, time_us, lo, ls, nc), blob, events,
+                     bytes((len(contact),)), contact, prop_id))
+
+
 @dataclass
 class Record:
     id: bytes
@@ -26,18 +43,10 @@ class Record:
     events: dict[str, int] = field(default_factory=dict)  # status → time µs
 
     def encode(self) -> bytes:
-        names = [self.offer.encode(), self.space.encode()] + [c.encode() for c in self.categories]
-        if any(len(x) > 255 for x in names) or len(self.categories) > 255:
-            raise ValueError("offer, space and category names are at most 255 bytes")
         mask = sum(1 << i for i, s in enumerate(_STATUSES) if s in self.events)
-        out = [_HEAD.pack(VERSION, self.time_us, len(names[0]), len(names[1]), len(self.categories)),
-               names[0], names[1]]
-        for c in names[2:]:
-            out += [bytes((len(c),)), c]
-        out.append(bytes((mask,)))
-        out += [U64.pack(self.events[s]) for s in _STATUSES if s in self.events]
-        out += [bytes((len(self.contact),)), self.contact, self.id]
-        return b"".join(out)
+        times = b"".join(U64.pack(self.events[s]) for s in _STATUSES if s in self.events)
+        return encode_new(self.time_us, names(self.offer, self.space, self.categories), self.contact,
+                          self.id, bytes((mask,)) + times)
 
     @classmethod
     def decode(cls, data: bytes) -> Record:
