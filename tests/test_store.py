@@ -137,6 +137,19 @@ def test_caps_are_rechecked_inside_the_transaction(store):
     assert decide(store, ALICE, T0 + 3601, "b", checks=[mine])[0] is not None
 
 
+def test_per_contact_status_cap_sees_old_propositions_reported_lately(store):
+    """A proposition made long before the window, presented inside it, counts: the
+    re-check cannot stop reading history at the window's start for status caps."""
+    (old,) = decide(store, ALICE, T0 - 30 * 86400, "a")
+    for i in range(20):
+        decide(store, ALICE, T0 - 20 * 86400 + i, "filler")
+    store.report(old, "presented", T0 - 10)
+    shown = CapCheck("contact", "offer", "a", "presented", 3600, 1)
+    proposed = CapCheck("contact", "offer", "a", "proposed", 3600, 1)
+    assert decide(store, ALICE, T0, "a", checks=[shown]) == [None]
+    assert decide(store, ALICE, T0, "a", checks=[proposed])[0] is not None
+
+
 def test_group_commit_under_threads_never_passes_a_cap(store):
     cap = CapCheck("total", "offer", "hot", "proposed", None, 5)
     results = []

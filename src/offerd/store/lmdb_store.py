@@ -121,19 +121,24 @@ class _Pending:
 
     def __init__(self):
         self.seconds: dict[tuple[bytes, str], dict[int, int]] = {}
-        self.undo: list[tuple[dict[int, int], int]] = []
+        self.undo: list[tuple[bytes, str, int]] = []
+        self.added: dict[tuple[bytes, str], int] = {}  # events per (ref, status) in this batch
+        self.seen: dict[tuple, tuple[int, int, int]] = {}  # cap counts: (lo, count, added then)
 
     def add(self, ref: bytes, status: str, second: int) -> None:
         buckets = self.seconds.get((ref, status))
         if buckets is None:
             buckets = self.seconds[(ref, status)] = {}
         buckets[second] = buckets.get(second, 0) + 1
-        self.undo.append((buckets, second))
+        self.added[(ref, status)] = self.added.get((ref, status), 0) + 1
+        self.undo.append((ref, status, second))
 
     def revert(self) -> None:
-        for buckets, second in self.undo:
-            buckets[second] -= 1
+        for ref, status, second in self.undo:
+            self.seconds[(ref, status)][second] -= 1
+            self.added[(ref, status)] -= 1
         self.undo.clear()
+        self.seen.clear()  # counts taken during the failed operation included its events
 
     def sum(self, ref: bytes, status: str, grain: bytes, k0: int, k1: int | None) -> int:
         """Pending events in buckets k0 <= k < k1 of the grain (k1 None: no end)."""
@@ -158,6 +163,21 @@ class _Pending:
         for key, n in totals.items():
             old = txn.get(key, db=db)
             txn.put(key, U64.pack((U64.unpack(old)[0] if old else 0) + n), db=db)
+
+
+def _horizon(propositions: list[NewProposition], at: float) -> int:
+    """How far back the per-contact re-checks must read the contact's history (µs; -1: all).
+    A `proposed` count only needs propositions since its window's start; a status event can
+    come long after its proposition, so a status count reads everything."""
+    horizon = None
+    for p in propositions:
+        for c in p.checks:
+            if c.scope == "contact":
+                if c.status != "proposed" or c.window is None:
+                    return -1
+                since = us(at - c.window)
+                horizon = since if horizon is None else min(horizon, since)
+    return -1 if horizon is None else horizon
 
 
 def _resolve(outcomes) -> None:
@@ -428,7 +448,7 @@ class Store:
         for p in propositions:
             names = p.names  # refuses bad names before anything is written
             if mine is None and p.per_contact:
-                mine = self._history(txn, prefix, -1) if contact is not None else []
+                mine = self._history(txn, prefix, _horizon(propositions, at)) if contact is not None else []
             if not all(self._passes(txn, mine, check, at) for check in p.checks):
                 ids.append(None)
                 continue
@@ -453,14 +473,28 @@ class Store:
         replays go back in time), so no interleaving can take it past its limit."""
         since = None if check.window is None else at - check.window
         if check.scope == "total":
-            count = self._total(txn, check.ref_key, check.status, since, _FOREVER,
-                                self._pending)
+            return self._total_below(txn, check.ref_key, check.status, since, check.limit)
         else:
             lo = -1 if since is None else us(since)
             count = sum(1 for rec in mine
                         if _matches(rec, check.ref_kind, check.ref)
                         and (t := _event_time(rec, check.status)) is not None and lo < t)
         return count < check.limit
+
+    def _total_below(self, txn, ref: bytes, status: str, since: float | None, limit: int) -> bool:
+        """Whether the events from `since` on are fewer than `limit`. The first check of a
+        cap in a batch counts them; a later one with a window starting no earlier bounds
+        them by that count plus the batch's events since (a later start only lets events
+        out), and counts again only when the bound reaches the limit."""
+        pending = self._pending
+        lo = -1 if since is None else us(since)
+        added = pending.added.get((ref, status), 0)
+        seen = pending.seen.get((ref, status, lo >= 0))
+        if seen is not None and lo >= seen[0] and seen[1] + added - seen[2] < limit:
+            return True
+        count = self._total(txn, ref, status, since, _FOREVER, pending)
+        pending.seen[(ref, status, lo >= 0)] = (lo, count, added)
+        return count < limit
 
     def report(self, prop_id: bytes, status: str, at: float | None = None) -> bool:
         """Record that a proposition was presented, accepted or rejected. Idempotent: True
