@@ -21,6 +21,8 @@ test: $(STAMP)
 
 bench: $(VENV)/.bench
 	$(PY) benchmarks/rules.py
+	$(PY) benchmarks/codec.py
+	$(PY) benchmarks/store.py
 
 # check the bundled example catalog
 check: $(STAMP)

@@ -75,7 +75,7 @@ class NewProposition:
     # The engine builds one per offer and space and reuses it: what every decision
     # would otherwise re-encode is encoded once.
     @cached_property
-    def names(self) -> tuple[int, int, int, bytes]:
+    def names(self) -> bytes:
         return names(self.offer, self.space, tuple(self.categories))
 
     @cached_property

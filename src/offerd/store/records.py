@@ -6,33 +6,52 @@ from dataclasses import dataclass, field
 
 from .keys import U64
 
-_HEAD = struct.Struct(">BQBBB")  # version, time µs, len(offer), len(space), n categories
+_HEAD = struct.Struct(">BQH")  # version, time µs, length of the names block
 _STATUSES = ("presented", "accepted", "rejected")
-VERSION = 1
+VERSION = 2
+_U64_AT = U64.unpack_from
 
 
 class CorruptRecord(ValueError):
     pass
 
 
-def names(offer: str, space: str, categories: tuple[str, ...]) -> tuple[int, int, int, bytes]:
-    """The record's name fields, encoded once per offer (the store caches them on each
-    NewProposition): the lengths for the header, then the bytes."""
+def names(offer: str, space: str, categories: tuple[str, ...]) -> bytes:
+    """The record's names block: offer, space and categories, each preceded by its length.
+    The same for every proposition of an offer in a space, so it is encoded once (the store
+    caches it on each NewProposition) and decoded through a cache."""
     raw = [offer.encode(), space.encode()] + [c.encode() for c in categories]
     if any(len(x) > 255 for x in raw) or len(categories) > 255:
         raise ValueError("offer, space and category names are at most 255 bytes")
-    blob = raw[0] + raw[1] + b"".join(bytes((len(c),)) + c for c in raw[2:])
-    return len(raw[0]), len(raw[1]), len(categories), blob
+    return b"".join(bytes((len(x),)) + x for x in raw)
 
 
-def encode_new(time_us: int, names: tuple[int, int, int, bytes], contact: bytes, prop_id: bytes,
-               events: bytes = b"\0") -> bytes:
-    lo, ls, nc, blob = names
-    return b"".join((_HEAD.pack(VERSION, time_us, lo, ls, nc), blob, events,
+def encode_new(time_us: int, names: bytes, contact: bytes, prop_id: bytes, events: bytes = b"\0") -> bytes:
+    return b"".join((_HEAD.pack(VERSION, time_us, len(names)), names, events,
                      bytes((len(contact),)), contact, prop_id))
 
 
-@dataclass
+_blocks: dict[bytes, tuple[str, str, tuple[str, ...]]] = {}
+
+
+def _decode_names(block: bytes) -> tuple[str, str, tuple[str, ...]]:
+    out, i = [], 0
+    while i < len(block):
+        n = block[i]
+        part = block[i + 1:i + 1 + n]
+        if len(part) != n:
+            raise CorruptRecord("truncated names")
+        out.append(part.decode())
+        i += 1 + n
+    if len(out) < 2:
+        raise CorruptRecord("a record names an offer and a space")
+    if len(_blocks) >= 4096:  # names come from the catalog: few; a flood of odd ones stays bounded
+        _blocks.clear()
+    got = _blocks[block] = (out[0], out[1], tuple(out[2:]))
+    return got
+
+
+@dataclass(slots=True)
 class Record:
     id: bytes
     contact: bytes
@@ -51,31 +70,25 @@ class Record:
     @classmethod
     def decode(cls, data: bytes) -> Record:
         try:
-            version, time_us, lo, ls, nc = _HEAD.unpack_from(data, 0)
+            version, time_us, ln = _HEAD.unpack_from(data, 0)
             if version != VERSION:
                 raise CorruptRecord(f"unknown record version {version}")
-            i = _HEAD.size
-            offer = data[i:i + lo].decode()
-            i += lo
-            space = data[i:i + ls].decode()
-            i += ls
-            cats = []
-            for _ in range(nc):
-                n = data[i]
-                cats.append(data[i + 1:i + 1 + n].decode())
-                i += 1 + n
+            i = 11 + ln
+            block = data[11:i]
+            got = _blocks.get(block) or _decode_names(block)
             mask = data[i]
             i += 1
             events = {}
-            for bit, s in enumerate(_STATUSES):
-                if mask & (1 << bit):
-                    events[s] = U64.unpack_from(data, i)[0]
-                    i += 8
+            if mask:
+                for bit, s in enumerate(_STATUSES):
+                    if mask & (1 << bit):
+                        events[s] = _U64_AT(data, i)[0]
+                        i += 8
             n = data[i]
             contact = data[i + 1:i + 1 + n]
             prop_id = data[i + 1 + n:]
-            if len(contact) != n or len(prop_id) != 16:
+            if len(contact) != n or len(prop_id) != 16 or len(block) != ln:
                 raise CorruptRecord("truncated record")
-            return cls(prop_id, contact, offer, space, tuple(cats), time_us, events)
+            return cls(prop_id, contact, got[0], got[1], got[2], time_us, events)
         except (struct.error, IndexError, UnicodeDecodeError) as e:
             raise CorruptRecord(f"undecodable proposition record: {e}") from None
