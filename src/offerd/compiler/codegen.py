@@ -597,10 +597,13 @@ class SpaceCodegen(ExprCodegen):
             w.write(f"else: {ap}(({pos}, _w))")
 
     def render_source(self) -> str:
-        """`_render(pos, ...)` → ((field, text), ...) for an offer of this space."""
+        """`_renderers[pos](...)` → ((field, text), ...) for an offer of this space; the
+        space's fallback, if any, comes last."""
         out = Writer()
         names = []
-        for pos, offer in enumerate(self.offers):
+        fallback = self.catalog.spaces[self.space].fallback
+        extra = (self.catalog.offers_by_name[fallback],) if fallback else ()
+        for pos, offer in enumerate(self.offers + extra):
             fields = offer.content.get(self.space, ())
             self.attrs, self.lets, self.shared, self.uses = {}, {}, {}, set()
             items = []

@@ -64,6 +64,8 @@ class CompiledSpace:
         self.timezone = catalog.timezone
         self.space = catalog.spaces[space]
         self.offers: tuple[OfferDef, ...] = gen.offers
+        fallback = catalog.spaces[space].fallback
+        self.fallback: OfferDef | None = catalog.offers_by_name[fallback] if fallback else None
         self.rules: tuple[RuleRef, ...] = tuple(gen.rules)
         self.source = gen.evaluate_source()
         self._evaluate = _compile(self.source, gen.consts, f"space {space}", "_evaluate")
@@ -91,6 +93,10 @@ class CompiledSpace:
         """The content of the offer at `pos` for this space, each field rendered as text."""
         fn = self._part("render")[pos]
         return dict(fn(contact, context, moment, history))
+
+    def render_fallback(self, contact: dict, context: dict, moment: Moment, history) -> dict[str, str]:
+        """The content of the space's fallback offer."""
+        return dict(self._part("render")[len(self.offers)](contact, context, moment, history))
 
     def source_of(self, part: str) -> str:
         self._part(part)

@@ -1,0 +1,302 @@
+"""The decision engine: a request in, the best offers per space out, recorded atomically.
+
+One decision: the profile merged under the passed attributes, the contact's history read
+once, per space the compiled rules (eligibility, validity, caps and suppressions against
+the committed history, weights), then arbitration here: by weight, ties in declaration
+order, each candidate's `proposed` caps counted with the offers already chosen in this call,
+no offer twice across spaces, the request's filters and maximum, the fallback when nothing
+wins; content rendered; everything recorded in one group-committed write, where the store
+re-checks the caps against concurrent decisions."""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from ..compiler import SpaceCache, default_cache
+from ..compiler.space import CompiledSpace, Moment
+from ..lang.catalog import Catalog, OfferDef
+from ..lang.values import InputError, check_attributes
+from ..store.keys import Contact
+from ..store.lmdb_store import STATUSES, NotFound, StoredHistory, Store
+from .model import (BadRequest, Decision, Explained, NoCatalog, Proposal, Request, SpaceResult,
+                    UnknownSpace)
+from .plan import Plan
+
+UTC = datetime.timezone.utc
+
+
+@dataclass
+class _Pick:
+    """A winner while the decision is assembled."""
+
+    space: str
+    offer: OfferDef
+    weight: float | None
+    content: dict[str, str]
+    fallback: bool = False
+    id: str | None = None
+
+
+@dataclass
+class _Work:
+    """One request in flight: its inputs, resolved once, and what was chosen so far."""
+
+    request: Request
+    plan: Plan
+    when: datetime.datetime
+    moment: Moment
+    contact: Contact | None
+    attrs: dict
+    context: dict
+    history: object
+    picks: list[_Pick] = field(default_factory=list)
+    notes: dict[tuple[str, str], Explained] = field(default_factory=dict)  # (space, offer) → why it lost
+
+
+class Engine:
+    """Decisions against the live catalog. `store` None: dry runs only, no history."""
+
+    def __init__(self, store: Store | None, catalog: Catalog | None = None, cache: SpaceCache | None = None):
+        self.store = store
+        self.cache = cache or default_cache
+        self._plan: Plan | None = None
+        if catalog is not None:
+            self.load(catalog)
+
+    # --- the live catalog --------------------------------------------------------------
+
+    def load(self, catalog: Catalog) -> None:
+        """Make `catalog` the one that decides; its spaces compile on first use. Requests
+        in flight finish with the catalog they started with."""
+        self._plan = Plan(catalog)
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._plan is None:
+            raise NoCatalog("no catalog is live: deploy one first")
+        return self._plan.catalog
+
+    def space(self, name: str) -> CompiledSpace:
+        catalog = self.catalog
+        if name not in catalog.spaces:
+            raise UnknownSpace(f"no space {name!r} in the live catalog; spaces: {', '.join(sorted(catalog.spaces))}")
+        return self.cache.get(catalog, name)
+
+    # --- deciding ----------------------------------------------------------------------
+
+    def decide(self, request: Request) -> Decision:
+        work = self._prepare(request)
+        if self._records(work):
+            self._commit(work, self.store.record_decision(work.contact, work.moment.ts, self._props(work)))
+        return self._answer(work)
+
+    async def decide_async(self, request: Request) -> Decision:
+        """`decide` for asyncio callers: the write awaits the group commit."""
+        work = self._prepare(request)
+        if self._records(work):
+            ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work))
+            self._commit(work, ids)
+        return self._answer(work)
+
+    def _records(self, work: _Work) -> bool:
+        return bool(work.picks) and not work.request.dry_run and self.store is not None
+
+    def _prepare(self, request: Request) -> _Work:
+        plan = self._plan
+        if plan is None:
+            raise NoCatalog("no catalog is live: deploy one first")
+        catalog = plan.catalog
+        if not request.spaces:
+            raise BadRequest("a decision names at least one space")
+        for name in request.spaces:
+            if name not in catalog.spaces:
+                raise UnknownSpace(f"no space {name!r} in the live catalog; spaces: {', '.join(sorted(catalog.spaces))}")
+        if request.max_offers is not None and request.max_offers < 1:
+            raise BadRequest(f"max_offers must be at least 1, not {request.max_offers}")
+        for cat in request.categories:
+            if cat not in catalog.categories:
+                raise BadRequest(f"no category {cat!r} in the live catalog")
+        when = request.time or datetime.datetime.now(UTC)
+        if when.tzinfo is None:
+            raise BadRequest("the decision time must carry a timezone (an offset or Z)")
+        moment = Moment.at(when, catalog.timezone)
+        contact = self._contact(request)
+        try:
+            passed = check_attributes(catalog.contact, request.attributes, "contact")
+            context = check_attributes(catalog.context, request.context, "context")
+        except InputError as e:
+            raise BadRequest(str(e)) from None
+        attrs = passed
+        if contact is not None and not contact.anonymous and self.store is not None:
+            stored = self.store.get_profile(contact)
+            if stored:
+                attrs = {**_fit(catalog.contact, stored), **passed}
+        work = _Work(request, plan, when, moment, contact, attrs, context, self._history(plan, contact, moment))
+        seen: set[str] = set()
+        for name in dict.fromkeys(request.spaces):  # a space named twice is decided once
+            self._decide_space(work, name, seen)
+        return work
+
+    def _contact(self, request: Request) -> Contact | None:
+        if request.contact_id is None:
+            if request.anonymous:
+                raise BadRequest("an anonymous contact needs its visitor id")
+            return None
+        contact = Contact(request.contact_id, request.anonymous)
+        try:
+            contact.key()
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
+        return contact
+
+    def _history(self, plan: Plan, contact: Contact | None, moment: Moment):
+        if self.store is None:
+            from ..history import EMPTY
+            return EMPTY
+        if contact is None or not plan.reads_history:
+            return StoredHistory(self.store, [])  # totals and propensity still read the counters
+        since = None if plan.horizon is None else moment.ts - plan.horizon
+        return self.store.history(contact, since)
+
+    def _decide_space(self, work: _Work, name: str, seen: set[str]) -> None:
+        plan, request = work.plan, work.request
+        compiled = self.space(name)
+        space = compiled.space
+        limit = space.limit if request.max_offers is None else min(space.limit, request.max_offers)
+        eligible = compiled.evaluate(work.attrs, work.context, work.moment, work.history)
+        eligible.sort(key=lambda pw: -pw[1])  # stable: ties keep declaration order
+        chosen = 0
+        for pos, weight in eligible:
+            offer = compiled.offers[pos]
+            why = None
+            if offer.name in seen:
+                why = Explained(offer.name, "already proposed")
+            elif not _kept(offer, request):
+                why = Explained(offer.name, "filtered")
+            elif chosen >= limit:
+                why = Explained(offer.name, "arbitration", weight=weight)
+            else:
+                cap = self._cap_taken(work, offer, name)
+                if cap is not None:
+                    why = Explained(offer.name, "cap in decision", rule=str(cap.rule), weight=weight)
+            if why is not None:
+                work.notes[(name, offer.name)] = why
+                continue
+            chosen += 1
+            seen.add(offer.name)
+            content = compiled.render(pos, work.attrs, work.context, work.moment, work.history)
+            work.picks.append(_Pick(name, offer, weight, content))
+        if chosen == 0 and compiled.fallback is not None:
+            content = compiled.render_fallback(work.attrs, work.context, work.moment, work.history)
+            work.picks.append(_Pick(name, compiled.fallback, None, content, fallback=True))
+
+    def _cap_taken(self, work: _Work, offer: OfferDef, space: str):
+        """The first `proposed` cap of this offer that the offers already chosen in this
+        call would take to its limit, or None. The compiled rules checked each cap against
+        the committed history; here the chosen ones are added."""
+        for cap in work.plan.caps(offer, space):
+            mine = sum(1 for p in work.picks if not p.fallback and cap.counts(p.offer, p.space))
+            if not mine:
+                continue
+            c = cap.check
+            since = None if c.window is None else work.moment.ts - c.window
+            key = (c.ref_kind, c.ref)
+            if c.scope == "total":
+                count = work.history.total(key, "proposed", since, work.moment.ts)
+            else:
+                count = work.history.count(key, "proposed", since, work.moment.ts)
+            if count + mine >= c.limit:
+                return cap
+        return None
+
+    def _props(self, work: _Work):
+        plan = work.plan
+        return [plan.proposition(p.offer, p.space, p.fallback) for p in work.picks]
+
+    def _commit(self, work: _Work, ids) -> None:
+        kept = []
+        for pick, pid in zip(work.picks, ids):
+            if pid is None:  # a concurrent decision took the cap first: answered without it
+                work.notes[(pick.space, pick.offer.name)] = Explained(pick.offer.name, "cap at commit",
+                                                                      weight=pick.weight)
+                continue
+            pick.id = pid.hex()
+            kept.append(pick)
+        work.picks = kept
+
+    def _answer(self, work: _Work) -> Decision:
+        results = []
+        for name in dict.fromkeys(work.request.spaces):
+            picks = [p for p in work.picks if p.space == name]
+            proposals = tuple(Proposal(p.offer.name, rank, p.weight, p.content, p.id, p.fallback)
+                              for rank, p in enumerate(picks, 1))
+            explain = self._explain(work, name, proposals) if work.request.explain else None
+            results.append(SpaceResult(name, proposals, explain))
+        return Decision(work.when, work.plan.catalog.hash, tuple(results))
+
+    def _explain(self, work: _Work, name: str, proposals: tuple[Proposal, ...]) -> tuple[Explained, ...]:
+        compiled = self.space(name)
+        won = {p.offer: p for p in proposals}
+        out = []
+        for outcome in compiled.explain(work.attrs, work.context, work.moment, work.history):
+            offer = outcome.offer.name
+            if offer in won:
+                out.append(Explained(offer, "won", weight=won[offer].weight, rank=won[offer].rank))
+            elif not outcome.eligible:
+                out.append(Explained(offer, outcome.rule.kind, rule=str(outcome.rule)))
+            else:
+                out.append(work.notes.get((name, offer), Explained(offer, "arbitration", weight=outcome.weight)))
+        if compiled.fallback is not None and compiled.fallback.name in won:
+            out.append(Explained(compiled.fallback.name, "won", rank=1))
+        return tuple(out)
+
+    # --- status reports ----------------------------------------------------------------
+
+    def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
+        """presented / accepted / rejected for a proposition id (hex). Idempotent: True if
+        it changed anything. Unknown ids raise NotFound; impossible moves ImpossibleMove."""
+        pid, at = self._report_args(proposition, status, time)
+        return self.store.report(pid, status, at)
+
+    async def record_async(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
+        pid, at = self._report_args(proposition, status, time)
+        return await self.store.report_async(pid, status, at)
+
+    def _report_args(self, proposition: str, status: str, time: datetime.datetime | None):
+        if self.store is None:
+            raise NoCatalog("this engine has no store: it cannot record")
+        if status not in STATUSES:
+            raise BadRequest(f"unknown status {status!r}: presented, accepted or rejected")
+        try:
+            pid = bytes.fromhex(proposition)
+        except (ValueError, TypeError):
+            pid = b""
+        if len(pid) != 16:
+            raise NotFound(f"no proposition {proposition!r}: ids are 32 hex digits")
+        if time is not None and time.tzinfo is None:
+            raise BadRequest("the report time must carry a timezone (an offset or Z)")
+        return pid, None if time is None else time.timestamp()
+
+
+def _kept(offer: OfferDef, request: Request) -> bool:
+    if request.categories and not any(c in offer.chain for c in request.categories):
+        return False
+    if request.themes and not any(t in offer.themes for t in request.themes):
+        return False
+    return True
+
+
+def _fit(schema: dict, stored: dict) -> dict:
+    """The stored profile under the live schema: attributes it no longer declares, or whose
+    type changed, are left out (the profile was written under another catalog)."""
+    known = {k: v for k, v in stored.items() if k in schema}
+    try:
+        return check_attributes(schema, known, "contact")
+    except InputError:
+        out = {}
+        for k, v in known.items():
+            try:
+                out.update(check_attributes(schema, {k: v}, "contact"))
+            except InputError:
+                pass
+        return out

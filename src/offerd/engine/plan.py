@@ -1,0 +1,96 @@
+"""What the engine derives once per catalog: each offer's caps as the store re-checks them,
+and how far back a decision must read a contact's history."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..lang import nodes as n
+from ..lang.catalog import Catalog, Check, OfferDef, RuleRef
+from ..store.lmdb_store import CapCheck, NewProposition
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A `proposed` cap a new proposition counts toward: checked against offers chosen
+    earlier in the same decision, and re-checked by the store at commit."""
+
+    rule: RuleRef
+    check: CapCheck
+
+    def counts(self, offer: OfferDef, space: str) -> bool:
+        """Whether a proposition of `offer` in `space` counts toward this cap."""
+        c = self.check
+        if c.ref_kind == "offer":
+            return offer.name == c.ref
+        if c.ref_kind == "category":
+            return c.ref in offer.chain
+        return space == c.ref
+
+
+def _cap(check: Check) -> Cap | None:
+    e = check.expr
+    if (check.rule.kind == "cap" and isinstance(e, n.Binary) and e.op == "<"
+            and isinstance(e.left, n.History) and isinstance(e.right, n.Literal)):
+        h = e.left
+        if h.status == "proposed":  # a new proposition moves only `proposed` counts
+            return Cap(check.rule, CapCheck(h.scope, h.ref_kind, h.ref, "proposed",
+                                            None if h.window is None else float(h.window), e.right.value))
+    return None
+
+
+def _exprs(catalog: Catalog):
+    yield from catalog.lets.values()
+    for space in catalog.spaces.values():
+        yield from (c.expr for c in space.caps)
+    for cat in catalog.categories.values():
+        yield from (c.expr for c in cat.eligible + cat.limits)
+    for o in catalog.offers:
+        yield from (c.expr for c in o.eligible + o.limits)
+        yield from (c.expr for checks in o.eligible_in.values() for c in checks)
+        yield o.weight.expr
+        yield from (c.expr for c in o.weight_in.values())
+        for fields in o.content.values():
+            yield from (p for _, t in fields for p in t.parts if not isinstance(p, str))
+
+
+def _history_nodes(expr):
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, n.History):
+            yield e
+        stack.extend(n.children(e))
+
+
+class Plan:
+    """Per catalog: the caps and the store's NewProposition of each (offer, space), and
+    the history horizon (seconds back from the decision; None: all of it)."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self.offers = catalog.offers_by_name
+        windows = [h.window for e in _exprs(catalog) for h in _history_nodes(e) if h.scope == "contact"]
+        self.reads_history = bool(windows)
+        self.horizon: float | None = None if None in windows else float(max(windows, default=0))
+        self._caps: dict[tuple[str, str], tuple[Cap, ...]] = {}
+        self._props: dict[tuple[str, str], NewProposition] = {}
+
+    def caps(self, offer: OfferDef, space: str) -> tuple[Cap, ...]:
+        key = (offer.name, space)
+        got = self._caps.get(key)
+        if got is None:
+            checks = list(self.catalog.spaces[space].caps)
+            for cat in offer.chain:
+                checks += self.catalog.categories[cat].limits
+            checks += offer.limits
+            got = self._caps[key] = tuple(c for c in map(_cap, checks) if c is not None)
+        return got
+
+    def proposition(self, offer: OfferDef, space: str, fallback: bool = False) -> NewProposition:
+        """What the store records, built once per (offer, space): a fallback ignores caps."""
+        key = (offer.name, space if not fallback else space + "\0fallback")
+        got = self._props.get(key)
+        if got is None:
+            checks = () if fallback else tuple(c.check for c in self.caps(offer, space))
+            got = self._props[key] = NewProposition(offer.name, space, offer.chain, checks)
+        return got
