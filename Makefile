@@ -23,6 +23,7 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/rules.py
 	$(PY) benchmarks/codec.py
 	$(PY) benchmarks/store.py
+	$(PY) benchmarks/decide.py
 
 # check the bundled example catalog
 check: $(STAMP)

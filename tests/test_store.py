@@ -11,10 +11,9 @@ import sys
 import textwrap
 import threading
 
-import lmdb
 import pytest
 
-from offerd.store.keys import Contact, history_key, us
+from offerd.store.keys import Contact, us
 from offerd.store.lmdb_store import (CapCheck, Corrupt, ImpossibleMove, NewProposition, NotFound,
                                      Store, StoreError, StoreFull)
 
@@ -345,3 +344,30 @@ def test_fast_durability_writes_and_reopens(tmp_path):
 def test_unknown_durability_is_refused(tmp_path):
     with pytest.raises(StoreError, match="unknown durability 'safe': sync or fast"):
         Store(str(tmp_path / "db"), durability="safe")
+
+
+def test_history_view_counts_match_a_brute_force_count(store):
+    rnd = random.Random(5)
+    for i in range(120):
+        offer, t = rnd.choice(["a", "b", "c"]), T0 - rnd.uniform(0, 10 * 86400)
+        cats = ("loyalty", "loyalty.gold") if offer == "a" else ()
+        (pid,) = store.record_decision(ALICE, t, [NewProposition(offer, rnd.choice(["web", "app"]), cats)])
+        r = rnd.random()
+        if r < 0.6:
+            status = "accepted" if r < 0.2 else "rejected" if r < 0.3 else "presented"
+            store.report(pid, status, t + rnd.uniform(0, 86400))
+    view = store.history(ALICE)
+    assert view.size == 120
+    for _ in range(300):
+        kind, name = rnd.choice([("offer", "a"), ("offer", "b"), ("category", "loyalty.gold"), ("space", "web"),
+                                 ("offer", "zzz")])
+        status = rnd.choice(["proposed", "presented", "accepted", "rejected"])
+        until = T0 - rnd.uniform(-86400, 10 * 86400)
+        since = rnd.choice([None, until - rnd.uniform(0, 5 * 86400)])
+        lo, hi = (-1 if since is None else us(since)), us(until)
+        want = 0
+        for rec in store.read_history(ALICE):
+            ok = {"offer": rec.offer == name, "category": name in rec.categories, "space": rec.space == name}[kind]
+            t = rec.time_us if status == "proposed" else rec.events.get(status)
+            want += ok and t is not None and lo < t <= hi
+        assert view.count((kind, name), status, since, until) == want

@@ -76,11 +76,16 @@ class Engine:
             raise NoCatalog("no catalog is live: deploy one first")
         return self._plan.catalog
 
-    def space(self, name: str) -> CompiledSpace:
-        catalog = self.catalog
-        if name not in catalog.spaces:
-            raise UnknownSpace(f"no space {name!r} in the live catalog; spaces: {', '.join(sorted(catalog.spaces))}")
-        return self.cache.get(catalog, name)
+    def space(self, name: str, plan: Plan | None = None) -> CompiledSpace:
+        plan = plan or self._plan
+        if plan is None:
+            raise NoCatalog("no catalog is live: deploy one first")
+        got = plan.compiled.get(name)
+        if got is None:
+            if name not in plan.catalog.spaces:
+                raise UnknownSpace(f"no space {name!r} in the live catalog; spaces: {', '.join(sorted(plan.catalog.spaces))}")
+            got = plan.compiled[name] = self.cache.get(plan.catalog, name)
+        return got
 
     # --- deciding ----------------------------------------------------------------------
 
@@ -122,16 +127,13 @@ class Engine:
         moment = Moment.at(when, catalog.timezone)
         contact = self._contact(request)
         try:
-            passed = check_attributes(catalog.contact, request.attributes, "contact")
-            context = check_attributes(catalog.context, request.context, "context")
+            passed = check_attributes(catalog.contact, request.attributes, "contact") if request.attributes else {}
+            context = check_attributes(catalog.context, request.context, "context") if request.context else {}
         except InputError as e:
             raise BadRequest(str(e)) from None
-        attrs = passed
-        if contact is not None and not contact.anonymous and self.store is not None:
-            stored = self.store.get_profile(contact)
-            if stored:
-                attrs = {**_fit(catalog.contact, stored), **passed}
-        work = _Work(request, plan, when, moment, contact, attrs, context, self._history(plan, contact, moment))
+        stored, history = self._read(plan, contact, moment)
+        attrs = {**_fit(plan, stored), **passed} if stored else passed
+        work = _Work(request, plan, when, moment, contact, attrs, context, history)
         seen: set[str] = set()
         for name in dict.fromkeys(request.spaces):  # a space named twice is decided once
             self._decide_space(work, name, seen)
@@ -149,18 +151,20 @@ class Engine:
             raise BadRequest(str(e)) from None
         return contact
 
-    def _history(self, plan: Plan, contact: Contact | None, moment: Moment):
+    def _read(self, plan: Plan, contact: Contact | None, moment: Moment):
+        """The stored profile (identified contacts) and the history view, in one read."""
         if self.store is None:
             from ..history import EMPTY
-            return EMPTY
-        if contact is None or not plan.reads_history:
-            return StoredHistory(self.store, [])  # totals and propensity still read the counters
-        since = None if plan.horizon is None else moment.ts - plan.horizon
-        return self.store.history(contact, since)
+            return None, EMPTY
+        if contact is None:
+            return None, StoredHistory(self.store, [])  # totals and propensity still read the counters
+        since = moment.ts if not plan.reads_history else (
+            None if plan.horizon is None else moment.ts - plan.horizon)
+        return self.store.decision_inputs(contact, since, not contact.anonymous, plan.indexer)
 
     def _decide_space(self, work: _Work, name: str, seen: set[str]) -> None:
         plan, request = work.plan, work.request
-        compiled = self.space(name)
+        compiled = self.space(name, plan)
         space = compiled.space
         limit = space.limit if request.max_offers is None else min(space.limit, request.max_offers)
         eligible = compiled.evaluate(work.attrs, work.context, work.moment, work.history)
@@ -235,7 +239,7 @@ class Engine:
         return Decision(work.when, work.plan.catalog.hash, tuple(results))
 
     def _explain(self, work: _Work, name: str, proposals: tuple[Proposal, ...]) -> tuple[Explained, ...]:
-        compiled = self.space(name)
+        compiled = self.space(name, work.plan)
         won = {p.offer: p for p in proposals}
         out = []
         for outcome in compiled.explain(work.attrs, work.context, work.moment, work.history):
@@ -286,9 +290,23 @@ def _kept(offer: OfferDef, request: Request) -> bool:
     return True
 
 
-def _fit(schema: dict, stored: dict) -> dict:
+def _fit(plan: Plan, stored: dict) -> dict:
     """The stored profile under the live schema: attributes it no longer declares, or whose
-    type changed, are left out (the profile was written under another catalog)."""
+    type changed, are left out (the profile was written under another catalog). Scalars of
+    the declared type pass as they are; the rest goes through the schema's conversion."""
+    out, rest, scalars = {}, {}, plan.scalars
+    for k, v in stored.items():
+        t = scalars.get(k)
+        if t is not None and type(v) is t and (t is not float or v - v == 0):
+            out[k] = v
+        else:
+            rest[k] = v
+    if rest:
+        out.update(_convert(plan.catalog.contact, rest))
+    return out
+
+
+def _convert(schema: dict, stored: dict) -> dict:
     known = {k: v for k, v in stored.items() if k in schema}
     try:
         return check_attributes(schema, known, "contact")

@@ -2,11 +2,13 @@
 and how far back a decision must read a contact's history."""
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 from ..lang import nodes as n
 from ..lang.catalog import Catalog, Check, OfferDef, RuleRef
 from ..store.lmdb_store import CapCheck, NewProposition
+from ..store.records import Indexer
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,15 @@ class Plan:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self.offers = catalog.offers_by_name
-        windows = [h.window for e in _exprs(catalog) for h in _history_nodes(e) if h.scope == "contact"]
+        mine = [h for e in _exprs(catalog) for h in _history_nodes(e) if h.scope == "contact"]
+        windows = [h.window for h in mine]
+        self.indexer = Indexer(frozenset((h.ref_kind, h.ref, h.status) for h in mine))
         self.reads_history = bool(windows)
         self.horizon: float | None = None if None in windows else float(max(windows, default=0))
+        simple = {"string": str, "int": int, "float": float, "bool": bool, "date": datetime.date}
+        # stored attributes of these Python types need no conversion (the codec keeps ints in 64 bits)
+        self.scalars = {k: simple[t.name] for k, t in catalog.contact.items() if t.name in simple}
+        self.compiled: dict = {}  # space → CompiledSpace, filled by the engine on first use
         self._caps: dict[tuple[str, str], tuple[Cap, ...]] = {}
         self._props: dict[tuple[str, str], NewProposition] = {}
 

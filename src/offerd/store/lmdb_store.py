@@ -12,15 +12,16 @@ import threading
 import time
 from concurrent.futures import Future
 import itertools
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 
 import lmdb
 
 from .codec import CodecError, decode_attrs, encode_attrs
-from .keys import (DAY, HOUR, MINUTE, SECOND, STATUS_BYTE, U64, Contact, counter_key, event_key,
-                   history_key, history_time, ref_key, us)
-from .records import CorruptRecord, Record, encode_new, names
+from .keys import (DAY, HOUR, MINUTE, NEWEST, SECOND, STATUS_BYTE, U64, Contact, counter_key,
+                   event_key, history_key, history_time, ref_key, us)
+from .records import ALL, CorruptRecord, Indexer, Record, encode_new, names
 
 DATABASES = ("profiles", "history", "props", "counters", "events", "versions", "meta")
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as data does
@@ -351,10 +352,37 @@ class Store:
         return out
 
     def history(self, contact: Contact | None, since: float | None = None) -> StoredHistory:
-        """A HistoryView for the compiled spaces: this contact's records read once; totals
-        and propensity from the counters."""
-        records = [] if contact is None else self.read_history(contact, since)
-        return StoredHistory(self, records)
+        """A HistoryView for the compiled spaces: this contact's propositions made after
+        `since`, read once; totals and propensity from the counters."""
+        return self.decision_inputs(contact, since, profile=False)[1]
+
+    def decision_inputs(self, contact: Contact | None, since: float | None, profile: bool = True,
+                        indexer: Indexer = ALL) -> tuple[dict | None, StoredHistory]:
+        """What a decision reads, in one read transaction: the profile (if asked) and the
+        history view (counting what `indexer` wants)."""
+        self._check_process()
+        if contact is None:
+            return None, StoredHistory(self, [], indexer)
+        key = contact.key()
+        since_us = -1 if since is None else us(since)
+        with self.env.begin() as txn:
+            data = txn.get(key, db=self.db["profiles"]) if profile else None
+            values = []
+            # keys sort newest first; the first past the window or past this contact ends it
+            stop = key[:-1] + b"\x01" if since_us < 0 else key + U64.pack(NEWEST - since_us)
+            cursor = txn.cursor(db=self.db["history"])
+            if cursor.set_range(key):
+                for k, v in cursor:
+                    if k >= stop:
+                        break
+                    values.append(v)
+        attrs = None
+        if data is not None:
+            try:
+                attrs = decode_attrs(data)
+            except CodecError as e:
+                raise Corrupt(f"profile of {contact.id!r} cannot be decoded: {e}") from None
+        return attrs, StoredHistory(self, values, indexer)
 
     # --- totals ------------------------------------------------------------------------
 
@@ -643,17 +671,28 @@ class Store:
 
 
 class StoredHistory:
-    """The HistoryView compiled spaces read (see offerd.history): the contact's records,
-    read once, and totals from the store's counters."""
+    """The HistoryView compiled spaces read (see offerd.history): the contact's stored
+    propositions, read once and indexed on first use, so each count is two bisections; totals
+    and propensity from the store's counters."""
 
-    def __init__(self, store: Store, records: list[Record]):
-        self._store, self._records = store, records
+    def __init__(self, store: Store, values: list[bytes], indexer: Indexer = ALL):
+        self._store, self._values, self._indexer, self._index = store, values, indexer, None
+
+    @property
+    def size(self) -> int:
+        return len(self._values)
 
     def count(self, key, status, since, until) -> int:
-        kind, name = key
-        lo, hi = (-1 if since is None else us(since)), us(until)
-        return sum(1 for r in self._records if _matches(r, kind, name)
-                   and (t := _event_time(r, status)) is not None and lo < t <= hi)
+        if self._index is None:
+            try:
+                self._index = self._indexer.index(self._values)
+            except CorruptRecord as e:
+                raise Corrupt(f"a history record cannot be decoded: {e}") from None
+        times = self._index.get((key[0], key[1], status))
+        if not times:
+            return 0
+        lo = 0 if since is None else bisect_right(times, us(since))
+        return bisect_right(times, us(until)) - lo
 
     def total(self, key, status, since, until) -> int:
         return self._store.total(key[0], key[1], status, since, until)

@@ -32,6 +32,8 @@ def encode_new(time_us: int, names: bytes, contact: bytes, prop_id: bytes, event
 
 
 _blocks: dict[bytes, tuple[str, str, tuple[str, ...]]] = {}
+_block_keys: dict[bytes, dict[str, list[tuple[str, str, str]]]] = {}
+_INDEX_STATUSES = ("proposed",) + _STATUSES
 
 
 def _decode_names(block: bytes) -> tuple[str, str, tuple[str, ...]]:
@@ -92,3 +94,69 @@ class Record:
             return cls(prop_id, contact, got[0], got[1], got[2], time_us, events)
         except (struct.error, IndexError, UnicodeDecodeError) as e:
             raise CorruptRecord(f"undecodable proposition record: {e}") from None
+
+
+class Indexer:
+    """Builds a contact's history index: (kind, name, status) → event times in µs,
+    ascending, straight from stored records (no Record objects). `wanted` limits it to the
+    counts some rule reads (None: all of them); statuses nobody counts are not even parsed.
+    Times are grouped by names block first, so a record costs a few operations whatever
+    its categories."""
+
+    def __init__(self, wanted: frozenset[tuple[str, str, str]] | None = None):
+        self.wanted = wanted
+        statuses = _INDEX_STATUSES if wanted is None else {s for _, _, s in wanted}
+        self.events = tuple((bit, s) for bit, s in enumerate(_STATUSES) if s in statuses)
+        self.proposed = "proposed" in statuses
+        self._keys: dict[bytes, dict[str, list[tuple[str, str, str]]]] = {}
+
+    def keys(self, block: bytes) -> dict[str, list[tuple[str, str, str]]]:
+        keys = self._keys.get(block)
+        if keys is None:
+            offer, space, cats = _blocks.get(block) or _decode_names(block)
+            refs = [("offer", offer), ("space", space)] + [("category", c) for c in cats]
+            keys = {s: [(k, n, s) for k, n in refs if self.wanted is None or (k, n, s) in self.wanted]
+                    for s in _INDEX_STATUSES}
+            if len(self._keys) >= 4096:  # names come from the catalog: few; odd ones stay bounded
+                self._keys.clear()
+            self._keys[block] = keys
+        return keys
+
+    def index(self, values: list[bytes]) -> dict[tuple[str, str, str], list[int]]:
+        groups: dict[tuple[bytes, str], list[int]] = {}
+        proposed, events = self.proposed, self.events
+        try:
+            for data in values:
+                version, time_us, ln = _HEAD.unpack_from(data, 0)
+                if version != VERSION:
+                    raise CorruptRecord(f"unknown record version {version}")
+                i = 11 + ln
+                block = data[11:i]
+                if proposed:
+                    lst = groups.get((block, "proposed"))
+                    if lst is None:
+                        groups[(block, "proposed")] = [time_us]
+                    else:
+                        lst.append(time_us)
+                mask = data[i]
+                if mask and events:
+                    for bit, status in events:
+                        if mask & (1 << bit):
+                            at = i + 1 + 8 * bin(mask & ((1 << bit) - 1)).count("1")
+                            groups.setdefault((block, status), []).append(_U64_AT(data, at)[0])
+            out: dict[tuple[str, str, str], list[int]] = {}
+            for (block, status), times in groups.items():
+                for k in self.keys(block)[status]:
+                    lst = out.get(k)
+                    if lst is None:
+                        out[k] = times.copy()
+                    else:
+                        lst.extend(times)
+        except (struct.error, IndexError, UnicodeDecodeError) as e:
+            raise CorruptRecord(f"undecodable proposition record: {e}") from None
+        for lst in out.values():
+            lst.sort()
+        return out
+
+
+ALL = Indexer()
