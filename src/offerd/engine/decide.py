@@ -50,6 +50,7 @@ class _Work:
     context: dict
     history: object
     picks: list[_Pick] = field(default_factory=list)
+    chosen: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, ref) → picks counting toward it
     notes: dict[tuple[str, str], Explained] = field(default_factory=dict)  # (space, offer) → why it lost
 
 
@@ -169,25 +170,30 @@ class Engine:
         limit = space.limit if request.max_offers is None else min(space.limit, request.max_offers)
         eligible = compiled.evaluate(work.attrs, work.context, work.moment, work.history)
         eligible.sort(key=lambda pw: -pw[1])  # stable: ties keep declaration order
-        chosen = 0
+        chosen, explain = 0, request.explain
         for pos, weight in eligible:
+            if chosen >= limit and not explain:
+                break  # the rest lost arbitration; only explain needs to know each one
             offer = compiled.offers[pos]
             why = None
             if offer.name in seen:
-                why = Explained(offer.name, "already proposed")
+                why = "already proposed", None
             elif not _kept(offer, request):
-                why = Explained(offer.name, "filtered")
+                why = "filtered", None
             elif chosen >= limit:
-                why = Explained(offer.name, "arbitration", weight=weight)
+                why = "arbitration", None
             else:
-                cap = self._cap_taken(work, offer, name)
+                cap = self._cap_taken(work, offer, name) if work.chosen else None
                 if cap is not None:
-                    why = Explained(offer.name, "cap in decision", rule=str(cap.rule), weight=weight)
+                    why = "cap in decision", str(cap.rule)
             if why is not None:
-                work.notes[(name, offer.name)] = why
+                if explain:
+                    work.notes[(name, offer.name)] = Explained(offer.name, why[0], rule=why[1], weight=weight)
                 continue
             chosen += 1
             seen.add(offer.name)
+            for ref in (("offer", offer.name), ("space", name)) + tuple(("category", c) for c in offer.chain):
+                work.chosen[ref] = work.chosen.get(ref, 0) + 1
             content = compiled.render(pos, work.attrs, work.context, work.moment, work.history)
             work.picks.append(_Pick(name, offer, weight, content))
         if chosen == 0 and compiled.fallback is not None:
@@ -199,10 +205,10 @@ class Engine:
         call would take to its limit, or None. The compiled rules checked each cap against
         the committed history; here the chosen ones are added."""
         for cap in work.plan.caps(offer, space):
-            mine = sum(1 for p in work.picks if not p.fallback and cap.counts(p.offer, p.space))
+            c = cap.check
+            mine = work.chosen.get((c.ref_kind, c.ref))
             if not mine:
                 continue
-            c = cap.check
             since = None if c.window is None else work.moment.ts - c.window
             key = (c.ref_kind, c.ref)
             if c.scope == "total":
@@ -294,10 +300,12 @@ def _fit(plan: Plan, stored: dict) -> dict:
     """The stored profile under the live schema: attributes it no longer declares, or whose
     type changed, are left out (the profile was written under another catalog). Scalars of
     the declared type pass as they are; the rest goes through the schema's conversion."""
-    out, rest, scalars = {}, {}, plan.scalars
+    out, rest, scalars, sets = {}, {}, plan.scalars, plan.sets
     for k, v in stored.items():
         t = scalars.get(k)
         if t is not None and type(v) is t and (t is not float or v - v == 0):
+            out[k] = v
+        elif (e := sets.get(k)) is not None and type(v) is frozenset and all(type(x) is e for x in v):
             out[k] = v
         else:
             rest[k] = v

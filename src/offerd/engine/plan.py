@@ -19,15 +19,6 @@ class Cap:
     rule: RuleRef
     check: CapCheck
 
-    def counts(self, offer: OfferDef, space: str) -> bool:
-        """Whether a proposition of `offer` in `space` counts toward this cap."""
-        c = self.check
-        if c.ref_kind == "offer":
-            return offer.name == c.ref
-        if c.ref_kind == "category":
-            return c.ref in offer.chain
-        return space == c.ref
-
 
 def _cap(check: Check) -> Cap | None:
     e = check.expr
@@ -79,6 +70,8 @@ class Plan:
         simple = {"string": str, "int": int, "float": float, "bool": bool, "date": datetime.date}
         # stored attributes of these Python types need no conversion (the codec keeps ints in 64 bits)
         self.scalars = {k: simple[t.name] for k, t in catalog.contact.items() if t.name in simple}
+        self.sets = {k: simple[t.elem.name] for k, t in catalog.contact.items()
+                     if t.name == "set" and t.elem.name in ("string", "int", "bool", "date")}
         self.compiled: dict = {}  # space → CompiledSpace, filled by the engine on first use
         self._caps: dict[tuple[str, str], tuple[Cap, ...]] = {}
         self._props: dict[tuple[str, str], NewProposition] = {}
