@@ -131,3 +131,19 @@ def test_the_clock_decides_when_the_request_gives_no_time(engine):
     assert before <= d.time <= datetime.datetime.now(datetime.timezone.utc)
     (rec,) = [r for r in engine.store.read_history(Contact("al")) if r.offer == "hot"]
     assert abs(rec.time_us / 1e6 - d.time.timestamp()) < 1e-3
+
+
+def test_a_cap_taken_between_deciding_and_committing_is_left_out(engine):
+    """The rules saw room under `cap 5 total`; before this decision committed, others took
+    the last places: the store's re-check refuses it, and the answer leaves it out."""
+    for i in range(4):
+        engine.decide(Request(("web",), f"early{i}", time=T))
+    work = engine._prepare(Request(("web",), "late", time=T, explain=True))
+    assert [p.offer.name for p in work.picks] == ["hot", "mine"]
+    engine.decide(Request(("web",), "meanwhile", time=T))  # takes the fifth place
+    engine._commit(work, engine.store.record_decision(work.contact, work.moment.ts, engine._props(work)))
+    d = engine._answer(work)
+    assert [(p.offer, p.rank) for p in d.spaces[0].proposals] == [("mine", 1)]
+    why = {x.offer: x.kind for x in d.spaces[0].explain}
+    assert why["hot"] == "cap at commit"
+    assert engine.store.total("offer", "hot", "proposed", None, T.timestamp()) == 5

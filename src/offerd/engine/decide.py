@@ -250,12 +250,15 @@ class Engine:
         out = []
         for outcome in compiled.explain(work.attrs, work.context, work.moment, work.history):
             offer = outcome.offer.name
+            note = work.notes.get((name, offer))
             if offer in won:
                 out.append(Explained(offer, "won", weight=won[offer].weight, rank=won[offer].rank))
+            elif note is not None and note.kind == "cap at commit":
+                out.append(note)  # explain re-reads totals, which by now include the decision that took the cap
             elif not outcome.eligible:
                 out.append(Explained(offer, outcome.rule.kind, rule=str(outcome.rule)))
             else:
-                out.append(work.notes.get((name, offer), Explained(offer, "arbitration", weight=outcome.weight)))
+                out.append(note or Explained(offer, "arbitration", weight=outcome.weight))
         if compiled.fallback is not None and compiled.fallback.name in won:
             out.append(Explained(compiled.fallback.name, "won", rank=1))
         return tuple(out)
