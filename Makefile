@@ -4,22 +4,35 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test bench check clean
+PROTOS := $(wildcard protos/offerd/v1/*.proto)
+GEN := src/offerd/v1/offerd_pb2.py
+
+.PHONY: test bench check serve gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,build]'
 	touch $(STAMP)
 
+# protobuf and gRPC code, generated into the package (imports resolve as offerd.v1)
+$(GEN): $(PROTOS) $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src --grpc_python_out=src $(PROTOS)
+
+gen: $(GEN)
+
 $(VENV)/.bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,build,bench]'
 	touch $(VENV)/.bench
 
-test: $(STAMP)
+test: $(STAMP) $(GEN)
 	$(PY) -m pytest
 
-bench: $(VENV)/.bench
+# serve the bundled example catalog (or CATALOG=dir) on 127.0.0.1:50051, data under ./var
+serve: $(STAMP) $(GEN)
+	$(VENV)/bin/offerd serve --listen $${LISTEN:-127.0.0.1:50051} --data var $${CATALOG:+--catalog $$CATALOG}
+
+bench: $(VENV)/.bench $(GEN)
 	$(PY) benchmarks/rules.py
 	$(PY) benchmarks/codec.py
 	$(PY) benchmarks/store.py
@@ -30,4 +43,4 @@ check: $(STAMP)
 	$(VENV)/bin/offerd check examples/catalog
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis src/offerd/v1/*_pb2*.py src/offerd/v1/*_pb2*.pyi

@@ -1,7 +1,9 @@
-"""offerd's command line: check and compile catalogs."""
+"""offerd's command line: check and compile catalogs, serve them, talk to a server."""
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import sys
 import time
 
@@ -62,6 +64,108 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _server_options(p) -> None:
+    p.add_argument("--server", default=os.environ.get("OFFERD_SERVER", "127.0.0.1:50051"), help="HOST:PORT")
+    p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"))
+
+
+def _typed(text: str):
+    """NAME=VALUE from the command line: an int, a float, true/false, a date (YYYY-MM-DD),
+    a list (a,b,c), else a string."""
+    name, _, value = text.partition("=")
+    if not name or not _:
+        raise SystemExit(f"offerd: expected NAME=VALUE, got {text!r}")
+    for parse in (int, float):
+        try:
+            return name, parse(value)
+        except ValueError:
+            pass
+    if value in ("true", "false"):
+        return name, value == "true"
+    try:
+        return name, datetime.date.fromisoformat(value)
+    except ValueError:
+        pass
+    return name, value.split(",") if "," in value else value
+
+
+def _rpc(fn):
+    """Run a client call; a gRPC error is printed as `CODE: message`, exit status 1."""
+    import grpc
+
+    def run(args) -> int:
+        try:
+            return fn(args)
+        except grpc.RpcError as e:
+            print(f"offerd: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+    return run
+
+
+def cmd_serve(args) -> int:
+    import logging
+
+    from .server.app import Config, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
+                     admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                     client_ca=args.client_ca))
+    except lang.CatalogError as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0
+
+
+@_rpc
+def cmd_decide(args) -> int:
+    from google.protobuf import json_format
+
+    from .client import Client
+
+    with Client(args.server) as c:
+        d = c.decide(args.spaces.split(","), args.contact, anonymous=args.anonymous,
+                     attributes=dict(map(_typed, args.attr)), context=dict(map(_typed, args.context)),
+                     max_offers=args.max, dry_run=args.dry_run, explain=args.explain)
+    print(json_format.MessageToJson(d, indent=2))
+    return 0
+
+
+@_rpc
+def cmd_record(args) -> int:
+    from .client import Client
+
+    with Client(args.server) as c:
+        changed = c.record(args.proposition, args.status)
+    print("recorded" if changed else "already recorded")
+    return 0
+
+
+@_rpc
+def cmd_deploy(args) -> int:
+    from .client import Client
+
+    files = lang.read_dir(args.catalog)
+    with Client(args.server, admin_token=args.admin_token) as c:
+        reply = c.deploy(files, args.label or os.path.abspath(args.catalog))
+    for d in reply.diagnostics:
+        print(d.rendered, file=sys.stderr)
+    print(f"live: {reply.hash}")
+    return 0
+
+
+@_rpc
+def cmd_versions(args) -> int:
+    from .client import Client
+
+    with Client(args.server, admin_token=args.admin_token) as c:
+        for v in c.versions():
+            when = datetime.datetime.fromtimestamp(v.created_us / 1e6, datetime.timezone.utc)
+            print(f"{'*' if v.live else ' '} {v.hash[:16]}  {when:%Y-%m-%d %H:%M:%S}Z  {len(v.files)} files  {v.label}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="offerd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"offerd {__import__('offerd').__version__}")
@@ -78,6 +182,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--explain", action="store_true", help="with --show-source, also the explain variant")
     p.add_argument("--content", action="store_true", help="with --show-source, also the content renderers")
     p.set_defaults(fn=cmd_compile)
+
+    p = sub.add_parser("serve", help="run the gRPC server")
+    p.add_argument("--listen", default=os.environ.get("OFFERD_LISTEN", "127.0.0.1:50051"), help="HOST:PORT")
+    p.add_argument("--data", default=os.environ.get("OFFERD_DATA", "var"), help="data folder (the LMDB store)")
+    p.add_argument("--catalog", default=os.environ.get("OFFERD_CATALOG"),
+                   help="a folder of *.offer files to deploy at start (default: keep the live version, "
+                        "or the bundled example if there is none)")
+    p.add_argument("--durability", choices=("sync", "fast"), default=os.environ.get("OFFERD_DURABILITY", "sync"))
+    p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"),
+                   help="required on AdminService calls as `authorization: Bearer TOKEN` (env OFFERD_ADMIN_TOKEN)")
+    p.add_argument("--tls-cert", default=os.environ.get("OFFERD_TLS_CERT"))
+    p.add_argument("--tls-key", default=os.environ.get("OFFERD_TLS_KEY"))
+    p.add_argument("--client-ca", default=os.environ.get("OFFERD_CLIENT_CA"), help="require client certificates (mTLS)")
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("decide", help="ask a running server for a decision")
+    p.add_argument("spaces", help="space[,space...]")
+    p.add_argument("contact", nargs="?", default=None, help="contact id (none: an unknown contact)")
+    p.add_argument("--anonymous", action="store_true", help="the id is a visitor id")
+    p.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE", help="contact attribute")
+    p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE", help="context value")
+    p.add_argument("--max", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--explain", action="store_true")
+    _server_options(p)
+    p.set_defaults(fn=cmd_decide)
+
+    p = sub.add_parser("record", help="report a proposition's status to a running server")
+    p.add_argument("proposition")
+    p.add_argument("status", choices=("presented", "accepted", "rejected"))
+    _server_options(p)
+    p.set_defaults(fn=cmd_record)
+
+    p = sub.add_parser("deploy", help="check a catalog folder and make it live on a running server")
+    p.add_argument("catalog")
+    p.add_argument("--label", default="")
+    _server_options(p)
+    p.set_defaults(fn=cmd_deploy)
+
+    p = sub.add_parser("versions", help="list a running server's catalog versions")
+    _server_options(p)
+    p.set_defaults(fn=cmd_versions)
 
     args = parser.parse_args(argv)
     try:

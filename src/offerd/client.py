@@ -1,0 +1,127 @@
+"""A small typed client for gateways: `Client` (blocking) and `AsyncClient` (asyncio).
+
+    with Client("127.0.0.1:50051") as c:
+        d = c.decide(["web_home"], "alice", attributes={"age": 30}, context={"page": "home"})
+        c.record(d.spaces[0].propositions[0].id, "accepted")
+
+Attribute values are Python values: str, int, float, bool, datetime.date, or a list/set of
+strings. Errors are grpc.RpcError with the server's status code and message."""
+from __future__ import annotations
+
+import datetime
+
+import grpc
+
+from .v1 import offerd_pb2 as pb
+from .v1 import offerd_pb2_grpc as rpc
+
+
+def _values(attrs: dict | None) -> dict[str, pb.Value]:
+    from .server.convert import to_value
+
+    return {k: to_value(v) for k, v in (attrs or {}).items()}
+
+
+def _us(when: datetime.datetime | None) -> int:
+    if when is None:
+        return 0
+    if when.tzinfo is None:
+        raise ValueError("a time must carry a timezone")
+    return int(round(when.timestamp() * 1e6))
+
+
+def decide_request(spaces, contact_id=None, *, anonymous=False, attributes=None, context=None, max_offers=0,
+                   categories=(), themes=(), dry_run=False, explain=False, time=None,
+                   request_id="") -> pb.DecideRequest:
+    return pb.DecideRequest(spaces=list(spaces), contact=pb.Contact(id=contact_id or "", anonymous=anonymous),
+                            attributes=_values(attributes), context=_values(context), max_offers=max_offers,
+                            categories=list(categories), themes=list(themes), dry_run=dry_run, explain=explain,
+                            time_us=_us(time), request_id=request_id)
+
+
+class _Base:
+    def __init__(self, target: str, admin_token: str | None, timeout: float):
+        self.target, self.timeout = target, timeout
+        self._admin = (("authorization", f"Bearer {admin_token}"),) if admin_token else ()
+
+    def _stubs(self, channel):
+        self.channel = channel
+        self.decisions = rpc.DecisionServiceStub(channel)
+        self.profiles = rpc.ProfileServiceStub(channel)
+        self.admin = rpc.AdminServiceStub(channel)
+
+
+class Client(_Base):
+    def __init__(self, target: str = "127.0.0.1:50051", *, admin_token: str | None = None,
+                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0):
+        super().__init__(target, admin_token, timeout)
+        channel = (grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target))
+        self._stubs(channel)
+
+    def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:
+        return self.decisions.Decide(decide_request(spaces, contact_id, **options), timeout=self.timeout)
+
+    def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
+        return self.decisions.Record(pb.RecordRequest(proposition=proposition, status=status, time_us=_us(time)),
+                                     timeout=self.timeout).changed
+
+    def upsert_profile(self, contact_id: str, attributes: dict) -> None:
+        self.profiles.Upsert(pb.Profile(contact_id=contact_id, attributes=_values(attributes)), timeout=self.timeout)
+
+    def get_profile(self, contact_id: str) -> pb.Profile:
+        return self.profiles.Get(pb.GetProfileRequest(contact_id=contact_id), timeout=self.timeout)
+
+    def validate(self, files: dict[str, str]) -> pb.ValidateResponse:
+        return self.admin.Validate(pb.CatalogFiles(files=files), metadata=self._admin, timeout=self.timeout)
+
+    def deploy(self, files: dict[str, str], label: str = "") -> pb.DeployResponse:
+        return self.admin.Deploy(pb.CatalogFiles(files=files, label=label), metadata=self._admin,
+                                 timeout=max(self.timeout, 60))
+
+    def versions(self) -> list[pb.Version]:
+        return list(self.admin.ListVersions(pb.ListVersionsRequest(), metadata=self._admin,
+                                            timeout=self.timeout).versions)
+
+    def activate(self, digest: str) -> str:
+        return self.admin.Activate(pb.ActivateRequest(hash=digest), metadata=self._admin, timeout=60).hash
+
+    def rollback(self) -> str:
+        return self.admin.Rollback(pb.RollbackRequest(), metadata=self._admin, timeout=60).hash
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class AsyncClient(_Base):
+    def __init__(self, target: str = "127.0.0.1:50051", *, admin_token: str | None = None,
+                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0):
+        super().__init__(target, admin_token, timeout)
+        channel = (grpc.aio.secure_channel(target, credentials) if credentials else grpc.aio.insecure_channel(target))
+        self._stubs(channel)
+
+    async def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:
+        return await self.decisions.Decide(decide_request(spaces, contact_id, **options), timeout=self.timeout)
+
+    async def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
+        reply = await self.decisions.Record(pb.RecordRequest(proposition=proposition, status=status,
+                                                             time_us=_us(time)), timeout=self.timeout)
+        return reply.changed
+
+    def decide_stream(self, requests):
+        """An async iterator of StreamReply for an (async) iterable of DecideRequest."""
+        return self.decisions.DecideStream(requests)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()

@@ -1,0 +1,1 @@
+"""The gRPC server (grpc.aio): offerd.v1 services, health, reflection."""

@@ -1,0 +1,141 @@
+"""The gRPC server: offerd.v1 services on grpc.aio, with health and reflection.
+
+`create_server(...)` builds and starts a server on an address and returns it with its port
+(tests use 127.0.0.1:0); `serve(...)` runs one until SIGTERM or SIGINT, then finishes the calls
+in flight and closes the store, so no acknowledged write is lost."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .. import lang
+from ..compiler import default_cache
+from ..engine import Engine
+from ..examples import CATALOG as EXAMPLE_CATALOG
+from ..store.lmdb_store import Store
+from ..v1 import offerd_pb2_grpc as rpc
+from .services import AdminService, DecisionService, ProfileService
+
+log = logging.getLogger("offerd.server")
+MAX_MESSAGE = 4 << 20  # bytes; larger requests get RESOURCE_EXHAUSTED
+SERVICES = ("offerd.v1.DecisionService", "offerd.v1.ProfileService", "offerd.v1.AdminService")
+
+
+@dataclass
+class Config:
+    listen: str = "127.0.0.1:50051"
+    data: str = "var"
+    catalog: str | None = None  # a directory of .offer files deployed at start; None: keep the live one
+    durability: str = "sync"
+    admin_token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None  # with it, clients must present a certificate it signed (mTLS)
+    poll_seconds: float = 0.5  # how often a worker looks for a catalog deployed through another
+
+
+class Live:
+    """Keeps the engine on the store's live catalog version: at start, and whenever another
+    worker deploys or rolls back (polled), compiling every space before switching."""
+
+    def __init__(self, engine: Engine, store: Store):
+        self.engine, self.store, self.hash = engine, store, None
+
+    def load(self, digest: str, files: dict[str, str]) -> None:
+        catalog = lang.check(files)
+        for space in catalog.spaces:  # compile now, not on the first request after the switch
+            default_cache.get(catalog, space)
+        self.engine.load(catalog)
+        self.hash = digest
+        log.info("catalog %s live (%d offers, spaces: %s)", digest[:12], len(catalog.offers),
+                 ", ".join(catalog.spaces))
+
+    def refresh(self) -> None:
+        live = self.store.live()
+        if live is not None and live[0] != self.hash:
+            self.load(*live)
+
+    async def watch(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # a broken version stays out; the current one keeps serving
+                log.exception("cannot load the live catalog version")
+
+
+def start_catalog(store: Store, directory: str | None) -> None:
+    """Deploy `directory` (or the bundled example if nothing is live yet)."""
+    if directory is None:
+        if store.live() is not None:
+            return
+        directory = EXAMPLE_CATALOG
+    files = lang.read_dir(directory)
+    lang.check(files)  # refuse to start on a broken catalog, with every error printed
+    digest = store.save_version(files, label=os.path.abspath(directory))
+    live = store.live()
+    if live is None or live[0] != digest:
+        store.activate(digest)
+
+
+async def create_server(config: Config, store: Store | None = None) -> tuple[grpc.aio.Server, int, Store]:
+    """A started server on `config.listen`, its port, and its store (opened here unless given)."""
+    store = store or Store(os.path.join(config.data, "db"), durability=config.durability)
+    engine = Engine(store)
+    live = Live(engine, store)
+    live.refresh()
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE),
+                                      ("grpc.so_reuseport", 1)])
+    rpc.add_DecisionServiceServicer_to_server(DecisionService(engine), server)
+    rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store), server)
+    rpc.add_AdminServiceServicer_to_server(AdminService(store, live, config.admin_token), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in SERVICES + ("",):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(SERVICES + (health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if config.tls_cert:
+        with open(config.tls_key, "rb") as k, open(config.tls_cert, "rb") as c:
+            pair = (k.read(), c.read())
+        ca = open(config.client_ca, "rb").read() if config.client_ca else None
+        creds = grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+        port = server.add_secure_port(config.listen, creds)
+    else:
+        port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    await server.start()
+    server._offerd_watch = asyncio.get_running_loop().create_task(live.watch(config.poll_seconds))
+    return server, port, store
+
+
+async def _run(config: Config) -> None:
+    store = Store(os.path.join(config.data, "db"), durability=config.durability)
+    start_catalog(store, config.catalog)
+    server, port, _ = await create_server(config, store)
+    log.info("offerd serving on %s (port %d), data in %s, durability %s", config.listen, port,
+             config.data, config.durability)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: finishing the calls in flight")
+    t = time.monotonic()
+    server._offerd_watch.cancel()
+    await server.stop(grace=10)
+    store.close()  # the writer commits what it holds before the process ends
+    log.info("stopped in %.2f s", time.monotonic() - t)
+
+
+def serve(config: Config) -> None:
+    asyncio.run(_run(config))

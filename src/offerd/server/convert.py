@@ -1,0 +1,91 @@
+"""Between offerd.v1 messages and the engine's plain values."""
+from __future__ import annotations
+
+import datetime
+
+from ..engine import Decision, Request
+from ..engine.model import BadRequest
+from ..lang.diagnostics import Diagnostic
+from ..v1 import offerd_pb2 as pb
+
+UTC = datetime.timezone.utc
+MAX_TIME_US = 253402300799_999999  # 9999-12-31T23:59:59.999999Z
+
+
+def from_value(name: str, v: pb.Value):
+    kind = v.WhichOneof("kind")
+    if kind is None:
+        raise BadRequest(f"{name}: the value is empty: set one of string_value, int_value, float_value, "
+                         "bool_value, date_value, strings_value")
+    if kind == "date_value":
+        d = v.date_value
+        try:
+            return datetime.date(d.year, d.month, d.day)
+        except ValueError as e:
+            raise BadRequest(f"{name}: {d.year:04d}-{d.month:02d}-{d.day:02d} is not a date ({e})") from None
+    if kind == "strings_value":
+        return list(v.strings_value.values)
+    return getattr(v, kind)
+
+
+def to_value(x) -> pb.Value:
+    if isinstance(x, bool):
+        return pb.Value(bool_value=x)
+    if isinstance(x, int):
+        return pb.Value(int_value=x)
+    if isinstance(x, float):
+        return pb.Value(float_value=x)
+    if isinstance(x, str):
+        return pb.Value(string_value=x)
+    if isinstance(x, datetime.date):
+        return pb.Value(date_value=pb.Date(year=x.year, month=x.month, day=x.day))
+    return pb.Value(strings_value=pb.StringList(values=sorted(str(i) for i in x)))
+
+
+def attributes(prefix: str, values) -> dict:
+    return {k: from_value(f"{prefix}.{k}", v) for k, v in values.items()}
+
+
+def time_of(time_us: int, what: str = "time_us") -> datetime.datetime | None:
+    if time_us == 0:
+        return None
+    if not 0 < time_us <= MAX_TIME_US:
+        raise BadRequest(f"{what} must be microseconds since 1970-01-01 UTC, up to year 9999 (0: now)")
+    return datetime.datetime.fromtimestamp(time_us / 1e6, UTC)
+
+
+def request(m: pb.DecideRequest) -> Request:
+    if m.max_offers < 0:
+        raise BadRequest(f"max_offers must be 0 (the space's limit) or more, not {m.max_offers}")
+    return Request(
+        spaces=tuple(m.spaces),
+        contact_id=m.contact.id or None,
+        anonymous=m.contact.anonymous,
+        attributes=attributes("contact", m.attributes),
+        context=attributes("context", m.context),
+        max_offers=m.max_offers or None,
+        categories=tuple(m.categories),
+        themes=tuple(m.themes),
+        dry_run=m.dry_run,
+        explain=m.explain,
+        time=time_of(m.time_us),
+    )
+
+
+def response(d: Decision, request_id: str = "") -> pb.DecideResponse:
+    out = pb.DecideResponse(time_us=int(round(d.time.timestamp() * 1e6)), catalog=d.catalog, request_id=request_id)
+    for r in d.spaces:
+        space = out.spaces.add(space=r.space)
+        for p in r.proposals:
+            space.propositions.add(offer=p.offer, rank=p.rank, weight=p.weight or 0.0,
+                                   has_weight=p.weight is not None, content=p.content, id=p.id or "",
+                                   fallback=p.fallback)
+        for x in r.explain or ():
+            space.explain.add(offer=x.offer, kind=x.kind, rule=x.rule or "", weight=x.weight or 0.0,
+                              rank=x.rank or 0)
+    return out
+
+
+def diagnostic(d: Diagnostic, sources: dict[str, str]) -> pb.Diagnostic:
+    return pb.Diagnostic(file=d.span.file, line=d.span.line, column=d.span.col, severity=d.severity,
+                         message=d.message, hint=d.hint or "", rendered=d.render(sources))

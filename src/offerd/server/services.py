@@ -1,0 +1,209 @@
+"""The offerd.v1 servicers: each call mapped onto the engine or the store, every refusal
+onto a gRPC status with a message a person can act on."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+import grpc
+
+from .. import lang
+from ..engine import BadRequest, Engine, ImpossibleMove, NoCatalog, NotFound, UnknownSpace
+from ..lang.diagnostics import CatalogError
+from ..lang.values import InputError, check_attributes
+from ..store.codec import encode_attrs
+from ..store.keys import Contact
+from ..store.lmdb_store import Corrupt, Store, StoreError, StoreFull
+from ..v1 import offerd_pb2 as pb
+from ..v1 import offerd_pb2_grpc as rpc
+from . import convert
+
+log = logging.getLogger("offerd.server")
+
+CODES = [  # most specific first
+    ((BadRequest, InputError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
+    ((UnknownSpace, NotFound), grpc.StatusCode.NOT_FOUND),
+    ((ImpossibleMove, NoCatalog), grpc.StatusCode.FAILED_PRECONDITION),
+    ((StoreFull,), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    ((Corrupt,), grpc.StatusCode.DATA_LOSS),
+    ((StoreError,), grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def code_of(e: Exception) -> grpc.StatusCode:
+    for kinds, code in CODES:
+        if isinstance(e, kinds):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def mapped(fn):
+    """Turn the engine's and store's exceptions into gRPC statuses; anything else is a bug:
+    logged with its traceback, answered INTERNAL, and the server goes on."""
+    @functools.wraps(fn)
+    async def call(self, request, context):
+        try:
+            return await fn(self, request, context)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except CatalogError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except Exception as e:
+            code = code_of(e)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("%s failed", fn.__name__)
+                await context.abort(code, f"internal error: {e!r}")
+            await context.abort(code, str(e))
+    return call
+
+
+class DecisionService(rpc.DecisionServiceServicer):
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @mapped
+    async def Decide(self, request, context):
+        return convert.response(await self.engine.decide_async(convert.request(request)), request.request_id)
+
+    async def DecideStream(self, request_iterator, context):
+        """Each request is answered in order; a refused one gets a StreamError in its place
+        and the stream goes on."""
+        async for request in request_iterator:
+            try:
+                d = await self.engine.decide_async(convert.request(request))
+                yield pb.StreamReply(decision=convert.response(d, request.request_id))
+            except Exception as e:
+                code = code_of(e)
+                if code == grpc.StatusCode.INTERNAL:
+                    log.exception("DecideStream failed")
+                yield pb.StreamReply(error=pb.StreamError(request_id=request.request_id, code=code.name,
+                                                          message=str(e)))
+
+    @mapped
+    async def Record(self, request, context):
+        changed = await self.engine.record_async(request.proposition, request.status,
+                                                 convert.time_of(request.time_us))
+        return pb.RecordResponse(changed=changed)
+
+
+class ProfileService(rpc.ProfileServiceServicer):
+    def __init__(self, engine: Engine, store: Store):
+        self.engine, self.store = engine, store
+
+    def _checked(self, profile: pb.Profile) -> tuple[Contact, dict]:
+        if not profile.contact_id:
+            raise BadRequest("a profile needs its contact_id")
+        contact = Contact(profile.contact_id)
+        try:
+            contact.key()
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
+        values = convert.attributes("contact", profile.attributes)
+        return contact, check_attributes(self.engine.catalog.contact, values, "contact")
+
+    @mapped
+    async def Upsert(self, request, context):
+        contact, attrs = self._checked(request)
+        key, value = contact.key(), encode_attrs(attrs)
+        await self.store.run(lambda txn: txn.put(key, value, db=self.store.db["profiles"]))
+        return pb.UpsertResponse()
+
+    @mapped
+    async def Get(self, request, context):
+        contact = Contact(request.contact_id)
+        try:
+            contact.key()
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
+        attrs = self.store.get_profile(contact)
+        if attrs is None:
+            raise NotFound(f"no profile for contact {request.contact_id!r}")
+        return pb.Profile(contact_id=request.contact_id, attributes={k: convert.to_value(v) for k, v in attrs.items()})
+
+    @mapped
+    async def BulkLoad(self, request_iterator, context):
+        """Profiles in batches of up to 1,000 per group commit; every profile is checked first,
+        and the first bad one ends the load with its position (those before it are stored)."""
+        loaded, batch = 0, []
+
+        async def flush():
+            nonlocal loaded, batch
+            items, batch = batch, []
+            if items:
+                db = self.store.db["profiles"]
+                await self.store.run(lambda txn: [txn.put(k, v, db=db) for k, v in items])
+                loaded += len(items)
+
+        async for profile in request_iterator:
+            try:
+                contact, attrs = self._checked(profile)
+            except (BadRequest, InputError) as e:
+                await flush()
+                raise BadRequest(f"profile #{loaded + len(batch) + 1} ({profile.contact_id!r}): {e}; "
+                                 f"{loaded} loaded before it") from None
+            batch.append((contact.key(), encode_attrs(attrs)))
+            if len(batch) >= 1000:
+                await flush()
+        await flush()
+        return pb.BulkLoadResponse(loaded=loaded)
+
+
+class AdminService(rpc.AdminServiceServicer):
+    def __init__(self, store: Store, live, token: str | None):
+        self.store, self.live, self.token = store, live, token
+
+    async def _authorize(self, context) -> None:
+        if self.token is None:
+            return
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        if sent != f"Bearer {self.token}":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "AdminService needs the admin token: metadata `authorization: Bearer <token>`")
+
+    def _check(self, files: dict[str, str]):
+        if not files:
+            raise BadRequest("a catalog needs at least one file")
+        return lang.check(files)
+
+    @mapped
+    async def Validate(self, request, context):
+        await self._authorize(context)
+        files = dict(request.files)
+        try:
+            catalog = await asyncio.to_thread(self._check, files)
+        except CatalogError as e:
+            return pb.ValidateResponse(ok=False, diagnostics=[convert.diagnostic(d, files) for d in e.diagnostics])
+        return pb.ValidateResponse(ok=True, hash=catalog.hash,
+                                   diagnostics=[convert.diagnostic(d, files) for d in catalog.diagnostics])
+
+    @mapped
+    async def Deploy(self, request, context):
+        await self._authorize(context)
+        files = dict(request.files)
+        catalog = await asyncio.to_thread(self._check, files)  # CatalogError → INVALID_ARGUMENT, all errors
+        digest = await asyncio.to_thread(self.store.save_version, files, request.label)
+        await asyncio.to_thread(self.store.activate, digest)
+        await asyncio.to_thread(self.live.refresh)
+        return pb.DeployResponse(hash=digest, diagnostics=[convert.diagnostic(d, files) for d in catalog.diagnostics])
+
+    @mapped
+    async def ListVersions(self, request, context):
+        await self._authorize(context)
+        return pb.ListVersionsResponse(versions=[
+            pb.Version(hash=v["hash"], label=v["label"], created_us=int(v["created"] * 1e6), files=v["files"],
+                       live=v["live"]) for v in self.store.versions()])
+
+    @mapped
+    async def Activate(self, request, context):
+        await self._authorize(context)
+        await asyncio.to_thread(self.store.activate, request.hash)
+        await asyncio.to_thread(self.live.refresh)
+        return pb.LiveResponse(hash=request.hash)
+
+    @mapped
+    async def Rollback(self, request, context):
+        await self._authorize(context)
+        digest = await asyncio.to_thread(self.store.rollback)
+        await asyncio.to_thread(self.live.refresh)
+        return pb.LiveResponse(hash=digest)
