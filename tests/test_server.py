@@ -1,0 +1,273 @@
+"""The gRPC server on 127.0.0.1, a real LMDB store in a temp dir, real clients."""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from offerd import lang
+from offerd.client import AsyncClient, Client, decide_request
+from offerd.examples import CATALOG
+from offerd.server.app import Config, create_server, start_catalog
+from offerd.store.keys import Contact
+from offerd.store.lmdb_store import Store
+from offerd.v1 import offerd_pb2 as pb
+
+T = datetime.datetime(2026, 11, 20, 10, tzinfo=datetime.timezone.utc)
+EXTRA = 'offer extra { spaces web_home  weight 1000  content web_home { title "Extra", url "https://x" } }'
+ADULT = {"age": 30, "country": "FR", "segment": "gold", "cart_total": 80.0}
+
+
+class Running:
+    """A server on its own event loop thread, as in production, on a free loopback port."""
+
+    def __init__(self, data: str, **config):
+        self.store = Store(os.path.join(data, "db"))
+        start_catalog(self.store, None)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        cfg = Config(listen="127.0.0.1:0", data=data, **config)
+        self.server, self.port, _ = self.run(create_server(cfg, self.store))
+        self.target = f"127.0.0.1:{self.port}"
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+
+    def stop(self):
+        self.server._offerd_watch.cancel()
+        self.run(self.server.stop(1))
+        self.store.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Running(str(tmp_path), admin_token="s3cret")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client(server):
+    with Client(server.target, admin_token="s3cret") as c:
+        yield c
+
+
+def code(excinfo) -> grpc.StatusCode:
+    return excinfo.value.code()
+
+
+def test_decide_record_and_content(client, server):
+    d = client.decide(["web_home", "callcenter_next"], "alice", attributes=ADULT, context={"page": "home"}, time=T)
+    assert [s.space for s in d.spaces] == ["web_home", "callcenter_next"]
+    web = d.spaces[0].propositions
+    assert web and all(p.id and p.rank == i + 1 for i, p in enumerate(web))
+    assert all(p.content.get("title") for p in web)
+    assert client.record(web[0].id, "accepted") is True
+    assert client.record(web[0].id, "presented") is False  # implied by accepted
+    with pytest.raises(grpc.RpcError) as e:
+        client.record(web[0].id, "rejected")
+    assert code(e) == grpc.StatusCode.FAILED_PRECONDITION and "already accepted" in e.value.details()
+    stored = server.store.read_history(Contact("alice"))
+    assert {r.offer for r in stored} >= {p.offer for p in web}
+
+
+def test_error_codes_and_messages(client):
+    cases = [
+        (lambda: client.decide(["nowhere"], "al"), grpc.StatusCode.NOT_FOUND, "no space 'nowhere'"),
+        (lambda: client.decide(["web_home"], "al", attributes={"age": "old"}), grpc.StatusCode.INVALID_ARGUMENT,
+         "contact.age: expected int"),
+        (lambda: client.decide(["web_home"], "al", attributes={"agee": 3}), grpc.StatusCode.INVALID_ARGUMENT,
+         "did you mean contact.age"),
+        (lambda: client.decide([], "al"), grpc.StatusCode.INVALID_ARGUMENT, "at least one space"),
+        (lambda: client.record("00" * 16, "accepted"), grpc.StatusCode.NOT_FOUND, "no proposition"),
+        (lambda: client.record("00" * 16, "liked"), grpc.StatusCode.INVALID_ARGUMENT, "presented, accepted or rejected"),
+        (lambda: client.decide(["web_home"], "al", max_offers=-1), grpc.StatusCode.INVALID_ARGUMENT, "max_offers"),
+        (lambda: client.get_profile("nobody"), grpc.StatusCode.NOT_FOUND, "no profile"),
+    ]
+    for call, want, text in cases:
+        with pytest.raises(grpc.RpcError) as e:
+            call()
+        assert code(e) == want, e.value.details()
+        assert text in e.value.details()
+    bad_date = decide_request(["web_home"], "al")
+    bad_date.attributes["birthday"].date_value.month = 13
+    with pytest.raises(grpc.RpcError) as e:
+        client.decisions.Decide(bad_date)
+    assert code(e) == grpc.StatusCode.INVALID_ARGUMENT and "not a date" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:  # 5 MiB: over the 4 MiB message limit
+        client.decide(["web_home"], "al", context={"page": "x" * (5 << 20)})
+    assert code(e) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert client.decide(["web_home"], "al", dry_run=True).spaces  # the server is fine afterwards
+
+
+def test_decide_stream_answers_in_order_and_survives_bad_requests(server):
+    async def main():
+        async with AsyncClient(server.target) as c:
+            requests = [decide_request(["web_home"], f"s{i}", attributes=ADULT, request_id=f"r{i}") for i in range(20)]
+            requests[7] = decide_request(["nowhere"], "s7", request_id="r7")
+            return [r async for r in c.decide_stream(iter(requests))]
+
+    replies = asyncio.run(main())
+    assert len(replies) == 20
+    assert replies[7].WhichOneof("reply") == "error"
+    assert replies[7].error.code == "NOT_FOUND" and replies[7].error.request_id == "r7"
+    others = [r.decision for i, r in enumerate(replies) if i != 7]
+    assert [d.request_id for d in others] == [f"r{i}" for i in range(20) if i != 7]
+    assert all(d.spaces[0].propositions for d in others)
+
+
+def test_profiles_upsert_get_and_bulk_load(client, server):
+    client.upsert_profile("bob", {"age": 41, "tags": ["a", "b"], "birthday": datetime.date(1985, 3, 4)})
+    got = client.get_profile("bob")
+    assert got.attributes["age"].int_value == 41
+    assert list(got.attributes["tags"].strings_value.values) == ["a", "b"]
+    assert got.attributes["birthday"].date_value.year == 1985
+    profiles = [pb.Profile(contact_id=f"b{i}", attributes={"age": pb.Value(int_value=i)}) for i in range(2500)]
+    assert client.profiles.BulkLoad(iter(profiles)).loaded == 2500
+    assert server.store.get_profile(Contact("b2499")) == {"age": 2499}
+    bad = profiles[:10] + [pb.Profile(contact_id="x", attributes={"age": pb.Value(string_value="old")})]
+    with pytest.raises(grpc.RpcError) as e:
+        client.profiles.BulkLoad(iter(bad))
+    assert code(e) == grpc.StatusCode.INVALID_ARGUMENT
+    assert "profile #11 ('x')" in e.value.details() and "10 loaded before it" in e.value.details()
+
+
+def test_admin_validate_deploy_versions_rollback_and_token(client, server):
+    files = lang.read_dir(CATALOG)
+    broken = dict(files, **{"99.offer": "offer bad { spaces web_home weight contact.nope }"})
+    v = client.validate(broken)
+    assert not v.ok and {d.file for d in v.diagnostics} == {"99.offer"}
+    (unknown,) = [d for d in v.diagnostics if "unknown attribute contact.nope" in d.message]
+    assert (unknown.line, unknown.column) == (1, 36) and "^" in unknown.rendered
+    with pytest.raises(grpc.RpcError) as e:
+        client.deploy(broken)
+    assert code(e) == grpc.StatusCode.INVALID_ARGUMENT and "99.offer:1:" in e.value.details()
+    first = server.store.live()[0]
+    changed = dict(files, **{"99.offer": EXTRA})
+    digest = client.deploy(changed, "with extra").hash
+    assert digest != first
+    assert client.decide(["web_home"], "al", dry_run=True).spaces[0].propositions[0].offer == "extra"
+    assert [v.live for v in client.versions() if v.hash == digest] == [True]
+    assert client.rollback() == first
+    assert client.decide(["web_home"], "al", dry_run=True).spaces[0].propositions[0].offer != "extra"
+    assert client.activate(digest) == digest
+    with pytest.raises(grpc.RpcError) as e:
+        client.activate("0" * 64)
+    assert code(e) == grpc.StatusCode.NOT_FOUND
+    with Client(server.target) as anonymous, pytest.raises(grpc.RpcError) as e:
+        anonymous.versions()
+    assert code(e) == grpc.StatusCode.UNAUTHENTICATED
+    with Client(server.target, admin_token="wrong") as wrong, pytest.raises(grpc.RpcError) as e:
+        wrong.rollback()
+    assert code(e) == grpc.StatusCode.UNAUTHENTICATED
+    assert server.store.live()[0] == digest  # the refused rollback changed nothing
+
+
+def test_health_and_reflection(server):
+    with grpc.insecure_channel(server.target) as ch:
+        status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="offerd.v1.DecisionService"))
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        replies = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        names = {s.name for s in replies[0].list_services_response.service}
+        assert {"offerd.v1.DecisionService", "offerd.v1.ProfileService", "offerd.v1.AdminService",
+                "grpc.health.v1.Health"} <= names
+
+
+def test_deploys_and_rollbacks_while_decisions_run_fail_nothing(client, server):
+    files = lang.read_dir(CATALOG)
+    extra = dict(files, **{"99.offer": EXTRA})
+    failures, done, stop = [], [0], threading.Event()
+
+    def decide_loop(k):
+        with Client(server.target) as c:
+            while not stop.is_set():
+                try:
+                    c.decide(["web_home"], f"load{k}", attributes=ADULT)
+                    done[0] += 1
+                except grpc.RpcError as e:
+                    failures.append(e.details())
+
+    threads = [threading.Thread(target=decide_loop, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            client.deploy(extra)
+            client.rollback()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == [] and done[0] > 0
+
+
+SERVE = """
+import sys
+from offerd.cli import main
+sys.exit(main(["serve", "--listen", "127.0.0.1:{port}", "--data", {data!r}]))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigterm_during_load_loses_no_acknowledged_decision(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SERVE.format(port=port, data=str(tmp_path))],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    target = f"127.0.0.1:{port}"
+    try:
+        grpc.channel_ready_future(grpc.insecure_channel(target)).result(timeout=30)
+        acked, errors, stop = [], [], threading.Event()
+
+        def load(k):
+            with Client(target, timeout=5) as c:
+                i = 0
+                while not stop.is_set():
+                    try:
+                        d = c.decide(["web_home"], f"t{k}-{i}", attributes=ADULT)
+                        acked.extend(p.id for p in d.spaces[0].propositions)
+                    except grpc.RpcError as e:
+                        errors.append(e.code())
+                        return  # the server is going away
+                    i += 1
+
+        threads = [threading.Thread(target=load, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "stopped in" in out
+    assert len(acked) > 50
+    with Store(str(tmp_path / "db")) as store:
+        with store.env.begin() as txn:
+            missing = [pid for pid in acked if txn.get(bytes.fromhex(pid), db=store.db["props"]) is None]
+    assert missing == []
+    assert set(errors) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
