@@ -18,7 +18,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from offerd import lang
 from offerd.client import AsyncClient, Client, decide_request
 from offerd.examples import CATALOG
-from offerd.server.app import Config, create_server, start_catalog
+from offerd.server.app import Config, create_server
+from offerd.server.workers import start_catalog
 from offerd.store.keys import Contact
 from offerd.store.lmdb_store import Store
 from offerd.v1 import offerd_pb2 as pb
@@ -271,3 +272,47 @@ def test_sigterm_during_load_loses_no_acknowledged_decision(tmp_path):
             missing = [pid for pid in acked if txn.get(bytes.fromhex(pid), db=store.db["props"]) is None]
     assert missing == []
     assert set(errors) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+
+
+def _spawn(port: int, data: str, *extra: str) -> subprocess.Popen:
+    code = ("import sys; from offerd.cli import main; "
+            f"sys.exit(main(['serve', '--listen', '127.0.0.1:{port}', '--data', {data!r}, *{list(extra)!r}]))")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_workers_share_the_port_and_see_a_deploy_within_a_second(tmp_path):
+    port = _free_port()
+    proc = _spawn(port, str(tmp_path), "--workers", "2", "--admin-token", "t")
+    target = f"127.0.0.1:{port}"
+    try:
+        grpc.channel_ready_future(grpc.insecure_channel(target)).result(timeout=30)
+        files = dict(lang.read_dir(CATALOG), **{"99.offer": EXTRA})
+
+        def offers_from_fresh_connections(n):
+            out = []
+            for i in range(n):  # a distinct channel argument: a new connection each time
+                with grpc.insecure_channel(target, options=[("offerd.test", i)]) as ch:
+                    c = Client.__new__(Client)
+                    c.timeout, c._admin = 5, ()
+                    c._stubs(ch)
+                    out.append(c.decide(["web_home"], "w", dry_run=True).spaces[0].propositions[0].offer)
+            return out
+
+        assert "extra" not in offers_from_fresh_connections(10)
+        with Client(target, admin_token="t") as admin:
+            digest = admin.deploy(files).hash
+        time.sleep(1.0)
+        assert offers_from_fresh_connections(20) == ["extra"] * 20
+        with Client(target, admin_token="t") as admin:
+            admin.rollback()
+        time.sleep(1.0)
+        assert "extra" not in offers_from_fresh_connections(20)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert out.count("stopped in") == 2
+    for n in (0, 1):  # each worker switched to the deployed version itself
+        assert f"worker {n}: catalog {digest[:12]} live" in out, out

@@ -105,17 +105,17 @@ def _rpc(fn):
 def cmd_serve(args) -> int:
     import logging
 
-    from .server.app import Config, serve
+    from .server.config import Config
+    from .server.workers import run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        serve(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
-                     admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                     client_ca=args.client_ca))
+        return run(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
+                          admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                          client_ca=args.client_ca), args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(e, file=sys.stderr)
         return 1
-    return 0
 
 
 @_rpc
@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a folder of *.offer files to deploy at start (default: keep the live version, "
                         "or the bundled example if there is none)")
     p.add_argument("--durability", choices=("sync", "fast"), default=os.environ.get("OFFERD_DURABILITY", "sync"))
+    p.add_argument("--workers", type=int, default=int(os.environ.get("OFFERD_WORKERS", "0")),
+                   help="processes sharing the port (default: one per core)")
     p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"),
                    help="required on AdminService calls as `authorization: Bearer TOKEN` (env OFFERD_ADMIN_TOKEN)")
     p.add_argument("--tls-cert", default=os.environ.get("OFFERD_TLS_CERT"))

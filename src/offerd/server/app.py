@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,27 +18,14 @@ from grpc_reflection.v1alpha import reflection
 from .. import lang
 from ..compiler import default_cache
 from ..engine import Engine
-from ..examples import CATALOG as EXAMPLE_CATALOG
 from ..store.lmdb_store import Store
 from ..v1 import offerd_pb2_grpc as rpc
+from .config import Config
 from .services import AdminService, DecisionService, ProfileService
 
 log = logging.getLogger("offerd.server")
 MAX_MESSAGE = 4 << 20  # bytes; larger requests get RESOURCE_EXHAUSTED
 SERVICES = ("offerd.v1.DecisionService", "offerd.v1.ProfileService", "offerd.v1.AdminService")
-
-
-@dataclass
-class Config:
-    listen: str = "127.0.0.1:50051"
-    data: str = "var"
-    catalog: str | None = None  # a directory of .offer files deployed at start; None: keep the live one
-    durability: str = "sync"
-    admin_token: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    client_ca: str | None = None  # with it, clients must present a certificate it signed (mTLS)
-    poll_seconds: float = 0.5  # how often a worker looks for a catalog deployed through another
 
 
 class Live:
@@ -70,20 +56,6 @@ class Live:
                 await asyncio.to_thread(self.refresh)
             except Exception:  # a broken version stays out; the current one keeps serving
                 log.exception("cannot load the live catalog version")
-
-
-def start_catalog(store: Store, directory: str | None) -> None:
-    """Deploy `directory` (or the bundled example if nothing is live yet)."""
-    if directory is None:
-        if store.live() is not None:
-            return
-        directory = EXAMPLE_CATALOG
-    files = lang.read_dir(directory)
-    lang.check(files)  # refuse to start on a broken catalog, with every error printed
-    digest = store.save_version(files, label=os.path.abspath(directory))
-    live = store.live()
-    if live is None or live[0] != digest:
-        store.activate(digest)
 
 
 async def create_server(config: Config, store: Store | None = None) -> tuple[grpc.aio.Server, int, Store]:
@@ -120,7 +92,6 @@ async def create_server(config: Config, store: Store | None = None) -> tuple[grp
 
 async def _run(config: Config) -> None:
     store = Store(os.path.join(config.data, "db"), durability=config.durability)
-    start_catalog(store, config.catalog)
     server, port, _ = await create_server(config, store)
     log.info("offerd serving on %s (port %d), data in %s, durability %s", config.listen, port,
              config.data, config.durability)
