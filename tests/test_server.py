@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -316,3 +317,58 @@ def test_two_workers_share_the_port_and_see_a_deploy_within_a_second(tmp_path):
     assert out.count("stopped in") == 2
     for n in (0, 1):  # each worker switched to the deployed version itself
         assert f"worker {n}: catalog {digest[:12]} live" in out, out
+
+
+def test_grpcurl_lists_services_and_decides_through_reflection(server):
+    grpcurl = os.path.join(os.path.dirname(sys.executable), "grpcurl")
+    listed = subprocess.run([grpcurl, "-plaintext", server.target, "list"], capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert "offerd.v1.DecisionService" in listed.stdout.split()
+    body = '{"spaces": ["web_home"], "contact": {"id": "curl"}, "attributes": {"age": {"intValue": 30}}, "dryRun": true}'
+    got = subprocess.run([grpcurl, "-plaintext", "-d", body, server.target, "offerd.v1.DecisionService/Decide"],
+                         capture_output=True, text=True, timeout=30)
+    assert got.returncode == 0, got.stderr
+    first = json.loads(got.stdout)["spaces"][0]["propositions"][0]
+    assert first["rank"] == 1 and first["offer"] and "id" not in first  # a dry run has no id
+    bad = subprocess.run([grpcurl, "-plaintext", "-d", '{"spaces": ["nowhere"]}', server.target,
+                          "offerd.v1.DecisionService/Decide"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "NotFound" in bad.stderr and "no space 'nowhere'" in bad.stderr
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def certs(tmp_path):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
+    d = tmp_path / "certs"
+    d.mkdir()
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=offerd test CA", cwd=d)
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN={name}", cwd=d)
+        (d / f"{name}.ext").write_text(ext + "\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+    return {k: str(d / k) for k in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_mtls_requires_a_client_certificate(tmp_path, certs):
+    s = Running(str(tmp_path / "data"), tls_cert=certs["server.pem"], tls_key=certs["server.key"],
+                client_ca=certs["ca.pem"])
+    read = {k: open(v, "rb").read() for k, v in certs.items()}
+    try:
+        good = grpc.ssl_channel_credentials(read["ca.pem"], read["client.key"], read["client.pem"])
+        with Client(s.target, credentials=good) as c:
+            assert c.decide(["web_home"], "tls", dry_run=True).spaces[0].propositions
+        no_cert = grpc.ssl_channel_credentials(read["ca.pem"])
+        with Client(s.target, credentials=no_cert, timeout=5) as c, pytest.raises(grpc.RpcError) as e:
+            c.decide(["web_home"], "tls", dry_run=True)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        with Client(s.target, timeout=5) as plain, pytest.raises(grpc.RpcError) as e:
+            plain.decide(["web_home"], "tls", dry_run=True)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        s.stop()
