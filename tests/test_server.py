@@ -164,6 +164,9 @@ def test_admin_validate_deploy_versions_rollback_and_token(client, server):
     assert client.decide(["web_home"], "al", dry_run=True).spaces[0].propositions[0].offer == "extra"
     assert [v.live for v in client.versions() if v.hash == digest] == [True]
     assert client.rollback() == first
+    with pytest.raises(grpc.RpcError) as e:
+        client.rollback()
+    assert code(e) == grpc.StatusCode.FAILED_PRECONDITION and "nothing to roll back to" in e.value.details()
     assert client.decide(["web_home"], "al", dry_run=True).spaces[0].propositions[0].offer != "extra"
     assert client.activate(digest) == digest
     with pytest.raises(grpc.RpcError) as e:

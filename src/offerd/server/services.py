@@ -14,7 +14,7 @@ from ..lang.diagnostics import CatalogError
 from ..lang.values import InputError, check_attributes
 from ..store.codec import encode_attrs
 from ..store.keys import Contact
-from ..store.lmdb_store import Corrupt, Store, StoreError, StoreFull
+from ..store.lmdb_store import Corrupt, NoEarlierVersion, Store, StoreError, StoreFull
 from ..v1 import offerd_pb2 as pb
 from ..v1 import offerd_pb2_grpc as rpc
 from . import convert
@@ -24,7 +24,7 @@ log = logging.getLogger("offerd.server")
 CODES = [  # most specific first
     ((BadRequest, InputError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
     ((UnknownSpace, NotFound), grpc.StatusCode.NOT_FOUND),
-    ((ImpossibleMove, NoCatalog), grpc.StatusCode.FAILED_PRECONDITION),
+    ((ImpossibleMove, NoCatalog, NoEarlierVersion), grpc.StatusCode.FAILED_PRECONDITION),
     ((StoreFull,), grpc.StatusCode.RESOURCE_EXHAUSTED),
     ((Corrupt,), grpc.StatusCode.DATA_LOSS),
     ((StoreError,), grpc.StatusCode.UNAVAILABLE),

@@ -50,6 +50,10 @@ class ImpossibleMove(StoreError):
     pass
 
 
+class NoEarlierVersion(StoreError):
+    """A rollback with no version live before the current one."""
+
+
 @dataclass(frozen=True)
 class CapCheck:
     """A cap to re-check inside the write transaction, against everything committed."""
@@ -603,7 +607,7 @@ class Store:
         def op(txn):
             stack = self._live_stack(txn)
             if len(stack) < 2:
-                raise StoreError("nothing to roll back to: no version was live before this one")
+                raise NoEarlierVersion("nothing to roll back to: no version was live before this one")
             stack.pop()
             txn.put(b"live", json.dumps(stack).encode(), db=self.db["meta"])
             return stack[-1]
