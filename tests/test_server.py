@@ -375,3 +375,32 @@ def test_mtls_requires_a_client_certificate(tmp_path, certs):
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         s.stop()
+
+
+def test_metrics_of_two_workers_are_served_summed(tmp_path):
+    import urllib.request
+
+    port, metrics = _free_port(), _free_port()
+    proc = _spawn(port, str(tmp_path), "--workers", "2", "--metrics", f"127.0.0.1:{metrics}")
+    target = f"127.0.0.1:{port}"
+    try:
+        grpc.channel_ready_future(grpc.insecure_channel(target)).result(timeout=30)
+        for i in range(12):  # new connections: both workers get some
+            with grpc.insecure_channel(target, options=[("offerd.test", i)]) as ch:
+                from offerd.v1 import offerd_pb2_grpc as rpc
+
+                stub = rpc.DecisionServiceStub(ch)
+                stub.Decide(decide_request(["web_home"], f"m{i}", attributes=ADULT))
+                with pytest.raises(grpc.RpcError):
+                    stub.Decide(decide_request(["nowhere"], f"m{i}"))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10).read().decode()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert float(lines['offerd_decisions_total{mode="recorded"}']) == 12
+    assert float(lines['offerd_errors_total{code="NOT_FOUND",method="Decide"}']) == 12
+    assert float(lines["offerd_decision_seconds_count"]) == 12
+    assert float(lines['offerd_offers_proposed_total{space="web_home"}']) >= 12

@@ -91,9 +91,9 @@ def _typed(text: str):
 
 def _rpc(fn):
     """Run a client call; a gRPC error is printed as `CODE: message`, exit status 1."""
-    import grpc
-
     def run(args) -> int:
+        import grpc  # only here: `offerd serve` forks its workers before gRPC is loaded
+
         try:
             return fn(args)
         except grpc.RpcError as e:
@@ -112,7 +112,7 @@ def cmd_serve(args) -> int:
     try:
         return run(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                          client_ca=args.client_ca), args.workers or os.cpu_count() or 1)
+                          client_ca=args.client_ca, metrics=args.metrics), args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(e, file=sys.stderr)
         return 1
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="processes sharing the port (default: one per core)")
     p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"),
                    help="required on AdminService calls as `authorization: Bearer TOKEN` (env OFFERD_ADMIN_TOKEN)")
+    p.add_argument("--metrics", default=os.environ.get("OFFERD_METRICS"),
+                   help="HOST:PORT for Prometheus metrics over HTTP (/metrics)")
     p.add_argument("--tls-cert", default=os.environ.get("OFFERD_TLS_CERT"))
     p.add_argument("--tls-key", default=os.environ.get("OFFERD_TLS_KEY"))
     p.add_argument("--client-ca", default=os.environ.get("OFFERD_CLIENT_CA"), help="require client certificates (mTLS)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 
 import grpc
 
@@ -18,6 +19,7 @@ from ..store.lmdb_store import Corrupt, NoEarlierVersion, Store, StoreError, Sto
 from ..v1 import offerd_pb2 as pb
 from ..v1 import offerd_pb2_grpc as rpc
 from . import convert
+from .metrics import DECISIONS, ERRORS, LATENCY, PROPOSED, REPORTS
 
 log = logging.getLogger("offerd.server")
 
@@ -51,11 +53,24 @@ def mapped(fn):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except Exception as e:
             code = code_of(e)
+            ERRORS.labels(fn.__name__, code.name).inc()
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("%s failed", fn.__name__)
                 await context.abort(code, f"internal error: {e!r}")
             await context.abort(code, str(e))
     return call
+
+
+async def _decide(engine: Engine, request) -> pb.DecideResponse:
+    t = time.perf_counter()
+    req = convert.request(request)
+    d = await engine.decide_async(req)
+    LATENCY.observe(time.perf_counter() - t)
+    DECISIONS.labels("dry_run" if req.dry_run else "recorded").inc()
+    for r in d.spaces:
+        if r.proposals:
+            PROPOSED.labels(r.space).inc(len(r.proposals))
+    return convert.response(d, request.request_id)
 
 
 class DecisionService(rpc.DecisionServiceServicer):
@@ -64,17 +79,17 @@ class DecisionService(rpc.DecisionServiceServicer):
 
     @mapped
     async def Decide(self, request, context):
-        return convert.response(await self.engine.decide_async(convert.request(request)), request.request_id)
+        return await _decide(self.engine, request)
 
     async def DecideStream(self, request_iterator, context):
         """Each request is answered in order; a refused one gets a StreamError in its place
         and the stream goes on."""
         async for request in request_iterator:
             try:
-                d = await self.engine.decide_async(convert.request(request))
-                yield pb.StreamReply(decision=convert.response(d, request.request_id))
+                yield pb.StreamReply(decision=await _decide(self.engine, request))
             except Exception as e:
                 code = code_of(e)
+                ERRORS.labels("DecideStream", code.name).inc()
                 if code == grpc.StatusCode.INTERNAL:
                     log.exception("DecideStream failed")
                 yield pb.StreamReply(error=pb.StreamError(request_id=request.request_id, code=code.name,
@@ -84,6 +99,8 @@ class DecisionService(rpc.DecisionServiceServicer):
     async def Record(self, request, context):
         changed = await self.engine.record_async(request.proposition, request.status,
                                                  convert.time_of(request.time_us))
+        if changed:
+            REPORTS.labels(request.status).inc()
         return pb.RecordResponse(changed=changed)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -30,6 +31,15 @@ def start_catalog(store: Store, directory: str | None) -> None:
         store.activate(digest)
 
 
+def _metrics_dir(data: str) -> None:
+    """A fresh directory for the workers' metric files (prometheus_client's multiprocess
+    mode), set before anything imports prometheus_client: it reads it once, at import."""
+    path = os.path.join(data, f"metrics-{os.getpid()}")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+
+
 def run(config, workers: int) -> int:
     """Deploy the starting catalog, then serve in `workers` processes until SIGTERM/SIGINT,
     which each finishes its calls in flight. Returns the exit status."""
@@ -44,10 +54,17 @@ def run(config, workers: int) -> int:
     if workers == 1:
         from .app import serve
 
+        if config.metrics:
+            from .metrics import serve_http
+
+            log.info("metrics on http://%s/metrics", config.metrics)
+            serve_http(config.metrics, multiprocess=False)
         serve(config)
         return 0
     if config.listen.endswith(":0"):
         raise SystemExit("offerd: with --workers > 1, give a port: workers share it (SO_REUSEPORT)")
+    if config.metrics:
+        _metrics_dir(config.data)
     children = []
     for n in range(workers):
         pid = os.fork()
@@ -68,6 +85,11 @@ def run(config, workers: int) -> int:
                 os._exit(code)
         children.append(pid)
     log.info("%d workers: %s", workers, ", ".join(map(str, children)))
+    if config.metrics:
+        from .metrics import serve_http
+
+        serve_http(config.metrics, multiprocess=True)
+        log.info("metrics of every worker on http://%s/metrics", config.metrics)
 
     def forward(sig, _frame):
         for pid in children:
@@ -82,4 +104,6 @@ def run(config, workers: int) -> int:
     for pid in children:
         _, status = os.waitpid(pid, 0)
         worst = max(worst, os.waitstatus_to_exitcode(status) != 0)
+    if config.metrics:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     return worst
