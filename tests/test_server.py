@@ -404,3 +404,24 @@ def test_metrics_of_two_workers_are_served_summed(tmp_path):
     assert float(lines['offerd_errors_total{code="NOT_FOUND",method="Decide"}']) == 12
     assert float(lines["offerd_decision_seconds_count"]) == 12
     assert float(lines['offerd_offers_proposed_total{space="web_home"}']) >= 12
+
+
+def test_json_logs_are_one_object_per_line(capsys):
+    import logging
+
+    from offerd.server import logs
+
+    logs.setup(json_lines=True)
+    try:
+        logs.set_worker(3)
+        logging.getLogger("offerd.server").info("hello %s", "there")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("offerd.server").exception("failed")
+    finally:
+        logs.set_worker(None)
+        logging.getLogger().handlers[:] = []
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert lines[0]["message"] == "hello there" and lines[0]["worker"] == 3 and lines[0]["level"] == "info"
+    assert lines[0]["time"].endswith("Z") and "ValueError: boom" in lines[1]["exception"]

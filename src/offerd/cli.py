@@ -103,12 +103,13 @@ def _rpc(fn):
 
 
 def cmd_serve(args) -> int:
-    import logging
 
     from .server.config import Config
     from .server.workers import run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .server.logs import setup
+
+    setup(json_lines=args.log_json)
     try:
         return run(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
@@ -194,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="processes sharing the port (default: one per core)")
     p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"),
                    help="required on AdminService calls as `authorization: Bearer TOKEN` (env OFFERD_ADMIN_TOKEN)")
+    p.add_argument("--log-json", action="store_true", default=os.environ.get("OFFERD_LOG_JSON") == "1",
+                   help="one JSON object per log line (time, level, worker, logger, message)")
     p.add_argument("--metrics", default=os.environ.get("OFFERD_METRICS"),
                    help="HOST:PORT for Prometheus metrics over HTTP (/metrics)")
     p.add_argument("--tls-cert", default=os.environ.get("OFFERD_TLS_CERT"))

@@ -13,6 +13,7 @@ import traceback
 from .. import lang
 from ..examples import CATALOG as EXAMPLE_CATALOG
 from ..store.lmdb_store import Store
+from .logs import set_worker
 
 log = logging.getLogger("offerd.server")
 
@@ -71,8 +72,7 @@ def run(config, workers: int) -> int:
         if pid == 0:
             code = 0
             try:
-                for h in logging.getLogger().handlers:
-                    h.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s worker {n}: %(message)s"))
+                set_worker(n)
                 from .app import serve
 
                 serve(config)
