@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from offerd import lang
 from offerd.client import AsyncClient, Client, decide_request
 from offerd.examples import CATALOG
-from offerd.server.app import Config, create_server
+from offerd.server.app import Config, create_server, stop_server
 from offerd.server.workers import start_catalog
 from offerd.store.keys import Contact
 from offerd.store.lmdb_store import Store
@@ -40,16 +40,14 @@ class Running:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         cfg = Config(listen="127.0.0.1:0", data=data, **config)
-        self.server, self.port, _ = self.run(create_server(cfg, self.store))
+        self.server, self.port = self.run(create_server(cfg.listen, cfg, self.store))
         self.target = f"127.0.0.1:{self.port}"
 
     def run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
 
     def stop(self):
-        self.server._offerd_watch.cancel()
-        self.run(self.server.stop(1))
-        self.store.close()
+        self.run(stop_server(self.server, 1))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
@@ -425,3 +423,10 @@ def test_json_logs_are_one_object_per_line(capsys):
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert lines[0]["message"] == "hello there" and lines[0]["worker"] == 3 and lines[0]["level"] == "info"
     assert lines[0]["time"].endswith("Z") and "ValueError: boom" in lines[1]["exception"]
+
+
+def test_a_missed_deadline_is_deadline_exceeded_and_harms_nothing(client):
+    with pytest.raises(grpc.RpcError) as e:
+        client.decisions.Decide(decide_request(["web_home"], "late", attributes=ADULT), timeout=0.000001)
+    assert code(e) == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert client.decide(["web_home"], "late", attributes=ADULT).spaces[0].propositions

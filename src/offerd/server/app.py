@@ -1,7 +1,7 @@
 """The gRPC server: offerd.v1 services on grpc.aio, with health and reflection.
 
-`create_server(...)` builds and starts a server on an address and returns it with its port
-(tests use 127.0.0.1:0); `serve(...)` runs one until SIGTERM or SIGINT, then finishes the calls
+`create_server(addr)` builds and starts a server on an address and returns it with its port
+(tests use 127.0.0.1:0); `stop_server(server)` stops it and closes its store; `serve(...)` runs one until SIGTERM or SIGINT, then finishes the calls
 in flight and closes the store, so no acknowledged write is lost."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -58,8 +59,12 @@ class Live:
                 log.exception("cannot load the live catalog version")
 
 
-async def create_server(config: Config, store: Store | None = None) -> tuple[grpc.aio.Server, int, Store]:
-    """A started server on `config.listen`, its port, and its store (opened here unless given)."""
+async def create_server(addr: str, config: Config | None = None,
+                        store: Store | None = None) -> tuple[grpc.aio.Server, int]:
+    """A started server on `addr` and its port. The other settings come from `config`; the
+    store is opened under `config.data` unless given. `server.offerd` holds the store, the
+    engine and the catalog watcher."""
+    config = config or Config()
     store = store or Store(os.path.join(config.data, "db"), durability=config.durability)
     engine = Engine(store)
     live = Live(engine, store)
@@ -80,19 +85,28 @@ async def create_server(config: Config, store: Store | None = None) -> tuple[grp
             pair = (k.read(), c.read())
         ca = open(config.client_ca, "rb").read() if config.client_ca else None
         creds = grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
-        port = server.add_secure_port(config.listen, creds)
+        port = server.add_secure_port(addr, creds)
     else:
-        port = server.add_insecure_port(config.listen)
+        port = server.add_insecure_port(addr)
     if port == 0:
-        raise OSError(f"cannot listen on {config.listen}")
+        raise OSError(f"cannot listen on {addr}")
     await server.start()
-    server._offerd_watch = asyncio.get_running_loop().create_task(live.watch(config.poll_seconds))
-    return server, port, store
+    watch = asyncio.get_running_loop().create_task(live.watch(config.poll_seconds))
+    server.offerd = SimpleNamespace(store=store, engine=engine, watch=watch)
+    return server, port
+
+
+async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
+    """Finish the calls in flight (up to `grace` seconds), then close the store: its writer
+    commits everything it acknowledged first."""
+    server.offerd.watch.cancel()
+    await server.stop(grace)
+    server.offerd.store.close()
 
 
 async def _run(config: Config) -> None:
     store = Store(os.path.join(config.data, "db"), durability=config.durability)
-    server, port, _ = await create_server(config, store)
+    server, port = await create_server(config.listen, config, store)
     log.info("offerd serving on %s (port %d), data in %s, durability %s", config.listen, port,
              config.data, config.durability)
     stop = asyncio.Event()
@@ -102,9 +116,7 @@ async def _run(config: Config) -> None:
     await stop.wait()
     log.info("stopping: finishing the calls in flight")
     t = time.monotonic()
-    server._offerd_watch.cancel()
-    await server.stop(grace=10)
-    store.close()  # the writer commits what it holds before the process ends
+    await stop_server(server)
     log.info("stopped in %.2f s", time.monotonic() - t)
 
 
