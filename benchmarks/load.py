@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""Load benchmark over gRPC: offerd beside a no-op server with the same message shapes and the
+same server settings, loaded by the same client, in one run. Every figure is also printed as
+ours / no-op.
+
+The client is a separate process (asyncio, N calls in flight over M connections, closed
+loop, a warm-up, then a fixed duration, latencies in an HDR histogram); the server is
+`offerd serve` (or the no-op server) in its own processes. Client and servers share the 2
+cores, so every figure is a lower bound of the server's capacity; the ratio is the point.
+
+    .venv/bin/python benchmarks/load.py            # writes benchmarks/results/load.{md,json,png}
+    .venv/bin/python benchmarks/load.py --quick    # shorter; writes benchmarks/scratch/
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY = sys.executable
+ADULT = {"age": 30, "country": "FR", "segment": "gold", "cart_total": 120.5}
+CONTEXT = {"page": "cart", "device": "desktop"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- the no-op server ----------------------------------------------------------------------
+
+def noop_server(port: int, workers: int, response_b64: str) -> None:
+    """DecisionService answering every call with one fixed, real-shaped response: the same
+    grpc.aio settings and worker model as offerd serve, and no work."""
+    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(_noop(port, base64.b64decode(response_b64)))
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
+async def _noop(port: int, response: bytes) -> None:
+    import signal
+
+    import grpc
+
+    from offerd.server.app import MAX_MESSAGE
+    from offerd.v1 import offerd_pb2 as pb
+    from offerd.v1 import offerd_pb2_grpc as rpc
+
+    fixed = pb.DecideResponse.FromString(response)
+    reply = pb.StreamReply(decision=fixed)
+    recorded = pb.RecordResponse(changed=True)
+
+    class Noop(rpc.DecisionServiceServicer):
+        async def Decide(self, request, context):
+            return fixed
+
+        async def DecideStream(self, requests, context):
+            async for _ in requests:
+                yield reply
+
+        async def Record(self, request, context):
+            return recorded
+
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 1)])
+    rpc.add_DecisionServiceServicer_to_server(Noop(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(1)
+
+
+# --- the client ----------------------------------------------------------------------------
+
+def client(target: str, scenario: str, inflight: int, connections: int, warmup: float, seconds: float,
+           contacts: int, space: str) -> dict:
+    return asyncio.run(_client(target, scenario, inflight, connections, warmup, seconds, contacts, space))
+
+
+async def _client(target, scenario, inflight, connections, warmup, seconds, contacts, space) -> dict:
+    import grpc
+    from hdrh.histogram import HdrHistogram
+
+    from offerd.client import decide_request
+    from offerd.v1 import offerd_pb2 as pb
+    from offerd.v1 import offerd_pb2_grpc as rpc
+
+    channels = [grpc.aio.insecure_channel(target, options=[("offerd.load.connection", i)]) for i in range(connections)]
+    stubs = [rpc.DecisionServiceStub(ch) for ch in channels]
+    for ch in channels:
+        await asyncio.wait_for(ch.channel_ready(), 30)
+    dry = scenario == "decide_dry"
+    requests = [decide_request([space], f"c{i}", attributes=ADULT, context=CONTEXT, dry_run=dry, request_id=str(i))
+                for i in range(contacts)]
+    hist = HdrHistogram(1, 60_000_000, 3)
+    state = {"measure": False, "stop": False, "done": 0, "records": 0, "errors": 0}
+    perf = time.perf_counter
+
+    async def unary(k: int):
+        stub, i = stubs[k % connections], k
+        while not state["stop"]:
+            req = requests[i % contacts]
+            i += inflight
+            t = perf()
+            try:
+                d = await stub.Decide(req)
+                if scenario == "mixed" and d.spaces and d.spaces[0].propositions:
+                    await stub.Record(pb.RecordRequest(proposition=d.spaces[0].propositions[0].id, status="presented"))
+                    if state["measure"]:
+                        state["records"] += 1
+            except grpc.RpcError:
+                state["errors"] += 1
+                continue
+            if state["measure"]:
+                hist.record_value(max(1, int((perf() - t) * 1e6)))
+                state["done"] += 1
+
+    async def stream(k: int, depth: int):
+        """One stream with `depth` requests in flight; answers come back in order."""
+        sent: asyncio.Queue = asyncio.Queue()
+        window = asyncio.Semaphore(depth)
+
+        async def gen():
+            i = k
+            while not state["stop"]:
+                await window.acquire()
+                req = requests[i % contacts]
+                i += connections
+                await sent.put(perf())
+                yield req
+
+        call = stubs[k % connections].DecideStream(gen())
+        try:
+            async for _reply in call:
+                t = await sent.get()
+                window.release()
+                if state["measure"]:
+                    hist.record_value(max(1, int((perf() - t) * 1e6)))
+                    state["done"] += 1
+                if state["stop"]:
+                    break
+        except grpc.RpcError:
+            state["errors"] += 1
+        call.cancel()
+
+    if scenario == "stream":
+        per = max(1, inflight // connections)
+        tasks = [asyncio.create_task(stream(k, per)) for k in range(connections)]
+    else:
+        tasks = [asyncio.create_task(unary(k)) for k in range(inflight)]
+    await asyncio.sleep(warmup)
+    state["measure"], t0, cpu0 = True, perf(), time.process_time()
+    await asyncio.sleep(seconds)
+    state["measure"], elapsed, cpu = False, perf() - t0, time.process_time() - cpu0
+    state["stop"] = True
+    await asyncio.wait(tasks, timeout=10)
+    for ch in channels:
+        await ch.close()
+    n = state["done"]
+    return {"calls": n, "per_s": n / elapsed, "records": state["records"], "errors": state["errors"],
+            "p50_ms": hist.get_value_at_percentile(50) / 1e3, "p99_ms": hist.get_value_at_percentile(99) / 1e3,
+            "p999_ms": hist.get_value_at_percentile(99.9) / 1e3, "client_cpu": cpu / elapsed}
+
+
+def sample_response(target: str, space: str) -> str:
+    """One real answer of ours, for the no-op server to send back (same shape, same size)."""
+    import grpc
+
+    from offerd.client import decide_request
+    from offerd.v1 import offerd_pb2_grpc as rpc
+
+    with grpc.insecure_channel(target) as ch:
+        d = rpc.DecisionServiceStub(ch).Decide(decide_request([space], "sample", attributes=ADULT, context=CONTEXT,
+                                                             dry_run=True))
+    return base64.b64encode(d.SerializeToString()).decode()
+
+
+# --- orchestration -------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, args: list[str], port: int):
+        self.port = port
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    time.sleep(0.5)  # every worker listening
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read()[-2000:]}")
+            time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def ours(data: str, catalog: str | None, workers: int) -> Server:
+    port = free_port()
+    args = [PY, "-m", "offerd.cli", "serve", "--listen", f"127.0.0.1:{port}", "--data", data,
+            "--workers", str(workers)] + (["--catalog", catalog] if catalog else [])
+    return Server(args, port)
+
+
+def noop(response: str, workers: int) -> Server:
+    port = free_port()
+    return Server([PY, __file__, "noop-server", str(port), str(workers), response], port)
+
+
+def run_client(port: int, **kw) -> dict:
+    out = subprocess.run([PY, __file__, "client", json.dumps({"target": f"127.0.0.1:{port}", **kw})],
+                         capture_output=True, text=True, timeout=kw["seconds"] + kw["warmup"] + 120)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout)
+
+
+def populate(data: str, n: int, seed: int) -> str:
+    """A generated catalog of n offers in space `s`, and 2,000 contacts with profiles and 50
+    history events each (benchmarks/decide.py's population); returns the catalog folder."""
+    sys.path.insert(0, HERE)
+    import decide as D
+    from rules import generate_catalog
+
+    from offerd.lang import check
+    from offerd.store.lmdb_store import Store
+
+    files, offers = generate_catalog(n, seed, datetime.date.today())
+    folder = os.path.join(data, "catalog")
+    os.makedirs(folder)
+    for name, text in files.items():
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(text)
+    store = Store(os.path.join(data, "db"))
+    D.populate(store, check(files), offers, time.time(), seed)
+    store.close()
+    return folder
+
+
+def scenario_pair(tmp: str, name: str, scenario: str, space: str, workers: int, common: dict,
+                  catalog_offers: int | None = None, inflight: int = 16) -> dict:
+    data = tempfile.mkdtemp(dir=tmp)
+    catalog = populate(data, catalog_offers, 5) if catalog_offers else None
+    srv = ours(data, catalog, workers)
+    try:
+        response = subprocess.run([PY, __file__, "sample", f"127.0.0.1:{srv.port}", space], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        mine = run_client(srv.port, scenario=scenario, space=space, inflight=inflight, **common)
+    finally:
+        srv.stop()
+    ref = noop(response, workers)
+    try:
+        base = run_client(ref.port, scenario=scenario, space=space, inflight=inflight, **common)
+    finally:
+        ref.stop()
+    shutil.rmtree(data, ignore_errors=True)
+    row = {"name": name, "scenario": scenario, "inflight": inflight, "workers": workers, "ours": mine, "noop": base,
+           "throughput_ratio": mine["per_s"] / base["per_s"] if base["per_s"] else None,
+           "p99_diff_ms": mine["p99_ms"] - base["p99_ms"]}
+    print(f"  {name:40s} ours {mine['per_s']:8,.0f}/s p99 {mine['p99_ms']:6.2f} ms | no-op {base['per_s']:8,.0f}/s "
+          f"p99 {base['p99_ms']:6.2f} ms | {row['throughput_ratio']:.0%}", flush=True)
+    return row
+
+
+def offer_growth(sizes, seed: int) -> list[dict]:
+    """In-process cost of a dry decision as offers per space grow (benchmarks/decide.py's
+    catalogs, a contact with 50 history events)."""
+    sys.path.insert(0, HERE)
+    from rules import catalog_contexts, generate_catalog
+
+    from offerd.engine import Engine, Request
+    from offerd.lang import check
+
+    out = []
+    for n in sizes:
+        files, _ = generate_catalog(n, seed, datetime.date.today())
+        catalog = check(files)
+        engine = Engine(None, catalog)
+        ctx = catalog_contexts(300, seed, catalog)
+        when = datetime.datetime.now(datetime.timezone.utc)
+        reqs = [Request(("s",), None, attributes=c[0], context=c[1], time=when, dry_run=True) for c in ctx]
+        for r in reqs[:20]:
+            engine.decide(r)
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            for r in reqs:
+                engine.decide(r)
+            times.append((time.perf_counter() - t) / len(reqs) * 1e6)
+        out.append({"offers": n, "us_per_decision": sorted(times)[1]})
+        print(f"  {n:6,} offers: {out[-1]['us_per_decision']:,.0f} µs per dry decision", flush=True)
+    return out
+
+
+def tables(result: dict) -> str:
+    out = ["| scenario | in flight | ours calls/s | no-op calls/s | ours / no-op | ours p50 ms | ours p99 ms | "
+           "no-op p99 ms | p99 diff ms | client CPU |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["scenarios"] + result["sweep"]:
+        m, b = r["ours"], r["noop"]
+        out.append(f"| {r['name']} | {r['inflight']} | {m['per_s']:,.0f} | {b['per_s']:,.0f} | "
+                   f"{r['throughput_ratio']:.0%} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {b['p99_ms']:.2f} | "
+                   f"{r['p99_diff_ms']:+.2f} | {m['client_cpu']:.0%} |")
+    out += ["", "| offers per space | µs per dry decision (in-process) | x the 20-offer cost |", "|---:|---:|---:|"]
+    base = next((g["us_per_decision"] for g in result["growth"] if g["offers"] == 20), None)
+    for g in result["growth"]:
+        x = f"{g['us_per_decision'] / base:.1f}x" if base else ""
+        out.append(f"| {g['offers']:,} | {g['us_per_decision']:,.0f} | {x} |")
+    return "\n".join(out)
+
+
+def plot(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    sweep = result["sweep"]
+    for who in ("ours", "noop"):
+        a.plot([r["ours" if who == "ours" else "noop"]["per_s"] for r in sweep],
+               [r[who]["p99_ms"] for r in sweep], marker="o", label="offerd" if who == "ours" else "no-op server")
+        for r in sweep:
+            a.annotate(str(r["inflight"]), (r[who]["per_s"], r[who]["p99_ms"]), fontsize=8)
+    a.set_xlabel("calls/s (recorded Decide)")
+    a.set_ylabel("p99 ms")
+    a.set_title("latency vs load (labels: calls in flight)")
+    a.legend()
+    g = result["growth"]
+    b.loglog([x["offers"] for x in g], [x["us_per_decision"] for x in g], marker="o")
+    b.set_xlabel("offers per space")
+    b.set_ylabel("µs per dry decision")
+    b.set_title("cost of a decision as offers grow")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "noop-server":
+        return noop_server(int(argv[1]), int(argv[2]), argv[3])
+    if argv and argv[0] == "client":
+        print(json.dumps(client(**json.loads(argv[1]))))
+        return None
+    if argv and argv[0] == "sample":
+        print(sample_response(argv[1], argv[2]))
+        return None
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args(argv)
+    seconds, warmup = (2.0, 0.5) if args.quick else (5.0, 1.0)
+    common = {"connections": 8, "warmup": warmup, "seconds": seconds, "contacts": 2000}
+    os.makedirs(os.path.join(HERE, "scratch"), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="load-", dir=os.path.join(HERE, "scratch"))
+    load0 = os.getloadavg()
+    result: dict = {"scenarios": [], "sweep": [], "growth": []}
+    w = args.workers
+    try:
+        print("scenarios (bundled catalog, space web_home):", flush=True)
+        for name, scenario in (("Decide, dry run", "decide_dry"), ("Decide, recorded (sync)", "decide"),
+                               ("DecideStream, recorded", "stream"), ("Decide + Record (gateway mix)", "mixed")):
+            result["scenarios"].append(scenario_pair(tmp, name, scenario, "web_home", w, common))
+        print("generated catalogs, contacts with 50 history events:", flush=True)
+        for n in ((20,) if args.quick else (20, 1000)):
+            result["scenarios"].append(scenario_pair(tmp, f"Decide, recorded, {n} offers", "decide", "s", w, common,
+                                                     catalog_offers=n))
+        print("latency vs load (recorded Decide, bundled catalog):", flush=True)
+        for inflight in (1, 4, 16, 64):
+            result["sweep"].append(scenario_pair(tmp, f"sweep, {inflight} in flight", "decide", "web_home", w,
+                                                 dict(common, connections=min(8, inflight)), inflight=inflight))
+        print("cost as offers grow (in-process):", flush=True)
+        result["growth"] = offer_growth((10, 20, 100, 1000) if args.quick else (10, 20, 100, 1000, 10000), 5)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    machine = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+               "workers": w, "load_before": load0, "load_after": os.getloadavg()}
+    text = tables(result)
+    print("\n" + text)
+    out_dir = os.path.join(HERE, "scratch" if args.quick else "results")
+    with open(os.path.join(out_dir, "load.json"), "w") as f:
+        json.dump({"machine": machine, "seconds": seconds, "warmup": warmup, "common": common, **result}, f, indent=2)
+    with open(os.path.join(out_dir, "load.md"), "w") as f:
+        f.write(f"# Load benchmark\n\nGenerated by `benchmarks/load.py` on {machine['platform']}, {machine['cpus']} CPUs, "
+                f"Python {machine['python']}; {w} server workers; the client is one Python process (asyncio, "
+                f"{common['connections']} connections) sharing the cores; {warmup:g} s warm-up, {seconds:g} s measured "
+                f"per run; load {load0[0]:.2f} before, {machine['load_after'][0]:.2f} after.\n\n" + text
+                + "\n\n![latency vs load; cost vs offers](load.png)\n")
+    plot(result, os.path.join(out_dir, "load.png"))
+    return None
+
+
+if __name__ == "__main__":
+    main()
