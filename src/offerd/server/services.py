@@ -22,6 +22,7 @@ from . import convert
 from .metrics import DECISIONS, ERRORS, LATENCY, PROPOSED, REPORTS
 
 log = logging.getLogger("offerd.server")
+STREAM_DEPTH = 64  # requests of one stream decided at once; answers stay in order
 
 CODES = [  # most specific first
     ((BadRequest, InputError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
@@ -82,18 +83,34 @@ class DecisionService(rpc.DecisionServiceServicer):
         return await _decide(self.engine, request)
 
     async def DecideStream(self, request_iterator, context):
-        """Each request is answered in order; a refused one gets a StreamError in its place
-        and the stream goes on."""
-        async for request in request_iterator:
+        """Requests are decided concurrently (up to STREAM_DEPTH at a time, so their writes
+        share group commits) and answered in the order they came; a refused one gets a
+        StreamError in its place and the stream goes on."""
+        pending: asyncio.Queue = asyncio.Queue(STREAM_DEPTH)
+
+        async def read():
             try:
-                yield pb.StreamReply(decision=await _decide(self.engine, request))
-            except Exception as e:
-                code = code_of(e)
-                ERRORS.labels("DecideStream", code.name).inc()
-                if code == grpc.StatusCode.INTERNAL:
-                    log.exception("DecideStream failed")
-                yield pb.StreamReply(error=pb.StreamError(request_id=request.request_id, code=code.name,
-                                                          message=str(e)))
+                async for request in request_iterator:
+                    await pending.put((request, asyncio.ensure_future(self._one(request))))
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (item := await pending.get()) is not None:
+                yield await item[1]
+        finally:
+            reader.cancel()
+
+    async def _one(self, request) -> pb.StreamReply:
+        try:
+            return pb.StreamReply(decision=await _decide(self.engine, request))
+        except Exception as e:
+            code = code_of(e)
+            ERRORS.labels("DecideStream", code.name).inc()
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("DecideStream failed")
+            return pb.StreamReply(error=pb.StreamError(request_id=request.request_id, code=code.name, message=str(e)))
 
     @mapped
     async def Record(self, request, context):
