@@ -113,7 +113,7 @@ def cmd_serve(args) -> int:
     try:
         return run(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                          client_ca=args.client_ca, metrics=args.metrics), args.workers or os.cpu_count() or 1)
+                          client_ca=args.client_ca, metrics=args.metrics, loop=args.loop), args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(e, file=sys.stderr)
         return 1
@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="processes sharing the port (default: one per core)")
     p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"),
                    help="required on AdminService calls as `authorization: Bearer TOKEN` (env OFFERD_ADMIN_TOKEN)")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default=os.environ.get("OFFERD_LOOP", "uvloop"),
+                   help="the event loop (default uvloop)")
     p.add_argument("--log-json", action="store_true", default=os.environ.get("OFFERD_LOG_JSON") == "1",
                    help="one JSON object per log line (time, level, worker, logger, message)")
     p.add_argument("--metrics", default=os.environ.get("OFFERD_METRICS"),

@@ -121,4 +121,18 @@ async def _run(config: Config) -> None:
 
 
 def serve(config: Config) -> None:
+    use_event_loop(config.loop)
     asyncio.run(_run(config))
+
+
+def use_event_loop(kind: str) -> None:
+    """uvloop (the default) or asyncio's own loop; uvloop missing falls back, with a warning."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed: serving on asyncio's event loop")
+            return
+        uvloop.install()
+    elif kind != "asyncio":
+        raise ValueError(f"unknown event loop {kind!r}: uvloop or asyncio")

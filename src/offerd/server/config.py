@@ -15,4 +15,5 @@ class Config:
     tls_key: str | None = None
     client_ca: str | None = None  # with it, clients must present a certificate it signed (mTLS)
     metrics: str | None = None  # HOST:PORT of the Prometheus endpoint; None: none
+    loop: str = "uvloop"  # or "asyncio"
     poll_seconds: float = 0.5  # how often a worker looks for a catalog deployed through another
