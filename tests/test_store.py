@@ -194,6 +194,7 @@ def test_versions_activate_and_roll_back(store):
     assert store.live()[0] == v2 and "limit 2" in store.live()[1]["a.offer"]
     assert [v["live"] for v in store.versions()] == [False, True]
     assert store.rollback() == v1 and store.live()[0] == v1
+    assert store.live_hash() == store.live()[0]
     with pytest.raises(StoreError, match="nothing to roll back"):
         store.rollback()
     with pytest.raises(NotFound):

@@ -46,6 +46,8 @@ class Live:
                  ", ".join(catalog.spaces))
 
     def refresh(self) -> None:
+        if self.store.live_hash() == self.hash:
+            return  # the usual case: one small read, the version's files stay unread
         live = self.store.live()
         if live is not None and live[0] != self.hash:
             self.load(*live)

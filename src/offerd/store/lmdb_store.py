@@ -613,6 +613,13 @@ class Store:
             return stack[-1]
         return self.submit(op).result()
 
+    def live_hash(self) -> str | None:
+        """The live version's hash alone: one small read (workers poll it)."""
+        self._check_process()
+        with self.env.begin() as txn:
+            stack = self._live_stack(txn)
+        return stack[-1] if stack else None
+
     def live(self) -> tuple[str, dict[str, str]] | None:
         self._check_process()
         with self.env.begin() as txn:
