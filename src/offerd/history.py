@@ -1,7 +1,7 @@
 """The history a compiled space reads: counts of propositions by status in a window.
 
-The LMDB store implements the same three methods; `MemoryHistory` is the plain
-in-memory version used by tests and benchmarks until then. Windows are half-open,
+The LMDB store implements the same three methods (`StoredHistory`); `MemoryHistory` is
+the plain in-memory version, used by tests, benchmarks and engines without a store. Windows are half-open,
 `since < t <= until`; `since=None` means lifetime. `accepted` and `rejected` imply
 `presented` (the caller records the implied event)."""
 from __future__ import annotations
