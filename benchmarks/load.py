@@ -29,6 +29,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
+BATCH = 32  # decisions per message in the batch scenario
 ADULT = {"age": 30, "country": "FR", "segment": "gold", "cart_total": 120.5}
 CONTEXT = {"page": "cart", "device": "desktop"}
 
@@ -84,6 +85,17 @@ async def _noop(port: int, response: bytes) -> None:
 
         async def Record(self, request, context):
             return recorded
+
+        async def DecideBatchStream(self, batches, context):
+            async for b in batches:
+                yield batch_reply(len(b.requests))
+
+    sized: dict[int, object] = {}
+
+    def batch_reply(n: int):
+        if n not in sized:
+            sized[n] = pb.DecideBatchResponse(replies=[reply] * n)
+        return sized[n]
 
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                       ("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 1)])
@@ -142,34 +154,41 @@ async def _client(target, scenario, inflight, connections, warmup, seconds, cont
                 state["done"] += 1
 
     async def stream(k: int, depth: int):
-        """One stream with `depth` requests in flight; answers come back in order."""
+        """One stream with `depth` messages in flight (a request, or a batch of BATCH
+        requests); answers come back in order. Latency is per message; `done` counts
+        decisions."""
         sent: asyncio.Queue = asyncio.Queue()
         window = asyncio.Semaphore(depth)
+        batched = scenario == "batch"
 
         async def gen():
             i = k
             while not state["stop"]:
                 await window.acquire()
-                req = requests[i % contacts]
-                i += connections
                 await sent.put(perf())
-                yield req
+                if batched:
+                    yield pb.DecideBatchRequest(requests=[requests[(i + j) % contacts] for j in range(BATCH)])
+                    i += connections * BATCH
+                else:
+                    yield requests[i % contacts]
+                    i += connections
 
-        call = stubs[k % connections].DecideStream(gen())
+        stub = stubs[k % connections]
+        call = stub.DecideBatchStream(gen()) if batched else stub.DecideStream(gen())
         try:
-            async for _reply in call:
+            async for reply in call:
                 t = await sent.get()
                 window.release()
                 if state["measure"]:
                     hist.record_value(max(1, int((perf() - t) * 1e6)))
-                    state["done"] += 1
+                    state["done"] += len(reply.replies) if batched else 1
                 if state["stop"]:
                     break
         except grpc.RpcError:
             state["errors"] += 1
         call.cancel()
 
-    if scenario == "stream":
+    if scenario in ("stream", "batch"):
         per = max(1, inflight // connections)
         tasks = [asyncio.create_task(stream(k, per)) for k in range(connections)]
     else:
@@ -327,7 +346,7 @@ def offer_growth(sizes, seed: int) -> list[dict]:
 
 
 def tables(result: dict) -> str:
-    out = ["| scenario | in flight | ours calls/s | no-op calls/s | ours / no-op | ours p50 ms | ours p99 ms | "
+    out = ["| scenario | in flight | ours decisions/s | no-op decisions/s | ours / no-op | ours p50 ms | ours p99 ms | "
            "no-op p99 ms | p99 diff ms | client CPU |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["scenarios"] + result["sweep"]:
         m, b = r["ours"], r["noop"]
@@ -395,7 +414,8 @@ def main(argv=None) -> None:
     try:
         print("scenarios (bundled catalog, space web_home):", flush=True)
         for name, scenario in (("Decide, dry run", "decide_dry"), ("Decide, recorded (sync)", "decide"),
-                               ("DecideStream, recorded", "stream"), ("Decide + Record (gateway mix)", "mixed")):
+                               ("DecideStream, recorded", "stream"), ("Decide + Record (gateway mix)", "mixed"),
+                               (f"DecideBatchStream, recorded, {BATCH} per message", "batch")):
             result["scenarios"].append(scenario_pair(tmp, name, scenario, "web_home", w, common))
         print("generated catalogs, contacts with 50 history events:", flush=True)
         for n in ((20,) if args.quick else (20, 1000)):

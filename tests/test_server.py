@@ -436,3 +436,28 @@ def test_a_missed_deadline_is_deadline_exceeded_and_harms_nothing(client):
         client.profiles.BulkLoad(slow_profiles(), timeout=0.3)
     assert code(e) == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - t < 1.4
     assert client.decide(["web_home"], "late", attributes=ADULT).spaces[0].propositions
+
+
+def test_decide_batch_answers_each_request_in_order(client, server):
+    requests = [decide_request(["web_home"], f"batch{i}", attributes=ADULT, context={"page": "cart", "device": "x"},
+                               request_id=f"b{i}") for i in range(50)]
+    requests[10] = decide_request(["nowhere"], "x", request_id="b10")
+    replies = client.decide_batch(requests)
+    assert [r.WhichOneof("reply") for r in replies] == ["decision"] * 10 + ["error"] + ["decision"] * 39
+    assert replies[10].error.code == "NOT_FOUND" and replies[10].error.request_id == "b10"
+    assert [r.decision.request_id for r in replies if r.HasField("decision")] == [f"b{i}" for i in range(50) if i != 10]
+    ids = [p.id for r in replies if r.HasField("decision") for p in r.decision.spaces[0].propositions]
+    assert len(ids) >= 49 and all(ids)
+    with server.store.env.begin() as txn:
+        assert all(txn.get(bytes.fromhex(i), db=server.store.db["props"]) for i in ids)
+    with pytest.raises(grpc.RpcError) as e:
+        client.decide_batch([decide_request(["web_home"], "x")] * 1001)
+    assert code(e) == grpc.StatusCode.INVALID_ARGUMENT and "at most 1000" in e.value.details()
+
+    async def stream():
+        async with AsyncClient(server.target) as c:
+            batches = [pb.DecideBatchRequest(requests=[decide_request(["web_home"], f"s{j}-{i}", attributes=ADULT)
+                                                       for i in range(20)]) for j in range(5)]
+            return [len(r.replies) async for r in c.decide_batch_stream(iter(batches))]
+
+    assert asyncio.run(stream()) == [20] * 5

@@ -61,6 +61,11 @@ class Client(_Base):
     def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:
         return self.decisions.Decide(decide_request(spaces, contact_id, **options), timeout=self.timeout)
 
+    def decide_batch(self, requests: list[pb.DecideRequest]) -> list[pb.StreamReply]:
+        """Several decisions in one call (build each with `decide_request`); one reply each,
+        in order: `.decision` or `.error`."""
+        return list(self.decisions.DecideBatch(pb.DecideBatchRequest(requests=requests), timeout=self.timeout).replies)
+
     def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
         return self.decisions.Record(pb.RecordRequest(proposition=proposition, status=status, time_us=_us(time)),
                                      timeout=self.timeout).changed
@@ -116,6 +121,10 @@ class AsyncClient(_Base):
     def decide_stream(self, requests):
         """An async iterator of StreamReply for an (async) iterable of DecideRequest."""
         return self.decisions.DecideStream(requests)
+
+    def decide_batch_stream(self, batches):
+        """An async iterator of DecideBatchResponse for an (async) iterable of DecideBatchRequest."""
+        return self.decisions.DecideBatchStream(batches)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -23,6 +23,7 @@ from .metrics import DECISIONS, ERRORS, LATENCY, PROPOSED, REPORTS
 
 log = logging.getLogger("offerd.server")
 STREAM_DEPTH = 64  # requests of one stream decided at once; answers stay in order
+MAX_BATCH = 1000  # requests in one DecideBatchRequest
 
 CODES = [  # most specific first
     ((BadRequest, InputError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
@@ -101,6 +102,27 @@ class DecisionService(rpc.DecisionServiceServicer):
                 yield await item[1]
         finally:
             reader.cancel()
+
+    async def _batch(self, batch: pb.DecideBatchRequest) -> pb.DecideBatchResponse:
+        if len(batch.requests) > MAX_BATCH:
+            raise BadRequest(f"a batch holds at most {MAX_BATCH} requests, not {len(batch.requests)}: split it")
+        replies = await asyncio.gather(*(self._one(r) for r in batch.requests))
+        return pb.DecideBatchResponse(replies=replies)
+
+    @mapped
+    async def DecideBatch(self, request, context):
+        """Every request decided at once (their writes share commits), answered in order."""
+        return await self._batch(request)
+
+    async def DecideBatchStream(self, request_iterator, context):
+        """Batches decided one after the other, each as DecideBatch; an oversized batch ends
+        the stream with INVALID_ARGUMENT."""
+        async for batch in request_iterator:
+            try:
+                yield await self._batch(batch)
+            except BadRequest as e:
+                ERRORS.labels("DecideBatchStream", "INVALID_ARGUMENT").inc()
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
     async def _one(self, request) -> pb.StreamReply:
         try:
