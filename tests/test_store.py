@@ -134,6 +134,9 @@ def test_caps_are_rechecked_inside_the_transaction(store):
     assert decide(store, Contact("carol"), T0 + 2, "a", checks=[total]) == [None]
     assert decide(store, ALICE, T0 + 3, "b", checks=[mine]) == [None]  # alice had loyalty/a
     assert decide(store, ALICE, T0 + 3601, "b", checks=[mine])[0] is not None
+    # a per-contact cap sees the decision's own earlier propositions too
+    once = CapCheck("contact", "offer", "z", "proposed", 60, 1)
+    assert decide(store, Contact("dan"), T0, "z", "z", checks=[once])[1] is None
 
 
 def test_per_contact_status_cap_sees_old_propositions_reported_lately(store):
@@ -250,6 +253,22 @@ def test_pruning_removes_old_propositions(store):
     assert store.total("offer", "a", "proposed", None, T0) == 1  # lifetime counts stay
     with pytest.raises(NotFound):
         store.report(old, "presented")
+
+
+def test_pruning_resumes_across_small_chunks_and_ignores_corrupt_values(store):
+    old = [decide(store, Contact(f"c{i}"), T0 - 40 * 86400 + i, "a")[0] for i in range(25)]
+    decide(store, BOB, T0, "b")
+    with store.env.begin(write=True) as txn:  # a corrupt old record must not stop pruning
+        key = next(k for k, _ in txn.cursor(db=store.db["history"]) if k.startswith(Contact("c3").key()))
+        txn.put(key, b"\x07garbage", db=store.db["history"])
+    commits = store.commits
+    removed = store.prune(T0 - 30 * 86400, chunk=3)
+    assert removed >= 25 and store.commits - commits > 25 // 3
+    with store.env.begin() as txn:
+        assert txn.stat(store.db["history"])["entries"] == 1 and txn.stat(store.db["props"])["entries"] == 1
+        assert all(txn.get(pid, db=store.db["props"]) is None for pid in old)
+    assert [r.offer for r in store.read_history(BOB)] == ["b"]
+    assert store.prune(T0 - 30 * 86400, chunk=3) == 0  # nothing left to do
 
 
 def test_a_store_opened_before_fork_refuses_to_be_used_after(store):

@@ -34,10 +34,6 @@ def history_key(contact: bytes, time_us: int, prop_id: bytes) -> bytes:
     return contact + U64.pack(NEWEST - time_us) + prop_id
 
 
-def history_time(key: bytes, prefix_len: int) -> int:
-    return NEWEST - U64.unpack_from(key, prefix_len)[0]
-
-
 def ref_key(kind: str, name: str) -> bytes:
     """An offer, category, space, or (offer, space) pair for propensity."""
     return kind[0].encode() + name.encode("utf-8") + b"\0"

@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import Future
 import itertools
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,7 +20,7 @@ import lmdb
 
 from .codec import CodecError, decode_attrs, encode_attrs
 from .keys import (DAY, HOUR, MINUTE, NEWEST, SECOND, STATUS_BYTE, U64, Contact, counter_key,
-                   event_key, history_key, history_time, ref_key, us)
+                   event_key, history_key, ref_key, us)
 from .records import ALL, CorruptRecord, Indexer, Record, encode_new, names
 
 DATABASES = ("profiles", "history", "props", "counters", "events", "versions", "meta")
@@ -84,9 +84,13 @@ class NewProposition:
         return names(self.offer, self.space, tuple(self.categories))
 
     @cached_property
+    def counted(self) -> list[tuple[str, str]]:
+        """What a proposition of it counts toward: the offer, the space, each category."""
+        return [("offer", self.offer), ("space", self.space)] + [("category", c) for c in self.categories]
+
+    @cached_property
     def refs(self) -> list[bytes]:
-        return [ref_key("offer", self.offer), ref_key("space", self.space)] + [
-            ref_key("category", c) for c in self.categories]
+        return [ref_key(kind, name) for kind, name in self.counted]
 
     @cached_property
     def per_contact(self) -> bool:
@@ -101,16 +105,6 @@ def _ref_keys(rec: Record, status: str) -> list[bytes]:
     return refs + [ref_key("category", c) for c in rec.categories]
 
 
-def _matches(rec: Record, kind: str, name: str) -> bool:
-    if kind == "offer":
-        return rec.offer == name
-    if kind == "category":
-        return name in rec.categories
-    return rec.space == name
-
-
-def _event_time(rec: Record, status: str) -> int | None:
-    return rec.time_us if status == "proposed" else rec.events.get(status)
 
 
 # Counter grains, coarsest first; below the finest, the event index. "L" is lifetime.
@@ -170,8 +164,8 @@ class _Pending:
             txn.put(key, U64.pack((U64.unpack(old)[0] if old else 0) + n), db=db)
 
 
-def _horizon(propositions: list[NewProposition], at: float) -> int:
-    """How far back the per-contact re-checks must read the contact's history (µs; -1: all).
+def _horizon(propositions: list[NewProposition], at: float) -> float | None:
+    """How far back the per-contact re-checks must read the contact's history (None: all).
     A `proposed` count only needs propositions since its window's start; a status event can
     come long after its proposition, so a status count reads everything."""
     horizon = None
@@ -179,10 +173,9 @@ def _horizon(propositions: list[NewProposition], at: float) -> int:
         for c in p.checks:
             if c.scope == "contact":
                 if c.status != "proposed" or c.window is None:
-                    return -1
-                since = us(at - c.window)
-                horizon = since if horizon is None else min(horizon, since)
-    return -1 if horizon is None else horizon
+                    return None
+                horizon = at - c.window if horizon is None else min(horizon, at - c.window)
+    return horizon
 
 
 def _resolve(outcomes) -> None:
@@ -329,30 +322,31 @@ class Store:
 
     # --- history -----------------------------------------------------------------------
 
-    def read_history(self, contact: Contact, since: float | None = None, txn=None) -> list[Record]:
+    def read_history(self, contact: Contact, since: float | None = None) -> list[Record]:
         """The contact's propositions made after `since` (all if None), newest first: one
         cursor range read."""
         self._check_process()
-        prefix = contact.key()
-        since_us = -1 if since is None else us(since)
-        if txn is None:
-            with self.env.begin() as txn:
-                return self._history(txn, prefix, since_us)
-        return self._history(txn, prefix, since_us)
-
-    def _history(self, txn, prefix: bytes, since_us: int) -> list[Record]:
+        with self.env.begin() as txn:
+            values = self._history_values(txn, contact.key(), since)
         out = []
-        cursor = txn.cursor(db=self.db["history"])
-        if not cursor.set_range(prefix):
-            return out
-        n = len(prefix)
-        for key, value in cursor:
-            if not key.startswith(prefix) or history_time(key, n) <= since_us:
-                break
+        for value in values:
             try:
                 out.append(Record.decode(value))
             except CorruptRecord as e:
-                raise Corrupt(f"history record {key.hex()} cannot be decoded: {e}") from None
+                raise Corrupt(f"a history record of {contact.id!r} cannot be decoded: {e}") from None
+        return out
+
+    def _history_values(self, txn, prefix: bytes, since: float | None) -> list[bytes]:
+        """The stored propositions under `prefix` made after `since`, newest first. Keys sort
+        newest first: the first key past the window or past this contact ends the walk."""
+        stop = prefix[:-1] + b"\x01" if since is None else prefix + U64.pack(NEWEST - us(since))
+        out = []
+        cursor = txn.cursor(db=self.db["history"])
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if key >= stop:
+                    break
+                out.append(value)
         return out
 
     def history(self, contact: Contact | None, since: float | None = None) -> StoredHistory:
@@ -368,18 +362,9 @@ class Store:
         if contact is None:
             return None, StoredHistory(self, [], indexer)
         key = contact.key()
-        since_us = -1 if since is None else us(since)
         with self.env.begin() as txn:
             data = txn.get(key, db=self.db["profiles"]) if profile else None
-            values = []
-            # keys sort newest first; the first past the window or past this contact ends it
-            stop = key[:-1] + b"\x01" if since_us < 0 else key + U64.pack(NEWEST - since_us)
-            cursor = txn.cursor(db=self.db["history"])
-            if cursor.set_range(key):
-                for k, v in cursor:
-                    if k >= stop:
-                        break
-                    values.append(v)
+            values = self._history_values(txn, key, since)
         attrs = None
         if data is not None:
             try:
@@ -476,11 +461,11 @@ class Store:
     def _decide(self, txn, contact, at, propositions):
         prefix = contact.key() if contact is not None else b"u\0"  # unknown contacts: counters only
         time_us = us(at)
-        ids, mine = [], None  # the contact's history, read once, if a per-contact cap asks
+        ids, mine = [], None  # the contact's history index, built once, if a per-contact cap asks
         for p in propositions:
             names = p.names  # refuses bad names before anything is written
             if mine is None and p.per_contact:
-                mine = self._history(txn, prefix, _horizon(propositions, at)) if contact is not None else []
+                mine = self._contact_index(txn, contact, prefix, propositions, at)
             if not all(self._passes(txn, mine, check, at) for check in p.checks):
                 ids.append(None)
                 continue
@@ -490,7 +475,8 @@ class Store:
                 txn.put(hkey, encode_new(time_us, names, prefix, prop_id), db=self.db["history"])
                 txn.put(prop_id, hkey, db=self.db["props"])
             if mine is not None:  # the next proposition's checks see this one
-                mine.insert(0, Record(prop_id, prefix, p.offer, p.space, tuple(p.categories), time_us))
+                for kind, name in p.counted:
+                    insort(mine.setdefault((kind, name, "proposed"), []), time_us)
             self._bump(txn, p.refs, "proposed", time_us, prop_id)
             ids.append(prop_id)
         return ids
@@ -499,18 +485,24 @@ class Store:
         """16 bytes: this store's random 8, then a counter: unique across processes."""
         return self._id_prefix + U64.pack(next(self._id_counter))
 
-    def _passes(self, txn, mine: list[Record] | None, check: CapCheck, at: float) -> bool:
+    def _contact_index(self, txn, contact, prefix, propositions, at) -> dict:
+        if contact is None:
+            return {}
+        values = self._history_values(txn, prefix, _horizon(propositions, at))
+        try:
+            return ALL.index(values)
+        except CorruptRecord as e:
+            raise Corrupt(f"a history record of {contact.id!r} cannot be decoded: {e}") from None
+
+    def _passes(self, txn, mine: dict | None, check: CapCheck, at: float) -> bool:
         """A cap is a capacity: the re-check counts every committed event from the window's
         start on, also those dated after this decision (concurrent callers' clocks differ,
         replays go back in time), so no interleaving can take it past its limit."""
         since = None if check.window is None else at - check.window
         if check.scope == "total":
             return self._total_below(txn, check.ref_key, check.status, since, check.limit)
-        else:
-            lo = -1 if since is None else us(since)
-            count = sum(1 for rec in mine
-                        if _matches(rec, check.ref_kind, check.ref)
-                        and (t := _event_time(rec, check.status)) is not None and lo < t)
+        times = mine.get((check.ref_kind, check.ref, check.status), ())
+        count = len(times) - (0 if since is None else bisect_right(times, us(since)))
         return count < check.limit
 
     def _total_below(self, txn, ref: bytes, status: str, since: float | None, limit: int) -> bool:
@@ -632,53 +624,48 @@ class Store:
 
     def prune(self, before: float, chunk: int = 10_000) -> int:
         """Delete propositions made before `before` (older than the longest window any rule
-        uses), their ids, and the event-index keys and minute/hour/day counters older than
-        that, in chunks; returns how many entries went."""
+        uses), their ids, and the event-index keys and second/minute/hour/day counters older
+        than that; returns how many entries went. Each transaction deletes at most `chunk`
+        entries and looks at most at 10x that many, resuming where the last one stopped, so
+        writers are never held long and nothing is scanned twice."""
         cutoff, removed = us(before), 0
-        while True:
-            n = self.submit(lambda txn: self._prune_chunk(txn, cutoff, chunk)).result()
-            removed += n
-            if n < chunk:
-                return removed
+        for name in ("history", "events", "counters"):
+            start: bytes | None = b""
+            while start is not None:
+                n, start = self.submit(lambda txn, s=start, name=name: self._prune_db(txn, name, cutoff, chunk, s)).result()
+                removed += n
+        return removed
 
-    def _prune_chunk(self, txn, cutoff: int, chunk: int) -> int:
-        history, n = self.db["history"], 0
-        cursor = txn.cursor(db=history)
-        doomed = []
-        for key, value in cursor:
-            if len(doomed) >= chunk:
+    def _prune_db(self, txn, name: str, cutoff: int, chunk: int, start: bytes) -> tuple[int, bytes | None]:
+        db, doomed, seen = self.db[name], [], 0
+        cursor = txn.cursor(db=db)
+        if not cursor.set_range(start):
+            return 0, None
+        for key in cursor.iternext(keys=True, values=False):
+            if len(doomed) >= chunk or seen >= 10 * chunk:
                 break
-            rec = Record.decode(value)
-            if rec.time_us < cutoff:
-                doomed.append((key, rec))
-        for key, rec in doomed:
-            txn.delete(key, db=history)
-            txn.delete(rec.id, db=self.db["props"])
-            n += 1
-        return n + self._prune_index(txn, cutoff, chunk - n)
+            seen += 1
+            if _old(name, key, cutoff):
+                doomed.append(key)
+        else:
+            key = None  # the end: this database is done
+        for k in doomed:
+            txn.delete(k, db=db)
+            if name == "history":
+                txn.delete(k[-16:], db=self.db["props"])  # the proposition id ends the key
+        return len(doomed), key
 
-    def _prune_index(self, txn, cutoff: int, budget: int) -> int:
-        """Event-index keys and minute/hour/day counters older than the cutoff; the lifetime
-        counters stay (lifetime totals need only events after the decision time)."""
-        n = 0
-        sizes = GRAIN_SIZE
-        for name in ("events", "counters"):
-            doomed = []
-            for key in txn.cursor(db=self.db[name]).iternext(keys=True, values=False):
-                if len(doomed) >= budget - n:
-                    break
-                at = key.index(b"\0") + 2  # after the ref and the status byte
-                if name == "events":
-                    old = U64.unpack_from(key, at)[0] < cutoff
-                else:
-                    size = sizes.get(key[at:at + 1])
-                    old = size is not None and (U64.unpack_from(key, at + 1)[0] + 1) * size <= cutoff
-                if old:
-                    doomed.append(key)
-            for key in doomed:
-                txn.delete(key, db=self.db[name])
-            n += len(doomed)
-        return n
+
+def _old(name: str, key: bytes, cutoff: int) -> bool:
+    """Whether a key of `name` is about events before `cutoff` (µs), read from the key alone:
+    a corrupt value never stops pruning. Lifetime counters are never old."""
+    if name == "history":  # contact, inverted time, 16-byte id
+        return NEWEST - U64.unpack_from(key, len(key) - 24)[0] < cutoff
+    at = key.index(b"\0") + 2  # after the ref and the status byte
+    if name == "events":
+        return U64.unpack_from(key, at)[0] < cutoff
+    size = GRAIN_SIZE.get(key[at:at + 1])
+    return size is not None and (U64.unpack_from(key, at + 1)[0] + 1) * size <= cutoff
 
 
 class StoredHistory:
