@@ -58,25 +58,21 @@ def populate(store: Store, catalog, offers, now: float, seed: int) -> None:
     tenth accepted, a tenth rejected, written in large batches."""
     rnd = random.Random(seed)
     contexts = catalog_contexts(CONTACTS, seed, catalog)
+    store.put_profiles([(Contact(f"c{i}"), contexts[i][0]) for i in range(CONTACTS)])
     futures = []
     for i in range(CONTACTS):
-        contact, attrs = Contact(f"c{i}"), contexts[i][0]
-        futures.append(store.submit(lambda txn, k=contact.key(), v=attrs: txn.put(
-            k, __import__("offerd.store.codec", fromlist=["encode_attrs"]).encode_attrs(v), db=store.db["profiles"])))
+        contact = Contact(f"c{i}")
         for _ in range(EVENTS):
             offer, chain = rnd.choice(offers)
             t = now - rnd.uniform(60, 30 * 86400)
             futures.append((store.submit(lambda txn, c=contact, t=t, p=NewProposition(offer, "s", chain):
                                          store._decide(txn, c, t, [p])), t, rnd.random()))
     reports = []
-    for f in futures:
-        if isinstance(f, tuple):
-            (pid,), t, r = f[0].result(), f[1], f[2]
-            if r < 0.5:
-                reports.append(store.submit(lambda txn, pid=pid, t=t, r=r: store._report(
-                    txn, pid, "accepted" if r < 0.1 else "rejected" if r < 0.2 else "presented", t + 30)))
-        else:
-            f.result()
+    for f, t, r in futures:
+        (pid,) = f.result()
+        if r < 0.5:
+            reports.append(store.submit(lambda txn, pid=pid, t=t, r=r: store._report(
+                txn, pid, "accepted" if r < 0.1 else "rejected" if r < 0.2 else "presented", t + 30)))
     for f in reports:
         f.result()
 

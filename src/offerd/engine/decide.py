@@ -192,7 +192,7 @@ class Engine:
                 continue
             chosen += 1
             seen.add(offer.name)
-            for ref in (("offer", offer.name), ("space", name)) + tuple(("category", c) for c in offer.chain):
+            for ref in plan.proposition(offer, name).counted:  # built once per (offer, space)
                 work.chosen[ref] = work.chosen.get(ref, 0) + 1
             content = compiled.render(pos, work.attrs, work.context, work.moment, work.history)
             work.picks.append(_Pick(name, offer, weight, content))

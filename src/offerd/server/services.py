@@ -13,7 +13,6 @@ from .. import lang
 from ..engine import BadRequest, Engine, ImpossibleMove, NoCatalog, NotFound, UnknownSpace
 from ..lang.diagnostics import CatalogError
 from ..lang.values import InputError, check_attributes
-from ..store.codec import encode_attrs
 from ..store.keys import Contact
 from ..store.lmdb_store import Corrupt, NoEarlierVersion, Store, StoreError, StoreFull
 from ..v1 import offerd_pb2 as pb
@@ -73,6 +72,15 @@ async def _decide(engine: Engine, request) -> pb.DecideResponse:
         if r.proposals:
             PROPOSED.labels(r.space).inc(len(r.proposals))
     return convert.response(d, request.request_id)
+
+
+def _contact(contact_id: str) -> Contact:
+    contact = Contact(contact_id)
+    try:
+        contact.key()
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    return contact
 
 
 class DecisionService(rpc.DecisionServiceServicer):
@@ -150,29 +158,18 @@ class ProfileService(rpc.ProfileServiceServicer):
     def _checked(self, profile: pb.Profile) -> tuple[Contact, dict]:
         if not profile.contact_id:
             raise BadRequest("a profile needs its contact_id")
-        contact = Contact(profile.contact_id)
-        try:
-            contact.key()
-        except ValueError as e:
-            raise BadRequest(str(e)) from None
+        contact = _contact(profile.contact_id)
         values = convert.attributes("contact", profile.attributes)
         return contact, check_attributes(self.engine.catalog.contact, values, "contact")
 
     @mapped
     async def Upsert(self, request, context):
-        contact, attrs = self._checked(request)
-        key, value = contact.key(), encode_attrs(attrs)
-        await self.store.run(lambda txn: txn.put(key, value, db=self.store.db["profiles"]))
+        await self.store.put_profiles_async([self._checked(request)])
         return pb.UpsertResponse()
 
     @mapped
     async def Get(self, request, context):
-        contact = Contact(request.contact_id)
-        try:
-            contact.key()
-        except ValueError as e:
-            raise BadRequest(str(e)) from None
-        attrs = self.store.get_profile(contact)
+        attrs = self.store.get_profile(_contact(request.contact_id))
         if attrs is None:
             raise NotFound(f"no profile for contact {request.contact_id!r}")
         return pb.Profile(contact_id=request.contact_id, attributes={k: convert.to_value(v) for k, v in attrs.items()})
@@ -187,8 +184,7 @@ class ProfileService(rpc.ProfileServiceServicer):
             nonlocal loaded, batch
             items, batch = batch, []
             if items:
-                db = self.store.db["profiles"]
-                await self.store.run(lambda txn: [txn.put(k, v, db=db) for k, v in items])
+                await self.store.put_profiles_async(items)
                 loaded += len(items)
 
         async for profile in request_iterator:
@@ -198,7 +194,7 @@ class ProfileService(rpc.ProfileServiceServicer):
                 await flush()
                 raise BadRequest(f"profile #{loaded + len(batch) + 1} ({profile.contact_id!r}): {e}; "
                                  f"{loaded} loaded before it") from None
-            batch.append((contact.key(), encode_attrs(attrs)))
+            batch.append((contact, attrs))
             if len(batch) >= 1000:
                 await flush()
         await flush()

@@ -306,8 +306,19 @@ class Store:
     # --- profiles ----------------------------------------------------------------------
 
     def put_profile(self, contact: Contact, attrs: dict) -> None:
-        key, value = contact.key(), encode_attrs(attrs)
-        self.submit(lambda txn: txn.put(key, value, db=self.db["profiles"])).result()
+        self.put_profiles([(contact, attrs)])
+
+    def put_profiles(self, items: list[tuple[Contact, dict]]) -> None:
+        """Store (replace) profiles, all in one operation of the next group commit."""
+        self.submit(self._profiles_op(items)).result()
+
+    async def put_profiles_async(self, items: list[tuple[Contact, dict]]) -> None:
+        await self.run(self._profiles_op(items))
+
+    def _profiles_op(self, items):
+        encoded = [(c.key(), encode_attrs(a)) for c, a in items]  # refuses bad values before writing
+        db = self.db["profiles"]
+        return lambda txn: [txn.put(k, v, db=db) for k, v in encoded]
 
     def get_profile(self, contact: Contact) -> dict | None:
         self._check_process()
