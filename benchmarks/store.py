@@ -5,7 +5,10 @@ same bytes (the limit), in one run.
 Part 1, reads: a contact's history of 100 events, and a profile, through the store and raw.
 Part 2, decision writes (2 propositions with a per-contact cap and a total cap, their
 history entries, ids, event-index keys and counters) from 1, 8 and 64 concurrent callers,
-durability sync and fast; status reports from 64 callers; raw puts of the same kind of
+durability sync and fast. Each caller does what the engine does: reads the contact's
+history (one read transaction), then records the decision with that read, which the writer
+reuses for the per-contact re-check while the contact is unchanged; one row has the writer
+read it again instead; status reports from 64 callers; raw puts of the same kind of
 bytes, one synced transaction per decision and 64 decisions per transaction.
 
     .venv/bin/python benchmarks/store.py            # writes benchmarks/results/store.{md,json}
@@ -31,6 +34,7 @@ import lmdb
 from offerd.store.codec import decode_attrs
 from offerd.store.keys import Contact
 from offerd.store.lmdb_store import CapCheck, NewProposition, Store
+from offerd.store.records import Indexer
 from offerd.store.records import Record
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,7 +86,8 @@ def bench_reads(root: str, loops: int, rounds: int) -> dict:
                 for k, v in cursor:
                     if not k.startswith(key):
                         break
-                    out.append(Record.decode(v))
+                    if k != key:  # the contact's stamp
+                        out.append(Record.decode(v))
             return out
 
     def raw_history_bytes():
@@ -93,7 +98,8 @@ def bench_reads(root: str, loops: int, rounds: int) -> dict:
                 for k, v in cursor:
                     if not k.startswith(key):
                         break
-                    out.append(v)
+                    if k != key:  # the contact's stamp
+                        out.append(v)
             return out
 
     def raw_profile():
@@ -210,26 +216,31 @@ def copy_store(root: str, name: str) -> str:
     return path
 
 
+def engine_indexer(props: list[NewProposition]) -> Indexer:
+    """What the engine's plan indexes of a contact's history: what its rules count."""
+    return Indexer(frozenset(k for p in props for k in p.contact_keys))
+
+
 def bench_decisions(root: str, durability: str, callers: int, seconds: float, warmup: float,
-                    threads: bool = False, empty: bool = False) -> dict:
-    name = f"decide-{durability}-{callers}-{'t' if threads else 'a'}{'-empty' if empty else ''}"
+                    threads: bool = False, empty: bool = False, reread: bool = False) -> dict:
+    name = f"decide-{durability}-{callers}-{'t' if threads else 'a'}{'-empty' if empty else ''}{'-r' if reread else ''}"
     path = os.path.join(root, name) if empty else copy_store(root, name)
     store = Store(path, durability=durability)
     props, contacts = propositions(), [Contact(f"c{i}") for i in range(CONTACTS)]
-    refused = [0]
+    indexer, refused = engine_indexer(props), [0]
 
     def pick(rnd):
         a, b = rnd.sample(props, 2)
-        return contacts[rnd.randrange(CONTACTS)], [a, b]
+        contact, now = contacts[rnd.randrange(CONTACTS)], time.time()
+        seen = None if reread else store.decision_inputs(contact, now - DAY, False, indexer)[1]
+        return contact, now, [a, b], seen
 
     async def work_async(rnd):
-        contact, chosen = pick(rnd)
-        ids = await store.record_decision_async(contact, time.time(), chosen)
+        ids = await store.record_decision_async(*pick(rnd))
         refused[0] += ids.count(None)
 
     def work_sync(rnd):
-        contact, chosen = pick(rnd)
-        ids = store.record_decision(contact, time.time(), chosen)
+        ids = store.record_decision(*pick(rnd))
         refused[0] += ids.count(None)
 
     if threads:
@@ -237,7 +248,8 @@ def bench_decisions(root: str, durability: str, callers: int, seconds: float, wa
     else:
         result = asyncio.run(_async_callers(store, callers, seconds, warmup, work_async))
     store.close()
-    kind = ("threads" if threads else "asyncio") + (", empty store" if empty else "")
+    kind = ("threads" if threads else "asyncio") + (", empty store" if empty else "") + (
+        ", writer re-reads history" if reread else "")
     return _row(*result, durability=durability, callers=callers, kind=kind, capped=refused[0])
 
 
@@ -255,10 +267,13 @@ def bench_processes(root: str, durability: str, processes: int, callers: int, se
     def child(k: int):
         store = Store(path, durability=durability)  # opened after the fork, in each process
         props, contacts = propositions(), [Contact(f"c{i}") for i in range(CONTACTS)]
+        indexer = engine_indexer(props)
 
         async def work(rnd):
             a, b = rnd.sample(props, 2)
-            await store.record_decision_async(contacts[rnd.randrange(CONTACTS)], time.time(), [a, b])
+            contact, now = contacts[rnd.randrange(CONTACTS)], time.time()
+            seen = store.decision_inputs(contact, now - DAY, False, indexer)[1]
+            await store.record_decision_async(contact, now, [a, b], seen)
 
         start.wait()
         lat, elapsed, commits = asyncio.run(_async_callers(store, callers, seconds, warmup, work, seed=k * 1000))
@@ -396,6 +411,8 @@ def main(argv=None) -> None:
                 results["writes"].append(bench_decisions(root, durability, callers, seconds, warmup))
         print("decisions, sync, 64 threads ...", flush=True)
         results["writes"].append(bench_decisions(root, "sync", 64, seconds, warmup, threads=True))
+        print("decisions, sync, 64 callers, the writer re-reads history ...", flush=True)
+        results["writes"].append(bench_decisions(root, "sync", 64, seconds, warmup, reread=True))
         print("decisions, sync, 64 callers, empty store ...", flush=True)
         results["writes"].append(bench_decisions(root, "sync", 64, seconds, warmup, empty=True))
         for durability in ("sync", "fast"):

@@ -139,6 +139,50 @@ def test_caps_are_rechecked_inside_the_transaction(store):
     assert decide(store, Contact("dan"), T0, "z", "z", checks=[once])[1] is None
 
 
+def test_the_writer_reuses_the_decisions_read_only_while_the_contact_is_unchanged(store):
+    """record_decision(seen=...) skips re-reading the contact's history when no proposition
+    was added since the decision read it; otherwise, or when the read was too short for the
+    cap's window, it reads again, so a stale read never lets a cap pass."""
+    cap = CapCheck("contact", "offer", "a", "proposed", 3600, 2)
+    prop = [NewProposition("a", "web", (), (cap,))]
+    decide(store, ALICE, T0 - 100, "a")
+    _, seen = store.decision_inputs(ALICE, T0 - 3600, profile=False)
+    assert store.record_decision(ALICE, T0, prop, seen)[0] is not None  # fresh read: 1 < 2
+    assert store.record_decision(ALICE, T0, prop, seen) == [None]  # stale read: re-read, 2 made
+    decide(store, BOB, T0 - 100, "a", "a")
+    _, short = store.decision_inputs(BOB, T0 - 10, profile=False)  # reads 10 s, the cap counts 1 h
+    assert store.record_decision(BOB, T0, prop, short) == [None]
+    dana = Contact("dana")  # a write dated before her newest proposition changes her stamp too
+    decide(store, dana, T0 - 100, "a")
+    _, seen = store.decision_inputs(dana, T0 - 3600, profile=False)
+    decide(store, dana, T0 - 200, "a")
+    assert store.record_decision(dana, T0, prop, seen) == [None]
+    _, fresh = store.decision_inputs(Contact("carol"), T0 - 3600, profile=False)
+    assert store.record_decision(Contact("carol"), T0, prop * 3, fresh)[2] is None  # sees its own two
+
+
+def test_a_failed_operation_leaves_nothing_and_its_batch_commits(store):
+    """An operation fails before writing (here: a corrupt record in the history its cap
+    reads), so nothing of it is written, its pending counters are taken back, and the
+    other operations of the same transaction commit."""
+    decide(store, ALICE, T0 - 10, "a")
+    with store.env.begin(write=True) as txn:
+        key = next(k for k, _ in txn.cursor(db=store.db["history"]) if k.startswith(ALICE.key()) and k != ALICE.key())
+        txn.put(key, b"\x07garbage", db=store.db["history"])
+    mine = CapCheck("contact", "offer", "a", "proposed", 3600, 5)
+    gate = threading.Event()
+    store.submit(lambda txn: gate.wait(10))
+    bad = store.submit(store._decision_op(ALICE, T0, [NewProposition("b", "web"),
+                                                      NewProposition("a", "web", (), (mine,))]))
+    good = store.submit(store._decision_op(BOB, T0, [NewProposition("b", "web")]))
+    gate.set()
+    with pytest.raises(Corrupt, match="alice"):
+        bad.result()
+    assert good.result()[0] is not None
+    assert store.total("offer", "b", "proposed", T0 - 1, T0 + 1) == 1  # bob's alone
+    assert [r.contact for r in store.read_history(BOB)] == [BOB.key()]
+
+
 def test_per_contact_status_cap_sees_old_propositions_reported_lately(store):
     """A proposition made long before the window, presented inside it, counts: the
     re-check cannot stop reading history at the window's start for status caps."""
@@ -211,7 +255,7 @@ def test_corrupt_values_give_clear_errors_and_the_rest_works(tmp_path):
         decide(s, BOB, T0, "b")
         s.put_profile(BOB, {"age": 3})
         with s.env.begin(write=True) as txn:
-            key = next(k for k, _ in txn.cursor(db=s.db["history"]) if k.startswith(ALICE.key()))
+            key = next(k for k, _ in txn.cursor(db=s.db["history"]) if k.startswith(ALICE.key()) and k != ALICE.key())
             txn.put(key, b"\x07garbage", db=s.db["history"])
             txn.put(ALICE.key(), b"\xffnot a profile", db=s.db["profiles"])
         with pytest.raises(Corrupt, match="history record"):
@@ -259,13 +303,15 @@ def test_pruning_resumes_across_small_chunks_and_ignores_corrupt_values(store):
     old = [decide(store, Contact(f"c{i}"), T0 - 40 * 86400 + i, "a")[0] for i in range(25)]
     decide(store, BOB, T0, "b")
     with store.env.begin(write=True) as txn:  # a corrupt old record must not stop pruning
-        key = next(k for k, _ in txn.cursor(db=store.db["history"]) if k.startswith(Contact("c3").key()))
+        key = next(k for k, _ in txn.cursor(db=store.db["history"]) if k.startswith(Contact("c3").key()) and k != Contact("c3").key())
         txn.put(key, b"\x07garbage", db=store.db["history"])
     commits = store.commits
     removed = store.prune(T0 - 30 * 86400, chunk=3)
     assert removed >= 25 and store.commits - commits > 25 // 3
     with store.env.begin() as txn:
-        assert txn.stat(store.db["history"])["entries"] == 1 and txn.stat(store.db["props"])["entries"] == 1
+        # bob's record and his stamp: the stamps of contacts with nothing left went too
+        assert txn.stat(store.db["history"])["entries"] == 2 and txn.stat(store.db["props"])["entries"] == 1
+        assert txn.get(BOB.key(), db=store.db["history"]) is not None
         assert all(txn.get(pid, db=store.db["props"]) is None for pid in old)
     assert [r.offer for r in store.read_history(BOB)] == ["b"]
     assert store.prune(T0 - 30 * 86400, chunk=3) == 0  # nothing left to do
@@ -326,15 +372,17 @@ RACER = textwrap.dedent("""
     store = Store(sys.argv[1])
     total = CapCheck("total", "offer", "hot", "proposed", None, 5)
     mine = CapCheck("contact", "offer", "hot", "proposed", None, 2)
-    won = []
+    warm = CapCheck("total", "offer", "warm", "proposed", 86400, 150)  # checked far below its limit
+    won, warmed = [], []
     def run(t):
         for i in range(30):
             contact = Contact(f"c{i % 3}")
             won.extend(p for p in store.record_decision(contact, 1.79e9 + i, [NewProposition("hot", "web", (), (total, mine))]) if p)
+            warmed.extend(p for p in store.record_decision(Contact(f"w{t}-{i}"), 1.79e9 + i, [NewProposition("warm", "web", (), (warm,))]) if p)
     threads = [threading.Thread(target=run, args=(t,)) for t in range(2)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    print(len(won))
+    print(len(won), len(warmed))
     store.close()
 """)
 
@@ -344,11 +392,13 @@ def test_processes_and_threads_racing_never_exceed_caps(tmp_path):
     Store(path).close()
     procs = [subprocess.Popen([sys.executable, "-c", RACER, path], stdout=subprocess.PIPE, text=True)
              for _ in range(4)]
-    wins = [int(p.communicate(timeout=120)[0]) for p in procs]
+    wins, warm = zip(*(map(int, p.communicate(timeout=120)[0].split()) for p in procs))
     with Store(path) as s:
         committed = s.total("offer", "hot", "proposed", None, 1.8e9)
         per_contact = [len(s.read_history(Contact(f"c{i}"))) for i in range(3)]
+        warm_committed = s.total("offer", "warm", "proposed", None, 1.8e9)
     assert sum(wins) == committed == 5
+    assert sum(warm) == warm_committed == 150  # 240 tried: the cap, reached exactly
     assert all(n <= 2 for n in per_contact)
 
 

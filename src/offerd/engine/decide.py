@@ -93,14 +93,15 @@ class Engine:
     def decide(self, request: Request) -> Decision:
         work = self._prepare(request)
         if self._records(work):
-            self._commit(work, self.store.record_decision(work.contact, work.moment.ts, self._props(work)))
+            self._commit(work, self.store.record_decision(work.contact, work.moment.ts, self._props(work), work.history))
         return self._answer(work)
 
     async def decide_async(self, request: Request) -> Decision:
         """`decide` for asyncio callers: the write awaits the group commit."""
         work = self._prepare(request)
         if self._records(work):
-            ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work))
+            ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
+                                                          work.history)
             self._commit(work, ids)
         return self._answer(work)
 

@@ -34,6 +34,12 @@ def history_key(contact: bytes, time_us: int, prop_id: bytes) -> bytes:
     return contact + U64.pack(NEWEST - time_us) + prop_id
 
 
+def is_stamp(key: bytes) -> bool:
+    """A history key that is a contact's prefix alone holds its stamp: a value rewritten
+    whenever the contact's history changes (see Store._history_values)."""
+    return key.index(b"\0") == len(key) - 1
+
+
 def ref_key(kind: str, name: str) -> bytes:
     """An offer, category, space, or (offer, space) pair for propensity."""
     return kind[0].encode() + name.encode("utf-8") + b"\0"

@@ -20,12 +20,13 @@ import lmdb
 
 from .codec import CodecError, decode_attrs, encode_attrs
 from .keys import (DAY, HOUR, MINUTE, NEWEST, SECOND, STATUS_BYTE, U64, Contact, counter_key,
-                   event_key, history_key, ref_key, us)
+                   event_key, history_key, is_stamp, ref_key, us)
 from .records import ALL, CorruptRecord, Indexer, Record, encode_new, names
 
 DATABASES = ("profiles", "history", "props", "counters", "events", "versions", "meta")
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as data does
 MAX_BATCH = 512
+LINGER_STEP, LINGER_WAITS = 0.0001, 10  # group commit: how long the writer waits for stragglers
 STATUSES = ("presented", "accepted", "rejected")
 _FOREVER = 9.0e12  # seconds: later than any event, and its µs still fit in 64 bits
 
@@ -96,6 +97,11 @@ class NewProposition:
     def per_contact(self) -> bool:
         return any(c.scope == "contact" for c in self.checks)
 
+    @cached_property
+    def contact_keys(self) -> frozenset[tuple[str, str, str]]:
+        """What its per-contact caps count in the contact's history."""
+        return frozenset((c.ref_kind, c.ref, c.status) for c in self.checks if c.scope == "contact")
+
 
 def _ref_keys(rec: Record, status: str) -> list[bytes]:
     """The counters an event of `rec` in `status` adds to."""
@@ -116,15 +122,18 @@ class _Pending:
     """Counter increments of the batch being written, kept per second in memory and
     written once at the batch's end, so a hot counter costs one read and one write per
     commit instead of one of each per event and grain. Reads inside the batch add them
-    in; an operation that fails takes its own back."""
+    in; an operation that fails takes its own back (it fails before writing anything to
+    the transaction, see Store._commit)."""
 
     def __init__(self):
         self.seconds: dict[tuple[bytes, str], dict[int, int]] = {}
         self.undo: list[tuple[bytes, str, int]] = []
         self.added: dict[tuple[bytes, str], int] = {}  # events per (ref, status) in this batch
-        self.seen: dict[tuple, tuple[int, int, int]] = {}  # cap counts: (lo, count, added then)
+        self.life: dict[tuple[bytes, str], int] = {}  # committed lifetime counts read this batch
+        self.unwritten: list[tuple[bytes, str, int]] = []  # the running operation's events, until written
 
-    def add(self, ref: bytes, status: str, second: int) -> None:
+    def add(self, ref: bytes, status: str, time_us: int) -> None:
+        second = time_us // SECOND
         buckets = self.seconds.get((ref, status))
         if buckets is None:
             buckets = self.seconds[(ref, status)] = {}
@@ -132,12 +141,29 @@ class _Pending:
         self.added[(ref, status)] = self.added.get((ref, status), 0) + 1
         self.undo.append((ref, status, second))
 
+    def add_all(self, refs: list[bytes], status: str, time_us: int) -> None:
+        """`add` for a proposition's refs, its events not in the event index yet."""
+        second, seconds, added = time_us // SECOND, self.seconds, self.added
+        for ref in refs:
+            key = (ref, status)
+            buckets = seconds.get(key)
+            if buckets is None:
+                buckets = seconds[key] = {}
+            buckets[second] = buckets.get(second, 0) + 1
+            added[key] = added.get(key, 0) + 1
+            self.undo.append((ref, status, second))
+            self.unwritten.append((ref, status, time_us))
+
     def revert(self) -> None:
         for ref, status, second in self.undo:
             self.seconds[(ref, status)][second] -= 1
             self.added[(ref, status)] -= 1
         self.undo.clear()
-        self.seen.clear()  # counts taken during the failed operation included its events
+        self.unwritten.clear()
+
+    def events(self, ref: bytes, status: str, lo: int, hi: int) -> int:
+        """The operation's own events not in the event index yet, with lo <= t < hi."""
+        return sum(1 for r, s, t in self.unwritten if r == ref and s == status and lo <= t < hi)
 
     def sum(self, ref: bytes, status: str, grain: bytes, k0: int, k1: int | None) -> int:
         """Pending events in buckets k0 <= k < k1 of the grain (k1 None: no end)."""
@@ -208,6 +234,8 @@ class Store:
         self._writer.start()
         self.commits = 0  # transactions committed by this process's writer (tests, metrics)
         self._pending: _Pending | None = None  # the writer's batch, while it runs
+        self._indexers: dict[frozenset, Indexer] = {}  # the writer's, by what the caps count
+        self._counted: dict[tuple, tuple[int, int, int]] = {}  # the writer's cap counts: (lo, count, lifetime then)
         self._id_prefix, self._id_counter = os.urandom(8), itertools.count()
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -246,48 +274,76 @@ class Store:
         return await future
 
     def _write_loop(self) -> None:
+        last = 1  # the size of the batch before: how many callers are usually waiting
         while True:
             item = self._queue.get()
             if item is None:
                 return
             batch = [item]
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
+            if not self._drain(batch):
+                return
+            # Callers resubmit right after their commit is acknowledged; starting the next
+            # transaction before they have would split them over two commits (two fsyncs).
+            # So, while fewer are here than last time, wait a little for them, as long as
+            # each wait brings some: one caller alone never waits.
+            waits = 0
+            while len(batch) < last and waits < LINGER_WAITS:
+                n = len(batch)
+                time.sleep(LINGER_STEP)  # releases the GIL: the callers' threads run
+                waits += 1
+                if not self._drain(batch):
+                    return
+                if len(batch) == n:
                     break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
+            last = len(batch)
             self._commit(batch)
 
+    def _drain(self, batch: list) -> bool:
+        """Add what is queued to `batch`, up to MAX_BATCH; False once close() was asked."""
+        while len(batch) < MAX_BATCH:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return True
+            if nxt is None:
+                self._commit(batch)
+                return False
+            batch.append(nxt)
+        return True
+
     def _commit(self, batch) -> None:
+        """One transaction for the whole batch. An operation is all or nothing because it
+        checks and computes first and writes last: it raises StoreError or ValueError only
+        before its first write, so a failed one leaves nothing behind but the pending
+        counters it takes back. (A nested transaction per operation did the same at 40 µs
+        each: LMDB allocates a child's dirty list.) Any other failure, an LMDB error
+        included, fails the whole batch and commits nothing."""
         outcomes = []
         self._pending = pending = _Pending()
         try:
             with self.env.begin(write=True) as txn:
                 for op, future in batch:
-                    child = self.env.begin(write=True, parent=txn)  # an op is all or nothing
                     pending.undo.clear()
                     try:
-                        result = op(child)
+                        result = op(txn)
                     except (StoreError, ValueError) as e:
-                        child.abort()
                         pending.revert()
+                        self._counted.clear()  # counts taken during the failed operation included its events
                         outcomes.append((future, None, e))
                     else:
-                        child.commit()
                         outcomes.append((future, result, None))
                 pending.flush(txn, self.db["counters"])
             self.commits += 1
         except lmdb.MapFullError:
+            self._counted.clear()  # its counts included the batch that was not written
             error = StoreFull(f"the LMDB map is full at {self.path} ({self.env.info()['map_size']} bytes): "
                               "make room (prune, move to a larger disk) or reopen with a larger map size")
             outcomes = [(f, None, error) for _, f in batch]
         except lmdb.Error as e:
+            self._counted.clear()
             outcomes = [(f, None, StoreError(f"LMDB write failed: {e}")) for _, f in batch]
         except BaseException as e:  # a bug in an op: fail its batch, keep the writer alive
+            self._counted.clear()
             outcomes = [(f, None, StoreError(f"store write failed: {e!r}")) for _, f in batch]
         finally:
             self._pending = None
@@ -338,7 +394,7 @@ class Store:
         cursor range read."""
         self._check_process()
         with self.env.begin() as txn:
-            values = self._history_values(txn, contact.key(), since)
+            values, _ = self._history_values(txn, contact.key(), since)
         out = []
         for value in values:
             try:
@@ -347,18 +403,23 @@ class Store:
                 raise Corrupt(f"a history record of {contact.id!r} cannot be decoded: {e}") from None
         return out
 
-    def _history_values(self, txn, prefix: bytes, since: float | None) -> list[bytes]:
-        """The stored propositions under `prefix` made after `since`, newest first. Keys sort
-        newest first: the first key past the window or past this contact ends the walk."""
+    def _history_values(self, txn, prefix: bytes, since: float | None) -> tuple[list[bytes], bytes | None]:
+        """The stored propositions under `prefix` made after `since`, newest first, and the
+        contact's stamp (None: never written), which changes whenever its history does.
+        The stamp's key is the prefix itself, so it sorts first and the same walk reads it;
+        the first key past the window or past this contact ends the walk."""
         stop = prefix[:-1] + b"\x01" if since is None else prefix + U64.pack(NEWEST - us(since))
-        out = []
+        out, stamp = [], None
         cursor = txn.cursor(db=self.db["history"])
         if cursor.set_range(prefix):
             for key, value in cursor:
                 if key >= stop:
                     break
-                out.append(value)
-        return out
+                if key == prefix:
+                    stamp = value
+                else:
+                    out.append(value)
+        return out, stamp
 
     def history(self, contact: Contact | None, since: float | None = None) -> StoredHistory:
         """A HistoryView for the compiled spaces: this contact's propositions made after
@@ -375,14 +436,14 @@ class Store:
         key = contact.key()
         with self.env.begin() as txn:
             data = txn.get(key, db=self.db["profiles"]) if profile else None
-            values = self._history_values(txn, key, since)
+            values, stamp = self._history_values(txn, key, since)
         attrs = None
         if data is not None:
             try:
                 attrs = decode_attrs(data)
             except CodecError as e:
                 raise Corrupt(f"profile of {contact.id!r} cannot be decoded: {e}") from None
-        return attrs, StoredHistory(self, values, indexer)
+        return attrs, StoredHistory(self, values, indexer, (key, stamp, since))
 
     # --- totals ------------------------------------------------------------------------
 
@@ -411,7 +472,8 @@ class Store:
         if hi is not None and lo >= hi:
             return 0
         if level == len(LEVELS):
-            return self._events(txn, ref, status, lo, 2**64 - 1 if hi is None else hi)
+            hi = 2**64 - 1 if hi is None else hi
+            return self._events(txn, ref, status, lo, hi) + (pending.events(ref, status, lo, hi) if pending else 0)
         grain, size = LEVELS[level]
         a = -(-lo // size)  # first whole bucket
         b = None if hi is None else hi // size  # end of the whole buckets
@@ -434,6 +496,8 @@ class Store:
             for key, value in cursor:
                 if key >= end:
                     break
+                if len(value) != 8:
+                    raise Corrupt(f"counter {key!r} holds {len(value)} bytes, not 8")
                 total += U64.unpack(value)[0]
         return total
 
@@ -451,57 +515,98 @@ class Store:
         return n
 
     def _bump(self, txn, refs: list[bytes], status: str, time_us: int, prop_id: bytes) -> None:
-        events, pending, second = self.db["events"], self._pending, time_us // SECOND
+        events, pending = self.db["events"], self._pending
         for ref in refs:
             txn.put(event_key(ref, status, time_us, prop_id), b"", db=events)
-            pending.add(ref, status, second)
+            pending.add(ref, status, time_us)
 
     # --- decisions and status reports --------------------------------------------------
 
-    def record_decision(self, contact: Contact | None, at: float,
-                        propositions: list[NewProposition]) -> list[bytes | None]:
+    def record_decision(self, contact: Contact | None, at: float, propositions: list[NewProposition],
+                        seen: StoredHistory | None = None) -> list[bytes | None]:
         """Record a decision's propositions atomically, each with its cap checks re-run
         against everything committed and the propositions before it. Returns each one's id,
-        or None when a cap was reached meanwhile (that proposition is not recorded)."""
-        return self.submit(lambda txn: self._decide(txn, contact, at, propositions)).result()
+        or None when a cap was reached meanwhile (that proposition is not recorded).
+        `seen`: the history the decision read (decision_inputs), reused by the per-contact
+        re-checks when no proposition was added to the contact since."""
+        return self.submit(self._decision_op(contact, at, propositions, seen)).result()
 
-    async def record_decision_async(self, contact: Contact | None, at: float,
-                                    propositions: list[NewProposition]) -> list[bytes | None]:
-        return await self.run(lambda txn: self._decide(txn, contact, at, propositions))
+    async def record_decision_async(self, contact: Contact | None, at: float, propositions: list[NewProposition],
+                                    seen: StoredHistory | None = None) -> list[bytes | None]:
+        return await self.run(self._decision_op(contact, at, propositions, seen))
 
     def _decide(self, txn, contact, at, propositions):
+        return self._decision_op(contact, at, propositions)(txn)
+
+    def _decision_op(self, contact: Contact | None, at: float, propositions: list[NewProposition],
+                     seen: StoredHistory | None = None):
+        """The write of one decision. Ids, keys and records are made here, in the caller's
+        thread, while the writer is busy committing the batch before; the writer itself only
+        checks and puts. Nothing is written unless every check ran."""
         prefix = contact.key() if contact is not None else b"u\0"  # unknown contacts: counters only
         time_us = us(at)
-        ids, mine = [], None  # the contact's history index, built once, if a per-contact cap asks
+        made = []  # (proposition, id, history key, record); bad names are refused here
         for p in propositions:
-            names = p.names  # refuses bad names before anything is written
-            if mine is None and p.per_contact:
-                mine = self._contact_index(txn, contact, prefix, propositions, at)
-            if not all(self._passes(txn, mine, check, at) for check in p.checks):
-                ids.append(None)
-                continue
             prop_id = self._new_id()
-            if contact is not None:
-                hkey = history_key(prefix, time_us, prop_id)
-                txn.put(hkey, encode_new(time_us, names, prefix, prop_id), db=self.db["history"])
-                txn.put(prop_id, hkey, db=self.db["props"])
-            if mine is not None:  # the next proposition's checks see this one
-                for kind, name in p.counted:
-                    insort(mine.setdefault((kind, name, "proposed"), []), time_us)
-            self._bump(txn, p.refs, "proposed", time_us, prop_id)
-            ids.append(prop_id)
-        return ids
+            hkey = history_key(prefix, time_us, prop_id)
+            made.append((p, prop_id, hkey, encode_new(time_us, p.names, prefix, prop_id)))
+        per_contact = any(p.per_contact for p in propositions)
+        db = self.db
+        read = seen.read_as(prefix, propositions, at) if per_contact and seen is not None else None
+
+        def op(txn):
+            pending = self._pending
+            mine = None  # the contact's history index, built once, if a per-contact cap asks
+            if per_contact:
+                if contact is None:
+                    mine = {}
+                elif read is not None and txn.get(prefix, db=db["history"]) == read[0]:
+                    mine = dict(read[1])  # nothing added since the decision read it
+                else:
+                    mine = self._contact_index(txn, contact, prefix, propositions, at)
+            ids, chosen = [], []
+            for item in made:
+                p = item[0]
+                if p.checks and not all(self._passes(txn, mine, check, at) for check in p.checks):
+                    ids.append(None)
+                    continue
+                pending.add_all(p.refs, "proposed", time_us)
+                if mine is not None:  # the next proposition's checks see this one
+                    for kind, name in p.counted:
+                        times = list(mine.get((kind, name, "proposed"), ()))  # a copy: `read` is the caller's
+                        insort(times, time_us)
+                        mine[(kind, name, "proposed")] = times
+                ids.append(item[1])
+                chosen.append(item)
+            pending.unwritten.clear()
+            history, props, events = db["history"], db["props"], db["events"]
+            put = txn.put
+            for p, prop_id, hkey, record in chosen:
+                if contact is not None:
+                    put(hkey, record, db=history)
+                    put(prop_id, hkey, db=props)
+                for ref in p.refs:
+                    put(event_key(ref, "proposed", time_us, prop_id), b"", db=events)
+            if chosen and contact is not None:
+                put(prefix, chosen[-1][1], db=history)  # the stamp: a new unique value
+            return ids
+        return op
 
     def _new_id(self) -> bytes:
         """16 bytes: this store's random 8, then a counter: unique across processes."""
         return self._id_prefix + U64.pack(next(self._id_counter))
 
     def _contact_index(self, txn, contact, prefix, propositions, at) -> dict:
-        if contact is None:
-            return {}
-        values = self._history_values(txn, prefix, _horizon(propositions, at))
+        """The contact's history index of what the per-contact caps count, nothing else."""
+        wanted = frozenset().union(*(p.contact_keys for p in propositions))
+        indexer = self._indexers.get(wanted)
+        if indexer is None:
+            if len(self._indexers) >= 1024:  # combinations of a catalog's caps: few
+                self._indexers.clear()
+            indexer = self._indexers[wanted] = Indexer(wanted)
+        values, _ = self._history_values(txn, prefix, _horizon(propositions, at))
         try:
-            return ALL.index(values)
+            return indexer.index(values)
         except CorruptRecord as e:
             raise Corrupt(f"a history record of {contact.id!r} cannot be decoded: {e}") from None
 
@@ -517,18 +622,24 @@ class Store:
         return count < check.limit
 
     def _total_below(self, txn, ref: bytes, status: str, since: float | None, limit: int) -> bool:
-        """Whether the events from `since` on are fewer than `limit`. The first check of a
-        cap in a batch counts them; a later one with a window starting no earlier bounds
-        them by that count plus the batch's events since (a later start only lets events
-        out), and counts again only when the bound reaches the limit."""
+        """Whether the events from `since` on are fewer than `limit`. A cap's first check
+        counts them; a later one, in this batch or a later one, with a window starting no
+        earlier, bounds them by that count plus the events added since, by any process, read
+        off the lifetime counter (a later start only lets events out), and counts again only
+        when the bound reaches the limit. Hot caps cost one read per batch, not a count."""
+        key, lo = (ref, status), -1 if since is None else us(since)
         pending = self._pending
-        lo = -1 if since is None else us(since)
-        added = pending.added.get((ref, status), 0)
-        seen = pending.seen.get((ref, status, lo >= 0))
-        if seen is not None and lo >= seen[0] and seen[1] + added - seen[2] < limit:
+        life = pending.life.get(key)
+        if life is None:
+            life = pending.life[key] = self._bucket_sum(txn, None, ref, status, b"L", 0, 1)
+        life += pending.added.get(key, 0)
+        counted = self._counted.get((ref, status, lo >= 0))
+        if counted is not None and lo >= counted[0] and counted[1] + life - counted[2] < limit:
             return True
         count = self._total(txn, ref, status, since, _FOREVER, pending)
-        pending.seen[(ref, status, lo >= 0)] = (lo, count, added)
+        if len(self._counted) >= 65536:
+            self._counted.clear()
+        self._counted[(ref, status, lo >= 0)] = (lo, count, life)
         return count < limit
 
     def report(self, prop_id: bytes, status: str, at: float | None = None) -> bool:
@@ -567,6 +678,7 @@ class Store:
             rec.events[s] = time_us
             self._bump(txn, _ref_keys(rec, s), s, time_us, rec.id)
         txn.put(hkey, rec.encode(), db=self.db["history"])
+        txn.put(rec.contact, self._new_id(), db=self.db["history"])  # the contact's stamp
         return True
 
     # --- catalog versions --------------------------------------------------------------
@@ -649,20 +761,33 @@ class Store:
 
     def _prune_db(self, txn, name: str, cutoff: int, chunk: int, start: bytes) -> tuple[int, bytes | None]:
         db, doomed, seen = self.db[name], [], 0
+        stamp, kept = None, True  # history: the stamp of the contact walked, whether a record of it stays
         cursor = txn.cursor(db=db)
         if not cursor.set_range(start):
             return 0, None
         for key in cursor.iternext(keys=True, values=False):
             if len(doomed) >= chunk or seen >= 10 * chunk:
+                if stamp is not None and not kept:
+                    key = stamp  # walk this contact again: its stamp goes if nothing of it stays
                 break
             seen += 1
+            if name == "history" and (is_stamp(key) or stamp is not None and not key.startswith(stamp)):
+                if stamp is not None and not kept:
+                    doomed.append(stamp)  # a contact whose history is all gone loses its stamp
+                stamp, kept = (key, False) if is_stamp(key) else (None, True)
+                if stamp is not None:
+                    continue
             if _old(name, key, cutoff):
                 doomed.append(key)
+            else:
+                kept = True
         else:
             key = None  # the end: this database is done
+            if stamp is not None and not kept:
+                doomed.append(stamp)
         for k in doomed:
             txn.delete(k, db=db)
-            if name == "history":
+            if name == "history" and not is_stamp(k):
                 txn.delete(k[-16:], db=self.db["props"])  # the proposition id ends the key
         return len(doomed), key
 
@@ -670,8 +795,8 @@ class Store:
 def _old(name: str, key: bytes, cutoff: int) -> bool:
     """Whether a key of `name` is about events before `cutoff` (µs), read from the key alone:
     a corrupt value never stops pruning. Lifetime counters are never old."""
-    if name == "history":  # contact, inverted time, 16-byte id
-        return NEWEST - U64.unpack_from(key, len(key) - 24)[0] < cutoff
+    if name == "history":  # contact, inverted time, 16-byte id; or the contact's stamp, kept
+        return not is_stamp(key) and NEWEST - U64.unpack_from(key, len(key) - 24)[0] < cutoff
     at = key.index(b"\0") + 2  # after the ref and the status byte
     if name == "events":
         return U64.unpack_from(key, at)[0] < cutoff
@@ -684,20 +809,38 @@ class StoredHistory:
     propositions, read once and indexed on first use, so each count is two bisections; totals
     and propensity from the store's counters."""
 
-    def __init__(self, store: Store, values: list[bytes], indexer: Indexer = ALL):
+    def __init__(self, store: Store, values: list[bytes], indexer: Indexer = ALL,
+                 read: tuple[bytes, bytes | None, float | None] | None = None):
         self._store, self._values, self._indexer, self._index = store, values, indexer, None
+        self._read = read  # (contact key, its stamp, read since) if read from the store
 
     @property
     def size(self) -> int:
         return len(self._values)
 
-    def count(self, key, status, since, until) -> int:
+    def _indexed(self) -> dict:
         if self._index is None:
             try:
                 self._index = self._indexer.index(self._values)
             except CorruptRecord as e:
                 raise Corrupt(f"a history record cannot be decoded: {e}") from None
-        times = self._index.get((key[0], key[1], status))
+        return self._index
+
+    def read_as(self, prefix: bytes, propositions: list[NewProposition], at: float):
+        """(stamp, index) if this read covers what the propositions' per-contact caps count,
+        for the writer to reuse while the contact's stamp is unchanged."""
+        if self._read is None or self._read[0] != prefix:
+            return None
+        since, horizon = self._read[2], _horizon(propositions, at)
+        if since is not None and (horizon is None or since > horizon):
+            return None  # it read less far back than the caps count
+        wanted = self._indexer.wanted
+        if wanted is not None and not all(p.contact_keys <= wanted for p in propositions):
+            return None
+        return self._read[1], self._indexed()
+
+    def count(self, key, status, since, until) -> int:
+        times = self._indexed().get((key[0], key[1], status))
         if not times:
             return 0
         lo = 0 if since is None else bisect_right(times, us(since))
