@@ -10,7 +10,9 @@ re-checks the caps against concurrent decisions."""
 from __future__ import annotations
 
 import datetime
+import heapq
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from ..compiler import SpaceCache, default_cache
 from ..compiler.space import CompiledSpace, Moment
@@ -52,6 +54,21 @@ class _Work:
     picks: list[_Pick] = field(default_factory=list)
     chosen: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, ref) → picks counting toward it
     notes: dict[tuple[str, str], Explained] = field(default_factory=dict)  # (space, offer) → why it lost
+
+
+_WEIGHT = itemgetter(1)
+
+
+def _ranked(eligible: list[tuple[int, float]], enough: int | None):
+    """The eligible offers by weight, highest first, ties in declaration order (a reverse
+    sort is stable). When `enough` are likely to settle arbitration, the top ones come from
+    a partial selection and the full sort is made only if arbitration asks for more."""
+    if enough is None or len(eligible) <= 2 * enough:
+        eligible.sort(key=_WEIGHT, reverse=True)
+        yield from eligible
+        return
+    yield from heapq.nlargest(enough, eligible, key=_WEIGHT)  # = sorted(..., reverse=True)[:enough]
+    yield from sorted(eligible, key=_WEIGHT, reverse=True)[enough:]
 
 
 class Engine:
@@ -170,9 +187,8 @@ class Engine:
         space = compiled.space
         limit = space.limit if request.max_offers is None else min(space.limit, request.max_offers)
         eligible = compiled.evaluate(work.attrs, work.context, work.moment, work.history)
-        eligible.sort(key=lambda pw: -pw[1])  # stable: ties keep declaration order
         chosen, explain = 0, request.explain
-        for pos, weight in eligible:
+        for pos, weight in _ranked(eligible, None if explain else 2 * limit + 2):
             if chosen >= limit and not explain:
                 break  # the rest lost arbitration; only explain needs to know each one
             offer = compiled.offers[pos]
