@@ -127,7 +127,7 @@ async def _client(target, scenario, inflight, connections, warmup, seconds, cont
     stubs = [rpc.DecisionServiceStub(ch) for ch in channels]
     for ch in channels:
         await asyncio.wait_for(ch.channel_ready(), 30)
-    dry = scenario == "decide_dry"
+    dry = scenario in ("decide_dry", "batch_dry")
     requests = [decide_request([space], f"c{i}", attributes=ADULT, context=CONTEXT, dry_run=dry, request_id=str(i))
                 for i in range(contacts)]
     hist = HdrHistogram(1, 60_000_000, 3)
@@ -159,7 +159,7 @@ async def _client(target, scenario, inflight, connections, warmup, seconds, cont
         decisions."""
         sent: asyncio.Queue = asyncio.Queue()
         window = asyncio.Semaphore(depth)
-        batched = scenario == "batch"
+        batched = scenario in ("batch", "batch_dry")
 
         async def gen():
             i = k
@@ -188,7 +188,7 @@ async def _client(target, scenario, inflight, connections, warmup, seconds, cont
             state["errors"] += 1
         call.cancel()
 
-    if scenario in ("stream", "batch"):
+    if scenario in ("stream", "batch", "batch_dry"):
         per = max(1, inflight // connections)
         tasks = [asyncio.create_task(stream(k, per)) for k in range(connections)]
     else:
@@ -415,7 +415,8 @@ def main(argv=None) -> None:
         print("scenarios (bundled catalog, space web_home):", flush=True)
         for name, scenario in (("Decide, dry run", "decide_dry"), ("Decide, recorded (sync)", "decide"),
                                ("DecideStream, recorded", "stream"), ("Decide + Record (gateway mix)", "mixed"),
-                               (f"DecideBatchStream, recorded, {BATCH} per message", "batch")):
+                               (f"DecideBatchStream, recorded, {BATCH} per message", "batch"),
+                               (f"DecideBatchStream, dry run, {BATCH} per message", "batch_dry")):
             result["scenarios"].append(scenario_pair(tmp, name, scenario, "web_home", w, common))
         print("generated catalogs, contacts with 50 history events:", flush=True)
         for n in ((20,) if args.quick else (20, 1000)):
