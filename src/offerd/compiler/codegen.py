@@ -410,6 +410,49 @@ def subexpressions(e: n.Expr):
         stack.extend(n.children(x))
 
 
+_INF = float("inf")
+_ANY = (-_INF, _INF)
+TOP_MIN_OFFERS = 32  # below this, a space is evaluated whole: ranking by bound saves nothing
+
+
+def interval(e: n.Expr, lets: dict[str, n.Expr]) -> tuple[float, float]:
+    """Bounds (low, high) that a numeric expression's value always lies within, from the
+    checked AST alone; (-inf, inf) when nothing is known. Used to evaluate the offers whose
+    weight can be highest first."""
+    if isinstance(e, n.Literal):
+        v = e.value
+        return (float(v), float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else _ANY
+    if isinstance(e, n.LetRef):
+        return interval(lets[e.name], lets)
+    if isinstance(e, n.History):
+        return (0.0, _INF)  # a count
+    if isinstance(e, n.Propensity):
+        return (0.0, 1.0)  # (accepted + 1) / (presented + 2), and accepted <= presented
+    if isinstance(e, n.Cond):
+        a, b = interval(e.then, lets), interval(e.orelse, lets)
+        return (min(a[0], b[0]), max(a[1], b[1]))
+    if isinstance(e, n.Unary) and e.op == "-":
+        lo, hi = interval(e.operand, lets)
+        return (-hi, -lo)
+    if isinstance(e, n.Call) and e.fn in ("min", "max"):
+        a, b = interval(e.args[0], lets), interval(e.args[1], lets)
+        pick = min if e.fn == "min" else max
+        return (pick(a[0], b[0]), pick(a[1], b[1]))
+    if isinstance(e, n.Binary) and e.op in ("+", "-", "*", "??"):
+        a, b = interval(e.left, lets), interval(e.right, lets)
+        if e.op == "??":
+            return (min(a[0], b[0]), max(a[1], b[1]))
+        if e.op == "+":
+            return (a[0] + b[0], a[1] + b[1])
+        if e.op == "-":
+            return (a[0] - b[1], a[1] - b[0])
+        if _INF in (abs(a[0]), abs(a[1]), abs(b[0]), abs(b[1])):
+            return _ANY
+        products = [x * y for x in a for y in b]
+        return (min(products), max(products))
+    return _ANY
+
+
 class SpaceCodegen(ExprCodegen):
     """One offer space → a module with `_evaluate` (the fast path), or `_explain`, or the
     content renderers. `plan` lists, per offer, the checks in explain order."""
@@ -420,6 +463,7 @@ class SpaceCodegen(ExprCodegen):
         self.offers = catalog.offers_in(space)
         self.rules: list[RuleRef] = []
         self.preloaded: set[str] = set()  # attributes read by shared sub-expressions
+        self.lazy_shared = False  # shared sub-expressions computed at first use (`_top`)
         self.plan: list[tuple[list[tuple[int, Check]], tuple[int, Check]]] = []
         for offer in self.offers:
             checks = []
@@ -436,6 +480,12 @@ class SpaceCodegen(ExprCodegen):
             checks += [(self._rule(k.rule), k) for k in self.space_def.caps]
             weight = offer.weight_in.get(space, offer.weight)
             self.plan.append((checks, (self._rule(weight.rule), weight)))
+        lets = catalog.lets
+        # each offer's highest weight (NaN, from odd literals, counts as unbounded)
+        self.bounds = [b if b == b else _INF for b in (interval(w.expr, lets)[1] for _, (_, w) in self.plan)]
+        # `_top` pays off in a large space with some bounded weights, or weights that read no history
+        self.ranks_by_bound = len(self.offers) >= TOP_MIN_OFFERS and any(
+            b < _INF or not self._reads_history(w.expr) for b, (_, (_, w)) in zip(self.bounds, self.plan))
 
     def _rule(self, rule: RuleRef) -> int:
         self.rules.append(rule)
@@ -465,19 +515,27 @@ class SpaceCodegen(ExprCodegen):
             code, attrs = self.touching(lambda: self.value(e))
             self.preloaded |= attrs
             name = f"_s{len(self.shared)}"
-            self.shared[e] = name
-            out.append(f"{name} = {code}")
+            if self.lazy_shared:  # computed at its first use: `_top` skips most offers
+                self.shared[e] = f"({name} if {name} is not _u else ({name} := {code}))"
+                out.append(f"{name} = _u")
+            else:
+                self.shared[e] = name
+                out.append(f"{name} = {code}")
 
     def _valid_test(self, offer, negate=False) -> str:
         self.uses.add("_today")
         lo, hi = (self.literal(d) for d in offer.valid)
         return f"not ({lo} <= _today <= {hi})" if negate else f"{lo} <= _today <= {hi}"
 
-    def evaluate_source(self, explain: bool = False) -> str:
+    def evaluate_source(self, explain: bool = False, top: bool = False) -> str:
         """`_evaluate(...)` → [(offer position, weight)] of the eligible offers; with
-        explain, `_explain(...)` → (eligible, [(offer position, rule index)])."""
+        explain, `_explain(...)` → (eligible, [(offer position, rule index)]); with top,
+        `_top(need, ...)` → (eligible, complete): the offers by their weight's upper bound,
+        highest first, stopping (complete False) once `need` eligible ones weigh more than
+        any offer left could, so those are the `need` best of the space."""
         self._share()
-        shared_lines: list[str] = []
+        self.lazy_shared = top
+        shared_lines: list[str] = ["_u = _rt_unset", "_tw = ()", "_tn = 0"] if top else []
         body = Writer()
         body.level = 1
         body.write("_el = []")
@@ -503,16 +561,82 @@ class SpaceCodegen(ExprCodegen):
         else:
             plans = [self._fast_plan(*o) for o in offers]
             lazy = self._lazy_attrs(plans)
-            for (pos, offer, *_), plan in zip(offers, plans):
-                body.write(f"# offer {comment(offer.name)}")
-                self._fast_offer(body, pos, plan, lazy)
-        body.write("return (_el, _fails)" if explain else "return _el")
+            if top:
+                self._top_body(body, offers, plans, lazy)
+            else:
+                for (pos, offer, *_), plan in zip(offers, plans):
+                    body.write(f"# offer {comment(offer.name)}")
+                    self._fast_offer(body, pos, plan, lazy)
+        body.write("return (_el, _fails)" if explain else "return (_el, not _skip)" if top else "return _el")
         w = Writer()
         w.write(f"# offer space {comment(self.space)}, catalog {self.catalog.hash[:12]}")
-        w.write(f"def {'_explain' if explain else '_evaluate'}({_ARGS}):")
+        name, args = ("_explain", _ARGS) if explain else ("_top", "_need, " + _ARGS) if top else ("_evaluate", _ARGS)
+        w.write(f"def {name}({args}):")
         w.indent()
         self._prelude(w, body, shared_lines, lazy)
         return w.source()
+
+    def _top_body(self, body: Writer, offers, plans, lazy: set[str]) -> None:
+        """`_top`: first the offers whose weight has an upper bound, highest bound first, in
+        sections; a section runs only while fewer than `need` eligible offers weigh more
+        than its first offer's bound. Then the offers with no bound: those whose weight
+        reads no history have it computed first, and skip their rules when it is below the
+        `need`-th best weight found. `_skip` records whether any offer was left out."""
+        bounded = sorted((i for i in range(len(offers)) if self.bounds[i] < _INF), key=lambda i: -self.bounds[i])
+        free = [i for i in range(len(offers)) if self.bounds[i] == _INF]
+        stops = self._stops(len(bounded))
+        body.write("_go = True")
+        base = body.level
+        for k, i in enumerate(bounded):
+            (pos, offer, *_), plan = offers[i], plans[i]
+            body.write(f"# offer {comment(offer.name)}, weight at most {float(self.bounds[i])!r}")
+            self._fast_offer(body, pos, plan, lazy)
+            if k in stops:  # every offer after this one weighs at most the next one's bound
+                body.write("if _rt_len(_el) >= _need:")
+                body.write("    _tw = _rt_best(_tw, _el, _tn, _need)  # the best weights so far, from the new ones")
+                body.write("    _tn = _rt_len(_el)")
+                body.write(f"    _go = _tw[-1] <= {float(self.bounds[bounded[k + 1]])!r}")
+                body.level = base
+                body.write("if _go:")
+                body.indent()
+        body.level = base
+        body.write("_skip = not _go")
+        if not free:
+            return
+        body.write("_thr = None")
+        body.write("if _rt_len(_el) >= _need:")
+        body.write("    _thr = _rt_best(_tw, _el, _tn, _need)[-1]")
+        for i in free:
+            (pos, offer, *_), plan = offers[i], plans[i]
+            weight, code, attrs = plan[1]
+            body.write(f"# offer {comment(offer.name)}, weight unbounded")
+            if self._reads_history(weight.expr):
+                self._fast_offer(body, pos, plan, lazy)
+                continue
+            for var in sorted(attrs & lazy):
+                body.write(self.load(var))
+            body.write(f"_w = {code}")
+            body.write("if _thr is not None and _w is not None and _w < _thr:")
+            body.write("    _skip = True")
+            body.write("else:")
+            body.indent()
+            self._fast_offer(body, pos, plan, lazy)
+            body.level = base
+
+    def _reads_history(self, e: n.Expr) -> bool:
+        for x in subexpressions(e):
+            if isinstance(x, (n.History, n.Propensity)):
+                return True
+            if isinstance(x, n.LetRef) and self._reads_history(self.catalog.lets[x.name]):
+                return True
+        return False
+
+    @staticmethod
+    def _stops(n_bounded: int, checks: int = 8) -> set[int]:
+        """After which of the bounded offers `_top` checks whether the rest can be skipped:
+        about every n/checks offers (each check sorts a little)."""
+        step = max(1, n_bounded // checks)
+        return set(range(step - 1, n_bounded - 1, step))
 
     def _fast_plan(self, pos, offer, checks, weight_idx, weight: Check):
         """The offer's tests, cheapest first, each with the attributes it reads; its weight."""
@@ -522,7 +646,7 @@ class SpaceCodegen(ExprCodegen):
                 tests.append((0, 0, order, self._valid_test(offer), set()))
                 continue
             for part in conjuncts(check.expr):
-                c = 0 if part in self.shared else cost(part)
+                c = cost(part) if self.lazy_shared or part not in self.shared else 0
                 code, attrs = self.touching(lambda: self.truth(part))
                 tests.append((c, selectivity(part), order, code, attrs))
         tests.sort(key=lambda t: t[:3])

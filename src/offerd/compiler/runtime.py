@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from itertools import chain
+from operator import itemgetter
 
 INT_LIMIT = 2**63 - 1
+_WEIGHT = itemgetter(1)
 
 
 def bucket(x, n):
@@ -43,6 +46,15 @@ def in_list(x, items):
     return None if saw_null else False
 
 
+UNSET = object()  # a shared expression `_top` has not computed yet in this call
+
+
+def best(weights, eligible: list, start: int, k: int) -> list:
+    """The k highest weights among `weights` (the best so far) and the eligible
+    (position, weight) pairs from `start` on, highest first."""
+    return sorted(chain(weights, map(_WEIGHT, eligible[start:])), reverse=True)[:k]  # a C sort beats nlargest here
+
+
 def namespace() -> dict:
     return {
         "__builtins__": {},
@@ -53,4 +65,6 @@ def namespace() -> dict:
         "_rt_float": float,
         "_rt_join": "".join,
         "_rt_int_limit": INT_LIMIT,
+        "_rt_best": best,
+        "_rt_unset": UNSET,
     }

@@ -67,6 +67,7 @@ class CompiledSpace:
         fallback = catalog.spaces[space].fallback
         self.fallback: OfferDef | None = catalog.offers_by_name[fallback] if fallback else None
         self.rules: tuple[RuleRef, ...] = tuple(gen.rules)
+        self.ranks_by_bound = gen.ranks_by_bound  # `top` can stop early (see SpaceCodegen)
         self.source = gen.evaluate_source()
         self._evaluate = _compile(self.source, gen.consts, f"space {space}", "_evaluate")
         self.evaluate = self._evaluate
@@ -88,6 +89,13 @@ class CompiledSpace:
         for pos, rule in fails:
             out[pos] = Outcome(self.offers[pos], False, None, self.rules[rule])
         return out
+
+    def top(self, need: int, contact: dict, context: dict, moment: Moment, history) -> tuple[list, bool]:
+        """(eligible, complete): like `evaluate`, but the offers come by their weight's upper
+        bound, highest first, and the evaluation may stop (complete False) once `need`
+        eligible offers weigh more than any offer not evaluated could. The `need` best of
+        the list (weight, then declaration order) are then the `need` best of the space."""
+        return self._part("top")(need, contact, context, moment, history)
 
     def render(self, pos: int, contact: dict, context: dict, moment: Moment, history) -> dict[str, str]:
         """The content of the offer at `pos` for this space, each field rendered as text."""
@@ -114,6 +122,8 @@ class CompiledSpace:
         gen = SpaceCodegen(self._catalog, self.space.name)
         if part == "explain":
             source, name = gen.evaluate_source(explain=True), "_explain"
+        elif part == "top":
+            source, name = gen.evaluate_source(top=True), "_top"
         else:
             source, name = gen.render_source(), "_renderers"
         self._lazy[part + "_source"] = source

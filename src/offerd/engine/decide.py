@@ -71,6 +71,22 @@ def _ranked(eligible: list[tuple[int, float]], enough: int | None):
     yield from sorted(eligible, key=_WEIGHT, reverse=True)[enough:]
 
 
+def _top_ranked(compiled: CompiledSpace, need: int, args):
+    """`_ranked` for large spaces whose weights have upper bounds: the `need` best come
+    from `compiled.top`, which skips offers that cannot reach them; the whole space is
+    evaluated only if arbitration turns down enough of those to ask for more."""
+    eligible, complete = compiled.top(need, *args)
+    eligible.sort()  # they came in bound order: back to declaration order (positions are unique),
+    if complete:     # so that the stable sort by weight keeps ties in that order
+        yield from _ranked(eligible, need)
+        return
+    eligible.sort(key=_WEIGHT, reverse=True)  # stable: ties keep declaration order
+    yield from eligible[:need]
+    rest = compiled.evaluate(*args)
+    rest.sort(key=_WEIGHT, reverse=True)
+    yield from rest[need:]
+
+
 class Engine:
     """Decisions against the live catalog. `store` None: dry runs only, no history."""
 
@@ -186,9 +202,13 @@ class Engine:
         compiled = self.space(name, plan)
         space = compiled.space
         limit = space.limit if request.max_offers is None else min(space.limit, request.max_offers)
-        eligible = compiled.evaluate(work.attrs, work.context, work.moment, work.history)
+        args = (work.attrs, work.context, work.moment, work.history)
         chosen, explain = 0, request.explain
-        for pos, weight in _ranked(eligible, None if explain else 2 * limit + 2):
+        if explain or not compiled.ranks_by_bound:
+            ranked = _ranked(compiled.evaluate(*args), None if explain else 2 * limit + 2)
+        else:
+            ranked = _top_ranked(compiled, 2 * limit + 2, args)
+        for pos, weight in ranked:
             if chosen >= limit and not explain:
                 break  # the rest lost arbitration; only explain needs to know each one
             offer = compiled.offers[pos]

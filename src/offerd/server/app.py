@@ -6,6 +6,7 @@ in flight and closes the store, so no acknowledged write is lost."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -42,6 +43,12 @@ class Live:
             default_cache.get(catalog, space)
         self.engine.load(catalog)
         self.hash = digest
+        # The catalog lives until the next deploy. Frozen, its many objects (AST, compiled
+        # code) leave the collector's full passes, which otherwise cost a large catalog's
+        # decisions a third of their time; the old catalog is collected first.
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         log.info("catalog %s live (%d offers, spaces: %s)", digest[:12], len(catalog.offers),
                  ", ".join(catalog.spaces))
 
