@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import base64
 import datetime
+import gc
 import json
 import os
 import platform
@@ -335,12 +336,15 @@ def offer_growth(sizes, seed: int) -> list[dict]:
         reqs = [Request(("s",), None, attributes=c[0], context=c[1], time=when, dry_run=True) for c in ctx]
         for r in reqs[:20]:
             engine.decide(r)
+        gc.collect()
+        gc.freeze()  # as the server does once a catalog is loaded (offerd.server.app.Live)
         times = []
         for _ in range(3):
             t = time.perf_counter()
             for r in reqs:
                 engine.decide(r)
             times.append((time.perf_counter() - t) / len(reqs) * 1e6)
+        gc.unfreeze()
         out.append({"offers": n, "us_per_decision": sorted(times)[1]})
         print(f"  {n:6,} offers: {out[-1]['us_per_decision']:,.0f} µs per dry decision", flush=True)
     return out

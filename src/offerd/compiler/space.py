@@ -106,6 +106,13 @@ class CompiledSpace:
         """The content of the space's fallback offer."""
         return dict(self._part("render")[len(self.offers)](contact, context, moment, history))
 
+    def warm(self) -> None:
+        """Compile now what a decision would compile on first use (a server does this
+        before switching catalogs, so no request pays for it)."""
+        self._part("render")
+        if self.ranks_by_bound:
+            self._part("top")
+
     def source_of(self, part: str) -> str:
         self._part(part)
         return self._lazy[part + "_source"]

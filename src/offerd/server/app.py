@@ -40,7 +40,7 @@ class Live:
     def load(self, digest: str, files: dict[str, str]) -> None:
         catalog = lang.check(files)
         for space in catalog.spaces:  # compile now, not on the first request after the switch
-            default_cache.get(catalog, space)
+            default_cache.get(catalog, space).warm()
         self.engine.load(catalog)
         self.hash = digest
         # The catalog lives until the next deploy. Frozen, its many objects (AST, compiled
