@@ -6,7 +6,8 @@ Spaces of 20 and of 1,000 offers (the generated catalogs of benchmarks/rules.py)
 contacts each with a stored profile and 50 history events over the last 30 days. Per call,
 one caller, interleaved rounds:
 
-- rules alone: the compiled space's evaluate on inputs and history already in memory;
+- rules alone: the compiled space's rules as the engine runs them (`evaluate`, or for a
+  large space `top`, best first) on inputs and history already in memory;
 - store reads alone: the profile get and the history read a decision makes;
 - engine, dry run: decide(dry_run=True): everything but the write;
 - store write alone: record_decision of the same propositions, synced;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import gc
 import json
 import os
 import platform
@@ -103,9 +105,15 @@ def run_size(root: str, n: int, loops: int, rounds: int, seconds: float, seed: i
     chosen = [[plan.proposition(p.offer and catalog.offers_by_name[p.offer], "s") for p in
                engine.decide(d).spaces[0].proposals if not p.fallback] for d in dry]
 
+    need = 2 * space.space.limit + 2  # what the engine asks a large space for (best first)
+
     def rules(i):  # a fresh view each call: its index is built on the first count, as in a decision
         h = histories[i]
-        space.evaluate(profiles[i], contexts[i][1], moment, StoredHistory(store, h._values, plan.indexer))
+        view = StoredHistory(store, h._values, plan.indexer)
+        if space.ranks_by_bound:  # as the engine runs them
+            space.top(need, profiles[i], contexts[i][1], moment, view)
+        else:
+            space.evaluate(profiles[i], contexts[i][1], moment, view)
 
     def reads(i):
         store.decision_inputs(Contact(who[i]), since, True, plan.indexer)
@@ -119,6 +127,8 @@ def run_size(root: str, n: int, loops: int, rounds: int, seconds: float, seed: i
     def engine_recorded(i):
         engine.decide(requests[i])
 
+    gc.collect()
+    gc.freeze()  # as the server does once a catalog is loaded (offerd.server.app.Live)
     cases = {"rules alone": rules, "store reads alone": reads, "engine, dry run": engine_dry,
              "store write alone (synced)": write, "engine, recorded (synced)": engine_recorded}
     slow = {"store write alone (synced)", "engine, recorded (synced)"}
@@ -132,6 +142,7 @@ def run_size(root: str, n: int, loops: int, rounds: int, seconds: float, seed: i
                 lat[name].append(perf() - t)
     rows = {name: {"p50_us": pct(v, 0.5) * 1e6, "p99_us": pct(v, 0.99) * 1e6, "calls": len(v)}
             for name, v in lat.items()}
+    gc.unfreeze()
     parts = rows["rules alone"]["p50_us"] + rows["store reads alone"]["p50_us"]
     own = rows["engine, dry run"]["p50_us"] - parts
     eligible = statistics_mean([len(space.evaluate(profiles[i], contexts[i][1], moment, histories[i]))
