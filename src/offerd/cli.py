@@ -167,6 +167,66 @@ def cmd_versions(args) -> int:
     return 0
 
 
+def cmd_gen_population(args) -> int:
+    import json
+
+    from .engine.population import generate
+
+    catalog = _load(args.catalog, sys.stderr)
+    if catalog is None:
+        return 1
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    try:
+        for row in generate(catalog, args.count, args.seed):
+            out.write(json.dumps(row, separators=(",", ":")) + "\n")
+    finally:
+        if args.out:
+            out.close()
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    import json
+
+    from .engine import population, simulate
+
+    catalog = _load(args.catalog, sys.stderr)
+    if catalog is None:
+        return 1
+    at = _when(args.at)
+    try:
+        total = sum(1 for _ in open(args.population, "rb")) - (1 if args.population.endswith(".csv") else 0)
+        rows = population.read(args.population, catalog)
+        context = dict(map(_typed, args.context))
+        report = simulate.simulate(catalog, args.space, rows, at, workers=args.workers or None,
+                                   caps=not args.no_caps, context=context, total=max(total, 0),
+                                   progress=None if args.quiet else simulate.progress_bar())
+    except (OSError, ValueError) as e:
+        print(f"offerd: {e}", file=sys.stderr)
+        return 2
+    for bad in report.bad_rows[:20]:
+        print(f"{args.population}: {bad}", file=sys.stderr)
+    if report.bad_count > 20:
+        print(f"{args.population}: ... {report.bad_count - 20:,} more bad rows", file=sys.stderr)
+    print(simulate.tables(report))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report.to_json(), f, indent=2)
+    return 0
+
+
+def _when(text: str | None) -> datetime.datetime:
+    if not text:
+        return datetime.datetime.now(datetime.timezone.utc)
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"offerd: --at {text!r} is not an ISO time (2026-11-23T10:00:00Z)") from None
+    if when.tzinfo is None:
+        raise SystemExit("offerd: --at needs a timezone (an offset or Z)")
+    return when
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="offerd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"offerd {__import__('offerd').__version__}")
@@ -233,6 +293,25 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("versions", help="list a running server's catalog versions")
     _server_options(p)
     p.set_defaults(fn=cmd_versions)
+
+    p = sub.add_parser("gen-population", help="write a seeded population for a catalog's schema (JSON Lines)")
+    p.add_argument("catalog", help="folder of *.offer files (its contact schema and rules)")
+    p.add_argument("count", type=int)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", help="file to write (default: standard output)")
+    p.set_defaults(fn=cmd_gen_population)
+
+    p = sub.add_parser("simulate", help="decide a population in a catalog's spaces, recording nothing; report")
+    p.add_argument("catalog", help="folder of *.offer files")
+    p.add_argument("--space", action="append", required=True, help="a space (repeatable, decided in this order)")
+    p.add_argument("--population", required=True, help="contacts: .jsonl or .csv, an `id` column and attributes")
+    p.add_argument("--at", help="decision time, ISO with a timezone (default: now)")
+    p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE", help="context for every contact")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    p.add_argument("--no-caps", action="store_true", help="ignore total caps filling up during the run")
+    p.add_argument("--json", help="also write the report as JSON to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_simulate)
 
     args = parser.parse_args(argv)
     try:

@@ -97,6 +97,11 @@ class CompiledSpace:
         the list (weight, then declaration order) are then the `need` best of the space."""
         return self._part("top")(need, contact, context, moment, history)
 
+    def outcomes(self, contact: dict, context: dict, moment: Moment, history) -> tuple[list, list]:
+        """`explain` in its raw form, cheap to send between processes: ([(position,
+        weight)] of the eligible offers, [(position, rule index)] of the others)."""
+        return self._part("explain")(contact, context, moment, history)
+
     def render(self, pos: int, contact: dict, context: dict, moment: Moment, history) -> dict[str, str]:
         """The content of the offer at `pos` for this space, each field rendered as text."""
         fn = self._part("render")[pos]

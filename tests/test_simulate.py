@@ -1,0 +1,128 @@
+"""Simulation over a population: a report checked against a population worked out by hand,
+bad rows reported with their line numbers and skipped, the same report on one core and on
+all, and the command line end to end."""
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from offerd import lang
+from offerd.engine import population, simulate
+
+AT = datetime.datetime(2026, 11, 23, 10, tzinfo=datetime.timezone.utc)
+CATALOG = """\
+schema contact { age: int  country: string }
+schema context { }
+space web { limit 2  fallback f }
+offer a { spaces web  weight 10  eligible contact.age >= 18  cap 3 total }
+offer b { spaces web  weight 5  eligible contact.country == "FR" }
+offer c { spaces web  weight 1  eligible contact.country == "DE" }
+offer f { spaces web }
+"""
+ROWS = [
+    '{"id": "p1", "age": 30, "country": "FR"}',  # a, b
+    '{"id": "p2", "age": 40}',  # a
+    '{"id": "p3", "age": "old"}',  # bad: a string for an int
+    'not json',  # bad
+    '{"id": "p5", "age": 20, "country": "FR"}',  # a (the third: the cap is full), b
+    '{"id": "p6", "age": 25, "country": "DE"}',  # a refused by the cap: c
+    '{"id": "p7", "age": 10, "country": "FR"}',  # b
+    '{"age": 5}',  # bad: no id
+    '{"id": "p9", "age": 12}',  # nothing eligible: the fallback
+]
+
+
+@pytest.fixture
+def catalog():
+    return lang.check({"c.offer": CATALOG})
+
+
+@pytest.fixture
+def people(tmp_path):
+    path = tmp_path / "people.jsonl"
+    path.write_text("\n".join(ROWS) + "\n")
+    return str(path)
+
+
+def run(catalog, path, **kw):
+    return simulate.simulate(catalog, ["web"], population.read(path, catalog), AT, **kw).to_json()
+
+
+def test_the_report_matches_the_population_worked_out_by_hand(catalog, people):
+    r = run(catalog, people, workers=1)
+    assert r["contacts"] == 6 and r["bad_rows"] == 3
+    assert [b.split(":")[0] for b in r["bad_row_examples"]] == ["line 3", "line 4", "line 8"]
+    assert "contact.age" in r["bad_row_examples"][0] and "id" in r["bad_row_examples"][2]
+    web = r["spaces"]["web"]
+    assert web["ranks"] == [{"a": 3, "b": 1, "c": 1}, {"b": 2}]
+    assert web["fallback_only"] == 1 and web["nothing"] == 0
+    a, b, c = (web["offers"][k] for k in "abc")
+    assert (a["proposed"], a["eligible"], a["refused_by_caps_in_run"]) == (3, 4, 1)
+    assert (b["proposed"], b["eligible"], c["proposed"], c["eligible"]) == (3, 3, 1, 1)
+    assert sum(a["eliminated"].values()) == 2 and sum(b["eliminated"].values()) == 3
+    assert all("eligible" in rule for rule in a["eliminated"])
+    assert a["share"] == pytest.approx(0.5)
+    (cap, bound), = web["caps"].items()
+    assert "cap 3 total" in cap and bound == {"offer": "a", "first_bound_line": 6, "refused": 1}
+    assert a["weight"]["min"] == a["weight"]["max"] == 10
+
+
+def test_caps_can_be_ignored(catalog, people):
+    web = run(catalog, people, workers=1, caps=False)["spaces"]["web"]
+    assert web["offers"]["a"]["proposed"] == 4 and web["caps"] == {}
+    assert web["ranks"][0]["a"] == 4 and web["ranks"][1] == {"b": 2, "c": 1}
+
+
+def test_csv_rows_are_typed_and_bad_ones_skipped(catalog, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text("id,age,country\np1,30,FR\np2,abc,FR\np3,19,DE,extra\np4,,FR\n")
+    r = run(catalog, str(path), workers=1)
+    assert r["contacts"] == 2 and r["bad_rows"] == 2
+    assert r["bad_row_examples"][0].startswith("line 3: contact.age") and "more fields" in r["bad_row_examples"][1]
+    assert r["spaces"]["web"]["ranks"][0] == {"a": 1, "b": 1}  # p4 has no age: b alone
+
+
+def test_all_cores_give_the_report_of_one(tmp_path):
+    catalog = lang.load(os.path.join(os.path.dirname(lang.__file__), "..", "examples", "catalog"))
+    path = tmp_path / "pop.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in population.generate(catalog, 3000, seed=4)))
+    spaces = sorted(catalog.spaces)
+    ctx = {"page": "cart", "device": "mobile"} if "page" in catalog.context else {}
+    ctx = {k: v for k, v in ctx.items() if k in catalog.context}
+
+    def report(workers):
+        r = simulate.simulate(catalog, spaces, population.read(str(path), catalog), AT, workers=workers,
+                              context=ctx).to_json()
+        return {k: v for k, v in r.items() if k not in ("seconds", "contacts_per_second", "workers")}
+
+    one, two = report(1), report(2)
+    assert one == two
+    assert one["contacts"] == 3000
+    assert any(o["proposed"] for s in one["spaces"].values() for o in s["offers"].values())
+
+
+def test_generated_populations_are_seeded(catalog):
+    first = list(population.generate(catalog, 50, seed=7))
+    assert first == list(population.generate(catalog, 50, seed=7))
+    assert first != list(population.generate(catalog, 50, seed=8))
+    assert {"FR", "DE"} & {r.get("country") for r in first}  # values from the rules' own literals
+
+
+def test_command_line_simulates_and_writes_json(tmp_path, people):
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "c.offer").write_text(CATALOG)
+    out = tmp_path / "report.json"
+    run_ = subprocess.run([sys.executable, "-m", "offerd.cli", "simulate", str(folder), "--space", "web",
+                           "--population", people, "--at", "2026-11-23T10:00:00Z", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert run_.returncode == 0, run_.stderr
+    assert "line 3:" in run_.stderr and "simulate: 9/9 rows (100%)" in run_.stderr
+    assert "cap bound from line 6" in run_.stdout
+    assert json.loads(out.read_text())["spaces"]["web"]["ranks"][0] == {"a": 3, "b": 1, "c": 1}
+    bad = subprocess.run([sys.executable, "-m", "offerd.cli", "simulate", str(folder), "--space", "nope",
+                          "--population", people], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no space 'nope'" in bad.stderr
