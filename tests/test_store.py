@@ -123,6 +123,12 @@ def test_reports_are_idempotent_and_imply_presented(store):
     view = store.history(ALICE)
     assert view.count(("offer", "a"), "accepted", T0, T0 + 60) == 1
     assert view.propensity("a", "web", T0 + 60) == (1 + 1) / (1 + 2)
+    # presented 40 days before, accepted inside the window: a rate still, at most 1
+    old = [decide(store, BOB, T0 - 40 * 86400, "b")[0] for _ in range(2)]
+    for p in old:
+        store.report(p, "presented", T0 - 40 * 86400)
+        store.report(p, "accepted", T0 - 86400)
+    assert store.history(BOB).propensity("b", "web", T0) == 1.0
 
 
 def test_caps_are_rechecked_inside_the_transaction(store):
@@ -265,6 +271,25 @@ def test_corrupt_values_give_clear_errors_and_the_rest_works(tmp_path):
         assert [r.offer for r in s.read_history(BOB)] == ["b"]
         assert s.get_profile(BOB) == {"age": 3}
         assert decide(s, Contact("carol"), T0, "c")[0] is not None
+
+
+def test_a_report_on_a_record_that_cannot_be_rewritten_leaves_nothing(store):
+    """A stored record that decodes but cannot be encoded again (300 categories, more than
+    the format holds): the report fails before writing anything, its event-index keys
+    included, and the rest of its batch commits."""
+    from offerd.store.keys import history_key
+    from offerd.store.records import encode_new
+
+    (pid,) = decide(store, ALICE, T0, "o")
+    block = b"".join(bytes((len(x),)) + x for x in [b"o", b"web"] + [b"k"] * 300)
+    hkey = history_key(ALICE.key(), us(T0), pid)
+    store.submit(lambda txn: txn.put(hkey, encode_new(us(T0), block, ALICE.key(), pid), db=store.db["history"])).result()
+    with pytest.raises(ValueError):
+        store.report(pid, "presented", T0 + 1)
+    with store.env.begin() as txn:
+        assert not [k for k, _ in txn.cursor(db=store.db["events"]) if k.startswith(b"oo\0S")]
+    assert store.total("offer", "o", "presented", None, T0 + 10) == 0
+    assert decide(store, BOB, T0, "o")[0] is not None
 
 
 def test_map_full_is_a_clear_error_and_the_store_keeps_working(tmp_path):

@@ -120,9 +120,64 @@ offer a { spaces s  weight 3 + bonus }
 offer b { spaces s  weight 10 * propensity - proposed(a, 1d) }
 offer c { spaces s  weight contact.cart ?? 5 }
 offer d { spaces s  weight max(2, min(contact.age, 7)) }
+offer e { spaces s  weight 1152921504606847076 }
 """})
     bounds = {o.name: interval(o.weight.expr, catalog.lets) for o in catalog.offers}
-    assert bounds["a"] == (1.0, 7.0)
-    assert bounds["b"][1] == 10.0
+    assert bounds["a"][0] <= 1 and 7 <= bounds["a"][1] == pytest.approx(7)
+    assert 10 <= bounds["b"][1] == pytest.approx(10)  # propensity is at most 1 (see below)
     assert bounds["c"][1] == float("inf")
-    assert bounds["d"][1] == 7.0
+    assert 7 <= bounds["d"][1] == pytest.approx(7)
+    assert bounds["e"][1] >= 2**60 + 100  # not rounded down to the float 2**60
+
+
+def test_propensity_is_a_rate_even_when_acceptances_outnumber_presentations():
+    """Presented 40 days ago, accepted yesterday: inside the 30-day window there are more
+    acceptances than presentations; propensity stays at most 1, so the bound holds."""
+    lines = [HEAD] + [f"offer c{i} {{ spaces s  weight 9 }}" for i in range(8)]
+    lines += [f"offer p{i} {{ spaces s  weight 10 * propensity }}" for i in range(32)]
+    catalog = lang.check({"c.offer": "\n".join(lines) + "\n"})
+    space = SpaceCache().get(catalog, "s")
+    old, late = T0.timestamp() - 40 * 86400, T0.timestamp() - 86400
+    view = MemoryHistory([Proposition("c1", "p5", "s", (), old, {"presented": old, "accepted": late})
+                          for _ in range(2)]).view("c1")
+    assert view.propensity("p5", "s", T0.timestamp()) == 1.0
+    moment = space.moment(T0)
+    got, _ = space.top(3, {}, {}, moment, view)
+    assert ranked(got)[:3] == ranked(space.evaluate({}, {}, moment, view))[:3]
+    assert ranked(got)[0] == (8 + 5, 10.0)  # p5 weighs 10: more than the c offers' 9
+
+
+class Shifting:
+    """A history view whose propensity changes when told to: as if another process
+    committed between two evaluations of the same decision."""
+
+    def __init__(self):
+        self.boost = None
+
+    def count(self, key, status, since, until):
+        return 0
+
+    def total(self, key, status, since, until):
+        return 0
+
+    def propensity(self, offer, space, until):
+        return 1.0 if offer == self.boost else 0.5
+
+
+def test_looking_further_never_repeats_or_drops_an_offer():
+    from offerd.engine.decide import _top_ranked
+
+    lines = [HEAD] + [f"offer c{i} {{ spaces s  weight 40 }}" for i in range(10)]
+    lines += [f"offer p{i} {{ spaces s  weight 30 + 15 * propensity }}" for i in range(30)]
+    lines += [f"offer q{i} {{ spaces s  weight {i % 5} }}" for i in range(10)]
+    catalog = lang.check({"c.offer": "\n".join(lines) + "\n"})
+    space = SpaceCache().get(catalog, "s")
+    view = Shifting()
+    ranking = _top_ranked(space, 4, ({}, {}, space.moment(T0), view))
+    first = [next(ranking) for _ in range(4)]
+    assert [pos for pos, _ in first] == [0, 1, 2, 3]  # c0-c3, weight 40
+    view.boost = "p7"  # p7 now weighs 45: the best of the space, read again
+    rest = list(ranking)
+    positions = [pos for pos, _ in first + rest]
+    assert len(positions) == len(set(positions)) == 50  # every offer once, none lost
+    assert rest[0] == (10 + 7, 45.0)

@@ -23,7 +23,8 @@ class HistoryView(Protocol):
         """The same over all contacts."""
 
     def propensity(self, offer: str, space: str, until: float) -> float:
-        """(accepted + 1) / (presented + 2) for the offer in the space, last 30 days, all contacts."""
+        """(accepted + 1) / (presented + 2), at most 1, for the offer in the space, last 30 days,
+        all contacts."""
 
 
 @dataclass
@@ -91,7 +92,7 @@ class ContactHistory:
         since = until - PROPENSITY_WINDOW
         accepted = _in_window(self._h._pairs.get((offer, space, "accepted"), ()), since, until)
         presented = _in_window(self._h._pairs.get((offer, space, "presented"), ()), since, until)
-        return (accepted + 1) / (presented + 2)
+        return min(1.0, (accepted + 1) / (presented + 2))  # a rate: see docs/language.md
 
 
 EMPTY = MemoryHistory().view(None)

@@ -13,6 +13,7 @@ truth/falsity let `a and b` short-circuit natively without building Kleene value
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 
@@ -421,13 +422,13 @@ def interval(e: n.Expr, lets: dict[str, n.Expr]) -> tuple[float, float]:
     weight can be highest first."""
     if isinstance(e, n.Literal):
         v = e.value
-        return (float(v), float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else _ANY
+        return _out(float(v), float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else _ANY
     if isinstance(e, n.LetRef):
         return interval(lets[e.name], lets)
     if isinstance(e, n.History):
         return (0.0, _INF)  # a count
     if isinstance(e, n.Propensity):
-        return (0.0, 1.0)  # (accepted + 1) / (presented + 2), and accepted <= presented
+        return (0.0, 1.0)  # a rate: (accepted + 1) / (presented + 2), at most 1
     if isinstance(e, n.Cond):
         a, b = interval(e.then, lets), interval(e.orelse, lets)
         return (min(a[0], b[0]), max(a[1], b[1]))
@@ -443,14 +444,20 @@ def interval(e: n.Expr, lets: dict[str, n.Expr]) -> tuple[float, float]:
         if e.op == "??":
             return (min(a[0], b[0]), max(a[1], b[1]))
         if e.op == "+":
-            return (a[0] + b[0], a[1] + b[1])
+            return _out(a[0] + b[0], a[1] + b[1])
         if e.op == "-":
-            return (a[0] - b[1], a[1] - b[0])
+            return _out(a[0] - b[1], a[1] - b[0])
         if _INF in (abs(a[0]), abs(a[1]), abs(b[0]), abs(b[1])):
             return _ANY
         products = [x * y for x in a for y in b]
-        return (min(products), max(products))
+        return _out(min(products), max(products))
     return _ANY
+
+
+def _out(lo: float, hi: float) -> tuple[float, float]:
+    """Bounds widened by one float step each way: a float sum or product, or an int made
+    float, may have rounded toward the inside."""
+    return math.nextafter(lo, -_INF), math.nextafter(hi, _INF)
 
 
 class SpaceCodegen(ExprCodegen):

@@ -81,10 +81,14 @@ def _top_ranked(compiled: CompiledSpace, need: int, args):
         yield from _ranked(eligible, need)
         return
     eligible.sort(key=_WEIGHT, reverse=True)  # stable: ties keep declaration order
-    yield from eligible[:need]
+    given = eligible[:need]
+    yield from given
+    # The whole space, read again: counts may have moved since (another process's commit),
+    # so skip what was given by position rather than by rank.
+    done = {pos for pos, _ in given}
     rest = compiled.evaluate(*args)
     rest.sort(key=_WEIGHT, reverse=True)
-    yield from rest[need:]
+    yield from (pw for pw in rest if pw[0] not in done)
 
 
 class Engine:

@@ -690,8 +690,10 @@ class Store:
         new = [status] + (["presented"] if status != "presented" and "presented" not in rec.events else [])
         for s in new:
             rec.events[s] = time_us
+        data = rec.encode()  # may refuse the record: before anything is written
+        for s in new:
             self._bump(txn, _ref_keys(rec, s), s, time_us, rec.id)
-        txn.put(hkey, rec.encode(), db=self.db["history"])
+        txn.put(hkey, data, db=self.db["history"])
         txn.put(rec.contact, self._new_id(), db=self.db["history"])  # the contact's stamp
         return True
 
@@ -867,4 +869,4 @@ class StoredHistory:
         since = until - 30 * 86400
         accepted = self._store.total("pair", f"{offer}/{space}", "accepted", since, until)
         presented = self._store.total("pair", f"{offer}/{space}", "presented", since, until)
-        return (accepted + 1) / (presented + 2)
+        return min(1.0, (accepted + 1) / (presented + 2))  # a rate: see docs/language.md
