@@ -101,6 +101,9 @@ def test_all_cores_give_the_report_of_one(tmp_path):
     one, two = report(1), report(2)
     assert one == two
     assert one["contacts"] == 3000
+    if len(spaces) > 1:  # offers proposed in an earlier space are counted, not lost
+        assert all(o["proposed"] + o["proposed_in_an_earlier_space"] + o["refused_by_caps_in_run"] <= o["eligible"]
+                   for s in one["spaces"].values() for o in s["offers"].values())
     assert any(o["proposed"] for s in one["spaces"].values() for o in s["offers"].values())
 
 
@@ -126,3 +129,21 @@ def test_command_line_simulates_and_writes_json(tmp_path, people):
     bad = subprocess.run([sys.executable, "-m", "offerd.cli", "simulate", str(folder), "--space", "nope",
                           "--population", people], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no space 'nope'" in bad.stderr
+
+
+def test_an_offer_is_proposed_once_across_the_spaces_of_a_decision(tmp_path):
+    catalog = lang.check({"c.offer": """\
+schema contact { age: int }
+schema context { }
+space web { limit 1 }
+space mail { limit 1 }
+offer a { spaces web, mail  weight 10 }
+offer b { spaces mail  weight 1  eligible contact.age >= 18 }
+"""})
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "x", "age": 30}\n{"id": "y", "age": 10}\n')
+    r = simulate.simulate(catalog, ["web", "mail"], population.read(str(path), catalog), AT, workers=1).to_json()
+    web, mail = r["spaces"]["web"], r["spaces"]["mail"]
+    assert web["ranks"] == [{"a": 2}]
+    assert mail["ranks"] == [{"b": 1}] and mail["nothing"] == 1  # y: a went to web, b needs 18
+    assert mail["offers"]["a"]["proposed_in_an_earlier_space"] == 2

@@ -36,6 +36,7 @@ class OfferStats:
     eligible: int = 0
     eliminated: dict[str, int] = field(default_factory=dict)  # rule → contacts it removed the offer for
     capped: int = 0  # eligible and good enough, refused by a cap filled within the run
+    elsewhere: int = 0  # eligible and good enough, but proposed in an earlier space of the same decision
     weights: list[float] = field(default_factory=list)  # a sample
     seen_weights: int = 0
 
@@ -79,6 +80,7 @@ class Report:
                 "fallback_only": s.fallback_only, "nothing": s.nothing,
                 "offers": {o: {"proposed": st.proposed, "share": st.proposed / self.contacts if self.contacts else 0.0,
                                "eligible": st.eligible, "refused_by_caps_in_run": st.capped,
+                               "proposed_in_an_earlier_space": st.elsewhere,
                                "eliminated": dict(sorted(st.eliminated.items(), key=lambda kv: -kv[1])),
                                "weight": weights(st)}
                            for o, st in s.offers.items()},
@@ -190,6 +192,7 @@ def _arbitrate(report: Report, plan: Plan, compiled, row: Row, per_space, run_co
                 break
             offer = space.offers[pos]
             if offer.name in seen:
+                stats.offers[offer.name].elsewhere += 1
                 continue
             cap = _full_cap(plan, offer, space.space.name, run_counts, mine) if caps else None
             if cap is not None:
@@ -225,7 +228,12 @@ def _full_cap(plan: Plan, offer, space: str, run_counts, mine):
 
 def progress_bar(out=sys.stderr):
     """A progress callback drawing one line: done, share, rate, ETA."""
+    last = [None]
+
     def draw(done: int, total: int | None, seconds: float) -> None:
+        if last[0] == (done, total):
+            return  # the end, drawn already
+        last[0] = (done, total)
         rate = done / seconds if seconds > 0 else 0.0
         if total:
             eta = (total - done) / rate if rate else 0.0
@@ -246,12 +254,14 @@ def tables(report: Report) -> str:
            f"process{'es' if report.workers != 1 else ''}; caps {'applied in order' if report.caps else 'ignored'}"]
     for name, s in report.spaces.items():
         out += ["", f"space {name}: fallback only {s.fallback_only:,}, nothing {s.nothing:,}", "",
-                f"{'offer':<24} {'proposed':>9} {'share':>7} {'eligible':>9} {'capped':>7}  most eliminated by"]
+                f"{'offer':<24} {'proposed':>9} {'share':>7} {'eligible':>9} {'capped':>7} {'earlier':>8}  "
+                "most eliminated by"]
         for offer, st in sorted(s.offers.items(), key=lambda kv: (-kv[1].proposed, kv[0])):
             top = max(st.eliminated.items(), key=lambda kv: kv[1], default=None)
             why = f"{top[1]:,} {top[0]}" if top else ""
             share = st.proposed / report.contacts if report.contacts else 0.0
-            out.append(f"{offer:<24} {st.proposed:>9,} {share:>7.1%} {st.eligible:>9,} {st.capped:>7,}  {why}")
+            out.append(f"{offer:<24} {st.proposed:>9,} {share:>7.1%} {st.eligible:>9,} {st.capped:>7,} "
+                       f"{st.elsewhere:>8,}  {why}")
         for rule, c in s.caps.items():
             out.append(f"cap bound from line {c['first_bound_line']}: {rule} ({c['refused']:,} refused)")
     return "\n".join(out)
