@@ -470,7 +470,6 @@ class SpaceCodegen(ExprCodegen):
         self.offers = catalog.offers_in(space)
         self.rules: list[RuleRef] = []
         self.preloaded: set[str] = set()  # attributes read by shared sub-expressions
-        self.lazy_shared = False  # shared sub-expressions computed at first use (`_top`)
         self.plan: list[tuple[list[tuple[int, Check]], tuple[int, Check]]] = []
         for offer in self.offers:
             checks = []
@@ -522,12 +521,8 @@ class SpaceCodegen(ExprCodegen):
             code, attrs = self.touching(lambda: self.value(e))
             self.preloaded |= attrs
             name = f"_s{len(self.shared)}"
-            if self.lazy_shared:  # computed at its first use: `_top` skips most offers
-                self.shared[e] = f"({name} if {name} is not _u else ({name} := {code}))"
-                out.append(f"{name} = _u")
-            else:
-                self.shared[e] = name
-                out.append(f"{name} = {code}")
+            self.shared[e] = name
+            out.append(f"{name} = {code}")
 
     def _valid_test(self, offer, negate=False) -> str:
         self.uses.add("_today")
@@ -541,8 +536,7 @@ class SpaceCodegen(ExprCodegen):
         highest first, stopping (complete False) once `need` eligible ones weigh more than
         any offer left could, so those are the `need` best of the space."""
         self._share()
-        self.lazy_shared = top
-        shared_lines: list[str] = ["_u = _rt_unset", "_tw = ()", "_tn = 0"] if top else []
+        shared_lines: list[str] = ["_tw = ()", "_tn = 0"] if top else []
         body = Writer()
         body.level = 1
         body.write("_el = []")
@@ -653,7 +647,7 @@ class SpaceCodegen(ExprCodegen):
                 tests.append((0, 0, order, self._valid_test(offer), set()))
                 continue
             for part in conjuncts(check.expr):
-                c = cost(part) if self.lazy_shared or part not in self.shared else 0
+                c = 0 if part in self.shared else cost(part)
                 code, attrs = self.touching(lambda: self.truth(part))
                 tests.append((c, selectivity(part), order, code, attrs))
         tests.sort(key=lambda t: t[:3])

@@ -46,9 +46,6 @@ def in_list(x, items):
     return None if saw_null else False
 
 
-UNSET = object()  # a shared expression `_top` has not computed yet in this call
-
-
 def best(weights, eligible: list, start: int, k: int) -> list:
     """The k highest weights among `weights` (the best so far) and the eligible
     (position, weight) pairs from `start` on, highest first."""
@@ -66,5 +63,4 @@ def namespace() -> dict:
         "_rt_join": "".join,
         "_rt_int_limit": INT_LIMIT,
         "_rt_best": best,
-        "_rt_unset": UNSET,
     }
