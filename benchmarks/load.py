@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,15 @@ def noop_server(port: int, workers: int, response_b64: str, loop: str) -> None:
             finally:
                 os._exit(0)
         children.append(pid)
+
+    def forward(signum, frame):  # stop the workers too, or they outlive the benchmark's scenario
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
     for pid in children:
         os.waitpid(pid, 0)
 
