@@ -70,6 +70,15 @@ def test_the_report_matches_the_population_worked_out_by_hand(catalog, people):
     assert a["weight"]["min"] == a["weight"]["max"] == 10
 
 
+def test_rows_parsed_by_the_workers_give_the_same_report(catalog, people):
+    """Given the file's path, JSON Lines are parsed in the worker processes."""
+    typed = run(catalog, people, workers=1)
+    raw = simulate.simulate(catalog, ["web"], people, AT, workers=2).to_json()
+    for r in (typed, raw):
+        del r["seconds"], r["contacts_per_second"], r["workers"]
+    assert raw == typed
+
+
 def test_caps_can_be_ignored(catalog, people):
     web = run(catalog, people, workers=1, caps=False)["spaces"]["web"]
     assert web["offers"]["a"]["proposed"] == 4 and web["caps"] == {}
@@ -94,8 +103,8 @@ def test_all_cores_give_the_report_of_one(tmp_path):
     ctx = {k: v for k, v in ctx.items() if k in catalog.context}
 
     def report(workers):
-        r = simulate.simulate(catalog, spaces, population.read(str(path), catalog), AT, workers=workers,
-                              context=ctx).to_json()
+        source = population.read(str(path), catalog) if workers == 1 else str(path)  # typed here, or by the workers
+        r = simulate.simulate(catalog, spaces, source, AT, workers=workers, context=ctx).to_json()
         return {k: v for k, v in r.items() if k not in ("seconds", "contacts_per_second", "workers")}
 
     one, two = report(1), report(2)

@@ -188,7 +188,7 @@ def cmd_gen_population(args) -> int:
 def cmd_simulate(args) -> int:
     import json
 
-    from .engine import population, simulate
+    from .engine import simulate
 
     catalog = _load(args.catalog, sys.stderr)
     if catalog is None:
@@ -196,9 +196,8 @@ def cmd_simulate(args) -> int:
     at = _when(args.at)
     try:
         total = sum(1 for _ in open(args.population, "rb")) - (1 if args.population.endswith(".csv") else 0)
-        rows = population.read(args.population, catalog)
         context = dict(map(_typed, args.context))
-        report = simulate.simulate(catalog, args.space, rows, at, workers=args.workers or None,
+        report = simulate.simulate(catalog, args.space, args.population, at, workers=args.workers or None,
                                    caps=not args.no_caps, context=context, total=max(total, 0),
                                    progress=None if args.quiet else simulate.progress_bar())
     except (OSError, ValueError) as e:

@@ -44,22 +44,31 @@ def read(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
 
 
 def _read_jsonl(path: str, schema: dict[str, Type]) -> Iterator[Row | BadRow]:
+    for line_no, text in jsonl_lines(path):
+        row = text if isinstance(text, BadRow) else parse_json_line(line_no, text, schema)
+        if row is not None:
+            yield row
+
+
+def jsonl_lines(path: str) -> Iterator[tuple[int, str | BadRow]]:
+    """(line number, text) of a JSON Lines file, unparsed: parsing can then happen in other
+    processes (parse_json_line)."""
     with open(path, encoding="utf-8", errors="strict") as f:
         for line_no, line in enumerate(_lines(f), 1):
-            if isinstance(line, BadRow):
-                yield BadRow(line_no, line.problem)
-                continue
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield BadRow(line_no, f"not JSON: {e.msg} at column {e.colno}")
-                continue
-            if not isinstance(value, dict):
-                yield BadRow(line_no, f"a row is a JSON object, not {type(value).__name__}")
-                continue
-            yield _row(line_no, value, schema, from_text=False)
+            yield line_no, (BadRow(line_no, line.problem) if isinstance(line, BadRow) else line)
+
+
+def parse_json_line(line_no: int, line: str, schema: dict[str, Type]) -> Row | BadRow | None:
+    """One JSON Lines row typed by the schema; None for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as e:
+        return BadRow(line_no, f"not JSON: {e.msg} at column {e.colno}")
+    if not isinstance(value, dict):
+        return BadRow(line_no, f"a row is a JSON object, not {type(value).__name__}")
+    return _row(line_no, value, schema, from_text=False)
 
 
 def _lines(f):

@@ -15,17 +15,20 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from ..compiler import SpaceCache
 from ..compiler.space import Moment
 from ..history import EMPTY
 from ..lang.catalog import Catalog
 from .plan import Plan
-from .population import BadRow, Row
+from . import population
+from .population import BadRow
 
 CHUNK = 256  # contacts per task sent to a worker
-SAMPLE = 1000  # weights kept per offer for the distribution
+SAMPLE = 2000  # contacts whose weights make the weight distributions (a uniform sample)
 
 _worker: dict = {}  # the catalog and compiled spaces, in each worker process
 
@@ -37,8 +40,7 @@ class OfferStats:
     eliminated: dict[str, int] = field(default_factory=dict)  # rule → contacts it removed the offer for
     capped: int = 0  # eligible and good enough, refused by a cap filled within the run
     elsewhere: int = 0  # eligible and good enough, but proposed in an earlier space of the same decision
-    weights: list[float] = field(default_factory=list)  # a sample
-    seen_weights: int = 0
+    weights: list[float] = field(default_factory=list)  # in the sampled contacts
 
 
 @dataclass
@@ -48,6 +50,11 @@ class SpaceStats:
     fallback_only: int = 0
     nothing: int = 0
     caps: dict[str, dict] = field(default_factory=dict)  # cap rule → {offer, first_bound_line, refused}
+    # counted as the run goes, cheaply (C-level Counter updates), turned into offers at the end
+    eliminations: Counter = field(default_factory=Counter)  # (position, rule index) → contacts
+    eligibility: Counter = field(default_factory=Counter)  # position → contacts
+    sampled: list = field(default_factory=list)  # eligible lists of a uniform sample of contacts
+    decided: int = 0
 
 
 @dataclass
@@ -68,7 +75,7 @@ class Report:
                 return None
             w = sorted(o.weights)
             return {"min": w[0], "p25": w[len(w) // 4], "p50": w[len(w) // 2], "p75": w[3 * len(w) // 4],
-                    "max": w[-1], "mean": statistics.fmean(w), "sampled": len(w)}
+                    "max": w[-1], "mean": statistics.fmean(w), "contacts_sampled": len(w)}
 
         return {
             "catalog": self.catalog, "at": self.at.isoformat(), "contacts": self.contacts,
@@ -92,20 +99,34 @@ class Report:
 def _init(catalog: Catalog, spaces: list[str]) -> None:
     cache = SpaceCache()
     _worker["spaces"] = [cache.get(catalog, s) for s in spaces]
+    _worker["schema"] = catalog.contact
 
 
 def _outcomes(task) -> list:
-    """Per contact, per space: (eligible [(pos, weight)], fails [(pos, rule index)])."""
-    moment, context, rows = task
-    spaces = _worker["spaces"]
-    return [[space.outcomes(attrs, context, moment, EMPTY) for space in spaces] for attrs in rows]
+    """Per row: (line, per space (eligible [(pos, weight)], fails [(pos, rule index)])), or
+    a BadRow. The rows come typed, or as JSON Lines text that is parsed here."""
+    moment, context, raw, items = task
+    spaces, out = _worker["spaces"], []
+    for item in items:
+        if raw:
+            line_no, text = item
+            item = text if isinstance(text, BadRow) else population.parse_json_line(line_no, text, _worker["schema"])
+            if item is None:
+                continue
+            if isinstance(item, BadRow):
+                out.append(item)
+                continue
+        out.append((item.line, [space.outcomes(item.attributes, context, moment, EMPTY) for space in spaces]))
+    return out
 
 
-def simulate(catalog: Catalog, spaces: list[str], rows, at: datetime.datetime, workers: int | None = None,
+def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime, workers: int | None = None,
              caps: bool = True, context: dict | None = None, total: int | None = None,
              progress=None) -> Report:
-    """Decide every row of `rows` (Rows and BadRows, as population.read gives) in `spaces`,
-    recording nothing. `progress(done, total, seconds)` is called as contacts complete."""
+    """Decide every contact of `source` in `spaces`, recording nothing. `source` is a
+    population file's path (.jsonl is then parsed by the workers) or an iterable of Rows
+    and BadRows (as population.read gives). `progress(done, total, seconds)` is called as
+    rows complete."""
     unknown = [s for s in spaces if s not in catalog.spaces]
     if unknown:
         raise ValueError(f"no space {unknown[0]!r} in the catalog; spaces: {', '.join(sorted(catalog.spaces))}")
@@ -120,45 +141,50 @@ def simulate(catalog: Catalog, spaces: list[str], rows, at: datetime.datetime, w
     run_counts: dict[tuple[str, str], int] = {}  # propositions made in the run, per (kind, ref)
     rnd = random.Random(0)  # weight samples: the same report for the same input
     started = time.perf_counter()
+    raw = isinstance(source, str) and not source.endswith(".csv") and workers > 1
+    items = population.jsonl_lines(source) if raw else (
+        population.read(source, catalog) if isinstance(source, str) else source)
+    context = context or {}
 
     def tasks():
-        chunk: list[Row] = []
-        for item in rows:
-            if isinstance(item, BadRow):
-                report.bad_count += 1
-                if len(report.bad_rows) < 100:
-                    report.bad_rows.append(str(item))
+        chunk: list = []
+        for item in items:
+            if isinstance(item, BadRow):  # typed rows: read here already
+                _bad(report, item)
                 continue
             chunk.append(item)
             if len(chunk) == CHUNK:
-                yield chunk
+                yield (moment, context, raw, chunk)
                 chunk = []
         if chunk:
-            yield chunk
+            yield (moment, context, raw, chunk)
 
     def results():
         if workers == 1:
             _init(catalog, spaces)
-            for chunk in tasks():
-                yield chunk, _outcomes((moment, context or {}, [r.attributes for r in chunk]))
+            for task in tasks():
+                yield _outcomes(task)
             return
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(workers, initializer=_init, initargs=(catalog, spaces)) as pool:
             pending = []
-            for chunk in tasks():  # keep about two tasks per worker in flight, in order
-                pending.append((chunk, pool.apply_async(_outcomes, ((moment, context or {}, [r.attributes for r in chunk]),))))
+            for task in tasks():  # about two tasks per worker in flight, answers in order
+                pending.append(pool.apply_async(_outcomes, (task,)))
                 while len(pending) > 2 * workers:
-                    c, r = pending.pop(0)
-                    yield c, r.get()
-            for c, r in pending:
-                yield c, r.get()
+                    yield pending.pop(0).get()
+            for r in pending:
+                yield r.get()
 
-    for chunk, outcomes in results():
-        for row, per_space in zip(chunk, outcomes):
-            _arbitrate(report, plan, compiled, row, per_space, run_counts, caps, rnd)
-        report.contacts += len(chunk)
+    for outcomes in results():
+        for entry in outcomes:
+            if isinstance(entry, BadRow):
+                _bad(report, entry)
+                continue
+            _arbitrate(report, plan, compiled, entry[0], entry[1], run_counts, caps, rnd)
+            report.contacts += 1
         if progress:  # bad rows count as done: they were read
             progress(report.contacts + report.bad_count, total, time.perf_counter() - started)
+    _finish(report, compiled)
     report.seconds = time.perf_counter() - started
     if progress:
         done = report.contacts + report.bad_count
@@ -166,26 +192,27 @@ def simulate(catalog: Catalog, spaces: list[str], rows, at: datetime.datetime, w
     return report
 
 
-def _arbitrate(report: Report, plan: Plan, compiled, row: Row, per_space, run_counts, caps: bool, rnd) -> None:
+def _bad(report: Report, row: BadRow) -> None:
+    report.bad_count += 1
+    if len(report.bad_rows) < 100:
+        report.bad_rows.append(str(row))
+
+
+def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_counts, caps: bool, rnd) -> None:
     """The engine's arbitration for one contact, with `total` caps counted over the run."""
     seen: set[str] = set()
     mine: dict[tuple[str, str], int] = {}  # this contact's propositions so far, per (kind, ref)
     for space, (eligible, fails) in zip(compiled, per_space):
         stats = report.spaces[space.space.name]
-        for pos, rule in fails:
-            st = stats.offers[space.offers[pos].name]
-            key = str(space.rules[rule])
-            st.eliminated[key] = st.eliminated.get(key, 0) + 1
-        for pos, weight in eligible:
-            st = stats.offers[space.offers[pos].name]
-            st.eligible += 1
-            st.seen_weights += 1
-            if len(st.weights) < SAMPLE:
-                st.weights.append(weight)
-            else:  # reservoir sampling: every weight equally likely to be kept
-                j = rnd.randrange(st.seen_weights)
-                if j < SAMPLE:
-                    st.weights[j] = weight
+        stats.eliminations.update(fails)
+        stats.eligibility.update(map(_POSITION, eligible))
+        stats.decided += 1
+        if len(stats.sampled) < SAMPLE:  # reservoir sampling of contacts
+            stats.sampled.append(eligible)
+        else:
+            j = rnd.randrange(stats.decided)
+            if j < SAMPLE:
+                stats.sampled[j] = eligible
         chosen = 0
         for pos, weight in sorted(eligible, key=lambda pw: (-pw[1], pw[0])):
             if chosen >= space.space.limit:
@@ -197,7 +224,7 @@ def _arbitrate(report: Report, plan: Plan, compiled, row: Row, per_space, run_co
             cap = _full_cap(plan, offer, space.space.name, run_counts, mine) if caps else None
             if cap is not None:
                 stats.offers[offer.name].capped += 1
-                entry = stats.caps.setdefault(str(cap.rule), {"offer": offer.name, "first_bound_line": row.line,
+                entry = stats.caps.setdefault(str(cap.rule), {"offer": offer.name, "first_bound_line": line,
                                                              "refused": 0})
                 entry["refused"] += 1
                 continue
@@ -213,6 +240,25 @@ def _arbitrate(report: Report, plan: Plan, compiled, row: Row, per_space, run_co
                 stats.fallback_only += 1
             else:
                 stats.nothing += 1
+
+
+_POSITION = itemgetter(0)
+
+
+def _finish(report: Report, compiled) -> None:
+    """The run's counters, per offer."""
+    for space in compiled:
+        stats = report.spaces[space.space.name]
+        names = [o.name for o in space.offers]
+        for (pos, rule), count in stats.eliminations.items():
+            st = stats.offers[names[pos]]
+            key = str(space.rules[rule])
+            st.eliminated[key] = st.eliminated.get(key, 0) + count
+        for pos, count in stats.eligibility.items():
+            stats.offers[names[pos]].eligible = count
+        for eligible in stats.sampled:
+            for pos, weight in eligible:
+                stats.offers[names[pos]].weights.append(weight)
 
 
 def _full_cap(plan: Plan, offer, space: str, run_counts, mine):
