@@ -37,6 +37,7 @@ bench: $(VENV)/.bench $(GEN)
 	$(PY) benchmarks/codec.py
 	$(PY) benchmarks/store.py
 	$(PY) benchmarks/decide.py
+	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/load.py
 
 # check the bundled example catalog
