@@ -72,11 +72,14 @@ def test_the_report_matches_the_population_worked_out_by_hand(catalog, people):
 
 def test_rows_parsed_by_the_workers_give_the_same_report(catalog, people):
     """Given the file's path, JSON Lines are parsed in the worker processes."""
-    typed = run(catalog, people, workers=1)
-    raw = simulate.simulate(catalog, ["web"], people, AT, workers=2).to_json()
-    for r in (typed, raw):
+    other = lang.check({"c.offer": CATALOG.replace("weight 5", "weight 50")})
+    typed = run(catalog, people, workers=1, compare=other)
+    raw = simulate.simulate(catalog, ["web"], people, AT, workers=2, compare=other).to_json()
+    for r in (typed, raw, typed["compare"]["report"], raw["compare"]["report"]):
         del r["seconds"], r["contacts_per_second"], r["workers"]
     assert raw == typed
+    web = typed["compare"]["spaces"]["web"]
+    assert web["contacts_changed"] == web["only_reordered"] == 2  # p1, p5: b now outweighs a
 
 
 def test_caps_can_be_ignored(catalog, people):
@@ -156,3 +159,21 @@ offer b { spaces mail  weight 1  eligible contact.age >= 18 }
     assert web["ranks"] == [{"a": 2}]
     assert mail["ranks"] == [{"b": 1}] and mail["nothing"] == 1  # y: a went to web, b needs 18
     assert mail["offers"]["a"]["proposed_in_an_earlier_space"] == 2
+
+
+def test_comparing_two_versions_says_who_changes_offers_and_why(catalog, people, tmp_path):
+    other = lang.check({"c.offer": CATALOG.replace("contact.age >= 18", "contact.age >= 21")
+                        .replace('contact.country == "FR"', 'contact.country in ["FR", "DE"]')})
+    r = run(catalog, people, workers=1, compare=other)
+    c = r["compare"]["spaces"]["web"]
+    assert c["contacts_changed"] == 2 and c["only_reordered"] == 0  # p5 (20: too young for a now), p6 (DE: a and b)
+    assert c["gained"] == {"a": 1, "b": 1}
+    lost_a, lost_c = c["lost"]["a"], c["lost"]["c"]
+    assert lost_a["contacts"] == 1 and all("offer a: eligible" in why for why in lost_a["because"])
+    assert lost_c == {"contacts": 1, "because": {
+        "eligible, not chosen (outweighed, capped, or proposed in an earlier space)": 1}}
+    assert r["compare"]["report"]["spaces"]["web"]["offers"]["a"]["proposed"] == 3  # p1, p2, p6
+    assert r["spaces"]["web"]["ranks"] == [{"a": 3, "b": 1, "c": 1}, {"b": 2}]  # unchanged
+    different = lang.check({"c.offer": CATALOG.replace("country: string", "country: string  vip: bool")})
+    with pytest.raises(ValueError, match="same contact schema"):
+        run(catalog, people, workers=1, compare=different)

@@ -194,12 +194,17 @@ def cmd_simulate(args) -> int:
     if catalog is None:
         return 1
     at = _when(args.at)
+    other = None
+    if args.compare:
+        other = _load(args.compare, sys.stderr)
+        if other is None:
+            return 1
     try:
         total = sum(1 for _ in open(args.population, "rb")) - (1 if args.population.endswith(".csv") else 0)
         context = dict(map(_typed, args.context))
         report = simulate.simulate(catalog, args.space, args.population, at, workers=args.workers or None,
                                    caps=not args.no_caps, context=context, total=max(total, 0),
-                                   progress=None if args.quiet else simulate.progress_bar())
+                                   progress=None if args.quiet else simulate.progress_bar(), compare=other)
     except (OSError, ValueError) as e:
         print(f"offerd: {e}", file=sys.stderr)
         return 2
@@ -309,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
     p.add_argument("--no-caps", action="store_true", help="ignore total caps filling up during the run")
     p.add_argument("--json", help="also write the report as JSON to this file")
+    p.add_argument("--compare", metavar="OTHER_CATALOG", help="also decide with this catalog folder: who changes offers, why")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_simulate)
 

@@ -58,6 +58,26 @@ class SpaceStats:
 
 
 @dataclass
+class Comparison:
+    """How another catalog version decides the same contacts: which change offers, and why."""
+
+    report: "Report"  # the other version's own report
+    changed: dict[str, int] = field(default_factory=dict)  # space → contacts whose offers differ
+    gained: dict[str, dict[str, int]] = field(default_factory=dict)  # space → offer → contacts
+    lost: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # space → offer → why → contacts
+    reordered: dict[str, int] = field(default_factory=dict)  # space → contacts with the same offers, ranked otherwise
+
+    def to_json(self, contacts: int) -> dict:
+        return {"catalog": self.report.catalog, "spaces": {space: {
+            "contacts_changed": n, "share": n / contacts if contacts else 0.0,
+            "only_reordered": self.reordered.get(space, 0),
+            "gained": dict(sorted(self.gained[space].items(), key=lambda kv: -kv[1])),
+            "lost": {o: {"contacts": sum(why.values()), "because": dict(sorted(why.items(), key=lambda kv: -kv[1]))}
+                     for o, why in sorted(self.lost[space].items(), key=lambda kv: -sum(kv[1].values()))},
+        } for space, n in self.changed.items()}, "report": self.report.to_json()}
+
+
+@dataclass
 class Report:
     catalog: str
     at: datetime.datetime
@@ -68,6 +88,7 @@ class Report:
     seconds: float = 0.0
     workers: int = 1
     caps: bool = True
+    compare: Comparison | None = None  # against another catalog version, if asked
 
     def to_json(self) -> dict:
         def weights(o: OfferStats) -> dict | None:
@@ -93,20 +114,21 @@ class Report:
                            for o, st in s.offers.items()},
                 "caps": s.caps,
             } for name, s in self.spaces.items()},
+            **({"compare": self.compare.to_json(self.contacts)} if self.compare else {}),
         }
 
 
-def _init(catalog: Catalog, spaces: list[str]) -> None:
+def _init(catalogs: list[Catalog], spaces: list[str]) -> None:
     cache = SpaceCache()
-    _worker["spaces"] = [cache.get(catalog, s) for s in spaces]
-    _worker["schema"] = catalog.contact
+    _worker["versions"] = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
+    _worker["schema"] = catalogs[0].contact
 
 
 def _outcomes(task) -> list:
-    """Per row: (line, per space (eligible [(pos, weight)], fails [(pos, rule index)])), or
-    a BadRow. The rows come typed, or as JSON Lines text that is parsed here."""
+    """Per row: (line, per version, per space (eligible [(pos, weight)], fails [(pos, rule
+    index)])), or a BadRow. The rows come typed, or as JSON Lines text parsed here."""
     moment, context, raw, items = task
-    spaces, out = _worker["spaces"], []
+    versions, out = _worker["versions"], []
     for item in items:
         if raw:
             line_no, text = item
@@ -116,30 +138,47 @@ def _outcomes(task) -> list:
             if isinstance(item, BadRow):
                 out.append(item)
                 continue
-        out.append((item.line, [space.outcomes(item.attributes, context, moment, EMPTY) for space in spaces]))
+        out.append((item.line, [[space.outcomes(item.attributes, context, moment, EMPTY) for space in spaces]
+                                for spaces in versions]))
     return out
+
+
+class _Version:
+    """One catalog version being simulated: its compiled spaces, report and run counts."""
+
+    def __init__(self, catalog: Catalog, spaces: list[str], at: datetime.datetime, workers: int, caps: bool):
+        unknown = [s for s in spaces if s not in catalog.spaces]
+        if unknown:
+            raise ValueError(f"no space {unknown[0]!r} in catalog {catalog.hash[:12]}; "
+                             f"spaces: {', '.join(sorted(catalog.spaces))}")
+        self.plan = Plan(catalog)
+        cache = SpaceCache()
+        self.compiled = [cache.get(catalog, s) for s in spaces]
+        self.report = Report(catalog.hash, at, {
+            s: SpaceStats([{} for _ in range(c.space.limit)], {o.name: OfferStats() for o in c.offers})
+            for s, c in zip(spaces, self.compiled)}, workers=workers, caps=caps)
+        self.run_counts: dict[tuple[str, str], int] = {}  # propositions made in the run, per (kind, ref)
+        self.rnd = random.Random(0)  # weight samples: the same report for the same input
 
 
 def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime, workers: int | None = None,
              caps: bool = True, context: dict | None = None, total: int | None = None,
-             progress=None) -> Report:
+             progress=None, compare: Catalog | None = None) -> Report:
     """Decide every contact of `source` in `spaces`, recording nothing. `source` is a
     population file's path (.jsonl is then parsed by the workers) or an iterable of Rows
-    and BadRows (as population.read gives). `progress(done, total, seconds)` is called as
-    rows complete."""
-    unknown = [s for s in spaces if s not in catalog.spaces]
-    if unknown:
-        raise ValueError(f"no space {unknown[0]!r} in the catalog; spaces: {', '.join(sorted(catalog.spaces))}")
+    and BadRows (as population.read gives). With `compare`, the same contacts are decided
+    by that catalog version too, and the report says who changes offers and why.
+    `progress(done, total, seconds)` is called as rows complete."""
     workers = workers or os.cpu_count() or 1
-    plan = Plan(catalog)
-    cache = SpaceCache()
-    compiled = [cache.get(catalog, s) for s in spaces]
+    if compare is not None and compare.contact != catalog.contact:
+        raise ValueError("comparing needs the same contact schema in both catalog versions")
+    versions = [_Version(c, spaces, at, workers, caps) for c in (catalog, compare) if c is not None]
+    report = versions[0].report
+    if compare is not None:
+        report.compare = Comparison(versions[1].report, {s: 0 for s in spaces}, {s: {} for s in spaces},
+                                    {s: {} for s in spaces})
+    catalogs = [catalog] + ([compare] if compare is not None else [])
     moment = Moment.at(at, catalog.timezone)
-    report = Report(catalog.hash, at, {
-        s: SpaceStats([{} for _ in range(c.space.limit)], {o.name: OfferStats() for o in c.offers})
-        for s, c in zip(spaces, compiled)}, workers=workers, caps=caps)
-    run_counts: dict[tuple[str, str], int] = {}  # propositions made in the run, per (kind, ref)
-    rnd = random.Random(0)  # weight samples: the same report for the same input
     started = time.perf_counter()
     raw = isinstance(source, str) and not source.endswith(".csv") and workers > 1
     items = population.jsonl_lines(source) if raw else (
@@ -161,12 +200,12 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
 
     def results():
         if workers == 1:
-            _init(catalog, spaces)
+            _init(catalogs, spaces)
             for task in tasks():
                 yield _outcomes(task)
             return
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(workers, initializer=_init, initargs=(catalog, spaces)) as pool:
+        with ctx.Pool(workers, initializer=_init, initargs=(catalogs, spaces)) as pool:
             pending = []
             for task in tasks():  # about two tasks per worker in flight, answers in order
                 pending.append(pool.apply_async(_outcomes, (task,)))
@@ -180,11 +219,19 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
             if isinstance(entry, BadRow):
                 _bad(report, entry)
                 continue
-            _arbitrate(report, plan, compiled, entry[0], entry[1], run_counts, caps, rnd)
-            report.contacts += 1
+            line, outcomes_per_version = entry
+            picks = [_arbitrate(v.report, v.plan, v.compiled, line, per_space, v.run_counts, caps, v.rnd)
+                     for v, per_space in zip(versions, outcomes_per_version)]
+            if compare is not None:
+                _diff(report.compare, versions[1].compiled, picks[0], picks[1], outcomes_per_version[1])
+            for v in versions:
+                v.report.contacts += 1
         if progress:  # bad rows count as done: they were read
             progress(report.contacts + report.bad_count, total, time.perf_counter() - started)
-    _finish(report, compiled)
+    for v in versions:
+        v.report.bad_count, v.report.bad_rows = report.bad_count, report.bad_rows
+        _finish(v.report, v.compiled)
+        v.report.seconds = time.perf_counter() - started
     report.seconds = time.perf_counter() - started
     if progress:
         done = report.contacts + report.bad_count
@@ -198,9 +245,12 @@ def _bad(report: Report, row: BadRow) -> None:
         report.bad_rows.append(str(row))
 
 
-def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_counts, caps: bool, rnd) -> None:
-    """The engine's arbitration for one contact, with `total` caps counted over the run."""
+def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_counts, caps: bool,
+               rnd) -> list[tuple[str, ...]]:
+    """The engine's arbitration for one contact, with `total` caps counted over the run;
+    the offers chosen, per space."""
     seen: set[str] = set()
+    picks = []
     mine: dict[tuple[str, str], int] = {}  # this contact's propositions so far, per (kind, ref)
     for space, (eligible, fails) in zip(compiled, per_space):
         stats = report.spaces[space.space.name]
@@ -213,7 +263,7 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_c
             j = rnd.randrange(stats.decided)
             if j < SAMPLE:
                 stats.sampled[j] = eligible
-        chosen = 0
+        chosen, mine_here = 0, []
         for pos, weight in sorted(eligible, key=lambda pw: (-pw[1], pw[0])):
             if chosen >= space.space.limit:
                 break
@@ -229,6 +279,7 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_c
                 entry["refused"] += 1
                 continue
             seen.add(offer.name)
+            mine_here.append(offer.name)
             stats.ranks[chosen][offer.name] = stats.ranks[chosen].get(offer.name, 0) + 1
             stats.offers[offer.name].proposed += 1
             chosen += 1
@@ -238,8 +289,44 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_c
         if chosen == 0:
             if space.fallback is not None:
                 stats.fallback_only += 1
+                mine_here.append(space.fallback.name)
             else:
                 stats.nothing += 1
+        picks.append(tuple(mine_here))
+    return picks
+
+
+def _diff(comparison: Comparison, compiled, before, after, outcomes) -> None:
+    """Who changes offers between the versions, and why each lost offer was lost: the rule
+    that removed it in the other version, or that it was eligible there but not chosen."""
+    for space, old, new, (eligible, fails) in zip(compiled, before, after, outcomes):
+        if old == new:
+            continue
+        name = space.space.name
+        comparison.changed[name] += 1
+        if set(old) == set(new):
+            comparison.reordered[name] = comparison.reordered.get(name, 0) + 1
+            continue
+        gained = comparison.gained[name]
+        for offer in set(new) - set(old):
+            gained[offer] = gained.get(offer, 0) + 1
+        lost = set(old) - set(new)
+        if not lost:
+            continue
+        positions = {o.name: pos for pos, o in enumerate(space.offers)}
+        removed = {pos: rule for pos, rule in fails}
+        for offer in lost:
+            pos = positions.get(offer)
+            if space.fallback is not None and offer == space.fallback.name:
+                why = "the fallback: an offer won instead"
+            elif pos is None:
+                why = "not in this space in the other version"
+            elif pos in removed:
+                why = str(space.rules[removed[pos]])
+            else:
+                why = "eligible, not chosen (outweighed, capped, or proposed in an earlier space)"
+            entry = comparison.lost[name].setdefault(offer, {})
+            entry[why] = entry.get(why, 0) + 1
 
 
 _POSITION = itemgetter(0)
@@ -310,4 +397,15 @@ def tables(report: Report) -> str:
                        f"{st.elsewhere:>8,}  {why}")
         for rule, c in s.caps.items():
             out.append(f"cap bound from line {c['first_bound_line']}: {rule} ({c['refused']:,} refused)")
+    if report.compare is not None:
+        c = report.compare.to_json(report.contacts)
+        out += ["", f"against catalog {c['catalog'][:12]}:"]
+        for name, s in c["spaces"].items():
+            out.append(f"space {name}: {s['contacts_changed']:,} contacts change offers ({s['share']:.1%}), "
+                       f"{s['only_reordered']:,} of them only in rank")
+            for offer, n in s["gained"].items():
+                out.append(f"  + {offer}: {n:,} contacts")
+            for offer, lost in s["lost"].items():
+                why, n = next(iter(lost["because"].items()))
+                out.append(f"  - {offer}: {lost['contacts']:,} contacts, mostly ({n:,}): {why}")
     return "\n".join(out)
