@@ -461,3 +461,38 @@ def test_decide_batch_answers_each_request_in_order(client, server):
             return [len(r.replies) async for r in c.decide_batch_stream(iter(batches))]
 
     assert asyncio.run(stream()) == [20] * 5
+
+
+def test_admin_simulate_streams_progress_then_the_report(client, server):
+    people = "\n".join(json.dumps({"id": f"p{i}", "age": 20 + i % 50, "segment": "gold", "country": "FR"})
+                       for i in range(1500)) + "\n{\"id\": \"bad\", \"age\": \"x\"}\n"
+    replies = list(client.simulate(["web_home"], people.encode(), context_json='{"page": "cart", "device": "mobile"}',
+                                   time_us=1_795_000_000_000_000))
+    assert replies[-1].HasField("report_json") and all(r.HasField("progress") for r in replies[:-1])
+    assert replies[-2].progress.done == replies[-2].progress.total == 1501
+    report = json.loads(replies[-1].report_json)
+    assert report["contacts"] == 1500 and report["bad_rows"] == 1
+    assert report["bad_row_examples"][0].startswith("line 1501: contact.age")
+    assert sum(report["spaces"]["web_home"]["ranks"][0].values()) + report["spaces"]["web_home"]["fallback_only"] == 1500
+    assert server.store.read_history(Contact("p1")) == []  # nothing recorded
+    with pytest.raises(grpc.RpcError) as e:
+        list(client.simulate(["nope"], people.encode()))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "nope" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        list(client.simulate(["web_home"], people.encode(), context_json="[1]"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with Client(server.target, admin_token="wrong") as wrong, pytest.raises(grpc.RpcError) as e:
+        list(wrong.simulate(["web_home"], people.encode()))
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_cancelled_simulation_stops_and_the_server_goes_on(client, server):
+    people = "".join(json.dumps({"id": f"p{i}", "age": 30}) + "\n" for i in range(60_000)).encode()
+    call = client.simulate(["web_home"], people)
+    first = next(call)
+    assert first.HasField("progress") and first.progress.done < first.progress.total
+    call.cancel()
+    with pytest.raises(grpc.RpcError) as e:
+        list(call)
+    assert e.value.code() == grpc.StatusCode.CANCELLED
+    assert client.decide(["web_home"], "after", attributes=ADULT).spaces[0].propositions

@@ -90,6 +90,13 @@ class Client(_Base):
     def activate(self, digest: str) -> str:
         return self.admin.Activate(pb.ActivateRequest(hash=digest), metadata=self._admin, timeout=60).hash
 
+    def simulate(self, spaces: list[str], population: bytes, *, version: str = "", time_us: int = 0,
+                 context_json: str = "", ignore_caps: bool = False):
+        """AdminService.Simulate: an iterator of replies, progress first, the report last."""
+        return self.admin.Simulate(pb.SimulateRequest(hash=version, spaces=spaces, population=population,
+                                                      time_us=time_us, context_json=context_json,
+                                                      ignore_caps=ignore_caps), metadata=self._admin)
+
     def rollback(self) -> str:
         return self.admin.Rollback(pb.RollbackRequest(), metadata=self._admin, timeout=60).hash
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import threading
 import time
 
 import grpc
@@ -259,3 +261,93 @@ class AdminService(rpc.AdminServiceServicer):
         digest = await asyncio.to_thread(self.store.rollback)
         await asyncio.to_thread(self.live.refresh)
         return pb.LiveResponse(hash=digest)
+
+    async def Simulate(self, request, context):
+        await self._authorize(context)
+        async for reply in simulate_rpc(self.store, request, context):
+            yield reply
+
+
+class _Stopped(Exception):
+    """The client went away: the simulation stops at its next progress report."""
+
+
+def _simulation_inputs(store: Store, request):
+    """(catalog, rows, total, time, context) of a SimulateRequest; BadRequest or NotFound."""
+    import datetime
+
+    from ..engine.population import parse_json_line
+
+    if request.hash:
+        files = store.version(request.hash)
+    else:
+        live = store.live()
+        if live is None:
+            raise NoCatalog("no catalog is live: deploy one, or name a saved version")
+        files = live[1]
+    catalog = lang.check(files)
+    if not request.spaces:
+        raise BadRequest("a simulation names at least one space")
+    try:
+        text = request.population.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the population is not UTF-8: {e.reason} at byte {e.start}") from None
+    lines = text.splitlines()
+    rows = (r for r in (parse_json_line(i, line, catalog.contact) for i, line in enumerate(lines, 1)) if r is not None)
+    try:
+        ctx = json.loads(request.context_json) if request.context_json else {}
+        if not isinstance(ctx, dict):
+            raise BadRequest("context_json must be a JSON object")
+        ctx = check_attributes(catalog.context, ctx, "context")
+    except (ValueError, InputError) as e:
+        raise BadRequest(f"context_json: {e}") from None
+    at = (datetime.datetime.fromtimestamp(request.time_us / 1e6, datetime.timezone.utc) if request.time_us
+          else datetime.datetime.now(datetime.timezone.utc))
+    return catalog, rows, len(lines), at, ctx
+
+
+async def simulate_rpc(store: Store, request, context):
+    """AdminService.Simulate: the simulation runs in a thread of this worker (one process:
+    a server does not fork), progress goes out about twice a second, then the report."""
+    from ..engine.simulate import simulate
+
+    try:
+        catalog, rows, total, at, ctx = await asyncio.to_thread(_simulation_inputs, store, request)
+    except CatalogError as e:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+    except Exception as e:
+        await context.abort(code_of(e), str(e))
+    loop, queue, stop, last = asyncio.get_running_loop(), asyncio.Queue(), threading.Event(), [None]
+
+    def progress(done, total_, seconds):
+        if stop.is_set():
+            raise _Stopped()
+        if last[0] is None or seconds - last[0] >= 0.5 or done >= (total_ or 0):  # the first, then twice a second
+            last[0] = seconds
+            loop.call_soon_threadsafe(queue.put_nowait, pb.SimulateReply(progress=pb.SimulateProgress(
+                done=done, total=total_ or 0, seconds=seconds)))
+
+    def work():
+        try:
+            report = simulate(catalog, list(request.spaces), rows, at, workers=1, caps=not request.ignore_caps,
+                              context=ctx, total=total, progress=progress)
+            item = pb.SimulateReply(report_json=json.dumps(report.to_json()))
+        except Exception as e:  # a bad space, or the client gone
+            item = e
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    worker = loop.run_in_executor(None, work)
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, _Stopped):
+                return
+            if isinstance(item, Exception):
+                code = grpc.StatusCode.INVALID_ARGUMENT if isinstance(item, ValueError) else code_of(item)
+                await context.abort(code, str(item))
+            yield item
+            if item.HasField("report_json"):
+                return
+    finally:
+        stop.set()  # the client cancelled, or it is over: the thread stops at its next report
+        await asyncio.wait([worker], timeout=0)

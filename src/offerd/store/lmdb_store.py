@@ -751,6 +751,15 @@ class Store:
             stack = self._live_stack(txn)
         return stack[-1] if stack else None
 
+    def version(self, digest: str) -> dict[str, str]:
+        """A saved version's files."""
+        self._check_process()
+        with self.env.begin() as txn:
+            raw = txn.get(digest.encode(), db=self.db["versions"])
+        if raw is None:
+            raise NotFound(f"no catalog version {digest}")
+        return json.loads(raw)["files"]
+
     def live(self) -> tuple[str, dict[str, str]] | None:
         self._check_process()
         with self.env.begin() as txn:
