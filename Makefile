@@ -25,7 +25,12 @@ $(VENV)/.bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,build,bench]'
 	touch $(VENV)/.bench
 
-test: $(STAMP) $(GEN)
+# headless Chromium, for the test that renders the simulation report's HTML page (Debian's package)
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+
+test: $(STAMP) $(GEN) $(CHROMIUM)
 	$(PY) -m pytest
 
 # serve the bundled example catalog (or CATALOG=dir) on 127.0.0.1:50051, data under ./var

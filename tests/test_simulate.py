@@ -177,3 +177,40 @@ def test_comparing_two_versions_says_who_changes_offers_and_why(catalog, people,
     different = lang.check({"c.offer": CATALOG.replace("country: string", "country: string  vip: bool")})
     with pytest.raises(ValueError, match="same contact schema"):
         run(catalog, people, workers=1, compare=different)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make test`
+
+
+def test_the_html_page_renders_in_headless_chromium_with_its_charts(catalog, people, tmp_path):
+    from offerd.engine.report_html import page
+
+    other = lang.check({"c.offer": CATALOG.replace("weight 5", "weight 50")})
+    html = page(run(catalog, people, workers=1, compare=other))
+    path = tmp_path / "report.html"
+    path.write_text(html)
+    assert "<script" not in html and "http" not in html  # self-contained: nothing runs, nothing fetched
+    assert os.path.exists(CHROMIUM), "headless Chromium is missing: `make test` installs Debian's chromium"
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert dom.count('class="chart by-rank"') == 1 and dom.count('class="chart eliminations"') == 1
+    by_rank = dom[dom.index('class="chart by-rank"'):]
+    by_rank = by_rank[:by_rank.index("</svg>")]
+    assert by_rank.count("<rect") == 4 + 2  # a: rank 1; b: ranks 1 and 2; c: rank 1; a legend box per rank
+    assert "rank 1: 3" in by_rank  # a's bar says its count
+    assert "Compared with catalog" in dom and "only in rank" in dom
+
+
+def test_the_html_page_escapes_what_it_shows():
+    from offerd.engine.report_html import page
+
+    evil = "<img src=x onerror=alert(1)>"
+    report = {"catalog": "c" * 64, "at": evil, "contacts": 1, "bad_rows": 0, "caps_applied": True, "seconds": 0.1,
+              "spaces": {evil: {"ranks": [{evil: 1}], "fallback_only": 0, "nothing": 0, "caps": {evil: {
+                  "offer": evil, "first_bound_line": 1, "refused": 1}},
+                  "offers": {evil: {"proposed": 1, "share": 1.0, "eligible": 1, "refused_by_caps_in_run": 0,
+                                    "proposed_in_an_earlier_space": 0, "eliminated": {evil: 2}, "weight": None}}}}}
+    html = page(report)
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html

@@ -216,6 +216,11 @@ def cmd_simulate(args) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report.to_json(), f, indent=2)
+    if args.html:
+        from .engine.report_html import page
+
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(page(report.to_json()))
     return 0
 
 
@@ -314,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
     p.add_argument("--no-caps", action="store_true", help="ignore total caps filling up during the run")
     p.add_argument("--json", help="also write the report as JSON to this file")
+    p.add_argument("--html", help="also write the report as a self-contained HTML page with charts")
     p.add_argument("--compare", metavar="OTHER_CATALOG", help="also decide with this catalog folder: who changes offers, why")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_simulate)
