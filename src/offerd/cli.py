@@ -224,6 +224,30 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from .engine import batch, simulate
+    from .store.lmdb_store import Store, StoreError
+
+    catalog = _load(args.catalog, sys.stderr)
+    if catalog is None:
+        return 1
+    at = _when(args.at)
+    try:
+        with Store(os.path.join(args.data, "db"), durability=args.durability) as store:
+            result = batch.run(store, catalog, args.space, args.population, at, args.out,
+                               context=dict(map(_typed, args.context)),
+                               progress=None if args.quiet else simulate.progress_bar())
+    except (OSError, ValueError, StoreError) as e:
+        print(f"offerd: {e}", file=sys.stderr)
+        return 2
+    for bad in result.bad[:20]:
+        print(f"{args.population}: {bad}", file=sys.stderr)
+    print(f"{args.out}: {result.decided + result.resumed:,} contacts decided ({result.resumed:,} by an earlier "
+          f"run of this batch), {result.propositions:,} propositions recorded, {len(result.bad):,} bad rows "
+          f"skipped, {result.seconds:.1f} s")
+    return 0
+
+
 def _when(text: str | None) -> datetime.datetime:
     if not text:
         return datetime.datetime.now(datetime.timezone.utc)
@@ -323,6 +347,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", metavar="OTHER_CATALOG", help="also decide with this catalog folder: who changes offers, why")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_simulate)
+
+    p = sub.add_parser("batch", help="decide and record for a whole population (outbound); resumable")
+    p.add_argument("catalog", help="folder of *.offer files")
+    p.add_argument("--data", default=os.environ.get("OFFERD_DATA", "var"), help="data folder (the LMDB store)")
+    p.add_argument("--space", action="append", required=True, help="a space (repeatable, decided in this order)")
+    p.add_argument("--population", required=True, help="contacts: .jsonl or .csv, an `id` column and attributes")
+    p.add_argument("--out", required=True, help="propositions, as JSON Lines in the population's order")
+    p.add_argument("--at", help="decision time, ISO with a timezone (default: now; give it to resume a batch)")
+    p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE", help="context for every contact")
+    p.add_argument("--durability", choices=("sync", "fast"), default="sync")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_batch)
 
     args = parser.parse_args(argv)
     try:

@@ -133,12 +133,15 @@ class Engine:
             self._commit(work, self.store.record_decision(work.contact, work.moment.ts, self._props(work), work.history))
         return self._answer(work)
 
-    async def decide_async(self, request: Request) -> Decision:
-        """`decide` for asyncio callers: the write awaits the group commit."""
+    async def decide_async(self, request: Request, note=None) -> Decision:
+        """`decide` for asyncio callers: the write awaits the group commit. `note(picks,
+        ids)` → (key, value), if given, is stored in the same transaction as the decision:
+        [(space, offer, content)] of the picks and their proposition ids (None: refused)."""
         work = self._prepare(request)
         if self._records(work):
+            picks = [(p.space, p.offer.name, p.content) for p in work.picks]
             ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
-                                                          work.history)
+                                                          work.history, note and (lambda ids: note(picks, ids)))
             self._commit(work, ids)
         return self._answer(work)
 

@@ -546,14 +546,16 @@ class Store:
         return self.submit(self._decision_op(contact, at, propositions, seen)).result()
 
     async def record_decision_async(self, contact: Contact | None, at: float, propositions: list[NewProposition],
-                                    seen: StoredHistory | None = None) -> list[bytes | None]:
-        return await self.run(self._decision_op(contact, at, propositions, seen))
+                                    seen: StoredHistory | None = None, note=None) -> list[bytes | None]:
+        """`note(ids)` → (key, value), if given, is stored in the same transaction as the
+        decision (the batch command's record that this contact was decided)."""
+        return await self.run(self._decision_op(contact, at, propositions, seen, note))
 
     def _decide(self, txn, contact, at, propositions):
         return self._decision_op(contact, at, propositions)(txn)
 
     def _decision_op(self, contact: Contact | None, at: float, propositions: list[NewProposition],
-                     seen: StoredHistory | None = None):
+                     seen: StoredHistory | None = None, note=None):
         """The write of one decision. Ids, keys and records are made here, in the caller's
         thread, while the writer is busy committing the batch before; the writer itself only
         checks and puts. Nothing is written unless every check ran."""
@@ -603,8 +605,29 @@ class Store:
                     put(event_key(ref, "proposed", time_us, prop_id), b"", db=events)
             if chosen and contact is not None:
                 put(prefix, chosen[-1][1], db=history)  # the stamp: a new unique value
+            if note is not None:  # written with the decision, or not at all (outbound batches)
+                key, value = note(ids)
+                put(key, value, db=db["meta"])
             return ids
         return op
+
+    async def put_note_async(self, key: bytes, value: bytes) -> None:
+        """A note alone (a batch's decision that proposed nothing)."""
+        db = self.db["meta"]
+        await self.run(lambda txn: txn.put(key, value, db=db))
+
+    def notes(self, prefix: bytes) -> dict[bytes, bytes]:
+        """The notes whose keys start with `prefix`."""
+        self._check_process()
+        out = {}
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self.db["meta"])
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    out[key] = value
+        return out
 
     def _new_id(self) -> bytes:
         """16 bytes: this store's random 8, then a counter: unique across processes."""
