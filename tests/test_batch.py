@@ -60,3 +60,20 @@ def test_an_interrupted_batch_resumes_without_deciding_a_contact_twice(tmp_path)
             p["offer"] == "a" for e in entries for p in e["propositions"])
     again = subprocess.run(batch(folder, data, people, out), capture_output=True, text=True, timeout=300)
     assert "30,000 contacts decided (30,000 by an earlier run" in again.stdout  # nothing decided twice
+
+
+def test_a_batch_writes_csv_too(tmp_path):
+    import csv
+
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "c.offer").write_text(CATALOG)
+    people = tmp_path / "people.csv"
+    people.write_text("id,age\nann,30\nkid,10\nold,70\n")
+    out = tmp_path / "out.csv"
+    done = subprocess.run(batch(folder, tmp_path / "data", people, out), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["id"], r["offer"]) for r in rows] == [("ann", "a"), ("ann", "b"), ("kid", "b"), ("kid", "kids"),
+                                                    ("old", "a"), ("old", "b")]
+    assert all(len(r["proposition"]) == 32 for r in rows)

@@ -9,6 +9,7 @@ complete and has each contact once."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime
 import hashlib
 import json
@@ -103,11 +104,19 @@ async def _run(store, catalog, spaces, path, at, out, context, progress) -> Batc
     notes = store.notes(prefix)
     propositions = 0
     tmp = out + ".part"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f) if out.endswith(".csv") else None
+        if writer:  # a row per proposition; a contact that got none has one row without an offer
+            writer.writerow(["line", "id", "space", "offer", "proposition", "content"])
         for key in sorted(notes):  # big-endian line numbers: population order
             entry = json.loads(notes[key])
             propositions += len(entry["propositions"])
-            f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            if writer is None:
+                f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                continue
+            for p in entry["propositions"] or [None]:
+                writer.writerow([entry["line"], entry["id"]] + ([p["space"], p["offer"], p["id"],
+                                                                  json.dumps(p["content"], sort_keys=True)] if p else ["", "", "", ""]))
     os.replace(tmp, out)
     if progress:
         progress(total, total, time.perf_counter() - started)
