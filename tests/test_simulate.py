@@ -58,6 +58,7 @@ def test_the_report_matches_the_population_worked_out_by_hand(catalog, people):
     assert "contact.age" in r["bad_row_examples"][0] and "id" in r["bad_row_examples"][2]
     web = r["spaces"]["web"]
     assert web["ranks"] == [{"a": 3, "b": 1, "c": 1}, {"b": 2}]
+    assert web["rank_shares"][1] == {"b": pytest.approx(2 / 6)}
     assert web["fallback_only"] == 1 and web["nothing"] == 0
     a, b, c = (web["offers"][k] for k in "abc")
     assert (a["proposed"], a["eligible"], a["refused_by_caps_in_run"]) == (3, 4, 1)

@@ -59,8 +59,9 @@ def _by_rank(space: dict) -> str:
             n = counts.get(offer, 0)
             if n:
                 w = 600 * n / top
+                share = space["rank_shares"][rank].get(offer, 0.0) if "rank_shares" in space else 0.0
                 bars.append(f'<rect x="{200 + x:.1f}" y="{i * 22}" width="{w:.1f}" height="18" '
-                            f'fill="{COLORS[rank % len(COLORS)]}"><title>rank {rank + 1}: {n:,}</title></rect>')
+                            f'fill="{COLORS[rank % len(COLORS)]}"><title>rank {rank + 1}: {n:,} ({share:.1%})</title></rect>')
                 x += w
         rows.append(f'<text x="195" y="{i * 22 + 13}" text-anchor="end">{escape(offer)}</text>' + "".join(bars)
                     + f'<text x="{205 + x:.1f}" y="{i * 22 + 13}">{sum(r.get(offer, 0) for r in space["ranks"]):,}</text>')

@@ -105,6 +105,8 @@ class Report:
             "workers": self.workers, "caps_applied": self.caps,
             "spaces": {name: {
                 "ranks": [dict(sorted(r.items(), key=lambda kv: (-kv[1], kv[0]))) for r in s.ranks],
+                "rank_shares": [{o: n / self.contacts for o, n in sorted(r.items(), key=lambda kv: (-kv[1], kv[0]))}
+                                for r in s.ranks] if self.contacts else [{} for _ in s.ranks],
                 "fallback_only": s.fallback_only, "nothing": s.nothing,
                 "offers": {o: {"proposed": st.proposed, "share": st.proposed / self.contacts if self.contacts else 0.0,
                                "eligible": st.eligible, "refused_by_caps_in_run": st.capped,
