@@ -55,7 +55,7 @@ async def _run(store, catalog, spaces, path, at, out, context, progress) -> Batc
     for s in spaces:
         engine.space(s)  # an unknown space is refused before anything is decided
     prefix = job_key(catalog, spaces, path, at)
-    done = {U64.unpack(k[len(prefix):])[0] for k in store.notes(prefix)}
+    done = {U64.unpack(k[len(prefix):])[0] for k in store.notes(prefix, values=False)}
     started, bad, decided = time.perf_counter(), [], 0
     window = asyncio.Semaphore(IN_FLIGHT)
     failures: list[BaseException] = []
@@ -101,15 +101,14 @@ async def _run(store, catalog, spaces, path, at, out, context, progress) -> Batc
     await asyncio.gather(*tasks)
     if failures:
         raise failures[0]
-    notes = store.notes(prefix)
     propositions = 0
     tmp = out + ".part"
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f) if out.endswith(".csv") else None
         if writer:  # a row per proposition; a contact that got none has one row without an offer
             writer.writerow(["line", "id", "space", "offer", "proposition", "content"])
-        for key in sorted(notes):  # big-endian line numbers: population order
-            entry = json.loads(notes[key])
+        for _, value in store.notes(prefix):  # big-endian line numbers: population order, streamed
+            entry = json.loads(value)
             propositions += len(entry["propositions"])
             if writer is None:
                 f.write(json.dumps(entry, separators=(",", ":")) + "\n")

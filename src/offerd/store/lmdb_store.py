@@ -616,18 +616,18 @@ class Store:
         db = self.db["meta"]
         await self.run(lambda txn: txn.put(key, value, db=db))
 
-    def notes(self, prefix: bytes) -> dict[bytes, bytes]:
-        """The notes whose keys start with `prefix`."""
+    def notes(self, prefix: bytes, values: bool = True):
+        """The notes whose keys start with `prefix`, in key order: (key, value) pairs, or
+        keys alone; read as they are walked, from one snapshot."""
         self._check_process()
-        out = {}
         with self.env.begin() as txn:
             cursor = txn.cursor(db=self.db["meta"])
             if cursor.set_range(prefix):
-                for key, value in cursor:
+                for key, value in cursor.iternext(keys=True, values=values) if values else (
+                        (k, None) for k in cursor.iternext(keys=True, values=False)):
                     if not key.startswith(prefix):
                         break
-                    out[key] = value
-        return out
+                    yield (key, value) if values else key
 
     def _new_id(self) -> bytes:
         """16 bytes: this store's random 8, then a counter: unique across processes."""
