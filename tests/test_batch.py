@@ -33,13 +33,14 @@ def test_an_interrupted_batch_resumes_without_deciding_a_contact_twice(tmp_path)
     (folder / "c.offer").write_text(CATALOG)
     catalog = lang.load(str(folder))
     people = tmp_path / "people.jsonl"
-    rows = [json.dumps(r) for r in population.generate(catalog, 30_000, seed=2)]
+    rows = [json.dumps(r) for r in population.generate(catalog, 60_000, seed=2)]
     rows.insert(100, '{"id": "broken", "age": "x"}')
     people.write_text("\n".join(rows) + "\n")
     out, data = tmp_path / "out.jsonl", tmp_path / "data"
-    first = subprocess.Popen(batch(folder, data, people, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(2.5)
-    first.send_signal(signal.SIGKILL)  # mid-way, acknowledged or not
+    first = subprocess.Popen(batch(folder, data, people, out, "--workers", "2", "--durability", "sync"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2.0)
+    first.send_signal(signal.SIGKILL)  # mid-way: its two deciding processes die with it
     first.wait()
     assert not out.exists()  # the output is written at the end only
     done = subprocess.run(batch(folder, data, people, out), capture_output=True, text=True, timeout=300)
@@ -47,10 +48,10 @@ def test_an_interrupted_batch_resumes_without_deciding_a_contact_twice(tmp_path)
     assert "line 101: contact.age" in done.stderr
     summary = done.stdout
     resumed = int(summary.split("(")[1].split(" ")[0].replace(",", ""))
-    assert 0 < resumed < 30_000, summary  # the first run decided some, the second the rest
+    assert 0 < resumed < 60_000, summary  # the first run decided some, the second the rest
     entries = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["line"] for e in entries] == sorted(e["line"] for e in entries)
-    assert len(entries) == len({e["id"] for e in entries}) == 30_000
+    assert len(entries) == len({e["id"] for e in entries}) == 60_000
     with Store(str(data / "db")) as store:
         for e in entries[::97] + entries[-50:]:  # each contact's history holds its propositions, once
             history = store.read_history(Contact(e["id"]))
@@ -59,7 +60,7 @@ def test_an_interrupted_batch_resumes_without_deciding_a_contact_twice(tmp_path)
         assert store.total("offer", "a", "proposed", None, 2e9) == sum(
             p["offer"] == "a" for e in entries for p in e["propositions"])
     again = subprocess.run(batch(folder, data, people, out), capture_output=True, text=True, timeout=300)
-    assert "30,000 contacts decided (30,000 by an earlier run" in again.stdout  # nothing decided twice
+    assert "60,000 contacts decided (60,000 by an earlier run" in again.stdout  # nothing decided twice
 
 
 def test_a_batch_writes_csv_too(tmp_path):
@@ -77,3 +78,20 @@ def test_a_batch_writes_csv_too(tmp_path):
     assert [(r["id"], r["offer"]) for r in rows] == [("ann", "a"), ("ann", "b"), ("kid", "b"), ("kid", "kids"),
                                                     ("old", "a"), ("old", "b")]
     assert all(len(r["proposition"]) == 32 for r in rows)
+
+
+def test_a_batch_cannot_run_twice_at_once(tmp_path):
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "c.offer").write_text(CATALOG)
+    catalog = lang.load(str(folder))
+    people = tmp_path / "people.jsonl"
+    people.write_text("".join(json.dumps(r) + "\n" for r in population.generate(catalog, 40_000, seed=3)))
+    first = subprocess.Popen(batch(folder, tmp_path / "data", people, tmp_path / "a.jsonl", "--durability", "sync"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    second = subprocess.run(batch(folder, tmp_path / "data", people, tmp_path / "b.jsonl"), capture_output=True,
+                            text=True, timeout=120)
+    first.kill()
+    first.wait()
+    assert second.returncode == 2 and "running already" in second.stderr

@@ -226,17 +226,16 @@ def cmd_simulate(args) -> int:
 
 def cmd_batch(args) -> int:
     from .engine import batch, simulate
-    from .store.lmdb_store import Store, StoreError
+    from .store.lmdb_store import StoreError
 
     catalog = _load(args.catalog, sys.stderr)
     if catalog is None:
         return 1
     at = _when(args.at)
     try:
-        with Store(os.path.join(args.data, "db"), durability=args.durability) as store:
-            result = batch.run(store, catalog, args.space, args.population, at, args.out,
-                               context=dict(map(_typed, args.context)),
-                               progress=None if args.quiet else simulate.progress_bar())
+        result = batch.run(args.data, catalog, args.space, args.population, at, args.out,
+                           context=dict(map(_typed, args.context)), workers=args.workers or os.cpu_count() or 1,
+                           durability=args.durability, progress=None if args.quiet else simulate.progress_bar())
     except (OSError, ValueError, StoreError) as e:
         print(f"offerd: {e}", file=sys.stderr)
         return 2
@@ -356,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="propositions, as JSON Lines in the population's order")
     p.add_argument("--at", help="decision time, ISO with a timezone (default: now; give it to resume a batch)")
     p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE", help="context for every contact")
-    p.add_argument("--durability", choices=("sync", "fast"), default="sync")
+    p.add_argument("--durability", choices=("sync", "fast"), default="fast",
+                   help="fast (default): the store is synced once, before the output is written")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_batch)
 

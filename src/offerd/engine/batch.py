@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import ctypes
 import datetime
+import fcntl
 import hashlib
 import json
+import multiprocessing
 import os
+import signal
 import time
 from dataclasses import dataclass
 
 from ..lang.catalog import Catalog
 from ..store.keys import U64
-from ..store.lmdb_store import Store
+from ..store.lmdb_store import Store, StoreError
 from . import population
 from .decide import Engine
 from .model import Request
@@ -45,22 +49,127 @@ def job_key(catalog: Catalog, spaces: list[str], path: str, at: datetime.datetim
     return b"batch:" + hashlib.sha256(ident.encode()).digest()[:12] + b":"
 
 
-def run(store: Store, catalog: Catalog, spaces: list[str], path: str, at: datetime.datetime, out: str,
-        context: dict | None = None, progress=None) -> BatchResult:
-    return asyncio.run(_run(store, catalog, spaces, path, at, out, context or {}, progress))
+def run(data: str, catalog: Catalog, spaces: list[str], path: str, at: datetime.datetime, out: str,
+        context: dict | None = None, progress=None, workers: int = 1, durability: str = "fast") -> BatchResult:
+    """Decide and record the population into the store under `data`, then write `out`.
+    With several workers, each process takes every n-th row (caps hold across processes:
+    the store re-checks them in each transaction). A batch's durability is `fast` by
+    default and the store is synced before the output is written: an OS crash mid-way
+    loses some decisions together with their notes, and the rerun decides those again."""
+    db = os.path.join(data, "db")
+    prefix = job_key(catalog, spaces, path, at)
+    os.makedirs(data, exist_ok=True)
+    lock = open(os.path.join(data, f"batch-{prefix[6:18].hex()}.lock"), "w")
+    try:  # two runs of one batch at once could both decide a contact: the second is refused
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise StoreError(f"this batch is running already (its lock: {lock.name})") from None
+    try:
+        return _run(db, catalog, spaces, path, at, out, context, progress, workers, durability, prefix)
+    finally:
+        lock.close()
 
 
-async def _run(store, catalog, spaces, path, at, out, context, progress) -> BatchResult:
+def _run(db, catalog, spaces, path, at, out, context, progress, workers, durability, prefix) -> BatchResult:
+    started = time.perf_counter()
+    with open(path, "rb") as f:
+        total = sum(1 for _ in f)
+    if workers <= 1:
+        with Store(db, durability=durability) as store:
+            parts = [asyncio.run(_decide(store, catalog, spaces, path, at, context or {}, prefix, (0, 1),
+                                         lambda n: progress and progress(n, total, time.perf_counter() - started)))]
+    else:
+        parts = _fork(db, durability, catalog, spaces, path, at, context or {}, prefix, workers, total, progress, started)
+    with Store(db, durability=durability) as store:
+        store.env.sync(True)  # everything decided is on disk before the output says so
+        propositions = _write(store, prefix, out)
+    if progress:
+        progress(total, total, time.perf_counter() - started)
+    return BatchResult(sum(p[0] for p in parts), sum(p[1] for p in parts), [b for p in parts for b in p[2]],
+                       propositions, time.perf_counter() - started)
+
+
+def _fork(db, durability, catalog, spaces, path, at, context, prefix, workers, total, progress, started):
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    parent = os.getpid()
+
+    def child(k: int) -> None:
+        _die_with(parent)
+        try:
+            with Store(db, durability=durability) as store:  # opened in this process, after the fork
+                part = asyncio.run(_decide(store, catalog, spaces, path, at, context, prefix, (k, workers),
+                                           lambda n: queue.put(("progress", k, n))))
+            queue.put(("done", k, part))
+        except BaseException as e:
+            queue.put(("error", k, f"{type(e).__name__}: {e}"))
+
+    procs = [ctx.Process(target=child, args=(k,)) for k in range(workers)]
+    for proc in procs:
+        proc.start()
+    parts, counts, errors = {}, [0] * workers, []
+    while len(parts) + len(errors) < workers:
+        kind, k, value = queue.get()
+        if kind == "progress":
+            counts[k] = value
+            if progress:
+                progress(sum(counts), total, time.perf_counter() - started)
+        elif kind == "done":
+            parts[k] = value
+        else:
+            errors.append(value)
+    for proc in procs:
+        proc.join()
+    if errors:
+        raise StoreError(f"a batch process failed: {errors[0]}")
+    return list(parts.values())
+
+
+def _die_with(parent: int) -> None:
+    """A batch process ends with the command that started it (Linux: the parent-death
+    signal), so a killed batch leaves nothing deciding behind it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before the signal was set
+        os._exit(1)
+
+
+def _write(store: Store, prefix: bytes, out: str) -> int:
+    """The output, whole, from the notes; the number of propositions."""
+    propositions = 0
+    tmp = out + ".part"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f) if out.endswith(".csv") else None
+        if writer:  # a row per proposition; a contact that got none has one row without an offer
+            writer.writerow(["line", "id", "space", "offer", "proposition", "content"])
+        for _, value in store.notes(prefix):  # big-endian line numbers: population order, streamed
+            entry = json.loads(value)
+            propositions += len(entry["propositions"])
+            if writer is None:
+                f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                continue
+            for p in entry["propositions"] or [None]:
+                writer.writerow([entry["line"], entry["id"]] + ([p["space"], p["offer"], p["id"],
+                                                                  json.dumps(p["content"], sort_keys=True)] if p else ["", "", "", ""]))
+    os.replace(tmp, out)
+    return propositions
+
+
+async def _decide(store, catalog, spaces, path, at, context, prefix, part, progress) -> tuple[int, int, list[str]]:
+    """Decide this process's share of the rows (line % n == k); (decided, resumed, bad rows)."""
+    k, n = part
     engine = Engine(store, catalog)
     for s in spaces:
         engine.space(s)  # an unknown space is refused before anything is decided
-    prefix = job_key(catalog, spaces, path, at)
-    done = {U64.unpack(k[len(prefix):])[0] for k in store.notes(prefix, values=False)}
-    started, bad, decided = time.perf_counter(), [], 0
+    done = {U64.unpack(key[len(prefix):])[0] for key in store.notes(prefix, values=False)}
+    bad, decided, resumed = [], 0, 0
     window = asyncio.Semaphore(IN_FLIGHT)
     failures: list[BaseException] = []
-    with open(path, "rb") as f:
-        total = sum(1 for _ in f)
     rows = population.read(path, catalog)
 
     def note_for(line: int, contact: str):
@@ -86,37 +195,24 @@ async def _run(store, catalog, spaces, path, at, out, context, progress) -> Batc
             window.release()
 
     tasks = set()
-    for i, row in enumerate(rows):
+    for row in rows:
+        if row.line % n != k:
+            continue
         if isinstance(row, BadRow):
             bad.append(str(row))
             continue
-        if row.line in done or failures:
+        if row.line in done:
+            resumed += 1
             continue
+        if failures:
+            break
         await window.acquire()
         task = asyncio.create_task(one(row))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        if progress and i % 256 == 0:
-            progress(i, total, time.perf_counter() - started)
+        if progress and (decided + resumed) % 1024 == 0:
+            progress((decided + resumed) * n)  # about: the other processes go at the same pace
     await asyncio.gather(*tasks)
     if failures:
         raise failures[0]
-    propositions = 0
-    tmp = out + ".part"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f) if out.endswith(".csv") else None
-        if writer:  # a row per proposition; a contact that got none has one row without an offer
-            writer.writerow(["line", "id", "space", "offer", "proposition", "content"])
-        for _, value in store.notes(prefix):  # big-endian line numbers: population order, streamed
-            entry = json.loads(value)
-            propositions += len(entry["propositions"])
-            if writer is None:
-                f.write(json.dumps(entry, separators=(",", ":")) + "\n")
-                continue
-            for p in entry["propositions"] or [None]:
-                writer.writerow([entry["line"], entry["id"]] + ([p["space"], p["offer"], p["id"],
-                                                                  json.dumps(p["content"], sort_keys=True)] if p else ["", "", "", ""]))
-    os.replace(tmp, out)
-    if progress:
-        progress(total, total, time.perf_counter() - started)
-    return BatchResult(decided, len(done), bad, propositions, time.perf_counter() - started)
+    return decided, resumed, bad
