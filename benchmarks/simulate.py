@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Simulation benchmark: `offerd simulate` over generated populations of 100,000 and
 1,000,000 contacts on the generated 20-offer space (benchmarks/rules.py), caps applied, on
-one process and on every core, each run in its own process as a user would run it; and
-100,000 contacts recorded with `offerd batch` (fsynced, into a fresh store). The
+one process and on every core, each run in its own process as a user would run it; and the
+same contacts recorded with `offerd batch` (its defaults: a process per core, the store
+synced once before the output is written), into a fresh store. The
 anchor: a hosted suite publishes a million profiles in 8 minutes without caps and 30 with
 caps; the goal is a million contacts, caps on, in under 2 minutes on this 2-core machine.
 
@@ -72,13 +73,13 @@ def main(argv=None) -> None:
             same = [{k: v for k, v in r.items() if k not in ("seconds", "contacts_per_second", "workers")}
                     for r in reports.values()]
             rows[-1]["same_report_as_one_process"] = all(x == same[0] for x in same)
-            if n == 100_000:  # recorded: `offerd batch`, fsynced, into a fresh store
-                seconds, _ = run(["batch", folder, "--data", os.path.join(tmp, "data"), "--space", "s",
-                                  "--population", people, "--out", os.path.join(tmp, "out.jsonl"), "--at", AT,
-                                  "--context", "page=cart", "--context", "device=mobile", "--quiet"])
-                rows.append({"contacts": n, "processes": 1, "seconds": seconds, "per_s": n / seconds,
-                             "caps_bound": None, "recorded": True})
-                print(f"  recorded (offerd batch, sync): {seconds:.1f} s, {n / seconds:,.0f} contacts/s", flush=True)
+            # recorded: `offerd batch` with its defaults (a process per core, synced once at the end), fresh store
+            seconds, _ = run(["batch", folder, "--data", os.path.join(tmp, f"data-{n}"), "--space", "s",
+                              "--population", people, "--out", os.path.join(tmp, f"out-{n}.jsonl"), "--at", AT,
+                              "--context", "page=cart", "--context", "device=mobile", "--quiet"])
+            rows.append({"contacts": n, "processes": cores, "seconds": seconds, "per_s": n / seconds,
+                         "caps_bound": None, "recorded": True})
+            print(f"  recorded (offerd batch): {seconds:.1f} s, {n / seconds:,.0f} contacts/s", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write(rows, args.quick)
@@ -88,13 +89,16 @@ def write(rows: list[dict], quick: bool) -> None:
     lines = ["| contacts | run | processes | seconds (whole command) | contacts/s | caps that bound |",
              "|---:|---|---:|---:|---:|---:|"]
     for r in rows:
-        kind = "recorded (`offerd batch`, fsynced)" if r.get("recorded") else "simulated"
+        kind = "recorded (`offerd batch`)" if r.get("recorded") else "simulated"
         bound = "" if r["caps_bound"] is None else r["caps_bound"]
         lines.append(f"| {r['contacts']:,} | {kind} | {r['processes']} | {r['seconds']:.1f} | {r['per_s']:,.0f} | {bound} |")
-    million = [r for r in rows if r["contacts"] == 1_000_000 and not r.get("recorded")]
-    if million:
-        best = min(r["seconds"] for r in million)
-        lines += ["", f"- a million contacts, caps on: {best:.1f} s (goal < 120 s): {'MET' if best < 120 else 'MISSED'}"]
+    lines.append("")
+    for recorded in (False, True):
+        million = [r for r in rows if r["contacts"] == 1_000_000 and bool(r.get("recorded")) == recorded]
+        if million:
+            best = min(r["seconds"] for r in million)
+            lines.append(f"- a million contacts, caps on, {'recorded' if recorded else 'simulated'}: {best:.1f} s "
+                         f"(goal < 120 s): {'MET' if best < 120 else 'MISSED'}")
     same = all(r.get("same_report_as_one_process", True) for r in rows)
     lines.append(f"- the same report on one process and on all: {'yes' if same else 'NO'}")
     text = "\n".join(lines)
