@@ -235,7 +235,7 @@ def cmd_batch(args) -> int:
     try:
         result = batch.run(args.data, catalog, args.space, args.population, at, args.out,
                            context=dict(map(_typed, args.context)), workers=args.workers or os.cpu_count() or 1,
-                           durability=args.durability, progress=None if args.quiet else simulate.progress_bar())
+                           durability=args.durability, progress=None if args.quiet else simulate.progress_bar(label="batch"))
     except (OSError, ValueError, StoreError) as e:
         print(f"offerd: {e}", file=sys.stderr)
         return 2

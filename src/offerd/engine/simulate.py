@@ -361,7 +361,7 @@ def _full_cap(plan: Plan, offer, space: str, run_counts, mine):
     return None
 
 
-def progress_bar(out=sys.stderr):
+def progress_bar(out=sys.stderr, label: str = "simulate"):
     """A progress callback drawing one line: done, share, rate, ETA."""
     last = [None]
 
@@ -372,9 +372,9 @@ def progress_bar(out=sys.stderr):
         rate = done / seconds if seconds > 0 else 0.0
         if total:
             eta = (total - done) / rate if rate else 0.0
-            line = f"simulate: {done:,}/{total:,} rows ({done / total:.0%}), {rate:,.0f}/s, ETA {eta:,.0f} s"
+            line = f"{label}: {done:,}/{total:,} rows ({done / total:.0%}), {rate:,.0f}/s, ETA {eta:,.0f} s"
         else:
-            line = f"simulate: {done:,} rows, {rate:,.0f}/s"
+            line = f"{label}: {done:,} rows, {rate:,.0f}/s"
         out.write("\r" + line.ljust(78))
         if total and done >= total:
             out.write("\n")
