@@ -95,3 +95,26 @@ def test_a_batch_cannot_run_twice_at_once(tmp_path):
     first.kill()
     first.wait()
     assert second.returncode == 2 and "running already" in second.stderr
+
+
+def test_a_deciding_process_killed_fails_the_batch_clearly_and_a_rerun_finishes_it(tmp_path):
+    import os
+
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "c.offer").write_text(CATALOG)
+    catalog = lang.load(str(folder))
+    people = tmp_path / "people.jsonl"
+    people.write_text("".join(json.dumps(r) + "\n" for r in population.generate(catalog, 40_000, seed=5)))
+    out, data = tmp_path / "out.jsonl", tmp_path / "data"
+    run = subprocess.Popen(batch(folder, data, people, out, "--workers", "2", "--durability", "sync"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    children = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
+    assert children
+    os.kill(int(children[0]), signal.SIGKILL)  # one deciding process dies, its command goes on
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 2 and "ended with code" in err and "again to resume" in err
+    done = subprocess.run(batch(folder, data, people, out), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(out.read_text().splitlines()) == 40_000

@@ -20,6 +20,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from queue import Empty
 
 from ..lang.catalog import Catalog
 from ..store.keys import U64
@@ -111,7 +112,13 @@ def _fork(db, durability, catalog, spaces, path, at, context, prefix, workers, t
         proc.start()
     parts, counts, errors = {}, [0] * workers, []
     while len(parts) + len(errors) < workers:
-        kind, k, value = queue.get()
+        try:
+            kind, k, value = queue.get(timeout=1.0)
+        except Empty:  # a process that died without a word (killed, out of memory) must not hang us
+            dead = [k for k, proc in enumerate(procs) if proc.exitcode not in (None, 0)
+                    and k not in parts and k not in {e[0] for e in errors}]
+            errors += [(k, f"process {k} ended with code {procs[k].exitcode}") for k in dead]
+            continue
         if kind == "progress":
             counts[k] = value
             if progress:
@@ -119,11 +126,11 @@ def _fork(db, durability, catalog, spaces, path, at, context, prefix, workers, t
         elif kind == "done":
             parts[k] = value
         else:
-            errors.append(value)
+            errors.append((k, value))
     for proc in procs:
         proc.join()
     if errors:
-        raise StoreError(f"a batch process failed: {errors[0]}")
+        raise StoreError(f"a batch process failed: {errors[0][1]}; run the same command again to resume")
     return list(parts.values())
 
 
