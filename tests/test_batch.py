@@ -118,3 +118,22 @@ def test_a_deciding_process_killed_fails_the_batch_clearly_and_a_rerun_finishes_
     done = subprocess.run(batch(folder, data, people, out), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len(out.read_text().splitlines()) == 40_000
+
+
+def test_batch_rows_the_engine_refuses_are_bad_rows_and_the_key_covers_the_context(tmp_path):
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "c.offer").write_text(CATALOG.replace("schema context { }", "schema context { page: string }"))
+    people = tmp_path / "people.jsonl"
+    people.write_text(json.dumps({"id": "x" * 300, "age": 30}) + "\n" + json.dumps({"id": "ok", "age": 30}) + "\n")
+    out, data = tmp_path / "out.jsonl", tmp_path / "data"
+    first = subprocess.run(batch(folder, data, people, out, "--workers", "1", "--context", "page=home"),
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "line 1: a contact id is 1 to 256" in first.stderr and "1 contacts decided" in first.stdout
+    other = subprocess.run(batch(folder, data, people, out, "--workers", "1", "--context", "page=cart"),
+                           capture_output=True, text=True, timeout=120)
+    assert "(0 by an earlier run" in other.stdout  # another context is another batch
+    unknown = subprocess.run(batch(folder, data, people, out, "--workers", "1") + ["--space", "nope"],
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "no space 'nope'" in unknown.stderr

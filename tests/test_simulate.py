@@ -215,3 +215,17 @@ def test_the_html_page_escapes_what_it_shows():
                                     "proposed_in_an_earlier_space": 0, "eliminated": {evil: 2}, "weight": None}}}}}
     html = page(report)
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_a_line_that_is_not_utf8_is_one_bad_row(catalog, tmp_path):
+    good = [json.dumps({"id": f"p{i}", "age": 30}).encode() for i in range(5000)]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_bytes(b"\n".join(good[:10] + [b'{"id": "x\xff", "age": 1}'] + good[10:]) + b"\n")
+    r = run(catalog, str(jsonl), workers=1)
+    assert r["contacts"] == 5000 and r["bad_row_examples"] == ["line 11: not UTF-8: invalid start byte at byte 10"]
+    raw = simulate.simulate(catalog, ["web"], str(jsonl), AT, workers=2).to_json()
+    assert raw["contacts"] == 5000 and raw["bad_rows"] == 1
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_bytes(b"id,age\na,30\nb\xff,30\nc,30\n")
+    r = run(catalog, str(csv_path), workers=1)
+    assert r["contacts"] == 2 and r["bad_row_examples"] == ["line 3: not UTF-8"]

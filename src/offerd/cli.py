@@ -353,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", action="append", required=True, help="a space (repeatable, decided in this order)")
     p.add_argument("--population", required=True, help="contacts: .jsonl or .csv, an `id` column and attributes")
     p.add_argument("--out", required=True, help="propositions, as JSON Lines in the population's order")
-    p.add_argument("--at", help="decision time, ISO with a timezone (default: now; give it to resume a batch)")
+    p.add_argument("--at", required=True,
+                   help="decision time, ISO with a timezone: the same batch, resumed, is the same file, catalog, "
+                        "spaces, context and --at")
     p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE", help="context for every contact")
     p.add_argument("--durability", choices=("sync", "fast"), default="fast",
                    help="fast (default): the store is synced once, before the output is written")

@@ -27,7 +27,7 @@ from ..store.keys import U64
 from ..store.lmdb_store import Store, StoreError
 from . import population
 from .decide import Engine
-from .model import Request
+from .model import EngineError, Request
 from .population import BadRow
 
 IN_FLIGHT = 256  # decisions waiting for the group commit at once: they share transactions
@@ -42,11 +42,11 @@ class BatchResult:
     seconds: float
 
 
-def job_key(catalog: Catalog, spaces: list[str], path: str, at: datetime.datetime) -> bytes:
+def job_key(catalog: Catalog, spaces: list[str], path: str, at: datetime.datetime, context: dict) -> bytes:
     """The notes' prefix: the same batch run again finds the notes of the last run."""
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
-    ident = json.dumps([catalog.hash, spaces, digest, at.isoformat()])
+    ident = json.dumps([catalog.hash, spaces, digest, at.isoformat(), sorted((k, repr(v)) for k, v in context.items())])
     return b"batch:" + hashlib.sha256(ident.encode()).digest()[:12] + b":"
 
 
@@ -57,8 +57,11 @@ def run(data: str, catalog: Catalog, spaces: list[str], path: str, at: datetime.
     the store re-checks them in each transaction). A batch's durability is `fast` by
     default and the store is synced before the output is written: an OS crash mid-way
     loses some decisions together with their notes, and the rerun decides those again."""
+    unknown = [s for s in spaces if s not in catalog.spaces]
+    if unknown:
+        raise ValueError(f"no space {unknown[0]!r} in the catalog; spaces: {', '.join(sorted(catalog.spaces))}")
     db = os.path.join(data, "db")
-    prefix = job_key(catalog, spaces, path, at)
+    prefix = job_key(catalog, spaces, path, at, context or {})
     os.makedirs(data, exist_ok=True)
     lock = open(os.path.join(data, f"batch-{prefix[6:18].hex()}.lock"), "w")
     try:  # two runs of one batch at once could both decide a contact: the second is refused
@@ -196,12 +199,14 @@ async def _decide(store, catalog, spaces, path, at, context, prefix, part, progr
                 key, value = note([], [])
                 await store.put_note_async(key, value)
             decided += 1
+        except EngineError as e:  # this row's request is refused (say, an id too long): a bad row
+            bad.append(f"line {row.line}: {e}")
         except Exception as e:  # a store failure: stop scheduling, report it
             failures.append(e)
         finally:
             window.release()
 
-    tasks = set()
+    tasks, seen = set(), 0
     for row in rows:
         if row.line % n != k:
             continue
@@ -217,7 +222,8 @@ async def _decide(store, catalog, spaces, path, at, context, prefix, part, progr
         task = asyncio.create_task(one(row))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        if progress and (decided + resumed) % 1024 == 0:
+        seen += 1
+        if progress and seen % 1024 == 0:
             progress((decided + resumed) * n)  # about: the other processes go at the same pace
     await asyncio.gather(*tasks)
     if failures:

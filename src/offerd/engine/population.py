@@ -52,10 +52,14 @@ def _read_jsonl(path: str, schema: dict[str, Type]) -> Iterator[Row | BadRow]:
 
 def jsonl_lines(path: str) -> Iterator[tuple[int, str | BadRow]]:
     """(line number, text) of a JSON Lines file, unparsed: parsing can then happen in other
-    processes (parse_json_line)."""
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for line_no, line in enumerate(_lines(f), 1):
-            yield line_no, (BadRow(line_no, line.problem) if isinstance(line, BadRow) else line)
+    processes (parse_json_line). Lines are decoded one by one, so a line that is not UTF-8
+    is a BadRow and the lines around it are read as usual."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield line_no, BadRow(line_no, f"not UTF-8: {e.reason} at byte {e.start + 1}")
 
 
 def parse_json_line(line_no: int, line: str, schema: dict[str, Type]) -> Row | BadRow | None:
@@ -71,32 +75,31 @@ def parse_json_line(line_no: int, line: str, schema: dict[str, Type]) -> Row | B
     return _row(line_no, value, schema, from_text=False)
 
 
-def _lines(f):
-    """Lines of a text file; a line that is not UTF-8 becomes a BadRow, not an abort."""
-    while True:
-        try:
-            line = f.readline()
-        except UnicodeDecodeError as e:
-            yield BadRow(0, f"not UTF-8: {e.reason}")
-            return
-        if not line:
-            return
-        yield line
-
-
 def _read_csv(path: str, schema: dict[str, Type]) -> Iterator[Row | BadRow]:
-    with open(path, encoding="utf-8", newline="") as f:
+    # surrogateescape: a field that is not UTF-8 comes through marked, and only its row is bad
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.DictReader(f)
-        try:
-            for record in reader:
-                line_no = reader.line_num
-                if None in record:
-                    yield BadRow(line_no, f"{len(record[None])} more fields than the header has")
-                    continue
-                values = {k: v for k, v in record.items() if v not in (None, "")}
-                yield _row(line_no, values, schema, from_text=True)
-        except (csv.Error, UnicodeDecodeError) as e:
-            yield BadRow(reader.line_num, f"unreadable CSV: {e}")
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # this record only: the reader goes on with the next line
+                yield BadRow(reader.line_num, f"unreadable CSV: {e}")
+                continue
+            line_no = reader.line_num
+            if None in record:
+                yield BadRow(line_no, f"{len(record[None])} more fields than the header has")
+                continue
+            if any(_escaped(v) for v in record.values() if v) or any(_escaped(k) for k in record if k):
+                yield BadRow(line_no, "not UTF-8")
+                continue
+            values = {k: v for k, v in record.items() if v not in (None, "")}
+            yield _row(line_no, values, schema, from_text=True)
+
+
+def _escaped(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _row(line_no: int, values: dict, schema: dict[str, Type], from_text: bool) -> Row | BadRow:

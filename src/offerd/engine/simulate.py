@@ -225,7 +225,8 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
             picks = [_arbitrate(v.report, v.plan, v.compiled, line, per_space, v.run_counts, caps, v.rnd)
                      for v, per_space in zip(versions, outcomes_per_version)]
             if compare is not None:
-                _diff(report.compare, versions[1].compiled, picks[0], picks[1], outcomes_per_version[1])
+                _diff(report.compare, versions[0].compiled, versions[1].compiled, picks[0], picks[1],
+                      outcomes_per_version[1])
             for v in versions:
                 v.report.contacts += 1
         if progress:  # bad rows count as done: they were read
@@ -298,10 +299,10 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_c
     return picks
 
 
-def _diff(comparison: Comparison, compiled, before, after, outcomes) -> None:
+def _diff(comparison: Comparison, base, compiled, before, after, outcomes) -> None:
     """Who changes offers between the versions, and why each lost offer was lost: the rule
     that removed it in the other version, or that it was eligible there but not chosen."""
-    for space, old, new, (eligible, fails) in zip(compiled, before, after, outcomes):
+    for mine, space, old, new, (eligible, fails) in zip(base, compiled, before, after, outcomes):
         if old == new:
             continue
         name = space.space.name
@@ -319,8 +320,9 @@ def _diff(comparison: Comparison, compiled, before, after, outcomes) -> None:
         removed = {pos: rule for pos, rule in fails}
         for offer in lost:
             pos = positions.get(offer)
-            if space.fallback is not None and offer == space.fallback.name:
-                why = "the fallback: an offer won instead"
+            if mine.fallback is not None and offer == mine.fallback.name:
+                why = ("the fallback: an offer won instead" if space.fallback is not None
+                       and space.fallback.name == offer else "the fallback: the other version's differs, or an offer won")
             elif pos is None:
                 why = "not in this space in the other version"
             elif pos in removed:

@@ -292,7 +292,9 @@ def _simulation_inputs(store: Store, request):
         text = request.population.decode("utf-8")
     except UnicodeDecodeError as e:
         raise BadRequest(f"the population is not UTF-8: {e.reason} at byte {e.start}") from None
-    lines = text.splitlines()
+    lines = text.split("\n")  # as files are read: U+2028 and the like may sit inside a JSON string
+    if lines and lines[-1] == "":
+        lines.pop()
     rows = (r for r in (parse_json_line(i, line, catalog.contact) for i, line in enumerate(lines, 1)) if r is not None)
     try:
         ctx = json.loads(request.context_json) if request.context_json else {}
