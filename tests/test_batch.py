@@ -22,20 +22,28 @@ offer kids { spaces mail  weight 1  eligible contact.age < 18  cap 1 per contact
 """
 
 
+def setup(tmp_path, rows=None, count=0, seed=1, catalog=CATALOG, name="people.jsonl"):
+    """A catalog folder and a population file: `rows` as given (lines of text), else
+    `count` generated contacts. Returns (folder, population path)."""
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "c.offer").write_text(catalog)
+    if rows is None:
+        rows = [json.dumps(r) for r in population.generate(lang.check({"c.offer": catalog}), count, seed=seed)]
+    people = tmp_path / name
+    people.write_text("\n".join(rows) + "\n")
+    return folder, people
+
+
 def batch(folder, data, people, out, *extra):
     return [sys.executable, "-m", "offerd.cli", "batch", str(folder), "--data", str(data), "--space", "mail",
             "--population", str(people), "--out", str(out), "--at", "2026-11-23T10:00:00Z", "--quiet", *extra]
 
 
 def test_an_interrupted_batch_resumes_without_deciding_a_contact_twice(tmp_path):
-    folder = tmp_path / "cat"
-    folder.mkdir()
-    (folder / "c.offer").write_text(CATALOG)
-    catalog = lang.load(str(folder))
-    people = tmp_path / "people.jsonl"
-    rows = [json.dumps(r) for r in population.generate(catalog, 60_000, seed=2)]
+    rows = [json.dumps(r) for r in population.generate(lang.check({"c.offer": CATALOG}), 60_000, seed=2)]
     rows.insert(100, '{"id": "broken", "age": "x"}')
-    people.write_text("\n".join(rows) + "\n")
+    folder, people = setup(tmp_path, rows)
     out, data = tmp_path / "out.jsonl", tmp_path / "data"
     first = subprocess.Popen(batch(folder, data, people, out, "--workers", "2", "--durability", "sync"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -66,11 +74,7 @@ def test_an_interrupted_batch_resumes_without_deciding_a_contact_twice(tmp_path)
 def test_a_batch_writes_csv_too(tmp_path):
     import csv
 
-    folder = tmp_path / "cat"
-    folder.mkdir()
-    (folder / "c.offer").write_text(CATALOG)
-    people = tmp_path / "people.csv"
-    people.write_text("id,age\nann,30\nkid,10\nold,70\n")
+    folder, people = setup(tmp_path, ["id,age", "ann,30", "kid,10", "old,70"], name="people.csv")
     out = tmp_path / "out.csv"
     done = subprocess.run(batch(folder, tmp_path / "data", people, out), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -81,12 +85,7 @@ def test_a_batch_writes_csv_too(tmp_path):
 
 
 def test_a_batch_cannot_run_twice_at_once(tmp_path):
-    folder = tmp_path / "cat"
-    folder.mkdir()
-    (folder / "c.offer").write_text(CATALOG)
-    catalog = lang.load(str(folder))
-    people = tmp_path / "people.jsonl"
-    people.write_text("".join(json.dumps(r) + "\n" for r in population.generate(catalog, 40_000, seed=3)))
+    folder, people = setup(tmp_path, count=40_000, seed=3)
     first = subprocess.Popen(batch(folder, tmp_path / "data", people, tmp_path / "a.jsonl", "--durability", "sync"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(1.5)
@@ -100,12 +99,7 @@ def test_a_batch_cannot_run_twice_at_once(tmp_path):
 def test_a_deciding_process_killed_fails_the_batch_clearly_and_a_rerun_finishes_it(tmp_path):
     import os
 
-    folder = tmp_path / "cat"
-    folder.mkdir()
-    (folder / "c.offer").write_text(CATALOG)
-    catalog = lang.load(str(folder))
-    people = tmp_path / "people.jsonl"
-    people.write_text("".join(json.dumps(r) + "\n" for r in population.generate(catalog, 40_000, seed=5)))
+    folder, people = setup(tmp_path, count=40_000, seed=5)
     out, data = tmp_path / "out.jsonl", tmp_path / "data"
     run = subprocess.Popen(batch(folder, data, people, out, "--workers", "2", "--durability", "sync"),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -121,11 +115,8 @@ def test_a_deciding_process_killed_fails_the_batch_clearly_and_a_rerun_finishes_
 
 
 def test_batch_rows_the_engine_refuses_are_bad_rows_and_the_key_covers_the_context(tmp_path):
-    folder = tmp_path / "cat"
-    folder.mkdir()
-    (folder / "c.offer").write_text(CATALOG.replace("schema context { }", "schema context { page: string }"))
-    people = tmp_path / "people.jsonl"
-    people.write_text(json.dumps({"id": "x" * 300, "age": 30}) + "\n" + json.dumps({"id": "ok", "age": 30}) + "\n")
+    folder, people = setup(tmp_path, [json.dumps({"id": "x" * 300, "age": 30}), json.dumps({"id": "ok", "age": 30})],
+                           catalog=CATALOG.replace("schema context { }", "schema context { page: string }"))
     out, data = tmp_path / "out.jsonl", tmp_path / "data"
     first = subprocess.run(batch(folder, data, people, out, "--workers", "1", "--context", "page=home"),
                            capture_output=True, text=True, timeout=120)

@@ -475,6 +475,13 @@ def test_admin_simulate_streams_progress_then_the_report(client, server):
     assert report["bad_row_examples"][0].startswith("line 1501: contact.age")
     assert sum(report["spaces"]["web_home"]["ranks"][0].values()) + report["spaces"]["web_home"]["fallback_only"] == 1500
     assert server.store.read_history(Contact("p1")) == []  # nothing recorded
+    live = next(v.hash for v in client.versions() if v.live)
+    by_hash = json.loads(list(client.simulate(["web_home"], people.encode(), version=live,
+                                              time_us=1_795_000_000_000_000))[-1].report_json)
+    assert by_hash["catalog"] == live and by_hash["contacts"] == 1500
+    with pytest.raises(grpc.RpcError) as e:
+        list(client.simulate(["web_home"], people.encode(), version="0" * 64))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.RpcError) as e:
         list(client.simulate(["nope"], people.encode()))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "nope" in e.value.details()
@@ -484,6 +491,12 @@ def test_admin_simulate_streams_progress_then_the_report(client, server):
     with Client(server.target, admin_token="wrong") as wrong, pytest.raises(grpc.RpcError) as e:
         list(wrong.simulate(["web_home"], people.encode()))
     assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_loaded_catalog_is_kept_out_of_full_collections(server):
+    import gc
+
+    assert gc.get_freeze_count() > 0  # Live.load froze the heap once the catalog was compiled
 
 
 def test_a_cancelled_simulation_stops_and_the_server_goes_on(client, server):

@@ -208,10 +208,7 @@ def cmd_simulate(args) -> int:
     except (OSError, ValueError) as e:
         print(f"offerd: {e}", file=sys.stderr)
         return 2
-    for bad in report.bad_rows[:20]:
-        print(f"{args.population}: {bad}", file=sys.stderr)
-    if report.bad_count > 20:
-        print(f"{args.population}: ... {report.bad_count - 20:,} more bad rows", file=sys.stderr)
+    _print_bad(args.population, report.bad_rows, report.bad_count)
     print(simulate.tables(report))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -239,12 +236,19 @@ def cmd_batch(args) -> int:
     except (OSError, ValueError, StoreError) as e:
         print(f"offerd: {e}", file=sys.stderr)
         return 2
-    for bad in result.bad[:20]:
-        print(f"{args.population}: {bad}", file=sys.stderr)
+    _print_bad(args.population, result.bad, len(result.bad))
     print(f"{args.out}: {result.decided + result.resumed:,} contacts decided ({result.resumed:,} by an earlier "
           f"run of this batch), {result.propositions:,} propositions recorded, {len(result.bad):,} bad rows "
           f"skipped, {result.seconds:.1f} s")
     return 0
+
+
+def _print_bad(path: str, examples: list[str], count: int) -> None:
+    """The first 20 bad rows of a population, and how many more there were."""
+    for bad in examples[:20]:
+        print(f"{path}: {bad}", file=sys.stderr)
+    if count > 20:
+        print(f"{path}: ... {count - 20:,} more bad rows", file=sys.stderr)
 
 
 def _when(text: str | None) -> datetime.datetime:

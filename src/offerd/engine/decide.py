@@ -139,9 +139,12 @@ class Engine:
         [(space, offer, content)] of the picks and their proposition ids (None: refused)."""
         work = self._prepare(request)
         if self._records(work):
-            picks = [(p.space, p.offer.name, p.content) for p in work.picks]
+            stored = None
+            if note is not None:  # a batch: what it proposed goes into the note
+                picks = [(p.space, p.offer.name, p.content) for p in work.picks]
+                stored = lambda ids: note(picks, ids)  # noqa: E731
             ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
-                                                          work.history, note and (lambda ids: note(picks, ids)))
+                                                          work.history, stored)
             self._commit(work, ids)
         return self._answer(work)
 

@@ -338,7 +338,7 @@ async def simulate_rpc(store: Store, request, context):
             item = e
         loop.call_soon_threadsafe(queue.put_nowait, item)
 
-    worker = loop.run_in_executor(None, work)
+    loop.run_in_executor(None, work)  # it ends by itself: with the report, or at `stop`
     try:
         while True:
             item = await queue.get()
@@ -352,4 +352,3 @@ async def simulate_rpc(store: Store, request, context):
                 return
     finally:
         stop.set()  # the client cancelled, or it is over: the thread stops at its next report
-        await asyncio.wait([worker], timeout=0)

@@ -623,11 +623,10 @@ class Store:
         with self.env.begin() as txn:
             cursor = txn.cursor(db=self.db["meta"])
             if cursor.set_range(prefix):
-                for key, value in cursor.iternext(keys=True, values=values) if values else (
-                        (k, None) for k in cursor.iternext(keys=True, values=False)):
-                    if not key.startswith(prefix):
+                for item in cursor.iternext(keys=True, values=values):
+                    if not (item[0] if values else item).startswith(prefix):
                         break
-                    yield (key, value) if values else key
+                    yield item
 
     def _new_id(self) -> bytes:
         """16 bytes: this store's random 8, then a counter: unique across processes."""
