@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import signal
 import sys
 import time
 
@@ -102,6 +103,34 @@ def _rpc(fn):
     return run
 
 
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _bytes(text: str) -> int:
+    """`64M`, `2G`, `1T` or a number of bytes."""
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        value = int(float(t[:-1] if t[-1:] in _UNITS else t) * _UNITS.get(t[-1:], 1))
+    except ValueError:
+        value = 0
+    if value < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a size of at least 1M, such as 64G or 1T")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """`90s`, `15m`, `12h`, `30d` or a number of seconds."""
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * _SECONDS[t[-1]] if t[-1:] in _SECONDS else float(t)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 1e10:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a duration such as 90s, 15m, 12h or 30d")
+    return value
+
+
 def cmd_serve(args) -> int:
 
     from .server.config import Config
@@ -113,7 +142,8 @@ def cmd_serve(args) -> int:
     try:
         return run(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                          client_ca=args.client_ca, metrics=args.metrics, loop=args.loop), args.workers or os.cpu_count() or 1)
+                          client_ca=args.client_ca, metrics=args.metrics, loop=args.loop, map_size=args.map_size,
+                          retain=args.retain, prune_every=args.prune_every), args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(e, file=sys.stderr)
         return 1
@@ -287,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="a folder of *.offer files to deploy at start (default: keep the live version, "
                         "or the bundled example if there is none)")
     p.add_argument("--durability", choices=("sync", "fast"), default=os.environ.get("OFFERD_DURABILITY", "sync"))
+    p.add_argument("--map-size", type=_bytes, default=os.environ.get("OFFERD_MAP_SIZE", "1T"),
+                   help="LMDB's map: the most the store may hold (default 1T; the file grows only with the data)")
+    p.add_argument("--retain", type=_seconds, default=os.environ.get("OFFERD_RETAIN", "30d"),
+                   help="history kept at least this long, and longer if a rule's window needs it (default 30d)")
+    p.add_argument("--prune-every", type=_seconds, default=os.environ.get("OFFERD_PRUNE_EVERY", "1h"),
+                   help="how often older history is deleted (default 1h; 0: never)")
     p.add_argument("--workers", type=int, default=int(os.environ.get("OFFERD_WORKERS", "0")),
                    help="processes sharing the port (default: one per core)")
     p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"),
@@ -368,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_batch)
 
     args = parser.parse_args(argv)
+    # A file size limit (`ulimit -f`) reached by the store must fail a write, which the store
+    # reports, not kill the process, which is SIGXFSZ's default.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         return args.fn(args)
     except BrokenPipeError:  # `offerd compile ... | head`

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import ctypes
 import datetime
 import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
-import signal
 import time
 from dataclasses import dataclass
 from queue import Empty
 
 from ..lang.catalog import Catalog
+from ..process import die_with
 from ..store.keys import U64
 from ..store.lmdb_store import Store, StoreError
 from . import population
@@ -101,7 +100,7 @@ def _fork(db, durability, catalog, spaces, path, at, context, prefix, workers, t
     parent = os.getpid()
 
     def child(k: int) -> None:
-        _die_with(parent)
+        die_with(parent)
         try:
             with Store(db, durability=durability) as store:  # opened in this process, after the fork
                 part = asyncio.run(_decide(store, catalog, spaces, path, at, context, prefix, (k, workers),
@@ -135,18 +134,6 @@ def _fork(db, durability, catalog, spaces, path, at, context, prefix, workers, t
     if errors:
         raise StoreError(f"a batch process failed: {errors[0][1]}; run the same command again to resume")
     return list(parts.values())
-
-
-def _die_with(parent: int) -> None:
-    """A batch process ends with the command that started it (Linux: the parent-death
-    signal), so a killed batch leaves nothing deciding behind it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # it died before the signal was set
-        os._exit(1)
 
 
 def _write(store: Store, prefix: bytes, out: str) -> int:

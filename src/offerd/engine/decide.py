@@ -114,6 +114,13 @@ class Engine:
             raise NoCatalog("no catalog is live: deploy one first")
         return self._plan.catalog
 
+    @property
+    def retention(self) -> float | None:
+        """Seconds of history the live catalog's rules read; None: all of it (or nothing live)."""
+        if self._plan is None:
+            return None
+        return self._plan.retention
+
     def space(self, name: str, plan: Plan | None = None) -> CompiledSpace:
         plan = plan or self._plan
         if plan is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from ..history import PROPENSITY_WINDOW
 from ..lang import nodes as n
 from ..lang.catalog import Catalog, Check, OfferDef, RuleRef
 from ..store.lmdb_store import CapCheck, NewProposition
@@ -46,13 +47,16 @@ def _exprs(catalog: Catalog):
             yield from (p for _, t in fields for p in t.parts if not isinstance(p, str))
 
 
-def _history_nodes(expr):
+def _walk(expr):
     stack = [expr]
     while stack:
         e = stack.pop()
-        if isinstance(e, n.History):
-            yield e
+        yield e
         stack.extend(n.children(e))
+
+
+def _history_nodes(expr):
+    return (e for e in _walk(expr) if isinstance(e, n.History))
 
 
 class Plan:
@@ -67,6 +71,12 @@ class Plan:
         self.indexer = Indexer(frozenset((h.ref_kind, h.ref, h.status) for h in mine))
         self.reads_history = bool(windows)
         self.horizon: float | None = None if None in windows else float(max(windows, default=0))
+        # what pruning must keep: every window, totals' too (lifetime totals have counters
+        # that are never pruned); None if a rule reads a contact's whole history
+        every = [h.window for e in _exprs(catalog) for h in _history_nodes(e) if h.window is not None]
+        if any(isinstance(x, n.Name) and x.name == "propensity" for e in _exprs(catalog) for x in _walk(e)):
+            every.append(PROPENSITY_WINDOW)
+        self.retention: float | None = None if None in windows else float(max(every, default=0))
         simple = {"string": str, "int": int, "float": float, "bool": bool, "date": datetime.date}
         # stored attributes of these Python types need no conversion (the codec keeps ints in 64 bits)
         self.scalars = {k: simple[t.name] for k, t in catalog.contact.items() if t.name in simple}

@@ -5,6 +5,7 @@ import contextlib
 import datetime
 import gc
 import os
+import re
 import zoneinfo
 
 from .catalog import Catalog
@@ -13,6 +14,9 @@ from .diagnostics import CatalogError, Diagnostic, Reporter, Span
 from .parser import parse
 
 MAX_FILES = 1000
+# A catalog file's name: plain, so that no name sent to Deploy can point outside a folder
+# when a version is written out (`offerd export`), or mislead in a diagnostic.
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,122}\.offer")
 
 __all__ = ["Catalog", "CatalogError", "Diagnostic", "check", "check_expression", "load"]
 
@@ -62,7 +66,25 @@ def check(sources: dict[str, str], today: datetime.date | None = None) -> Catalo
         return _check(sources, today)
 
 
+def file_name_errors(names) -> list[Diagnostic]:
+    """Names a catalog may not have, and too many files; these stop a check before parsing."""
+    out = []
+    if len(names) > MAX_FILES:
+        out.append(Diagnostic(Span("<catalog>", 0, 0, 0, 0), f"{len(names)} files; the limit is {MAX_FILES}",
+                              hint="merge small files"))
+    for name in sorted(names)[:20]:
+        if not FILE_NAME.fullmatch(name):
+            shown = name if len(name) <= 80 else name[:77] + "..."
+            out.append(Diagnostic(Span("<catalog>", 0, 0, 0, 0), f"file name {shown!r} is not allowed",
+                                  hint="use letters, digits, '_', '-' and '.', end in .offer, at most 128 "
+                                  "characters, no folders"))
+    return out[:21]
+
+
 def _check(sources, today):
+    bad = file_name_errors(sources)
+    if bad:
+        raise CatalogError(bad, {})
     report = Reporter()
     modules = [parse(sources[name], name, report) for name in sorted(sources)]
     if report.has_errors:  # semantic errors of a half-parsed catalog only mislead

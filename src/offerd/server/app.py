@@ -74,7 +74,7 @@ async def create_server(addr: str, config: Config | None = None,
     store is opened under `config.data` unless given. `server.offerd` holds the store, the
     engine and the catalog watcher."""
     config = config or Config()
-    store = store or Store(os.path.join(config.data, "db"), durability=config.durability)
+    store = store or open_store(config)
     engine = Engine(store)
     live = Live(engine, store)
     live.refresh()
@@ -100,21 +100,57 @@ async def create_server(addr: str, config: Config | None = None,
     if port == 0:
         raise OSError(f"cannot listen on {addr}")
     await server.start()
-    watch = asyncio.get_running_loop().create_task(live.watch(config.poll_seconds))
-    server.offerd = SimpleNamespace(store=store, engine=engine, watch=watch)
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(live.watch(config.poll_seconds))]
+    if config.pruner and config.prune_every > 0:
+        tasks.append(loop.create_task(prune_forever(store, engine, config)))
+    server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks)
     return server, port
 
 
 async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
     """Finish the calls in flight (up to `grace` seconds), then close the store: its writer
     commits everything it acknowledged first."""
-    server.offerd.watch.cancel()
+    for task in server.offerd.tasks:
+        task.cancel()
     await server.stop(grace)
     server.offerd.store.close()
 
 
+def open_store(config: Config) -> Store:
+    return Store(os.path.join(config.data, "db"), durability=config.durability, map_size=config.map_size)
+
+
+def prune_cutoff(engine: Engine, config: Config, now: float) -> float | None:
+    """Propositions made before this time are read by no rule of the live catalog and are
+    older than `config.retain`; None: keep everything (a rule reads whole histories, or
+    nothing is live)."""
+    window = engine.retention
+    if window is None:
+        return None
+    return now - max(window, config.retain)
+
+
+async def prune_forever(store: Store, engine: Engine, config: Config) -> None:
+    """Every `config.prune_every` seconds, delete the history no rule reads any more, in
+    small transactions (Store.prune), so the file stops growing once the oldest history
+    goes as fast as new history comes; the freed pages are reused."""
+    while True:
+        await asyncio.sleep(config.prune_every)
+        cutoff = prune_cutoff(engine, config, time.time())
+        if cutoff is None:
+            continue
+        try:
+            t = time.monotonic()
+            removed = await asyncio.to_thread(store.prune, cutoff)
+            log.info("pruned %d entries older than %s in %.2f s", removed,
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(cutoff)), time.monotonic() - t)
+        except Exception:  # a full disk, say: the next round tries again
+            log.exception("pruning failed")
+
+
 async def _run(config: Config) -> None:
-    store = Store(os.path.join(config.data, "db"), durability=config.durability)
+    store = open_store(config)
     server, port = await create_server(config.listen, config, store)
     log.info("offerd serving on %s (port %d), data in %s, durability %s", config.listen, port,
              config.data, config.durability)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..store.lmdb_store import DEFAULT_MAP_SIZE
+
 
 @dataclass
 class Config:
@@ -17,3 +19,7 @@ class Config:
     metrics: str | None = None  # HOST:PORT of the Prometheus endpoint; None: none
     loop: str = "uvloop"  # or "asyncio"
     poll_seconds: float = 0.5  # how often a worker looks for a catalog deployed through another
+    map_size: int = DEFAULT_MAP_SIZE  # bytes of address space for LMDB; the file grows with the data
+    retain: float = 30 * 86400  # seconds of history kept at least (late reports, propensity's 30 days)
+    prune_every: float = 3600  # seconds between prunes; 0: never
+    pruner: bool = True  # this process prunes (with several workers, only the first)

@@ -3,19 +3,25 @@ environment. Nothing here imports gRPC: the processes are forked before any gRPC
 exists, and each opens its own store and server after the fork."""
 from __future__ import annotations
 
+import collections
+import dataclasses
 import logging
 import os
 import shutil
 import signal
 import sys
+import time
 import traceback
 
 from .. import lang
 from ..examples import CATALOG as EXAMPLE_CATALOG
+from ..process import die_with
 from ..store.lmdb_store import Store
 from .logs import set_worker
 
 log = logging.getLogger("offerd.server")
+RESTARTS_PER_MINUTE = 10  # more workers than this dying within a minute stop the server
+RESTART_PAUSE = 0.2  # seconds before a dead worker's replacement starts
 
 
 def start_catalog(store: Store, directory: str | None) -> None:
@@ -47,7 +53,7 @@ def run(config, workers: int) -> int:
     # gRPC's fork support handles forking after gRPC started; here nothing gRPC exists before
     # the fork, so it is off, and said so explicitly.
     os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
-    store = Store(os.path.join(config.data, "db"), durability=config.durability)
+    store = Store(os.path.join(config.data, "db"), durability=config.durability, map_size=config.map_size)
     try:
         start_catalog(store, config.catalog)
     finally:
@@ -66,16 +72,19 @@ def run(config, workers: int) -> int:
         raise SystemExit("offerd: with --workers > 1, give a port: workers share it (SO_REUSEPORT)")
     if config.metrics:
         _metrics_dir(config.data)
-    children = []
-    for n in range(workers):
+    parent = os.getpid()
+    children: dict[int, int] = {}  # pid → worker number
+
+    def start(n: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
+                die_with(parent, signal.SIGTERM)  # finish the calls in flight, then go
                 set_worker(n)
                 from .app import serve
 
-                serve(config)
+                serve(dataclasses.replace(config, pruner=n == 0))
             except BaseException:
                 traceback.print_exc()
                 code = 1
@@ -83,7 +92,10 @@ def run(config, workers: int) -> int:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        children.append(pid)
+        children[pid] = n
+
+    for n in range(workers):
+        start(n)
     log.info("%d workers: %s", workers, ", ".join(map(str, children)))
     if config.metrics:
         from .metrics import serve_http
@@ -91,8 +103,11 @@ def run(config, workers: int) -> int:
         serve_http(config.metrics, multiprocess=True)
         log.info("metrics of every worker on http://%s/metrics", config.metrics)
 
+    stopping = []
+
     def forward(sig, _frame):
-        for pid in children:
+        stopping.append(sig)
+        for pid in list(children):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
@@ -100,10 +115,33 @@ def run(config, workers: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    worst = 0
-    for pid in children:
-        _, status = os.waitpid(pid, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status) != 0)
+    worst, restarts = 0, collections.deque()
+    while children:
+        pid, status = os.wait()
+        n = children.pop(pid, None)
+        if n is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            worst = max(worst, code != 0)
+            continue
+        # A worker died on its own (killed, out of memory, a crash): the others go on serving,
+        # and a new one takes its place, unless workers keep dying (a broken set-up).
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        now = time.monotonic()
+        restarts.append(now)
+        while restarts[0] < now - 60:
+            restarts.popleft()
+        if len(restarts) > RESTARTS_PER_MINUTE:
+            log.error("worker %d (pid %d) ended (%s); %d restarts within a minute: stopping", n, pid, how,
+                      len(restarts) - 1)
+            forward(signal.SIGTERM, None)
+            worst = 1
+            continue
+        log.error("worker %d (pid %d) ended (%s); starting another", n, pid, how)
+        time.sleep(RESTART_PAUSE)
+        if not stopping:
+            start(n)
     if config.metrics:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     return worst

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import queue
+import resource
 import threading
 import time
 from concurrent.futures import Future
@@ -18,6 +19,7 @@ from functools import cached_property
 
 import lmdb
 
+from ..history import PROPENSITY_WINDOW
 from .codec import CodecError, decode_attrs, encode_attrs
 from .keys import (DAY, HOUR, MINUTE, NEWEST, SECOND, STATUS_BYTE, U64, Contact, counter_key,
                    event_key, history_key, is_stamp, ref_key, us)
@@ -26,6 +28,7 @@ from .records import ALL, CorruptRecord, Indexer, Record, encode_new, names
 DATABASES = ("profiles", "history", "props", "counters", "events", "versions", "meta")
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as data does
 MAX_BATCH = 512
+DISK_FULL_BYTES = 16 << 20  # a failed write with less room than this was for want of room
 LINGER_STEP, LINGER_WAITS = 0.0001, 10  # group commit: how long the writer waits for stragglers
 STATUSES = ("presented", "accepted", "rejected")
 _FOREVER = 9.0e12  # seconds: later than any event, and its µs still fit in 64 bits
@@ -256,6 +259,22 @@ class Store:
     def __exit__(self, *exc):
         self.close()
 
+    def _why_full(self) -> str | None:
+        """After a failed write: whether the disk or the file size limit was the cause. LMDB
+        reports a short write as an I/O error, so the cause is read off the file system."""
+        try:
+            fs = os.statvfs(self.path)
+            free = fs.f_bavail * fs.f_frsize
+            size = os.path.getsize(os.path.join(self.path, "data.mdb"))
+        except OSError:
+            return None
+        if free < DISK_FULL_BYTES:
+            return f"the disk holding {self.path} is full ({free} bytes free)"
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and size + DISK_FULL_BYTES > limit:
+            return f"{self.path}/data.mdb reached the file size limit ({limit} bytes, `ulimit -f`)"
+        return None
+
     def _check_process(self) -> None:
         if _FORKS[0] != self._forks:  # cheaper than os.getpid(), a system call, on every read
             raise StoreError("this store was opened in another process; open it after fork, in each process")
@@ -345,7 +364,10 @@ class Store:
             outcomes = [(f, None, error) for _, f in batch]
         except lmdb.Error as e:
             self._counted.clear()
-            outcomes = [(f, None, StoreError(f"LMDB write failed: {e}")) for _, f in batch]
+            full = self._why_full()
+            error = StoreFull(f"{full}; the write failed ({e}): make room, and writes resume") if full \
+                else StoreError(f"LMDB write failed: {e}")
+            outcomes = [(f, None, error) for _, f in batch]
         except BaseException as e:  # a bug in an op: fail its batch, keep the writer alive
             self._counted.clear()
             outcomes = [(f, None, StoreError(f"store write failed: {e!r}")) for _, f in batch]
@@ -897,7 +919,7 @@ class StoredHistory:
         return self._store.total(key[0], key[1], status, since, until)
 
     def propensity(self, offer, space, until) -> float:
-        since = until - 30 * 86400
+        since = until - PROPENSITY_WINDOW
         accepted = self._store.total("pair", f"{offer}/{space}", "accepted", since, until)
         presented = self._store.total("pair", f"{offer}/{space}", "presented", since, until)
         return min(1.0, (accepted + 1) / (presented + 2))  # a rate: see docs/language.md
