@@ -53,9 +53,10 @@ class _Base:
 
 class Client(_Base):
     def __init__(self, target: str = "127.0.0.1:50051", *, admin_token: str | None = None,
-                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0):
+                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0, options=()):
         super().__init__(target, admin_token, timeout)
-        channel = (grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target))
+        channel = (grpc.secure_channel(target, credentials, options) if credentials
+                   else grpc.insecure_channel(target, options))
         self._stubs(channel)
 
     def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:

@@ -74,7 +74,7 @@ class Plan:
         # what pruning must keep: every window, totals' too (lifetime totals have counters
         # that are never pruned); None if a rule reads a contact's whole history
         every = [h.window for e in _exprs(catalog) for h in _history_nodes(e) if h.window is not None]
-        if any(isinstance(x, n.Name) and x.name == "propensity" for e in _exprs(catalog) for x in _walk(e)):
+        if any(isinstance(x, n.Propensity) for e in _exprs(catalog) for x in _walk(e)):
             every.append(PROPENSITY_WINDOW)
         self.retention: float | None = None if None in windows else float(max(every, default=0))
         simple = {"string": str, "int": int, "float": float, "bool": bool, "date": datetime.date}

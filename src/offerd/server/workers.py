@@ -80,6 +80,10 @@ def run(config, workers: int) -> int:
         if pid == 0:
             code = 0
             try:
+                # Not the supervisor's handlers: until the worker's own are set, a stop
+                # ends it at once, with nothing in flight yet.
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, lambda *_: os._exit(0))
                 die_with(parent, signal.SIGTERM)  # finish the calls in flight, then go
                 set_worker(n)
                 from .app import serve

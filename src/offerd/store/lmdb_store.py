@@ -717,7 +717,8 @@ class Store:
     def _report(self, txn, prop_id: bytes, status: str, at: float) -> bool:
         hkey = txn.get(prop_id, db=self.db["props"])
         if hkey is None:
-            raise NotFound(f"no proposition {prop_id.hex()}")
+            raise NotFound(f"no proposition {prop_id.hex()}: unknown, or pruned with history older than "
+                           "the server keeps (--retain)")
         data = txn.get(hkey, db=self.db["history"])
         if data is None:
             raise NotFound(f"proposition {prop_id.hex()} has been pruned")
