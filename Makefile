@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/offerd/v1/*.proto)
 GEN := src/offerd/v1/offerd_pb2.py
 
-.PHONY: test bench check serve gen clean
+.PHONY: test soak bench check serve gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ $(CHROMIUM):
 
 test: $(STAMP) $(GEN) $(CHROMIUM)
 	$(PY) -m pytest
+
+# the long runs of the hardening tests: a 3-minute soak (figures in benchmarks/results/soak.json),
+# 20x the fuzzing, 5x the property tests, the fault tests
+soak: $(STAMP) $(GEN)
+	OFFERD_SOAK_SECONDS=180 OFFERD_SOAK_REPORT=benchmarks/results/soak.json OFFERD_FUZZ_SCALE=20 \
+	OFFERD_PROPERTY_SCALE=5 $(PY) -m pytest -s tests/test_soak.py tests/test_fuzz.py tests/test_properties.py \
+	tests/test_faults.py
 
 # serve the bundled example catalog (or CATALOG=dir) on 127.0.0.1:50051, data under ./var
 serve: $(STAMP) $(GEN)
