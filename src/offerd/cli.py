@@ -149,6 +149,19 @@ def cmd_serve(args) -> int:
         return 1
 
 
+def cmd_backup(args) -> int:
+    from .store.lmdb_store import StoreError, copy_store
+
+    t = time.monotonic()
+    try:
+        size = copy_store(os.path.join(args.data, "db"), args.dest)
+    except StoreError as e:
+        print(f"offerd backup: {e}", file=sys.stderr)
+        return 1
+    print(f"copied {size:,} bytes to {os.path.join(args.dest, 'data.mdb')} in {time.monotonic() - t:.2f} s")
+    return 0
+
+
 @_rpc
 def cmd_decide(args) -> int:
     from google.protobuf import json_format
@@ -337,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls-key", default=os.environ.get("OFFERD_TLS_KEY"))
     p.add_argument("--client-ca", default=os.environ.get("OFFERD_CLIENT_CA"), help="require client certificates (mTLS)")
     p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("backup", help="copy a store, consistent, while servers use it (docs/operations.md)")
+    p.add_argument("--data", default=os.environ.get("OFFERD_DATA", "var"), help="the server's data folder")
+    p.add_argument("dest", help="a new or empty folder for the copy")
+    p.set_defaults(fn=cmd_backup)
 
     p = sub.add_parser("decide", help="ask a running server for a decision")
     p.add_argument("spaces", help="space[,space...]")

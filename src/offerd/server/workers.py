@@ -47,9 +47,26 @@ def _metrics_dir(data: str) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
 
+def check_tls(config) -> None:
+    """TLS settings that cannot work stop the start, before any worker exists."""
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise SystemExit("offerd: --tls-cert and --tls-key go together")
+    if config.client_ca and not config.tls_cert:
+        raise SystemExit("offerd: --client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    for path in (config.tls_cert, config.tls_key, config.client_ca):
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    if b"-----BEGIN" not in f.read(1 << 20):
+                        raise SystemExit(f"offerd: {path} is not a PEM file")
+            except OSError as e:
+                raise SystemExit(f"offerd: cannot read {path}: {e.strerror}") from None
+
+
 def run(config, workers: int) -> int:
     """Deploy the starting catalog, then serve in `workers` processes until SIGTERM/SIGINT,
     which each finishes its calls in flight. Returns the exit status."""
+    check_tls(config)
     # gRPC's fork support handles forking after gRPC started; here nothing gRPC exists before
     # the fork, so it is off, and said so explicitly.
     os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
