@@ -70,6 +70,8 @@ def parse_json_line(line_no: int, line: str, schema: dict[str, Type]) -> Row | B
         value = json.loads(line)
     except json.JSONDecodeError as e:
         return BadRow(line_no, f"not JSON: {e.msg} at column {e.colno}")
+    except (ValueError, RecursionError) as e:  # a number of thousands of digits, arrays nested too deep
+        return BadRow(line_no, f"not readable JSON: {e}")
     if not isinstance(value, dict):
         return BadRow(line_no, f"a row is a JSON object, not {type(value).__name__}")
     return _row(line_no, value, schema, from_text=False)

@@ -16,7 +16,9 @@ class InputError(ValueError):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__("; ".join(problems))
+        shown = problems[:10]  # ten thousand unknown names make a message nobody reads (or receives)
+        more = f"; and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        super().__init__("; ".join(shown) + more)
 
 
 def _convert(t: Type, v):

@@ -9,7 +9,10 @@ from ..lang.diagnostics import Diagnostic
 from ..v1 import offerd_pb2 as pb
 
 UTC = datetime.timezone.utc
-MAX_TIME_US = 253402300799_999999  # 9999-12-31T23:59:59.999999Z
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+# 9999-12-30T23:59:59.999999Z: a day short of the calendar's end, so that the time in the
+# catalog's timezone (up to 14 hours ahead) is still a date Python can hold
+MAX_TIME_US = 253402214399_999999
 
 
 def from_value(name: str, v: pb.Value):
@@ -50,8 +53,8 @@ def time_of(time_us: int, what: str = "time_us") -> datetime.datetime | None:
     if time_us == 0:
         return None
     if not 0 < time_us <= MAX_TIME_US:
-        raise BadRequest(f"{what} must be microseconds since 1970-01-01 UTC, up to year 9999 (0: now)")
-    return datetime.datetime.fromtimestamp(time_us / 1e6, UTC)
+        raise BadRequest(f"{what} must be microseconds since 1970-01-01 UTC, up to 9999-12-30 (0: now), not {time_us}")
+    return EPOCH + datetime.timedelta(microseconds=time_us)  # exact: a float loses the last digits
 
 
 def request(m: pb.DecideRequest) -> Request:
@@ -73,7 +76,8 @@ def request(m: pb.DecideRequest) -> Request:
 
 
 def response(d: Decision, request_id: str = "") -> pb.DecideResponse:
-    out = pb.DecideResponse(time_us=int(round(d.time.timestamp() * 1e6)), catalog=d.catalog, request_id=request_id)
+    time_us = (d.time - EPOCH) // datetime.timedelta(microseconds=1)  # exact, as time_of reads it
+    out = pb.DecideResponse(time_us=time_us, catalog=d.catalog, request_id=request_id)
     for r in d.spaces:
         space = out.spaces.add(space=r.space)
         for p in r.proposals:

@@ -10,6 +10,7 @@ import threading
 import time
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from .. import lang
 from ..engine import BadRequest, Engine, ImpossibleMove, NoCatalog, NotFound, UnknownSpace
@@ -25,6 +26,7 @@ from .metrics import DECISIONS, ERRORS, LATENCY, PROPOSED, REPORTS
 log = logging.getLogger("offerd.server")
 STREAM_DEPTH = 64  # requests of one stream decided at once; answers stay in order
 MAX_BATCH = 1000  # requests in one DecideBatchRequest
+MESSAGE_BYTES = 4000  # a status message's size on the wire, at most
 
 CODES = [  # most specific first
     ((BadRequest, InputError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
@@ -43,6 +45,25 @@ def code_of(e: Exception) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def fit(message: str) -> str:
+    """A status message travels percent-encoded in a header, and clients refuse headers
+    past 8-16 KiB: one that echoes a huge input (a 1 MiB id, ten thousand names) is cut."""
+    size = 0
+    for i, ch in enumerate(message):
+        size += 1 if " " <= ch <= "~" and ch != "%" else 3 * len(ch.encode("utf-8", "surrogatepass"))
+        if size > MESSAGE_BYTES:
+            return f"{message[:i]}... ({len(message) - i} more characters)"
+    return message
+
+
+def _version(digest: str) -> str:
+    """A version's hash as the store wants it; anything else names no version (and an empty
+    key would be an LMDB error, not a NOT_FOUND)."""
+    if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        raise NotFound(f"no catalog version {digest!r}: a version is named by its 64 hex digits")
+    return digest
+
+
 def mapped(fn):
     """Turn the engine's and store's exceptions into gRPC statuses; anything else is a bug:
     logged with its traceback, answered INTERNAL, and the server goes on."""
@@ -53,14 +74,14 @@ def mapped(fn):
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except CatalogError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(str(e)))
         except Exception as e:
             code = code_of(e)
             ERRORS.labels(fn.__name__, code.name).inc()
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("%s failed", fn.__name__)
-                await context.abort(code, f"internal error: {e!r}")
-            await context.abort(code, str(e))
+                await context.abort(code, fit(f"internal error: {e!r}"))
+            await context.abort(code, fit(str(e)))
     return call
 
 
@@ -96,13 +117,18 @@ class DecisionService(rpc.DecisionServiceServicer):
     async def DecideStream(self, request_iterator, context):
         """Requests are decided concurrently (up to STREAM_DEPTH at a time, so their writes
         share group commits) and answered in the order they came; a refused one gets a
-        StreamError in its place and the stream goes on."""
+        StreamError in its place and the stream goes on. A message that is not a DecideRequest
+        at all ends the stream, after the answers to those before it."""
         pending: asyncio.Queue = asyncio.Queue(STREAM_DEPTH)
+        read_, broken = [0], []
 
         async def read():
             try:
                 async for request in request_iterator:
+                    read_[0] += 1
                     await pending.put((request, asyncio.ensure_future(self._one(request))))
+            except DecodeError as e:  # not ending quietly: the client would miss the answers it is owed
+                broken.append(e)
             finally:
                 await pending.put(None)
 
@@ -112,6 +138,10 @@ class DecisionService(rpc.DecisionServiceServicer):
                 yield await item[1]
         finally:
             reader.cancel()
+        if broken:
+            ERRORS.labels("DecideStream", "INVALID_ARGUMENT").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
+                f"message #{read_[0] + 1} of the stream is not a DecideRequest ({broken[0]}); the stream ends there"))
 
     async def _batch(self, batch: pb.DecideBatchRequest) -> pb.DecideBatchResponse:
         if len(batch.requests) > MAX_BATCH:
@@ -126,13 +156,20 @@ class DecisionService(rpc.DecisionServiceServicer):
 
     async def DecideBatchStream(self, request_iterator, context):
         """Batches decided one after the other, each as DecideBatch; an oversized batch ends
-        the stream with INVALID_ARGUMENT."""
-        async for batch in request_iterator:
-            try:
-                yield await self._batch(batch)
-            except BadRequest as e:
-                ERRORS.labels("DecideBatchStream", "INVALID_ARGUMENT").inc()
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        the stream with INVALID_ARGUMENT, as does a message that is not a DecideBatchRequest."""
+        n = 0
+        try:
+            async for batch in request_iterator:
+                n += 1
+                try:
+                    yield await self._batch(batch)
+                except BadRequest as e:
+                    ERRORS.labels("DecideBatchStream", "INVALID_ARGUMENT").inc()
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(str(e)))
+        except DecodeError as e:
+            ERRORS.labels("DecideBatchStream", "INVALID_ARGUMENT").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
+                f"message #{n + 1} of the stream is not a DecideBatchRequest ({e}); the stream ends there"))
 
     async def _one(self, request) -> pb.StreamReply:
         try:
@@ -189,16 +226,21 @@ class ProfileService(rpc.ProfileServiceServicer):
                 await self.store.put_profiles_async(items)
                 loaded += len(items)
 
-        async for profile in request_iterator:
-            try:
-                contact, attrs = self._checked(profile)
-            except (BadRequest, InputError) as e:
-                await flush()
-                raise BadRequest(f"profile #{loaded + len(batch) + 1} ({profile.contact_id!r}): {e}; "
-                                 f"{loaded} loaded before it") from None
-            batch.append((contact, attrs))
-            if len(batch) >= 1000:
-                await flush()
+        try:
+            async for profile in request_iterator:
+                try:
+                    contact, attrs = self._checked(profile)
+                except (BadRequest, InputError) as e:
+                    await flush()
+                    raise BadRequest(f"profile #{loaded + len(batch) + 1} ({profile.contact_id!r}): {e}; "
+                                     f"{loaded} loaded before it") from None
+                batch.append((contact, attrs))
+                if len(batch) >= 1000:
+                    await flush()
+        except DecodeError as e:  # bytes that are not a Profile: a bad profile too
+            await flush()
+            raise BadRequest(f"profile #{loaded + 1} is not a Profile message ({e}); "
+                             f"{loaded} loaded before it") from None
         await flush()
         return pb.BulkLoadResponse(loaded=loaded)
 
@@ -251,7 +293,7 @@ class AdminService(rpc.AdminServiceServicer):
     @mapped
     async def Activate(self, request, context):
         await self._authorize(context)
-        await asyncio.to_thread(self.store.activate, request.hash)
+        await asyncio.to_thread(self.store.activate, _version(request.hash))
         await asyncio.to_thread(self.live.refresh)
         return pb.LiveResponse(hash=request.hash)
 
@@ -279,7 +321,7 @@ def _simulation_inputs(store: Store, request):
     from ..engine.population import parse_json_line
 
     if request.hash:
-        files = store.version(request.hash)
+        files = store.version(_version(request.hash))
     else:
         live = store.live()
         if live is None:
@@ -303,8 +345,7 @@ def _simulation_inputs(store: Store, request):
         ctx = check_attributes(catalog.context, ctx, "context")
     except (ValueError, InputError) as e:
         raise BadRequest(f"context_json: {e}") from None
-    at = (datetime.datetime.fromtimestamp(request.time_us / 1e6, datetime.timezone.utc) if request.time_us
-          else datetime.datetime.now(datetime.timezone.utc))
+    at = convert.time_of(request.time_us) or datetime.datetime.now(datetime.timezone.utc)
     return catalog, rows, len(lines), at, ctx
 
 
@@ -316,9 +357,9 @@ async def simulate_rpc(store: Store, request, context):
     try:
         catalog, rows, total, at, ctx = await asyncio.to_thread(_simulation_inputs, store, request)
     except CatalogError as e:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(str(e)))
     except Exception as e:
-        await context.abort(code_of(e), str(e))
+        await context.abort(code_of(e), fit(str(e)))
     loop, queue, stop, last = asyncio.get_running_loop(), asyncio.Queue(), threading.Event(), [None]
 
     def progress(done, total_, seconds):
@@ -346,7 +387,7 @@ async def simulate_rpc(store: Store, request, context):
                 return
             if isinstance(item, Exception):
                 code = grpc.StatusCode.INVALID_ARGUMENT if isinstance(item, ValueError) else code_of(item)
-                await context.abort(code, str(item))
+                await context.abort(code, fit(str(item)))
             yield item
             if item.HasField("report_json"):
                 return
