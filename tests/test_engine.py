@@ -147,3 +147,17 @@ def test_a_cap_taken_between_deciding_and_committing_is_left_out(engine):
     why = {x.offer: x.kind for x in d.spaces[0].explain}
     assert why["hot"] == "cap at commit"
     assert engine.store.total("offer", "hot", "proposed", None, T.timestamp()) == 5
+
+
+@pytest.mark.parametrize("window, when", [("36500d", T), ("1d", datetime.datetime(1970, 1, 1, 0, 0, 1,
+                                                                                 tzinfo=datetime.timezone.utc))],
+                         ids=["a century's window", "a decision in 1970"])
+def test_windows_reaching_before_1970_count_from_the_start(tmp_path, window, when):
+    """The window's start is before 1970: the store counts from its start (was struct.error)."""
+    source = f"space web {{ limit 1 }}\noffer o {{ spaces web  cap 2 per contact per {window}  " \
+             f"cap 3 total per {window}  weight propensity }}"
+    with Store(str(tmp_path / "db")) as store:
+        engine = Engine(store, check({"a.offer": source}))
+        got = [engine.decide(Request(("web",), f"c{i // 2}", time=when + datetime.timedelta(seconds=i))).offers("web")
+               for i in range(6)]
+    assert got == [["o"], ["o"], ["o"], [], [], []]  # the total cap: 3 in the window

@@ -283,12 +283,12 @@ def test_an_odd_but_valid_decide_request_is_decided(client, make, check):
     assert check(client.decisions.Decide(make(), timeout=20))
 
 
-@pytest.mark.xfail(strict=True, raises=grpc.RpcError,
-                   reason="bug outside the server package: the history window's start (decision time minus "
-                          "the catalog's longest window) goes before 1970 and the store cannot pack it "
-                          "(struct.error → INTERNAL); the same with a catalog window over 56 years at any time")
 def test_a_decision_in_january_1970_is_decided(client):
+    """Its history window starts before 1970: the store reads from the start instead of
+    failing to pack a negative time (was INTERNAL)."""
     assert client.decisions.Decide(request(time_us=1), timeout=10).spaces[0].propositions
+    got = client.decisions.Decide(request(time_us=1, dry_run=False), timeout=10).spaces[0].propositions
+    assert client.decisions.Record(pb.RecordRequest(proposition=got[0].id, status="presented"), timeout=10).changed
 
 
 # --- status reports --------------------------------------------------------------------------

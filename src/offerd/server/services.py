@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import json
 import logging
 import threading
@@ -253,7 +254,8 @@ class AdminService(rpc.AdminServiceServicer):
         if self.token is None:
             return
         sent = dict(context.invocation_metadata()).get("authorization", "")
-        if sent != f"Bearer {self.token}":
+        if isinstance(sent, bytes) or not hmac.compare_digest(sent.encode(), f"Bearer {self.token}".encode()):
+            # compare_digest: the time taken tells nothing of how much of the token was right
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "AdminService needs the admin token: metadata `authorization: Bearer <token>`")
 

@@ -454,7 +454,7 @@ class Store:
         contact's stamp (None: never written), which changes whenever its history does.
         The stamp's key is the prefix itself, so it sorts first and the same walk reads it;
         the first key past the window or past this contact ends the walk."""
-        stop = prefix[:-1] + b"\x01" if since is None else prefix + U64.pack(NEWEST - us(since))
+        stop = prefix[:-1] + b"\x01" if since is None else prefix + U64.pack(NEWEST - us(max(since, 0.0)))
         out, stamp = [], None
         cursor = txn.cursor(db=self.db["history"])
         if cursor.set_range(prefix):
@@ -508,7 +508,7 @@ class Store:
             if until >= _FOREVER:
                 return lifetime
             return lifetime - self._count(txn, pending, ref, status, us(until) + 1, None, 0)
-        lo = us(since) + 1
+        lo = us(max(since, 0.0)) + 1
         if until >= _FOREVER:
             return self._count(txn, pending, ref, status, lo, None, 0)
         # Everything from `since` on, less everything after `until`. Counting up to `until`
@@ -696,7 +696,7 @@ class Store:
         if check.scope == "total":
             return self._total_below(txn, check.ref_key, check.status, since, check.limit)
         times = mine.get((check.ref_kind, check.ref, check.status), ())
-        count = len(times) - (0 if since is None else bisect_right(times, us(since)))
+        count = len(times) - (0 if since is None else bisect_right(times, us(max(since, 0.0))))
         return count < check.limit
 
     def _total_below(self, txn, ref: bytes, status: str, since: float | None, limit: int) -> bool:
@@ -705,7 +705,7 @@ class Store:
         earlier, bounds them by that count plus the events added since, by any process, read
         off the lifetime counter (a later start only lets events out), and counts again only
         when the bound reaches the limit. Hot caps cost one read per batch, not a count."""
-        key, lo = (ref, status), -1 if since is None else us(since)
+        key, lo = (ref, status), -1 if since is None else us(max(since, 0.0))
         pending = self._pending
         life = pending.life.get(key)
         if life is None:
@@ -933,7 +933,7 @@ class StoredHistory:
         times = self._indexed().get((key[0], key[1], status))
         if not times:
             return 0
-        lo = 0 if since is None else bisect_right(times, us(since))
+        lo = 0 if since is None else bisect_right(times, us(max(since, 0.0)))
         return bisect_right(times, us(until)) - lo
 
     def total(self, key, status, since, until) -> int:
