@@ -273,7 +273,9 @@ def test_sigterm_during_load_loses_no_acknowledged_decision(tmp_path):
         with store.env.begin() as txn:
             missing = [pid for pid in acked if txn.get(bytes.fromhex(pid), db=store.db["props"]) is None]
     assert missing == []
-    assert set(errors) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+    # calls cut off by the stop (or slowed past their deadline on a busy machine) may or may not
+    # have happened; only acknowledged ones must be stored
+    assert set(errors) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 def _spawn(port: int, data: str, *extra: str) -> subprocess.Popen:
