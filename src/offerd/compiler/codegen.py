@@ -416,31 +416,33 @@ _ANY = (-_INF, _INF)
 TOP_MIN_OFFERS = 32  # below this, a space is evaluated whole: ranking by bound saves nothing
 
 
-def interval(e: n.Expr, lets: dict[str, n.Expr]) -> tuple[float, float]:
+def interval(e: n.Expr, lets: dict[str, n.Expr], known: dict | None = None) -> tuple[float, float]:
     """Bounds (low, high) that a numeric expression's value always lies within, from the
     checked AST alone; (-inf, inf) when nothing is known. Used to evaluate the offers whose
-    weight can be highest first."""
+    weight can be highest first. `known`: the bounds of lets, worked out already."""
     if isinstance(e, n.Literal):
         v = e.value
         return _out(float(v), float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else _ANY
     if isinstance(e, n.LetRef):
-        return interval(lets[e.name], lets)
+        if known is not None and e.name in known:
+            return known[e.name]
+        return interval(lets[e.name], lets, known)
     if isinstance(e, n.History):
         return (0.0, _INF)  # a count
     if isinstance(e, n.Propensity):
         return (0.0, 1.0)  # a rate: (accepted + 1) / (presented + 2), at most 1
     if isinstance(e, n.Cond):
-        a, b = interval(e.then, lets), interval(e.orelse, lets)
+        a, b = interval(e.then, lets, known), interval(e.orelse, lets, known)
         return (min(a[0], b[0]), max(a[1], b[1]))
     if isinstance(e, n.Unary) and e.op == "-":
-        lo, hi = interval(e.operand, lets)
+        lo, hi = interval(e.operand, lets, known)
         return (-hi, -lo)
     if isinstance(e, n.Call) and e.fn in ("min", "max"):
-        a, b = interval(e.args[0], lets), interval(e.args[1], lets)
+        a, b = interval(e.args[0], lets, known), interval(e.args[1], lets, known)
         pick = min if e.fn == "min" else max
         return (pick(a[0], b[0]), pick(a[1], b[1]))
     if isinstance(e, n.Binary) and e.op in ("+", "-", "*", "??"):
-        a, b = interval(e.left, lets), interval(e.right, lets)
+        a, b = interval(e.left, lets, known), interval(e.right, lets, known)
         if e.op == "??":
             return (min(a[0], b[0]), max(a[1], b[1]))
         if e.op == "+":
@@ -487,8 +489,16 @@ class SpaceCodegen(ExprCodegen):
             weight = offer.weight_in.get(space, offer.weight)
             self.plan.append((checks, (self._rule(weight.rule), weight)))
         lets = catalog.lets
+        # the lets' bounds and whether they read history, each let after the lets it uses: a
+        # chain of lets costs no recursion, and one let used twice is not walked twice
+        known: dict[str, tuple[float, float]] = {}
+        self.history_lets: set[str] = set()
+        for name in catalog.let_order:
+            known[name] = interval(lets[name], lets, known)
+            if self._reads_history(lets[name]):
+                self.history_lets.add(name)
         # each offer's highest weight (NaN, from odd literals, counts as unbounded)
-        self.bounds = [b if b == b else _INF for b in (interval(w.expr, lets)[1] for _, (_, w) in self.plan)]
+        self.bounds = [b if b == b else _INF for b in (interval(w.expr, lets, known)[1] for _, (_, w) in self.plan)]
         # `_top` pays off in a large space with some bounded weights, or weights that read no history
         self.ranks_by_bound = len(self.offers) >= TOP_MIN_OFFERS and any(
             b < _INF or not self._reads_history(w.expr) for b, (_, (_, w)) in zip(self.bounds, self.plan))
@@ -628,7 +638,7 @@ class SpaceCodegen(ExprCodegen):
         for x in subexpressions(e):
             if isinstance(x, (n.History, n.Propensity)):
                 return True
-            if isinstance(x, n.LetRef) and self._reads_history(self.catalog.lets[x.name]):
+            if isinstance(x, n.LetRef) and x.name in self.history_lets:
                 return True
         return False
 

@@ -127,7 +127,7 @@ def check_expression(catalog: Catalog, text: str, offer: str | None = None):
         raise CatalogError(report.diagnostics, sources)
     checker = Checker(modules, sources)
     checker._collect()
-    for name in checker.let_decls:
+    for name in checker._let_order():
         checker._let(name)
     checker.r = Reporter()
     checked = checker._expr(expr, _Scope("expression", offer=offer))

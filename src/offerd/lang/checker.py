@@ -60,6 +60,7 @@ class Checker:
         self.lets: dict[str, n.Expr] = {}
         self.let_order: list[str] = []
         self.let_stack: list[str] = []
+        self.let_cycles: set[tuple[str, str]] = set()  # (let, let it uses): cycles already reported
         self.used_lets: set[str] = set()
         self.space_decls: dict[str, n.Space] = {}
         self.category_decls: dict[str, n.Category] = {}
@@ -74,7 +75,7 @@ class Checker:
             first = list(self.offer_decls.values())[MAX_OFFERS]
             self.r.error(first.span, f"catalog has {len(self.offer_decls)} offers; the limit is {MAX_OFFERS}")
             raise CatalogError(self.r.diagnostics, self.sources)
-        for name in self.let_decls:
+        for name in self._let_order():
             self._let(name)
         categories = {c.name: self._category(c) for c in self.category_decls.values()}
         for o in self.offer_decls.values():
@@ -161,9 +162,39 @@ class Checker:
                      did_you_mean(_typeref(t), known))
         return ERROR
 
+    def _let_order(self) -> list[str]:
+        """The lets, each after the lets it uses. Checking a let checks the lets it uses
+        first, recursively: in this order each finds them checked already, so a long chain
+        of lets cannot exhaust Python's stack. The walk runs without recursion, in the order
+        checking would, and reports each cycle as checking would have met it."""
+        uses = {name: _lets_used(d.expr, self.let_decls) for name, d in self.let_decls.items()}
+        order: list[str] = []
+        seen: set[str] = set()
+        for root in self.let_decls:
+            if root in seen:
+                continue
+            seen.add(root)
+            path, stack = [root], [iter(uses[root])]
+            while stack:
+                used = next(stack[-1], None)
+                if used is None:
+                    order.append(path.pop())
+                    stack.pop()
+                elif used in path:
+                    cycle = " → ".join(path[path.index(used):] + [used])
+                    self.r.error(self.let_decls[used].span, f"let {used} refers to itself: {cycle}")
+                    self.let_cycles.add((path[-1], used))
+                elif used not in seen:
+                    seen.add(used)
+                    path.append(used)
+                    stack.append(iter(uses[used]))
+        return order
+
     def _let(self, name: str) -> n.Expr | None:
         if name in self.lets:
             return self.lets[name]
+        if self.let_stack and (self.let_stack[-1], name) in self.let_cycles:
+            return None
         if name in self.let_stack:
             cycle = " → ".join(self.let_stack[self.let_stack.index(name):] + [name])
             self.r.error(self.let_decls[name].span, f"let {name} refers to itself: {cycle}")
@@ -610,6 +641,20 @@ class Checker:
             return self._fail(window, f"the second argument of {fn} is a duration, like 30d")
         return n.History(fn, kind, name, window.value, "contact", span=e.span, type=INT,
                          nullable=False, depth=e.depth)
+
+
+def _lets_used(e: n.Expr, lets) -> list[str]:
+    """The lets an expression names, in the order checking it meets them (not the offers
+    and categories history functions count, nor the arguments of unknown functions)."""
+    out, stack = [], [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, n.Name) and x.name in lets and x.name not in out:
+            out.append(x.name)
+        elif isinstance(x, n.Call) and (x.fn not in FUNCTIONS or x.fn in HISTORY_FUNCTIONS):
+            continue
+        stack.extend(reversed(n.children(x)))
+    return out
 
 
 def _widen(e: n.Expr, t: Type) -> n.Expr:

@@ -186,7 +186,9 @@ class _Build(Transformer):
         return ".".join(map(str, c)), self._span(c[0], c[-1])
 
     def duration(self, c):
-        seconds = sum(int(t.value[:-1]) * _UNITS[t.value[-1]] for t in c)
+        # more than 18 digits is past 100 years anyway, and int() raises past 4300 digits
+        too_long = any(len(t.value[:-1].lstrip("0")) > 18 for t in c)
+        seconds = 0 if too_long else sum(int(t.value[:-1]) * _UNITS[t.value[-1]] for t in c)
         if seconds == 0 or seconds > 100 * 365 * 86400:
             self.report.error(self._span(c[0], c[-1]), "a duration must be more than 0 and at most 100 years")
         return seconds, c[0], c[-1]
