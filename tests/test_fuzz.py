@@ -458,7 +458,7 @@ def mutate(draw, text: str, names: list[str]) -> str:
         return "".join(tokens[:i] + tokens[j:])
     if op == "duplicate":
         return "".join(tokens[:j] + tokens[i:j] + tokens[j:])
-    if op == "swap":
+    if op == "swap" and n:
         k = draw(st.integers(0, max(n - 1, 0)))
         tokens[i], tokens[k] = tokens[k], tokens[i]
         return "".join(tokens)
