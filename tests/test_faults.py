@@ -407,3 +407,40 @@ def test_pruning_keeps_what_the_live_catalog_reads():
     assert prune_cutoff(Engine(None, lang.check({"a.offer": uses_propensity})), Config(retain=0), now) == \
         now - 30 * 86400
     assert prune_cutoff(Engine(None), config, now) is None  # nothing live: nothing pruned
+
+
+def test_workers_dying_over_and_over_stop_the_server(tmp_path):
+    s = Served(tmp_path, "--workers", "2")
+    killed = set()
+    try:
+        s.workers(2)
+        deadline = time.monotonic() + 60
+        while s.proc.poll() is None and time.monotonic() < deadline:  # until the supervisor gives up
+            try:
+                with open(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children") as f:
+                    pids = [int(p) for p in f.read().split() if int(p) not in killed]
+            except FileNotFoundError:
+                break
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.add(pids[0])
+            time.sleep(0.1)
+        s.proc.wait(30)
+    finally:
+        s.stop()
+    assert s.proc.returncode == 1
+    assert "10 restarts within a minute: stopping" in s.output()
+    assert len(killed) >= 11
+
+
+@pytest.mark.parametrize("reuseport", [False, True], ids=["another program", "another offerd (SO_REUSEPORT)"])
+def test_a_port_taken_by_another_program_stops_the_start_with_a_message(tmp_path, reuseport):
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuseport))
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        got = subprocess.run([sys.executable, "-m", "offerd.cli", "serve", "--listen", f"127.0.0.1:{port}",
+                              "--data", str(tmp_path), "--workers", "2"], capture_output=True, text=True, timeout=60)
+    assert got.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in got.stderr

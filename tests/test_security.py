@@ -99,6 +99,17 @@ def test_deployed_file_names_cannot_point_anywhere(tmp_path, name):
         s.stop()
 
 
+def test_every_file_name_is_checked_and_128_characters_is_the_most():
+    names = {f"f{i:02}.offer": "" for i in range(25)}
+    with pytest.raises(lang.CatalogError, match="zz/../escape.offer"):
+        lang.check(dict(names, **{"zz/../escape.offer": ""}))  # after 25 good names
+    lang.check({"x" * 122 + ".offer": ""})
+    with pytest.raises(lang.CatalogError, match="is not allowed"):
+        lang.check({"x" * 123 + ".offer": ""})
+    with pytest.raises(lang.CatalogError, match="and 5 more file names not allowed"):
+        lang.check({f"../{i}.offer": "" for i in range(25)})
+
+
 def test_catalog_limits_are_enforced_with_messages(tmp_path):
     s = Running(str(tmp_path), admin_token="t")
     try:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -466,3 +467,28 @@ def test_history_view_counts_match_a_brute_force_count(store):
             t = rec.time_us if status == "proposed" else rec.events.get(status)
             want += ok and t is not None and lo < t <= hi
         assert view.count((kind, name), status, since, until) == want
+
+
+def test_writes_after_close_fail_instead_of_waiting_forever(tmp_path):
+    """A prune still running when the server stops (its thread outlives the cancelled task)
+    must not hang the stop: its next chunk fails."""
+    s = Store(str(tmp_path / "db"))
+    for i in range(300):
+        decide(s, Contact(f"c{i}"), T0 - 40 * 86400, "a")
+    errors = []
+
+    def prune():
+        try:
+            s.prune(T0, chunk=1)
+        except StoreError as e:
+            errors.append(str(e))
+
+    t = threading.Thread(target=prune)
+    t.start()
+    time.sleep(0.05)
+    s.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert errors == ["the store is closed (the server is stopping)"]
+    with pytest.raises(StoreError, match="closed"):
+        s.put_profile(Contact("late"), {"a": 1})

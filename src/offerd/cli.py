@@ -112,10 +112,10 @@ def _bytes(text: str) -> int:
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
     try:
         value = int(float(t[:-1] if t[-1:] in _UNITS else t) * _UNITS.get(t[-1:], 1))
-    except ValueError:
+    except (ValueError, OverflowError):
         value = 0
-    if value < 1 << 20:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a size of at least 1M, such as 64G or 1T")
+    if not 1 << 20 <= value <= 1 << 50:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a size from 1M to 1024T, such as 64G or 1T")
     return value
 
 

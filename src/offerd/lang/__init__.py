@@ -16,7 +16,7 @@ from .parser import parse
 MAX_FILES = 1000
 # A catalog file's name: plain, so that no name sent to Deploy can point outside a folder
 # when a version is written out (`offerd export`), or mislead in a diagnostic.
-FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,122}\.offer")
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,121}\.offer")  # at most 128 characters
 
 __all__ = ["Catalog", "CatalogError", "Diagnostic", "check", "check_expression", "load"]
 
@@ -72,13 +72,15 @@ def file_name_errors(names) -> list[Diagnostic]:
     if len(names) > MAX_FILES:
         out.append(Diagnostic(Span("<catalog>", 0, 0, 0, 0), f"{len(names)} files; the limit is {MAX_FILES}",
                               hint="merge small files"))
-    for name in sorted(names)[:20]:
-        if not FILE_NAME.fullmatch(name):
-            shown = name if len(name) <= 80 else name[:77] + "..."
-            out.append(Diagnostic(Span("<catalog>", 0, 0, 0, 0), f"file name {shown!r} is not allowed",
-                                  hint="use letters, digits, '_', '-' and '.', end in .offer, at most 128 "
-                                  "characters, no folders"))
-    return out[:21]
+    bad = sorted(n for n in names if not FILE_NAME.fullmatch(n))  # every name is checked
+    for name in bad[:20]:  # and at most 20 are shown
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        out.append(Diagnostic(Span("<catalog>", 0, 0, 0, 0), f"file name {shown!r} is not allowed",
+                              hint="use letters, digits, '_', '-' and '.', end in .offer, at most 128 "
+                              "characters, no folders"))
+    if len(bad) > 20:
+        out.append(Diagnostic(Span("<catalog>", 0, 0, 0, 0), f"and {len(bad) - 20} more file names not allowed"))
+    return out
 
 
 def _check(sources, today):

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -22,6 +23,7 @@ from .logs import set_worker
 log = logging.getLogger("offerd.server")
 RESTARTS_PER_MINUTE = 10  # more workers than this dying within a minute stop the server
 RESTART_PAUSE = 0.2  # seconds before a dead worker's replacement starts
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def start_catalog(store: Store, directory: str | None) -> None:
@@ -63,10 +65,31 @@ def check_tls(config) -> None:
                 raise SystemExit(f"offerd: cannot read {path}: {e.strerror}") from None
 
 
+def check_listen(addr: str) -> None:
+    """A port taken by another program, or by another offerd (whose SO_REUSEPORT would let
+    the two share it, each on its own store), stops the start with a message, rather than
+    every worker failing to listen in turn."""
+    if addr.startswith("unix:"):
+        return
+    host, _, port = addr.rpartition(":")
+    try:
+        if not 0 <= int(port) <= 65535:
+            raise ValueError(f"port {port} is not 0-65535")
+        for family, kind, proto, _, where in socket.getaddrinfo(host.strip("[]") or None, int(port),
+                                                                 type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, proto) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a past run's TIME_WAIT is fine
+                s.bind(where)
+            return
+    except (OSError, ValueError, OverflowError) as e:
+        raise SystemExit(f"offerd: cannot listen on {addr}: {getattr(e, 'strerror', None) or e}") from None
+
+
 def run(config, workers: int) -> int:
     """Deploy the starting catalog, then serve in `workers` processes until SIGTERM/SIGINT,
     which each finishes its calls in flight. Returns the exit status."""
     check_tls(config)
+    check_listen(config.listen)
     # gRPC's fork support handles forking after gRPC started; here nothing gRPC exists before
     # the fork, so it is off, and said so explicitly.
     os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
@@ -91,39 +114,6 @@ def run(config, workers: int) -> int:
         _metrics_dir(config.data)
     parent = os.getpid()
     children: dict[int, int] = {}  # pid → worker number
-
-    def start(n: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                # Not the supervisor's handlers: until the worker's own are set, a stop
-                # ends it at once, with nothing in flight yet.
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(sig, lambda *_: os._exit(0))
-                die_with(parent, signal.SIGTERM)  # finish the calls in flight, then go
-                set_worker(n)
-                from .app import serve
-
-                serve(dataclasses.replace(config, pruner=n == 0))
-            except BaseException:
-                traceback.print_exc()
-                code = 1
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        children[pid] = n
-
-    for n in range(workers):
-        start(n)
-    log.info("%d workers: %s", workers, ", ".join(map(str, children)))
-    if config.metrics:
-        from .metrics import serve_http
-
-        serve_http(config.metrics, multiprocess=True)
-        log.info("metrics of every worker on http://%s/metrics", config.metrics)
-
     stopping = []
 
     def forward(sig, _frame):
@@ -134,8 +124,50 @@ def run(config, workers: int) -> int:
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    def start(n: int) -> None:
+        # Stop signals wait while the worker is forked: the parent must know the pid before
+        # it forwards a stop, and the child must not run the parent's `forward`.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    # until the worker's own handlers are set, a stop ends it at once, with
+                    # nothing in flight yet
+                    for sig in STOP_SIGNALS:
+                        signal.signal(sig, lambda *_: os._exit(0))
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                    die_with(parent, signal.SIGTERM)  # finish the calls in flight, then go
+                    set_worker(n)
+                    from .app import serve
+
+                    serve(dataclasses.replace(config, pruner=n == 0))
+                except BaseException:
+                    traceback.print_exc()
+                    code = 1
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+            children[pid] = n
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if stopping:  # a stop that another thread (metrics) took while the pid was unknown
+            os.kill(pid, signal.SIGTERM)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, forward)
+    for n in range(workers):
+        if not stopping:
+            start(n)
+    log.info("%d workers: %s", workers, ", ".join(map(str, children)))
+    if config.metrics:
+        from .metrics import serve_http
+
+        serve_http(config.metrics, multiprocess=True)
+        log.info("metrics of every worker on http://%s/metrics", config.metrics)
+
     worst, restarts = 0, collections.deque()
     while children:
         pid, status = os.wait()

@@ -5,6 +5,7 @@ through one writer thread per process that commits many operations per transacti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -221,22 +222,56 @@ def _resolve(outcomes) -> None:
             future.set_exception(error)
 
 
+def _deliver(outcomes) -> None:
+    """Resolve futures: asyncio ones in their own loop's thread."""
+    by_loop: dict = {}
+    for outcome in outcomes:
+        if isinstance(outcome[0], asyncio.Future):
+            by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+        else:
+            _resolve([outcome])
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            pass
+
+
 def copy_store(path: str, dest: str) -> int:
     """A consistent copy of the store at `path` into the folder `dest` (new or empty), taken in
-    one read transaction while servers go on writing; free pages are left out. Returns the
-    copy's size in bytes. To restore: stop the servers, put the copy's data.mdb in place."""
+    one read transaction while servers go on writing; free pages are left out. Written under
+    a temporary name, synced, then renamed: a copy that is there is whole. Returns its size in
+    bytes. To restore: stop the servers, put the copy's data.mdb in place."""
     if not os.path.exists(os.path.join(path, "data.mdb")):
         raise StoreError(f"no LMDB store at {path}")
-    if os.path.exists(dest) and os.listdir(dest):
-        raise StoreError(f"{dest} is not empty: give a new folder for the copy")
-    os.makedirs(dest, exist_ok=True)
     try:
-        env = lmdb.open(path, max_dbs=len(DATABASES), subdir=True, readonly=True, create=False)
+        if os.path.exists(dest) and os.listdir(dest):
+            raise StoreError(f"{dest} is not empty: give a new folder for the copy")
+        os.makedirs(dest, exist_ok=True)
+        tmp = os.path.join(dest, "data.mdb.partial")
+        for attempt in (1, 2):
+            # the map as large as the servers': a store growing meanwhile stays inside it
+            env = lmdb.open(path, max_dbs=len(DATABASES), subdir=True, readonly=True, create=False,
+                            map_size=DEFAULT_MAP_SIZE)
+            try:
+                with open(tmp, "wb") as f:
+                    env.copyfd(f.fileno(), compact=True)
+                    os.fsync(f.fileno())
+                break
+            except lmdb.MapResizedError:
+                if attempt == 2:
+                    raise
+            finally:
+                env.close()
+        os.rename(tmp, os.path.join(dest, "data.mdb"))
+        folder = os.open(dest, os.O_RDONLY)
         try:
-            env.copy(dest, compact=True)
+            os.fsync(folder)
         finally:
-            env.close()
-    except lmdb.Error as e:
+            os.close(folder)
+    except (lmdb.Error, OSError) as e:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(dest, "data.mdb.partial"))
         raise StoreError(f"cannot copy the store at {path} to {dest}: {e}") from None
     return os.path.getsize(os.path.join(dest, "data.mdb"))
 
@@ -257,6 +292,7 @@ class Store:
         except lmdb.Error as e:
             raise StoreError(f"cannot open the LMDB store at {path}: {e}") from None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="offerd-store-writer", daemon=True)
         self._writer.start()
         self.commits = 0  # transactions committed by this process's writer (tests, metrics)
@@ -268,9 +304,11 @@ class Store:
     # --- lifecycle ---------------------------------------------------------------------
 
     def close(self) -> None:
+        self._closed = True
         if self._writer.is_alive():
             self._queue.put(None)
             self._writer.join()
+        self._fail_queued()
         self.env.close()
 
     def __enter__(self):
@@ -306,6 +344,8 @@ class Store:
         self._check_process()
         future: Future = Future()
         self._queue.put((op, future))
+        if self._closed and not self._writer.is_alive():  # too late: fail it rather than wait forever
+            self._fail_queued()
         return future
 
     async def run(self, op):
@@ -314,6 +354,8 @@ class Store:
         self._check_process()
         future = asyncio.get_running_loop().create_future()
         self._queue.put((op, future))
+        if self._closed and not self._writer.is_alive():
+            self._fail_queued()
         return await future
 
     def _write_loop(self) -> None:
@@ -393,17 +435,18 @@ class Store:
             outcomes = [(f, None, StoreError(f"store write failed: {e!r}")) for _, f in batch]
         finally:
             self._pending = None
-        by_loop: dict = {}
-        for outcome in outcomes:
-            if isinstance(outcome[0], asyncio.Future):
-                by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
-            else:
-                _resolve([outcome])
-        for loop, items in by_loop.items():
+        _deliver(outcomes)
+
+    def _fail_queued(self) -> None:
+        """After the writer stopped: what is still queued fails instead of waiting forever."""
+        error = StoreError("the store is closed (the server is stopping)")
+        while True:
             try:
-                loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                _deliver([(item[1], None, error)])
 
     # --- profiles ----------------------------------------------------------------------
 
@@ -842,6 +885,7 @@ class Store:
         entries and looks at most at 10x that many, resuming where the last one stopped, so
         writers are never held long and nothing is scanned twice."""
         cutoff, removed = us(before), 0
+        self.env.reader_check()  # a reader left by a killed process (a backup) pins old pages
         for name in ("history", "events", "counters"):
             start: bytes | None = b""
             while start is not None:
