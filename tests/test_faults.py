@@ -6,7 +6,6 @@ the fault, what was refused must not, and what timed out or was cut off may be e
 """
 from __future__ import annotations
 
-import datetime
 import os
 import resource
 import signal

@@ -23,13 +23,12 @@ import pytest
 from offerd import lang
 from offerd.client import AsyncClient, Client, decide_request
 from offerd.examples import CATALOG
-from offerd.server.app import Config, create_server, stop_server
 from offerd.server.convert import MAX_TIME_US, to_value
-from offerd.server.workers import start_catalog
 from offerd.store.keys import Contact
-from offerd.store.lmdb_store import Store
 from offerd.v1 import offerd_pb2 as pb
 from offerd.v1 import offerd_pb2_grpc as rpc
+
+from test_server import Running
 
 Code = grpc.StatusCode
 TOKEN = "s3cret"
@@ -42,31 +41,9 @@ CONTEXT = {"page": "home", "device": "desktop"}
 MESSAGE_LIMIT = 4100  # bytes: a status message is cut at about 4 KB (services.fit)
 
 
-class Running:
-    """A server on its own event loop thread, as in production, on a free loopback port."""
-
-    def __init__(self, data: str):
-        self.store = Store(os.path.join(data, "db"))
-        start_catalog(self.store, None)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        cfg = Config(listen="127.0.0.1:0", data=data, admin_token=TOKEN)
-        self.server, self.port = self.run(create_server(cfg.listen, cfg, self.store))
-        self.target = f"127.0.0.1:{self.port}"
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
-
-    def stop(self):
-        self.run(stop_server(self.server, 1))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Running(str(tmp_path_factory.mktemp("hostile")))
+    s = Running(str(tmp_path_factory.mktemp("hostile")), admin_token=TOKEN)
     yield s
     s.stop()
 

@@ -350,9 +350,9 @@ def test_strings_stay_string_literals(raw):
 def test_expressions_compiled_alone_name_only_generator_names():
     names = hostile("__class__", "__globals__", "__builtins__")
     catalog = lang.check({"c.offer": catalog_text(names)})
-    text = (f"if has(contact.__class__) and lower(contact.__class__ ?? \"\") in contact.__builtins__ "
-            f"then days_since(today) + bucket(contact.__globals__ ?? 0, 7) + proposed(__class__.__globals__, 1d) "
-            f"else len(__globals__) + propensity")
+    text = ("if has(contact.__class__) and lower(contact.__class__ ?? \"\") in contact.__builtins__ "
+            "then days_since(today) + bucket(contact.__globals__ ?? 0, 7) + proposed(__class__.__globals__, 1d) "
+            "else len(__globals__) + propensity")
     compiled = compile_expression(catalog, text, offer="__class__")
     assert_only_generator_names(compiled.source, {k: None for k in re.findall(r"_k[0-9]+", compiled.source)})
     moment = Moment.at(NOW, catalog.timezone)

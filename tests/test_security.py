@@ -1,7 +1,6 @@
 """Security and operations: TLS, the admin token, catalog file names, limits, backups."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 
