@@ -329,6 +329,31 @@ def test_a_full_disk_is_resource_exhausted_and_writes_resume_when_room_is_made(t
     assert "Traceback" not in s.output()
 
 
+def test_a_full_map_is_resource_exhausted_and_a_larger_map_resumes_writes(tmp_path):
+    s = Served(tmp_path, "--workers", "1", "--map-size", "1M")
+    try:
+        with Client(s.target, timeout=10) as c:
+            stored_ok = []
+            with pytest.raises(grpc.RpcError) as e:
+                for i in range(100):
+                    c.upsert_profile(f"big{i}", {"first_name": "x" * 60_000})
+                    stored_ok.append(f"big{i}")
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "map is full" in e.value.details() and "larger map size" in e.value.details()
+            assert c.decide(["web_home"], "dry", attributes=ADULT, dry_run=True).spaces[0].propositions
+    finally:
+        assert s.stop() == 0, s.output()
+    assert len(stored_ok) > 3
+    s = Served(tmp_path, "--workers", "1", "--map-size", "64M")  # room made: a larger map
+    try:
+        with Client(s.target, timeout=10) as c:
+            c.upsert_profile("after", {"first_name": "y" * 60_000})
+            for who in stored_ok:
+                assert c.get_profile(who).attributes["first_name"].string_value == "x" * 60_000
+    finally:
+        assert s.stop() == 0, s.output()
+
+
 # --- catalogs -------------------------------------------------------------------------------
 
 BROKEN = {

@@ -492,3 +492,11 @@ def test_writes_after_close_fail_instead_of_waiting_forever(tmp_path):
     assert errors == ["the store is closed (the server is stopping)"]
     with pytest.raises(StoreError, match="closed"):
         s.put_profile(Contact("late"), {"a": 1})
+
+
+def test_a_failed_write_is_told_apart_as_a_full_disk_or_not(store):
+    import lmdb
+
+    assert "is full" in store._why_full(lmdb.Error("mdb_txn_commit: No space left on device"))
+    assert "quota" in store._why_full(lmdb.Error("mdb_txn_commit: Disk quota exceeded"))
+    assert store._why_full(lmdb.Error("mdb_txn_commit: Input/output error")) is None  # room enough here

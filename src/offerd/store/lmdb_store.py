@@ -317,9 +317,13 @@ class Store:
     def __exit__(self, *exc):
         self.close()
 
-    def _why_full(self) -> str | None:
+    def _why_full(self, error: lmdb.Error) -> str | None:
         """After a failed write: whether the disk or the file size limit was the cause. LMDB
-        reports a short write as an I/O error, so the cause is read off the file system."""
+        names ENOSPC and EDQUOT, but reports a short write as an I/O error, so the cause is
+        also read off the file system."""
+        text = str(error)
+        if isinstance(error, lmdb.DiskError) or "No space left" in text or "quota" in text:
+            return f"the disk holding {self.path} is full or over its quota"
         try:
             fs = os.statvfs(self.path)
             free = fs.f_bavail * fs.f_frsize
@@ -426,7 +430,7 @@ class Store:
             outcomes = [(f, None, error) for _, f in batch]
         except lmdb.Error as e:
             self._counted.clear()
-            full = self._why_full()
+            full = self._why_full(e)
             error = StoreFull(f"{full}; the write failed ({e}): make room, and writes resume") if full \
                 else StoreError(f"LMDB write failed: {e}")
             outcomes = [(f, None, error) for _, f in batch]
