@@ -44,11 +44,26 @@ def test_tls_serves_clients_that_trust_its_ca_and_no_one_else(tmp_path, certs): 
     (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], "cannot read /nonexistent.pem"),
     (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together"),
     (["--client-ca", "ca.pem"], "--client-ca (mutual TLS) needs --tls-cert and --tls-key"),
-], ids=["missing file", "cert without key", "ca without cert"])
+    (["--tls-cert", "NOT_PEM", "--tls-key", "NOT_PEM"], "not_pem.txt is not a PEM file"),
+], ids=["missing file", "cert without key", "ca without cert", "not PEM"])
 def test_tls_settings_that_cannot_work_stop_the_start_with_a_message(tmp_path, argv, message):
+    (tmp_path / "not_pem.txt").write_text("not a certificate\n")
+    argv = [str(tmp_path / "not_pem.txt") if a == "NOT_PEM" else a for a in argv]
     with pytest.raises(SystemExit) as e:
         main(["serve", "--listen", "127.0.0.1:0", "--data", str(tmp_path), *argv])
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--map-size", "inf"], "give a size from 1M to 1024T"),
+    (["--map-size", "12"], "give a size from 1M to 1024T"),
+    (["--retain", "soon"], "give a duration such as 90s"),
+    (["--prune-every=-1h"], "give a duration such as 90s"),
+])
+def test_sizes_and_durations_that_make_no_sense_are_refused(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--listen", "127.0.0.1:0", "--data", str(tmp_path), *argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 ADMIN_CALLS = {

@@ -5,7 +5,6 @@ import asyncio
 import datetime
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +23,8 @@ from offerd.server.workers import start_catalog
 from offerd.store.keys import Contact
 from offerd.store.lmdb_store import Store
 from offerd.v1 import offerd_pb2 as pb
+
+from served import Served, free_port
 
 T = datetime.datetime(2026, 11, 20, 10, tzinfo=datetime.timezone.utc)
 EXTRA = 'offer extra { spaces web_home  weight 1000  content web_home { title "Extra", url "https://x" } }'
@@ -218,32 +219,13 @@ def test_deploys_and_rollbacks_while_decisions_run_fail_nothing(client, server):
     assert failures == [] and done[0] > 0
 
 
-SERVE = """
-import sys
-from offerd.cli import main
-sys.exit(main(["serve", "--listen", "127.0.0.1:{port}", "--data", {data!r}]))
-"""
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_sigterm_during_load_loses_no_acknowledged_decision(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVE.format(port=port, data=str(tmp_path))],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    target = f"127.0.0.1:{port}"
+    s = Served(tmp_path)
     try:
-        grpc.channel_ready_future(grpc.insecure_channel(target)).result(timeout=30)
         acked, errors, stop = [], [], threading.Event()
 
         def load(k):
-            with Client(target, timeout=5) as c:
+            with Client(s.target, timeout=5) as c:
                 i = 0
                 while not stop.is_set():
                     try:
@@ -258,15 +240,13 @@ def test_sigterm_during_load_loses_no_acknowledged_decision(tmp_path):
         for t in threads:
             t.start()
         time.sleep(1.5)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+    finally:
+        code = s.stop()
         stop.set()
         for t in threads:
             t.join()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out
+    out = s.output()
+    assert code == 0, out
     assert "stopped in" in out
     assert len(acked) > 50
     with Store(str(tmp_path / "db")) as store:
@@ -278,45 +258,31 @@ def test_sigterm_during_load_loses_no_acknowledged_decision(tmp_path):
     assert set(errors) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
-def _spawn(port: int, data: str, *extra: str) -> subprocess.Popen:
-    code = ("import sys; from offerd.cli import main; "
-            f"sys.exit(main(['serve', '--listen', '127.0.0.1:{port}', '--data', {data!r}, *{list(extra)!r}]))")
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 def test_two_workers_share_the_port_and_see_a_deploy_within_a_second(tmp_path):
-    port = _free_port()
-    proc = _spawn(port, str(tmp_path), "--workers", "2", "--admin-token", "t")
-    target = f"127.0.0.1:{port}"
+    s = Served(tmp_path, "--workers", "2", "--admin-token", "t")
     try:
-        grpc.channel_ready_future(grpc.insecure_channel(target)).result(timeout=30)
         files = dict(lang.read_dir(CATALOG), **{"99.offer": EXTRA})
 
         def offers_from_fresh_connections(n):
             out = []
             for i in range(n):  # a distinct channel argument: a new connection each time
-                with grpc.insecure_channel(target, options=[("offerd.test", i)]) as ch:
-                    c = Client.__new__(Client)
-                    c.timeout, c._admin = 5, ()
-                    c._stubs(ch)
+                with Client(s.target, timeout=5, options=[("offerd.test", i)]) as c:
                     out.append(c.decide(["web_home"], "w", dry_run=True).spaces[0].propositions[0].offer)
             return out
 
         assert "extra" not in offers_from_fresh_connections(10)
-        with Client(target, admin_token="t") as admin:
+        with Client(s.target, admin_token="t") as admin:
             digest = admin.deploy(files).hash
         time.sleep(1.0)
         assert offers_from_fresh_connections(20) == ["extra"] * 20
-        with Client(target, admin_token="t") as admin:
+        with Client(s.target, admin_token="t") as admin:
             admin.rollback()
         time.sleep(1.0)
         assert "extra" not in offers_from_fresh_connections(20)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out
+        code = s.stop()
+    out = s.output()
+    assert code == 0, out
     assert out.count("stopped in") == 2
     for n in (0, 1):  # each worker switched to the deployed version itself
         assert f"worker {n}: catalog {digest[:12]} live" in out, out
@@ -380,13 +346,11 @@ def test_mtls_requires_a_client_certificate(tmp_path, certs):
 def test_metrics_of_two_workers_are_served_summed(tmp_path):
     import urllib.request
 
-    port, metrics = _free_port(), _free_port()
-    proc = _spawn(port, str(tmp_path), "--workers", "2", "--metrics", f"127.0.0.1:{metrics}")
-    target = f"127.0.0.1:{port}"
+    metrics = free_port()
+    s = Served(tmp_path, "--workers", "2", "--metrics", f"127.0.0.1:{metrics}")
     try:
-        grpc.channel_ready_future(grpc.insecure_channel(target)).result(timeout=30)
         for i in range(12):  # new connections: both workers get some
-            with grpc.insecure_channel(target, options=[("offerd.test", i)]) as ch:
+            with grpc.insecure_channel(s.target, options=[("offerd.test", i)]) as ch:
                 from offerd.v1 import offerd_pb2_grpc as rpc
 
                 stub = rpc.DecisionServiceStub(ch)
@@ -394,11 +358,8 @@ def test_metrics_of_two_workers_are_served_summed(tmp_path):
                 with pytest.raises(grpc.RpcError):
                     stub.Decide(decide_request(["nowhere"], f"m{i}"))
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10).read().decode()
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert s.stop() == 0, s.output()
     lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert float(lines['offerd_decisions_total{mode="recorded"}']) == 12
     assert float(lines['offerd_errors_total{code="NOT_FOUND",method="Decide"}']) == 12

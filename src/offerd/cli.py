@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import signal
 import sys
 import time
 
@@ -422,9 +421,6 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_batch)
 
     args = parser.parse_args(argv)
-    # A file size limit (`ulimit -f`) reached by the store must fail a write, which the store
-    # reports, not kill the process, which is SIGXFSZ's default.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         return args.fn(args)
     except BrokenPipeError:  # `offerd compile ... | head`

@@ -73,9 +73,9 @@ class Plan:
         self.horizon: float | None = None if None in windows else float(max(windows, default=0))
         # what pruning must keep: every window, totals' too (lifetime totals have counters
         # that are never pruned); None if a rule reads a contact's whole history
-        every = [h.window for e in _exprs(catalog) for h in _history_nodes(e) if h.window is not None]
-        if any(isinstance(x, n.Propensity) for e in _exprs(catalog) for x in _walk(e)):
-            every.append(PROPENSITY_WINDOW)
+        every = [PROPENSITY_WINDOW if isinstance(x, n.Propensity) else x.window
+                 for e in _exprs(catalog) for x in _walk(e)
+                 if isinstance(x, n.Propensity) or isinstance(x, n.History) and x.window is not None]
         self.retention: float | None = None if None in windows else float(max(every, default=0))
         simple = {"string": str, "int": int, "float": float, "bool": bool, "date": datetime.date}
         # stored attributes of these Python types need no conversion (the codec keeps ints in 64 bits)

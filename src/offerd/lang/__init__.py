@@ -15,7 +15,7 @@ from .parser import parse
 
 MAX_FILES = 1000
 # A catalog file's name: plain, so that no name sent to Deploy can point outside a folder
-# when a version is written out (`offerd export`), or mislead in a diagnostic.
+# if a version's files are ever written to one, or mislead in a diagnostic.
 FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,121}\.offer")  # at most 128 characters
 
 __all__ = ["Catalog", "CatalogError", "Diagnostic", "check", "check_expression", "load"]

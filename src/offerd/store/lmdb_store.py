@@ -347,9 +347,7 @@ class Store:
         """Run `op(txn)` in the writer's next transaction; the future resolves after commit."""
         self._check_process()
         future: Future = Future()
-        self._queue.put((op, future))
-        if self._closed and not self._writer.is_alive():  # too late: fail it rather than wait forever
-            self._fail_queued()
+        self._enqueue(op, future)
         return future
 
     async def run(self, op):
@@ -357,10 +355,13 @@ class Store:
         blocking the event loop; the writer wakes each loop once per batch."""
         self._check_process()
         future = asyncio.get_running_loop().create_future()
-        self._queue.put((op, future))
-        if self._closed and not self._writer.is_alive():
-            self._fail_queued()
+        self._enqueue(op, future)
         return await future
+
+    def _enqueue(self, op, future) -> None:
+        self._queue.put((op, future))
+        if self._closed and not self._writer.is_alive():  # too late: fail it rather than wait forever
+            self._fail_queued()
 
     def _write_loop(self) -> None:
         last = 1  # the size of the batch before: how many callers are usually waiting
