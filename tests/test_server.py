@@ -391,13 +391,13 @@ def test_json_logs_are_one_object_per_line(capsys):
 def test_a_missed_deadline_is_deadline_exceeded_and_harms_nothing(client):
     def slow_profiles():
         yield pb.Profile(contact_id="d1", attributes={"age": pb.Value(int_value=1)})
-        time.sleep(1.5)  # the deadline passes while the stream is open
+        time.sleep(3.0)  # the deadline passes while the stream is open
         yield pb.Profile(contact_id="d2", attributes={"age": pb.Value(int_value=2)})
 
     t = time.monotonic()
     with pytest.raises(grpc.RpcError) as e:
         client.profiles.BulkLoad(slow_profiles(), timeout=0.3)
-    assert code(e) == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - t < 1.4
+    assert code(e) == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - t < 2.5  # not the stream's end
     assert client.decide(["web_home"], "late", attributes=ADULT).spaces[0].propositions
 
 

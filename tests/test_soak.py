@@ -1,6 +1,8 @@
 """Soak: `offerd serve --workers 2` under mixed Decide / Record / Deploy load at 70% of the
 capacity measured first, in one run. It asserts no errors, a stable p99, stable memory and a
-store file kept in bounds by pruning.
+store file kept in bounds by pruning. The p99 is stable when the last third's is at most twice
+the first third's plus 2 ms; when it is not, the load runs one more third and that is judged
+instead, since a leak stays slow while a stall of the machine passes.
 
 `make test` runs it for OFFERD_SOAK_SECONDS=20; `make soak` for 180 and writes its figures
 to benchmarks/results/soak.json (OFFERD_SOAK_REPORT). The example catalog runs with every
@@ -138,6 +140,27 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98] if len(values) >= 100 else max(values)
 
 
+def per_second_p99(latencies: list[tuple[float, float]], begin: float) -> list[float]:
+    """The p99 of each second from `begin` on (seconds with at least 20 calls)."""
+    seconds: dict[int, list[float]] = {}
+    for w, d in latencies:
+        if w >= begin:
+            seconds.setdefault(int(w - begin), []).append(d)
+    return [p99(seconds[k]) for k in sorted(seconds) if len(seconds[k]) >= 20]
+
+
+def window(latencies: list[tuple[float, float]], lo: float, hi: float) -> list[float]:
+    """The latencies of the calls that ended in [lo, hi)."""
+    return [d for w, d in latencies if lo <= w < hi]
+
+
+def steady(first: list[float], later: list[float]) -> bool:
+    """The p99 of `later`'s calls is at most twice the first third's, plus 2 ms. (Pooled, not a
+    median of per-second p99s: a prune every 2 s makes seconds with a stall and seconds without,
+    and such a median flips between the two.)"""
+    return len(later) >= 100 and p99(later) <= 2 * p99(first) + 0.002
+
+
 def test_soak_mixed_load_at_70_percent_of_capacity(tmp_path):
     s = Served(tmp_path, "--workers", "2", "--admin-token", TOKEN, "--retain", "5s", "--prune-every", "2s")
     db = os.path.join(s.data, "db", "data.mdb")
@@ -167,11 +190,25 @@ def test_soak_mixed_load_at_70_percent_of_capacity(tmp_path):
                 except grpc.aio.AioRpcError as e:
                     load.errors.append(f"deploy: {e.code().name}: {e.details()}")
 
-        warmup = max(5.0, SECONDS * 0.2)
+        # the warm-up outlasts --retain plus the longest window (5 s + 3 s), so the store
+        # reaches its pruned steady state before the first measured second
+        warmup = max(10.0, SECONDS * 0.2)
         load.latencies.clear()
         await load.open(rate, warmup + SECONDS, every_second)
+        begin = load.latencies[0][0] + warmup
+        first = window(load.latencies, begin, begin + SECONDS / 3)
+        last = window(load.latencies, begin + SECONDS * 2 / 3, begin + SECONDS)
+        extra = None
+        if not steady(first, last):
+            # a slow last third is a leak only if it stays slow: a stall of the machine (a
+            # neighbour, a GC pause in the load generator) passes, so run one more third
+            # and judge that instead
+            since = time.perf_counter()
+            await load.open(rate, SECONDS / 3, every_second)
+            extra = window(load.latencies, since, float("inf"))
         await load.close()
-        return {"capacity": capacity, "rate": rate, "warmup": warmup, "deploys": deploys[0],
+        return {"capacity": capacity, "rate": rate, "warmup": warmup, "deploys": deploys[0], "begin": begin,
+                "first": first, "last": last, "extra": extra,
                 "latencies": load.latencies, "errors": load.errors, "calls": load.calls}
 
     try:
@@ -180,25 +217,18 @@ def test_soak_mixed_load_at_70_percent_of_capacity(tmp_path):
         code = s.stop()
     assert code == 0, s.output()
     warm = [x for x in samples if x["t"] >= got["warmup"]]
-    lat = got["latencies"]
-    begin = lat[0][0] + got["warmup"]
-    measured = [x for x in lat if x[0] >= begin]
-    # p99 of each second; "stable": the typical second of the last third is like the first's
-    seconds: dict[int, list[float]] = {}
-    for w, d in measured:
-        seconds.setdefault(int(w - begin), []).append(d)
-    p99s = [p99(seconds[k]) for k in sorted(seconds) if len(seconds[k]) >= 20]
-    third = len(p99s) // 3
-    first, last = p99s[:third], p99s[-third:]
+    begin, first, last, extra = got["begin"], got["first"], got["last"], got["extra"]
+    measured = [x for x in got["latencies"] if begin <= x[0] < begin + SECONDS]
     pruned = s.output().count("pruned ")
     figures = {
         "seconds": SECONDS, "capacity_calls_per_s": round(got["capacity"]), "rate_calls_per_s": round(got["rate"]),
         "achieved_calls_per_s": round(len(measured) / SECONDS), "errors": len(got["errors"]),
         "deploys": got["deploys"], "prunes": pruned,
         "p50_ms": round(statistics.median(d for _, d in measured) * 1e3, 2),
-        "p99_ms": round(p99([d for _, d in measured]) * 1e3, 2), "p99_max_second_ms": round(max(p99s) * 1e3, 2),
-        "p99_median_second_first_third_ms": round(statistics.median(first) * 1e3, 2),
-        "p99_median_second_last_third_ms": round(statistics.median(last) * 1e3, 2),
+        "p99_ms": round(p99([d for _, d in measured]) * 1e3, 2),
+        "p99_max_second_ms": round(max(per_second_p99(measured, begin)) * 1e3, 2),
+        "p99_first_third_ms": round(p99(first) * 1e3, 2), "p99_last_third_ms": round(p99(last) * 1e3, 2),
+        "p99_extra_third_ms": extra and round(p99(extra) * 1e3, 2),
         "anon_kib_after_warmup": warm[0]["anon_kib"], "anon_kib_end": warm[-1]["anon_kib"],
         "rss_kib_after_warmup": warm[0]["rss_kib"], "rss_kib_end": warm[-1]["rss_kib"],
         "file_bytes_after_warmup": warm[0]["file_bytes"], "file_bytes_end": warm[-1]["file_bytes"],
@@ -211,7 +241,7 @@ def test_soak_mixed_load_at_70_percent_of_capacity(tmp_path):
     assert got["errors"] == [], got["errors"][:5]
     assert got["deploys"] >= 2 and pruned >= 2
     assert figures["achieved_calls_per_s"] >= 0.9 * figures["rate_calls_per_s"]  # the server kept up
-    assert figures["p99_median_second_last_third_ms"] <= 2 * figures["p99_median_second_first_third_ms"] + 2, figures
+    assert steady(first, last) or steady(first, extra), figures
     assert figures["anon_kib_end"] <= 1.10 * figures["anon_kib_after_warmup"], figures
     # pruning bounds the file: it grows in the warm-up, then stays within 10% (or 4 MiB)
     assert figures["file_bytes_end"] <= max(1.10 * figures["file_bytes_after_warmup"],
