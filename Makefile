@@ -48,6 +48,7 @@ bench: $(VENV)/.bench $(GEN)
 	$(PY) benchmarks/rules.py
 	$(PY) benchmarks/codec.py
 	$(PY) benchmarks/store.py
+	$(PY) benchmarks/prune.py
 	$(PY) benchmarks/decide.py
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/load.py

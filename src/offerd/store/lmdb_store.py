@@ -883,12 +883,13 @@ class Store:
 
     # --- pruning -----------------------------------------------------------------------
 
-    def prune(self, before: float, chunk: int = 10_000) -> int:
+    def prune(self, before: float, chunk: int = 1_000) -> int:
         """Delete propositions made before `before` (older than the longest window any rule
         uses), their ids, and the event-index keys and second/minute/hour/day counters older
         than that; returns how many entries went. Each transaction deletes at most `chunk`
         entries and looks at most at 10x that many, resuming where the last one stopped, so
-        writers are never held long and nothing is scanned twice."""
+        writers are never held long and nothing is scanned twice. (Decisions sharing a commit
+        with a step wait for it: 1,000 keeps a step near 6 ms; 10,000 took 33 ms.)"""
         cutoff, removed = us(before), 0
         self.env.reader_check()  # a reader left by a killed process (a backup) pins old pages
         for name in ("history", "events", "counters"):
