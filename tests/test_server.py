@@ -426,6 +426,24 @@ def test_decide_batch_answers_each_request_in_order(client, server):
     assert asyncio.run(stream()) == [20] * 5
 
 
+def test_a_batch_mixing_dry_runs_and_recorded_decisions_answers_in_order(client, server):
+    """Dry runs are decided inline and recorded ones together (their writes share commits);
+    the replies still come back in the requests' order, errors in their places."""
+    requests = [decide_request(["web_home"], f"mix{i}", attributes=ADULT, dry_run=i % 3 == 0, request_id=f"m{i}")
+                for i in range(30)]
+    requests[6] = decide_request(["nowhere"], "x", dry_run=True, request_id="m6")
+    requests[7] = decide_request(["nowhere"], "x", request_id="m7")
+    replies = client.decide_batch(requests)
+    assert [r.decision.request_id or r.error.request_id for r in replies] == [f"m{i}" for i in range(30)]
+    assert [i for i, r in enumerate(replies) if r.HasField("error")] == [6, 7]
+    for i, r in enumerate(replies):
+        if r.HasField("decision"):
+            ids = [p.id for p in r.decision.spaces[0].propositions]
+            assert ids and (all(x == "" for x in ids) if i % 3 == 0 else all(ids)), (i, ids)
+    assert server.store.read_history(Contact("mix0")) == []  # a dry run recorded nothing
+    assert server.store.read_history(Contact("mix1"))
+
+
 def test_admin_simulate_streams_progress_then_the_report(client, server):
     people = "\n".join(json.dumps({"id": f"p{i}", "age": 20 + i % 50, "segment": "gold", "country": "FR"})
                        for i in range(1500)) + "\n{\"id\": \"bad\", \"age\": \"x\"}\n"

@@ -45,8 +45,18 @@ def to_value(x) -> pb.Value:
     return pb.Value(strings_value=pb.StringList(values=sorted(str(i) for i in x)))
 
 
+SCALARS = frozenset(("string_value", "int_value", "float_value", "bool_value"))
+
+
 def attributes(prefix: str, values) -> dict:
-    return {k: from_value(f"{prefix}.{k}", v) for k, v in values.items()}
+    # keys then lookups: a protobuf map's items() goes through a slow generic view; the name
+    # for an error is formatted only when there is one
+    out = {}
+    for k in values:
+        v = values[k]
+        kind = v.WhichOneof("kind")
+        out[k] = getattr(v, kind) if kind in SCALARS else from_value(f"{prefix}.{k}", v)
+    return out
 
 
 def time_of(time_us: int, what: str = "time_us") -> datetime.datetime | None:

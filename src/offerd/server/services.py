@@ -86,15 +86,22 @@ def mapped(fn):
     return call
 
 
+DRY_RUNS, RECORDED = DECISIONS.labels("dry_run"), DECISIONS.labels("recorded")
+_proposed: dict[str, object] = {}  # PROPOSED's child per space: labels() costs a lock and a lookup
+
+
 async def _decide(engine: Engine, request) -> pb.DecideResponse:
     t = time.perf_counter()
     req = convert.request(request)
     d = await engine.decide_async(req)
     LATENCY.observe(time.perf_counter() - t)
-    DECISIONS.labels("dry_run" if req.dry_run else "recorded").inc()
+    (DRY_RUNS if req.dry_run else RECORDED).inc()
     for r in d.spaces:
         if r.proposals:
-            PROPOSED.labels(r.space).inc(len(r.proposals))
+            counter = _proposed.get(r.space)
+            if counter is None:
+                counter = _proposed[r.space] = PROPOSED.labels(r.space)
+            counter.inc(len(r.proposals))
     return convert.response(d, request.request_id)
 
 
@@ -147,7 +154,19 @@ class DecisionService(rpc.DecisionServiceServicer):
     async def _batch(self, batch: pb.DecideBatchRequest) -> pb.DecideBatchResponse:
         if len(batch.requests) > MAX_BATCH:
             raise BadRequest(f"a batch holds at most {MAX_BATCH} requests, not {len(batch.requests)}: split it")
-        replies = await asyncio.gather(*(self._one(r) for r in batch.requests))
+        # dry runs write nothing, so nothing is gained by running them as tasks (whose cost
+        # was a tenth of a batch's); recorded ones run at once so that their writes share commits
+        replies: list = [None] * len(batch.requests)
+        recorded = []
+        for i, r in enumerate(batch.requests):
+            if r.dry_run:
+                replies[i] = await self._one(r)
+            else:
+                recorded.append(i)
+        if recorded:
+            done = await asyncio.gather(*(self._one(batch.requests[i]) for i in recorded))
+            for i, reply in zip(recorded, done):
+                replies[i] = reply
         return pb.DecideBatchResponse(replies=replies)
 
     @mapped

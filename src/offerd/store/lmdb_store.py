@@ -555,7 +555,7 @@ class Store:
             lifetime = self._bucket_sum(txn, pending, ref, status, b"L", 0, 1)
             if until >= _FOREVER:
                 return lifetime
-            return lifetime - self._count(txn, pending, ref, status, us(until) + 1, None, 0)
+            return lifetime - self._after(txn, pending, ref, status, us(until) + 1)
         lo = us(max(since, 0.0)) + 1
         if until >= _FOREVER:
             return self._count(txn, pending, ref, status, lo, None, 0)
@@ -566,8 +566,17 @@ class Store:
         hi = us(until) + 1
         if lo >= hi:
             return 0
-        return (self._count(txn, pending, ref, status, lo, None, 0)
-                - self._count(txn, pending, ref, status, hi, None, 0))
+        return self._count(txn, pending, ref, status, lo, None, 0) - self._after(txn, pending, ref, status, hi)
+
+    def _after(self, txn, pending, ref, status, t: int) -> int:
+        """Events at or after `t`. For a decision made now there are none, which one seek in
+        the event index shows (it holds every event pruning has not taken, and pruning takes
+        only old ones) instead of a walk down every grain."""
+        if pending is None or not pending.events(ref, status, t, 2**64 - 1):
+            cursor = txn.cursor(db=self.db["events"])
+            if not cursor.set_range(event_key(ref, status, t, b"")) or not cursor.key().startswith(ref + STATUS_BYTE[status]):
+                return 0
+        return self._count(txn, pending, ref, status, t, None, 0)
 
     def _count(self, txn, pending, ref, status, lo: int, hi: int | None, level: int) -> int:
         """Events with lo <= t < hi (hi None: no end): the whole buckets of the coarsest
