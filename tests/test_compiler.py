@@ -333,6 +333,15 @@ def test_hostile_expressions_fail_cleanly(expr, message):
     assert message in str(e.value)
 
 
+def test_a_rule_of_300_alternatives_compiles_and_decides():
+    alternatives = " or ".join(f"contact.age == {i}" for i in range(300))
+    catalog = catalog_of(BASE + f"offer a {{ spaces web  eligible {alternatives} }}")
+    assert "a" in evaluate(catalog, "web", contact={"age": 299})[0]
+    assert "a" not in evaluate(catalog, "web", contact={"age": 300})[0]
+    _, out = evaluate(catalog, "web", contact={})  # age null: every alternative null, so not eligible
+    assert not out["a"].eligible and out["a"].rule.kind == "eligible"
+
+
 def test_deepest_allowed_expressions_compile():
     deep_bool = "not " * 46 + "contact.vip"
     deep_arith = "(" * 23 + "contact.age" + " * contact.age)" * 23 + " > 0"

@@ -104,6 +104,25 @@ def test_nesting_up_to_the_limit_parses(depth):
     assert not report.diagnostics
 
 
+def test_long_and_or_chains_nest_logarithmically_and_keep_their_order():
+    report = Reporter()
+    e = parse_expr(" or ".join(f"x{i}" for i in range(500)), "<t>", report)
+    assert not report.diagnostics and e.depth <= 20
+    leaves, stack = [], [e]
+    while stack:  # left to right
+        x = stack.pop()
+        if isinstance(x, n.Binary) and x.op == "or":
+            stack += [x.right, x.left]
+        else:
+            leaves.append(x.name)
+    assert leaves == [f"x{i}" for i in range(500)]
+    # precedence is untouched: `and` binds tighter, inside the `or` chain
+    assert parse_expr("a or b and c or d", "<t>", report) == parse_expr("(a or (b and c)) or d", "<t>", report)
+    e = parse_expr("a and b and c and d", "<t>", report)  # ((a and b) and (c and d))
+    assert (e.span.col, e.span.end_col, e.right.span.col, e.right.span.end_col) == (1, 20, 13, 20)
+    assert not report.diagnostics
+
+
 def test_nesting_past_the_limit_is_one_clean_error():
     report = Reporter()
     assert parse_expr("not " * 10_000 + "true", "<t>", report) is None

@@ -52,6 +52,7 @@ class _Build(Transformer):
     file = "<input>"
     report: Reporter
     origin = None
+    chains: dict = {}  # id of an `and`/`or` node → (node, its chain's subtrees); per parse
 
     def _span(self, first, last=None) -> Span:
         if last is None:
@@ -198,10 +199,28 @@ class _Build(Transformer):
         return self._expr(n.Cond, c[0], c[5], c[1], c[3], c[5])
 
     def or_(self, c):
-        return self._expr(n.Binary, c[0], c[1], "or", c[0], c[1])
+        return self._chain("or", c[0], c[1])
 
     def and_(self, c):
-        return self._expr(n.Binary, c[0], c[1], "and", c[0], c[1])
+        return self._chain("and", c[0], c[1])
+
+    def _chain(self, op, left, right):
+        """`a or b or c ...` (likewise `and`) as a balanced tree, so that a chain of N
+        conditions nests about 2 log2 N deep, not N: 500 alternatives pass the nesting limit.
+        Kleene `and` and `or` are associative and still evaluate left to right, so the shape
+        changes nothing else. The chain so far is kept as perfect subtrees of decreasing size
+        (like a binary counter): each new operand merges equal sizes, then they are folded."""
+        got = self.chains.get(id(left))
+        stack = list(got[1]) if got is not None and got[0] is left else [(1, left)]
+        stack.append((1, right))
+        while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+            (size, a), (_, b) = stack[-2], stack[-1]
+            stack[-2:] = [(2 * size, self._expr(n.Binary, a, b, op, a, b))]
+        node = stack[0][1]
+        for _, b in stack[1:]:
+            node = self._expr(n.Binary, node, b, op, node, b)
+        self.chains[id(node)] = (node, tuple(stack))  # the node too: its id stays its own
+        return node
 
     def not_(self, c):
         return self._expr(n.Unary, c[0], c[1], "not", c[1])
@@ -433,8 +452,9 @@ def _parse_expr(text, file, report, origin):
 def _run(text, file, report, start, origin):
     parser = _parser()
     with _lock:
-        saved = (_builder.file, _builder.report if hasattr(_builder, "report") else None, _builder.origin)
-        _builder.file, _builder.report, _builder.origin = file, report, origin
+        saved = (_builder.file, _builder.report if hasattr(_builder, "report") else None, _builder.origin,
+                 _builder.chains)
+        _builder.file, _builder.report, _builder.origin, _builder.chains = file, report, origin, {}
         try:
             return parser.parse(text, start=start)
         except _Limit as e:
@@ -442,7 +462,7 @@ def _run(text, file, report, start, origin):
         except UnexpectedInput as e:
             report.error(*_syntax_error(e, text, file, origin, parser))
         finally:
-            _builder.file, _builder.report, _builder.origin = saved
+            _builder.file, _builder.report, _builder.origin, _builder.chains = saved
     return None
 
 
