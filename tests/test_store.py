@@ -437,6 +437,48 @@ def test_fast_durability_writes_and_reopens(tmp_path):
         assert [r.events for r in s.read_history(ALICE)] == [{"presented": us(T0 + 1)}]
 
 
+def _set_format(path: str, value: bytes | None) -> None:
+    import lmdb
+
+    env = lmdb.open(path, max_dbs=8, subdir=True)
+    with env.begin(write=True) as txn:
+        meta = env.open_db(b"meta", txn=txn)
+        if value is None:
+            txn.delete(b"format", db=meta)
+        else:
+            txn.put(b"format", value, db=meta)
+    env.close()
+
+
+def test_a_store_of_another_format_is_refused_and_left_alone(tmp_path):
+    path = str(tmp_path / "db")
+    with Store(path) as s:
+        decide(s, ALICE, T0, "a")
+        with s.env.begin() as txn:
+            assert txn.get(b"format", db=s.db["meta"]) == b"1"  # stamped at creation
+    _set_format(path, b"2")
+    with pytest.raises(StoreError, match="in format '2', and this offerd reads format 1: it was written by a newer"):
+        Store(path)
+    _set_format(path, b"garbage")
+    with pytest.raises(StoreError, match="not a store this offerd can read"):
+        Store(path)
+    _set_format(path, None)  # a store from before the stamp: format 1, stamped on open
+    with Store(path) as s:
+        assert len(s.read_history(ALICE)) == 1
+        with s.env.begin() as txn:
+            assert txn.get(b"format", db=s.db["meta"]) == b"1"
+
+
+def test_serve_refuses_a_store_of_another_format_with_its_reason(tmp_path):
+    data = tmp_path / "var"
+    Store(str(data / "db")).close()
+    _set_format(str(data / "db"), b"7")
+    out = subprocess.run([sys.executable, "-m", "offerd.cli", "serve", "--listen", "127.0.0.1:0", "--data", str(data)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "in format '7', and this offerd reads format 1" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_unknown_durability_is_refused(tmp_path):
     with pytest.raises(StoreError, match="unknown durability 'safe': sync or fast"):
         Store(str(tmp_path / "db"), durability="safe")

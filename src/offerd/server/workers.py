@@ -17,7 +17,7 @@ import traceback
 from .. import lang
 from ..examples import CATALOG as EXAMPLE_CATALOG
 from ..process import die_with
-from ..store.lmdb_store import Store
+from ..store.lmdb_store import Store, StoreError
 from .logs import set_worker
 
 log = logging.getLogger("offerd.server")
@@ -93,7 +93,10 @@ def run(config, workers: int) -> int:
     # gRPC's fork support handles forking after gRPC started; here nothing gRPC exists before
     # the fork, so it is off, and said so explicitly.
     os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
-    store = Store(os.path.join(config.data, "db"), durability=config.durability, map_size=config.map_size)
+    try:
+        store = Store(os.path.join(config.data, "db"), durability=config.durability, map_size=config.map_size)
+    except StoreError as e:
+        raise SystemExit(f"offerd: {e}") from None
     try:
         start_catalog(store, config.catalog)
     finally:

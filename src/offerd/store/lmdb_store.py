@@ -30,6 +30,7 @@ DATABASES = ("profiles", "history", "props", "counters", "events", "versions", "
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as data does
 MAX_BATCH = 512
 DISK_FULL_BYTES = 16 << 20  # a failed write with less room than this was for want of room
+FORMAT = b"1"  # the layout of keys and values (docs/storage.md), stamped in `meta` at creation
 LINGER_STEP, LINGER_WAITS = 0.0001, 10  # group commit: how long the writer waits for stragglers
 STATUSES = ("presented", "accepted", "rejected")
 _FOREVER = 9.0e12  # seconds: later than any event, and its µs still fit in 64 bits
@@ -289,6 +290,7 @@ class Store:
                                  readahead=False, max_readers=1024)
             self.env.reader_check()  # readers left by processes that died
             self.db = {name: self.env.open_db(name.encode()) for name in DATABASES}
+            self._check_format()
         except lmdb.Error as e:
             raise StoreError(f"cannot open the LMDB store at {path}: {e}") from None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -300,6 +302,24 @@ class Store:
         self._indexers: dict[frozenset, Indexer] = {}  # the writer's, by what the caps count
         self._counted: dict[tuple, tuple[int, int, int]] = {}  # the writer's cap counts: (lo, count, lifetime then)
         self._id_prefix, self._id_counter = os.urandom(8), itertools.count()
+
+    def _check_format(self) -> None:
+        """Refuse a store laid out by another version of offerd (its keys would be misread and
+        its writes would corrupt it); stamp a new one (or one from before stamps: format 1)."""
+        meta = self.db["meta"]
+        with self.env.begin() as txn:
+            got = txn.get(b"format", db=meta)
+        if got is None:
+            with self.env.begin(write=True) as txn:
+                if txn.get(b"format", db=meta) is None:
+                    txn.put(b"format", FORMAT, db=meta)
+        elif got != FORMAT:
+            self.env.close()
+            newer = got.isdigit() and int(got) > int(FORMAT)
+            raise StoreError(f"the store at {self.path} is in format {got.decode(errors='replace')!r}, "
+                             f"and this offerd reads format {FORMAT.decode()}: " + (
+                                 "it was written by a newer offerd; run that one, or restore a backup taken "
+                                 "before the upgrade" if newer else "it is not a store this offerd can read"))
 
     # --- lifecycle ---------------------------------------------------------------------
 
