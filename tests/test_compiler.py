@@ -340,6 +340,13 @@ def test_a_rule_of_300_alternatives_compiles_and_decides():
     assert "a" not in evaluate(catalog, "web", contact={"age": 300})[0]
     _, out = evaluate(catalog, "web", contact={})  # age null: every alternative null, so not eligible
     assert not out["a"].eligible and out["a"].rule.kind == "eligible"
+    # chains of one operator inside chains of the other keep their meaning
+    catalog = catalog_of(BASE + "offer a { spaces web  eligible contact.age == 1 and contact.age == 2 and "
+                                "contact.age == 0 or contact.age == 5 }\n"
+                                "offer b { spaces web  eligible (contact.age == 1 or contact.age == 2 or "
+                                "contact.age == 0) and contact.vip }\n")
+    assert set(evaluate(catalog, "web", contact={"age": 0, "vip": True})[0]) == {"b"}
+    assert set(evaluate(catalog, "web", contact={"age": 5, "vip": True})[0]) == {"a"}
 
 
 def test_deepest_allowed_expressions_compile():

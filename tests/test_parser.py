@@ -1,5 +1,6 @@
 """Parser: expression trees (golden), spans, syntax errors."""
 import datetime
+import itertools
 
 import pytest
 from golden import FIXTURES
@@ -121,6 +122,57 @@ def test_long_and_or_chains_nest_logarithmically_and_keep_their_order():
     e = parse_expr("a and b and c and d", "<t>", report)  # ((a and b) and (c and d))
     assert (e.span.col, e.span.end_col, e.right.span.col, e.right.span.end_col) == (1, 20, 13, 20)
     assert not report.diagnostics
+
+
+def _kleene(e, env):
+    if isinstance(e, n.Name):
+        return env[e.name]
+    if isinstance(e, n.Unary):
+        x = _kleene(e.operand, env)
+        return None if x is None else not x
+    a, b = _kleene(e.left, env), _kleene(e.right, env)
+    decides = e.op == "or"  # True decides `or`, False decides `and`
+    if a is decides or b is decides:
+        return decides
+    return None if a is None or b is None else not decides
+
+
+def AND(a, b):
+    return False if a is False or b is False else (None if a is None or b is None else True)
+
+
+def OR(a, b):
+    return True if a is True or b is True else (None if a is None or b is None else False)
+
+
+@pytest.mark.parametrize("text,meaning", [
+    ("a and b and c or d", lambda a, b, c, d, e: OR(AND(AND(a, b), c), d)),
+    ("a or b or c and d", lambda a, b, c, d, e: OR(OR(a, b), AND(c, d))),
+    ("(a or b or c) and d", lambda a, b, c, d, e: AND(OR(OR(a, b), c), d)),
+    ("(a and b and c) or d and e", lambda a, b, c, d, e: OR(AND(AND(a, b), c), AND(d, e))),
+    ("a and (b or c or d) and e", lambda a, b, c, d, e: AND(AND(a, OR(OR(b, c), d)), e)),
+    ("not (a or b or c) and d and e or a", lambda a, b, c, d, e: OR(AND(AND(OR(OR(a, b), c) is False
+                                                                             if OR(OR(a, b), c) is not None else None,
+                                                                             d), e), a)),
+    ("a and b and c and d and e or a and b and c", lambda a, b, c, d, e: OR(AND(AND(AND(AND(a, b), c), d), e),
+                                                                             AND(AND(a, b), c))),
+])
+def test_mixed_and_or_chains_mean_what_they_say(text, meaning):
+    """Balanced chains never mix operators: every assignment of true, false and null to the
+    names gives the value of the expression read left to right with `and` binding tighter."""
+    report = Reporter()
+    e = parse_expr(text, "<t>", report)
+    assert not report.diagnostics
+    for values in itertools.product((True, False, None), repeat=5):
+        env = dict(zip("abcde", values))
+        assert _kleene(e, env) == meaning(*values), (text, env)
+
+
+def test_a_chain_past_its_limit_is_one_clean_error():
+    report = Reporter()
+    assert parse_expr(" or ".join(["x"] * 4096), "<t>", report) is not None and not report.diagnostics
+    assert parse_expr(" and ".join(["x"] * 5000), "<t>", report) is None
+    assert [d.message for d in report.diagnostics] == ["more than 4096 conditions joined by `and`"]
 
 
 def test_nesting_past_the_limit_is_one_clean_error():

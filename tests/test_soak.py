@@ -140,6 +140,11 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98] if len(values) >= 100 else max(values)
 
 
+def ms(latencies: list[float] | None) -> float | None:
+    """The p99 in ms, for the report; None for no calls."""
+    return round(p99(latencies) * 1e3, 2) if latencies else None
+
+
 def per_second_p99(latencies: list[tuple[float, float]], begin: float) -> list[float]:
     """The p99 of each second from `begin` on (seconds with at least 20 calls)."""
     seconds: dict[int, list[float]] = {}
@@ -158,7 +163,7 @@ def steady(first: list[float], later: list[float]) -> bool:
     """The p99 of `later`'s calls is at most twice the first third's, plus 2 ms. (Pooled, not a
     median of per-second p99s: a prune every 2 s makes seconds with a stall and seconds without,
     and such a median flips between the two.)"""
-    return len(later) >= 100 and p99(later) <= 2 * p99(first) + 0.002
+    return len(first) >= 100 and len(later) >= 100 and p99(later) <= 2 * p99(first) + 0.002
 
 
 def test_soak_mixed_load_at_70_percent_of_capacity(tmp_path):
@@ -226,9 +231,8 @@ def test_soak_mixed_load_at_70_percent_of_capacity(tmp_path):
         "deploys": got["deploys"], "prunes": pruned,
         "p50_ms": round(statistics.median(d for _, d in measured) * 1e3, 2),
         "p99_ms": round(p99([d for _, d in measured]) * 1e3, 2),
-        "p99_max_second_ms": round(max(per_second_p99(measured, begin)) * 1e3, 2),
-        "p99_first_third_ms": round(p99(first) * 1e3, 2), "p99_last_third_ms": round(p99(last) * 1e3, 2),
-        "p99_extra_third_ms": extra and round(p99(extra) * 1e3, 2),
+        "p99_max_second_ms": round(max(per_second_p99(measured, begin), default=0) * 1e3, 2),
+        "p99_first_third_ms": ms(first), "p99_last_third_ms": ms(last), "p99_extra_third_ms": ms(extra),
         "anon_kib_after_warmup": warm[0]["anon_kib"], "anon_kib_end": warm[-1]["anon_kib"],
         "rss_kib_after_warmup": warm[0]["rss_kib"], "rss_kib_end": warm[-1]["rss_kib"],
         "file_bytes_after_warmup": warm[0]["file_bytes"], "file_bytes_end": warm[-1]["file_bytes"],

@@ -479,6 +479,20 @@ def test_serve_refuses_a_store_of_another_format_with_its_reason(tmp_path):
     assert "in format '7', and this offerd reads format 1" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_totals_up_to_a_time_before_the_last_prune_stay_exact(store):
+    """Up to a time after the last prune, an event index with nothing later means nothing
+    later; before it, pruning took events the index no longer shows (while the day's counter
+    still counts them), so the count walks the counters."""
+    midnight = T0 // 86400 * 86400
+    for i in range(3):
+        decide(store, Contact(f"p{i}"), midnight + 5 * 3600 + i, "a")
+    store.prune(midnight + 6 * 3600)
+    assert store.total("offer", "a", "proposed", None, midnight - 1) == 0
+    assert store.total("offer", "a", "proposed", midnight - 3600, midnight - 1) == 0
+    assert store.total("offer", "a", "proposed", None, midnight + 7 * 3600) == 3
+    assert store.total("offer", "a", "proposed", midnight + 6 * 3600, midnight + 7 * 3600) == 0
+
+
 def test_unknown_durability_is_refused(tmp_path):
     with pytest.raises(StoreError, match="unknown durability 'safe': sync or fast"):
         Store(str(tmp_path / "db"), durability="safe")

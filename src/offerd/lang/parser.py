@@ -16,6 +16,7 @@ from .diagnostics import NO_SPAN, Reporter, Span
 from .types import BOOL, DATE, DURATION, FLOAT, INT, STRING
 
 MAX_DEPTH = 48  # expression nesting; generated Python nests about twice as deep
+MAX_CHAIN = 4096  # conditions in one `and` or `or` chain (built balanced: see _Build._chain)
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_INT = 2**63 - 1
 MAX_STRING = 64 * 1024
@@ -206,21 +207,23 @@ class _Build(Transformer):
 
     def _chain(self, op, left, right):
         """`a or b or c ...` (likewise `and`) as a balanced tree, so that a chain of N
-        conditions nests about 2 log2 N deep, not N: 500 alternatives pass the nesting limit.
+        conditions nests about 2 log2 N deep, not N: 2,000 conditions pass the nesting limit.
         Kleene `and` and `or` are associative and still evaluate left to right, so the shape
         changes nothing else. The chain so far is kept as perfect subtrees of decreasing size
-        (like a binary counter): each new operand merges equal sizes, then they are folded."""
-        got = self.chains.get(id(left))
-        stack = list(got[1]) if got is not None and got[0] is left else [(1, left)]
-        stack.append((1, right))
-        while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
-            (size, a), (_, b) = stack[-2], stack[-1]
-            stack[-2:] = [(2 * size, self._expr(n.Binary, a, b, op, a, b))]
-        node = stack[0][1]
-        for _, b in stack[1:]:
-            node = self._expr(n.Binary, node, b, op, node, b)
-        self.chains[id(node)] = (node, tuple(stack))  # the node too: its id stays its own
-        return node
+        (a binary counter: a new operand merges equal sizes), each with the fold of the chain
+        up to it, so an operand costs a few nodes, not log N."""
+        got = self.chains.pop(id(left), None) if isinstance(left, n.Binary) and left.op == op else None
+        stack = got[1] if got is not None and got[0] is left else [(1, left, left)]
+        if sum(x[0] for x in stack) >= MAX_CHAIN:
+            raise _Limit(self._span(left, right), f"more than {MAX_CHAIN} conditions joined by `{op}`")
+        size, node = 1, right
+        while stack and stack[-1][0] == size:
+            _, a, _ = stack.pop()
+            node, size = self._expr(n.Binary, a, node, op, a, node), 2 * size
+        fold = node if not stack else self._expr(n.Binary, stack[-1][2], node, op, stack[-1][2], node)
+        stack.append((size, node, fold))
+        self.chains[id(fold)] = (fold, stack)  # the node too: its id stays its own
+        return fold
 
     def not_(self, c):
         return self._expr(n.Unary, c[0], c[1], "not", c[1])
@@ -243,7 +246,8 @@ class _Build(Transformer):
     def neg(self, c):
         return self._expr(n.Unary, c[0], c[1], "-", c[1])
 
-    def atom(self, c):  # ( expr )
+    def atom(self, c):  # ( expr ): a chain in brackets is one operand of what is outside
+        self.chains.pop(id(c[1]), None)
         return c[1]
 
     def _lit(self, tok, value, t):

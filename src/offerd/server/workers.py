@@ -95,12 +95,12 @@ def run(config, workers: int) -> int:
     os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
     try:
         store = Store(os.path.join(config.data, "db"), durability=config.durability, map_size=config.map_size)
-    except StoreError as e:
+        try:
+            start_catalog(store, config.catalog)
+        finally:
+            store.close()  # each worker opens the environment itself, after the fork
+    except StoreError as e:  # cannot open it, or it is full: one line, not a traceback
         raise SystemExit(f"offerd: {e}") from None
-    try:
-        start_catalog(store, config.catalog)
-    finally:
-        store.close()  # each worker opens the environment itself, after the fork
     if workers == 1:
         from .app import serve
 

@@ -592,7 +592,9 @@ class Store:
         """Events at or after `t`. For a decision made now there are none, which one seek in
         the event index shows (it holds every event pruning has not taken, and pruning takes
         only old ones) instead of a walk down every grain."""
-        if pending is None or not pending.events(ref, status, t, 2**64 - 1):
+        floor = txn.get(b"pruned", db=self.db["meta"])  # before it, the index lacks what pruning took
+        if (pending is None or not pending.events(ref, status, t, 2**64 - 1)) and (
+                floor is None or t >= U64.unpack(floor)[0]):
             cursor = txn.cursor(db=self.db["events"])
             if not cursor.set_range(event_key(ref, status, t, b"")) or not cursor.key().startswith(ref + STATUS_BYTE[status]):
                 return 0
@@ -921,12 +923,20 @@ class Store:
         with a step wait for it: 1,000 keeps a step near 6 ms; 10,000 took 33 ms.)"""
         cutoff, removed = us(before), 0
         self.env.reader_check()  # a reader left by a killed process (a backup) pins old pages
+        self.submit(lambda txn: self._raise_floor(txn, cutoff)).result()  # before anything goes
         for name in ("history", "events", "counters"):
             start: bytes | None = b""
             while start is not None:
                 n, start = self.submit(lambda txn, s=start, name=name: self._prune_db(txn, name, cutoff, chunk, s)).result()
                 removed += n
         return removed
+
+    def _raise_floor(self, txn, cutoff: int) -> None:
+        """Record in `meta` that events before `cutoff` may be gone from the event index (so
+        `_after` does not trust its absence there)."""
+        old = txn.get(b"pruned", db=self.db["meta"])
+        if old is None or U64.unpack(old)[0] < cutoff:
+            txn.put(b"pruned", U64.pack(cutoff), db=self.db["meta"])
 
     def _prune_db(self, txn, name: str, cutoff: int, chunk: int, start: bytes) -> tuple[int, bytes | None]:
         db, doomed, seen = self.db[name], [], 0
