@@ -3,6 +3,8 @@ import datetime
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from golden import FIXTURES
 
 from offerd.lang import nodes as n
@@ -166,6 +168,59 @@ def test_mixed_and_or_chains_mean_what_they_say(text, meaning):
     for values in itertools.product((True, False, None), repeat=5):
         env = dict(zip("abcde", values))
         assert _kleene(e, env) == meaning(*values), (text, env)
+
+
+def _boolean_text(draw, depth=0) -> str:
+    """A random expression of the names a-e with `and`, `or`, `not` and brackets."""
+    parts = []
+    for i in range(draw(st.integers(1, 7 if depth < 2 else 3))):
+        if i:
+            parts.append(draw(st.sampled_from(["and", "or"])))
+        atom = draw(st.sampled_from("abcde")) if depth >= 2 or draw(st.booleans()) else f"({_boolean_text(draw, depth + 1)})"
+        parts.append("not " * draw(st.integers(0, 1)) + atom)
+    return " ".join(parts)
+
+
+def _read(tokens: list[str], env: dict):
+    """Reads ODL's and/or/not by recursive descent (`or` below `and` below `not`), with
+    Kleene values: an oracle that shares nothing with the Lark grammar or the tree."""
+    def disjunction():
+        x = conjunction()
+        while tokens and tokens[0] == "or":
+            tokens.pop(0)
+            x = OR(x, conjunction())
+        return x
+
+    def conjunction():
+        x = negation()
+        while tokens and tokens[0] == "and":
+            tokens.pop(0)
+            x = AND(x, negation())
+        return x
+
+    def negation():
+        t = tokens.pop(0)
+        if t == "not":
+            x = negation()
+            return None if x is None else not x
+        if t == "(":
+            x = disjunction()
+            assert tokens.pop(0) == ")"
+            return x
+        return env[t]
+
+    return disjunction()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_and_or_not_agree_with_an_independent_reader(data):
+    text = _boolean_text(data.draw)
+    e = parse_expr(text, "<t>", Reporter())
+    tokens = text.replace("(", " ( ").replace(")", " ) ").split()
+    for values in itertools.product((True, False, None), repeat=5):
+        env = dict(zip("abcde", values))
+        assert _kleene(e, env) == _read(list(tokens), env), (text, env)
 
 
 def test_a_chain_past_its_limit_is_one_clean_error():
