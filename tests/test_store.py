@@ -479,10 +479,11 @@ def test_serve_refuses_a_store_of_another_format_with_its_reason(tmp_path):
     assert "in format '7', and this offerd reads format 1" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_totals_up_to_a_time_before_the_last_prune_stay_exact(store):
+def test_totals_up_to_a_time_before_the_last_prune_count_no_later_events(store):
     """Up to a time after the last prune, an event index with nothing later means nothing
     later; before it, pruning took events the index no longer shows (while the day's counter
-    still counts them), so the count walks the counters."""
+    still counts them), so the count walks the counters. (Counts reaching back before a
+    prune are not exact in general: the finer counters are gone; they never count more.)"""
     midnight = T0 // 86400 * 86400
     for i in range(3):
         decide(store, Contact(f"p{i}"), midnight + 5 * 3600 + i, "a")
@@ -491,6 +492,14 @@ def test_totals_up_to_a_time_before_the_last_prune_stay_exact(store):
     assert store.total("offer", "a", "proposed", midnight - 3600, midnight - 1) == 0
     assert store.total("offer", "a", "proposed", None, midnight + 7 * 3600) == 3
     assert store.total("offer", "a", "proposed", midnight + 6 * 3600, midnight + 7 * 3600) == 0
+    assert store.prune(-5.0) == 0 and store.prune(0.0) == 0  # a cutoff before 1970: nothing to do
+    assert store.total("offer", "a", "proposed", None, midnight + 7 * 3600) == 3
+
+
+def test_a_store_folder_that_cannot_be_made_is_a_store_error(tmp_path):
+    (tmp_path / "db").write_text("a file, not a folder")
+    with pytest.raises(StoreError, match="cannot create the LMDB store's folder"):
+        Store(str(tmp_path / "db"))
 
 
 def test_unknown_durability_is_refused(tmp_path):

@@ -283,7 +283,10 @@ class Store:
             raise StoreError(f"unknown durability {durability!r}: sync or fast")
         self.path, self.durability = path, durability
         self._forks = _FORKS[0]
-        os.makedirs(path, exist_ok=True)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the LMDB store's folder {path}: {e.strerror or e}") from None
         try:
             self.env = lmdb.open(path, map_size=map_size, max_dbs=len(DATABASES), subdir=True,
                                  sync=durability == "sync", metasync=durability == "sync",
@@ -921,7 +924,9 @@ class Store:
         entries and looks at most at 10x that many, resuming where the last one stopped, so
         writers are never held long and nothing is scanned twice. (Decisions sharing a commit
         with a step wait for it: 1,000 keeps a step near 6 ms; 10,000 took 33 ms.)"""
-        cutoff, removed = us(before), 0
+        cutoff, removed = us(max(before, 0.0)), 0
+        if cutoff == 0:  # before 1970 (a window of a century, say): nothing is that old
+            return 0
         self.env.reader_check()  # a reader left by a killed process (a backup) pins old pages
         self.submit(lambda txn: self._raise_floor(txn, cutoff)).result()  # before anything goes
         for name in ("history", "events", "counters"):
