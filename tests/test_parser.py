@@ -184,19 +184,18 @@ def _boolean_text(draw, depth=0) -> str:
 def _read(tokens: list[str], env: dict):
     """Reads ODL's and/or/not by recursive descent (`or` below `and` below `not`), with
     Kleene values: an oracle that shares nothing with the Lark grammar or the tree."""
-    def disjunction():
-        x = conjunction()
-        while tokens and tokens[0] == "or":
+    def chain(op, combine, operand):
+        x = operand()
+        while tokens and tokens[0] == op:
             tokens.pop(0)
-            x = OR(x, conjunction())
+            x = combine(x, operand())
         return x
 
+    def disjunction():
+        return chain("or", OR, conjunction)
+
     def conjunction():
-        x = negation()
-        while tokens and tokens[0] == "and":
-            tokens.pop(0)
-            x = AND(x, negation())
-        return x
+        return chain("and", AND, negation)
 
     def negation():
         t = tokens.pop(0)

@@ -25,7 +25,9 @@ class Contact:
 
 
 def us(seconds: float) -> int:
-    return int(round(seconds * 1_000_000))
+    """Microseconds since 1970, as keys hold them: never negative (a window reaching back
+    before 1970 starts there; nothing is older)."""
+    return int(round(seconds * 1_000_000)) if seconds > 0 else 0
 
 
 def history_key(contact: bytes, time_us: int, prop_id: bytes) -> bytes:

@@ -525,7 +525,7 @@ class Store:
         contact's stamp (None: never written), which changes whenever its history does.
         The stamp's key is the prefix itself, so it sorts first and the same walk reads it;
         the first key past the window or past this contact ends the walk."""
-        stop = prefix[:-1] + b"\x01" if since is None else prefix + U64.pack(NEWEST - us(max(since, 0.0)))
+        stop = prefix[:-1] + b"\x01" if since is None else prefix + U64.pack(NEWEST - us(since))
         out, stamp = [], None
         cursor = txn.cursor(db=self.db["history"])
         if cursor.set_range(prefix):
@@ -579,7 +579,7 @@ class Store:
             if until >= _FOREVER:
                 return lifetime
             return lifetime - self._after(txn, pending, ref, status, us(until) + 1)
-        lo = us(max(since, 0.0)) + 1
+        lo = us(since) + 1
         if until >= _FOREVER:
             return self._count(txn, pending, ref, status, lo, None, 0)
         # Everything from `since` on, less everything after `until`. Counting up to `until`
@@ -595,9 +595,10 @@ class Store:
         """Events at or after `t`. For a decision made now there are none, which one seek in
         the event index shows (it holds every event pruning has not taken, and pruning takes
         only old ones) instead of a walk down every grain."""
-        floor = txn.get(b"pruned", db=self.db["meta"])  # before it, the index lacks what pruning took
-        if (pending is None or not pending.events(ref, status, t, 2**64 - 1)) and (
-                floor is None or t >= U64.unpack(floor)[0]):
+        # not in the writer (`pending`: its running operation's events are not indexed yet), nor
+        # before the last prune's cutoff (the index lacks what pruning took)
+        floor = txn.get(b"pruned", db=self.db["meta"])
+        if pending is None and (floor is None or t >= U64.unpack(floor)[0]):
             cursor = txn.cursor(db=self.db["events"])
             if not cursor.set_range(event_key(ref, status, t, b"")) or not cursor.key().startswith(ref + STATUS_BYTE[status]):
                 return 0
@@ -778,7 +779,7 @@ class Store:
         if check.scope == "total":
             return self._total_below(txn, check.ref_key, check.status, since, check.limit)
         times = mine.get((check.ref_kind, check.ref, check.status), ())
-        count = len(times) - (0 if since is None else bisect_right(times, us(max(since, 0.0))))
+        count = len(times) - (0 if since is None else bisect_right(times, us(since)))
         return count < check.limit
 
     def _total_below(self, txn, ref: bytes, status: str, since: float | None, limit: int) -> bool:
@@ -787,7 +788,7 @@ class Store:
         earlier, bounds them by that count plus the events added since, by any process, read
         off the lifetime counter (a later start only lets events out), and counts again only
         when the bound reaches the limit. Hot caps cost one read per batch, not a count."""
-        key, lo = (ref, status), -1 if since is None else us(max(since, 0.0))
+        key, lo = (ref, status), -1 if since is None else us(since)
         pending = self._pending
         life = pending.life.get(key)
         if life is None:
@@ -924,7 +925,7 @@ class Store:
         entries and looks at most at 10x that many, resuming where the last one stopped, so
         writers are never held long and nothing is scanned twice. (Decisions sharing a commit
         with a step wait for it: 1,000 keeps a step near 6 ms; 10,000 took 33 ms.)"""
-        cutoff, removed = us(max(before, 0.0)), 0
+        cutoff, removed = us(before), 0
         if cutoff == 0:  # before 1970 (a window of a century, say): nothing is that old
             return 0
         self.env.reader_check()  # a reader left by a killed process (a backup) pins old pages
@@ -1027,7 +1028,7 @@ class StoredHistory:
         times = self._indexed().get((key[0], key[1], status))
         if not times:
             return 0
-        lo = 0 if since is None else bisect_right(times, us(max(since, 0.0)))
+        lo = 0 if since is None else bisect_right(times, us(since))
         return bisect_right(times, us(until)) - lo
 
     def total(self, key, status, since, until) -> int:
