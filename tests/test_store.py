@@ -14,8 +14,9 @@ import time
 
 import pytest
 
+from offerd.domain import CapCheck, NewProposition
 from offerd.store.keys import Contact, us
-from offerd.store.lmdb_store import (CapCheck, Corrupt, ImpossibleMove, NewProposition, NotFound,
+from offerd.store.lmdb_store import (Corrupt, ImpossibleMove, NotFound,
                                      Store, StoreError, StoreFull)
 
 T0 = 1_790_000_000.0  # a fixed decision time (2026-09-21)
@@ -358,7 +359,8 @@ def test_a_store_opened_before_fork_refuses_to_be_used_after(store):
 CHILD = textwrap.dedent("""
     import os, sys
     from offerd.store.keys import Contact
-    from offerd.store.lmdb_store import Store, NewProposition
+    from offerd.domain import NewProposition
+    from offerd.store.lmdb_store import Store
     store = Store(sys.argv[1])
     out = open(sys.argv[2], "a", buffering=1)
     i = int(sys.argv[3])
@@ -394,7 +396,8 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
 RACER = textwrap.dedent("""
     import sys, threading
     from offerd.store.keys import Contact
-    from offerd.store.lmdb_store import Store, NewProposition, CapCheck
+    from offerd.domain import CapCheck, NewProposition
+    from offerd.store.lmdb_store import Store
     store = Store(sys.argv[1])
     total = CapCheck("total", "offer", "hot", "proposed", None, 5)
     mine = CapCheck("contact", "offer", "hot", "proposed", None, 2)

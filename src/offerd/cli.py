@@ -8,6 +8,7 @@ import sys
 import time
 
 from . import lang
+from .domain import DURATION_UNITS
 from .compiler import SpaceCache
 
 
@@ -103,7 +104,6 @@ def _rpc(fn):
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _bytes(text: str) -> int:
@@ -122,7 +122,7 @@ def _seconds(text: str) -> float:
     """`90s`, `15m`, `12h`, `30d` or a number of seconds."""
     t = text.strip().lower()
     try:
-        value = float(t[:-1]) * _SECONDS[t[-1]] if t[-1:] in _SECONDS else float(t)
+        value = float(t[:-1]) * DURATION_UNITS[t[-1]] if t[-1:] in DURATION_UNITS else float(t)
     except ValueError:
         value = -1
     if not 0 <= value < 1e10:

@@ -11,8 +11,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .domain import PROPENSITY_WINDOW, propensity
+
 Key = tuple[str, str]  # ("offer" | "category" | "space", name)
-PROPENSITY_WINDOW = 30 * 86400
 
 
 class HistoryView(Protocol):
@@ -92,7 +93,7 @@ class ContactHistory:
         since = until - PROPENSITY_WINDOW
         accepted = _in_window(self._h._pairs.get((offer, space, "accepted"), ()), since, until)
         presented = _in_window(self._h._pairs.get((offer, space, "presented"), ()), since, until)
-        return min(1.0, (accepted + 1) / (presented + 2))  # a rate: see docs/language.md
+        return propensity(accepted, presented)
 
 
 EMPTY = MemoryHistory().view(None)

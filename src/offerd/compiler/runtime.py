@@ -7,7 +7,8 @@ import hashlib
 from itertools import chain
 from operator import itemgetter
 
-INT_LIMIT = 2**63 - 1
+from ..domain import INT_MAX
+
 _WEIGHT = itemgetter(1)
 
 
@@ -61,6 +62,6 @@ def namespace() -> dict:
         "_rt_len": len,
         "_rt_float": float,
         "_rt_join": "".join,
-        "_rt_int_limit": INT_LIMIT,
+        "_rt_int_limit": INT_MAX,
         "_rt_best": best,
     }

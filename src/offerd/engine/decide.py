@@ -19,7 +19,8 @@ from ..compiler.space import CompiledSpace, Moment
 from ..lang.catalog import Catalog, OfferDef
 from ..lang.values import InputError, check_attributes
 from ..store.keys import Contact
-from ..store.lmdb_store import STATUSES, NotFound, StoredHistory, Store
+from ..domain import REPORTED
+from ..store.lmdb_store import NotFound, StoredHistory, Store
 from .model import (BadRequest, Decision, Explained, NoCatalog, Proposal, Request, SpaceResult,
                     UnknownSpace)
 from .plan import Plan
@@ -332,7 +333,7 @@ class Engine:
     def _report_args(self, proposition: str, status: str, time: datetime.datetime | None):
         if self.store is None:
             raise NoCatalog("this engine has no store: it cannot record")
-        if status not in STATUSES:
+        if status not in REPORTED:
             raise BadRequest(f"unknown status {status!r}: presented, accepted or rejected")
         try:
             pid = bytes.fromhex(proposition)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from ..history import PROPENSITY_WINDOW
+from ..domain import PROPENSITY_WINDOW, CapCheck, NewProposition
 from ..lang import nodes as n
 from ..lang.catalog import Catalog, Check, OfferDef, RuleRef
-from ..store.lmdb_store import CapCheck, NewProposition
 from ..store.records import Indexer
 
 

@@ -5,6 +5,7 @@ import datetime
 import hashlib
 from dataclasses import dataclass
 
+from ..domain import STATUSES, fmt_duration
 from . import nodes as n
 from .catalog import Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
@@ -12,22 +13,12 @@ from .types import (BOOL, DATE, DURATION, ERROR, FLOAT, INT, LIST_ELEMS, SCALARS
                     TIME, Type, list_of, unify)
 
 MAX_OFFERS = 50_000
-STATUSES = ("proposed", "presented", "accepted", "rejected")
-HISTORY_FUNCTIONS = ("proposed", "presented", "accepted", "rejected")
+HISTORY_FUNCTIONS = STATUSES  # proposed(ref, d), presented(ref, d), ...
 FUNCTIONS = ("has", "lower", "upper", "len", "starts_with", "min", "max", "abs",
              "days_since", "days_until", "bucket") + HISTORY_FUNCTIONS
 CONSTANTS = ("now", "today", "propensity")
 RENDERABLE = ("string", "int", "float", "bool", "date")
 _ORDERED = ("int", "float", "string", "date", "duration", "time")
-
-
-def fmt_duration(seconds: int) -> str:
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return " ".join(parts)
 
 
 def catalog_hash(sources: dict[str, str]) -> str:

@@ -12,15 +12,14 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import nodes as n
+from ..domain import DURATION_UNITS, INT_MAX
 from .diagnostics import NO_SPAN, Reporter, Span
 from .types import BOOL, DATE, DURATION, FLOAT, INT, STRING
 
 MAX_DEPTH = 48  # expression nesting; generated Python nests about twice as deep
 MAX_CHAIN = 4096  # conditions in one `and` or `or` chain (built balanced: see _Build._chain)
 MAX_FILE_BYTES = 4 * 1024 * 1024
-MAX_INT = 2**63 - 1
 MAX_STRING = 64 * 1024
-_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 class _Limit(Exception):
@@ -190,7 +189,7 @@ class _Build(Transformer):
     def duration(self, c):
         # more than 18 digits is past 100 years anyway, and int() raises past 4300 digits
         too_long = any(len(t.value[:-1].lstrip("0")) > 18 for t in c)
-        seconds = 0 if too_long else sum(int(t.value[:-1]) * _UNITS[t.value[-1]] for t in c)
+        seconds = 0 if too_long else sum(int(t.value[:-1]) * DURATION_UNITS[t.value[-1]] for t in c)
         if seconds == 0 or seconds > 100 * 365 * 86400:
             self.report.error(self._span(c[0], c[-1]), "a duration must be more than 0 and at most 100 years")
         return seconds, c[0], c[-1]
@@ -296,8 +295,8 @@ class _Build(Transformer):
 
     # --- token values
     def _int(self, tok) -> int:
-        if len(tok.value) > 19 or int(tok.value) > MAX_INT:
-            self.report.error(self._span(tok), f"integer literal out of range (at most {MAX_INT})")
+        if len(tok.value) > 19 or int(tok.value) > INT_MAX:
+            self.report.error(self._span(tok), f"integer literal out of range (at most {INT_MAX})")
             return 0
         return int(tok.value)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 import math
 
+from ..domain import INT_MAX, INT_MIN
 from .diagnostics import did_you_mean
 from .types import Type
 
-INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 
 class InputError(ValueError):

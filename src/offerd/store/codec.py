@@ -46,12 +46,13 @@ import datetime
 import math
 import struct
 
+from ..domain import INT_MAX, INT_MIN
+
 __all__ = ["CodecError", "FORMAT_VERSION", "encode_attrs", "decode_attrs",
            "encode_value", "decode_value"]
 
 FORMAT_VERSION = 1
 MAX_KEY_BYTES = 255
-INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 MAX_ORDINAL = datetime.date.max.toordinal()  # 3652059
 
 # Group indices, in the order the header counts them and the keys are stored.

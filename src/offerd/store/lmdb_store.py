@@ -15,12 +15,10 @@ import time
 from concurrent.futures import Future
 import itertools
 from bisect import bisect_right, insort
-from dataclasses import dataclass
-from functools import cached_property
 
 import lmdb
 
-from ..history import PROPENSITY_WINDOW
+from ..domain import PROPENSITY_WINDOW, REPORTED, CapCheck, NewProposition, propensity
 from .codec import CodecError, decode_attrs, encode_attrs
 from .keys import (DAY, HOUR, MINUTE, NEWEST, SECOND, STATUS_BYTE, U64, Contact, counter_key,
                    event_key, history_key, is_stamp, ref_key, us)
@@ -32,7 +30,6 @@ MAX_BATCH = 512
 DISK_FULL_BYTES = 16 << 20  # a failed write with less room than this was for want of room
 FORMAT = b"1"  # the layout of keys and values (docs/storage.md), stamped in `meta` at creation
 LINGER_STEP, LINGER_WAITS = 0.0001, 10  # group commit: how long the writer waits for stragglers
-STATUSES = ("presented", "accepted", "rejected")
 _FOREVER = 9.0e12  # seconds: later than any event, and its µs still fit in 64 bits
 
 
@@ -64,52 +61,27 @@ class NoEarlierVersion(StoreError):
     """A rollback with no version live before the current one."""
 
 
-@dataclass(frozen=True)
-class CapCheck:
-    """A cap to re-check inside the write transaction, against everything committed."""
-
-    scope: str  # "contact" or "total"
-    ref_kind: str  # offer category space
-    ref: str
-    status: str
-    window: float | None  # seconds; None = lifetime
-    limit: int
-
-    @cached_property
-    def ref_key(self) -> bytes:
-        return ref_key(self.ref_kind, self.ref)
+def _names(p: NewProposition) -> bytes:
+    """The proposition's names block, encoded once per object (the engine reuses them)."""
+    got = p.memo.get("names")
+    if got is None:
+        got = p.memo["names"] = names(p.offer, p.space, tuple(p.categories))
+    return got
 
 
-@dataclass(frozen=True)
-class NewProposition:
-    offer: str
-    space: str
-    categories: tuple[str, ...] = ()
-    checks: tuple[CapCheck, ...] = ()
+def _refs(p: NewProposition) -> list[bytes]:
+    """The counters a proposition of it adds to, encoded once per object."""
+    got = p.memo.get("refs")
+    if got is None:
+        got = p.memo["refs"] = [ref_key(kind, name) for kind, name in p.counted]
+    return got
 
-    # The engine builds one per offer and space and reuses it: what every decision
-    # would otherwise re-encode is encoded once.
-    @cached_property
-    def names(self) -> bytes:
-        return names(self.offer, self.space, tuple(self.categories))
 
-    @cached_property
-    def counted(self) -> list[tuple[str, str]]:
-        """What a proposition of it counts toward: the offer, the space, each category."""
-        return [("offer", self.offer), ("space", self.space)] + [("category", c) for c in self.categories]
-
-    @cached_property
-    def refs(self) -> list[bytes]:
-        return [ref_key(kind, name) for kind, name in self.counted]
-
-    @cached_property
-    def per_contact(self) -> bool:
-        return any(c.scope == "contact" for c in self.checks)
-
-    @cached_property
-    def contact_keys(self) -> frozenset[tuple[str, str, str]]:
-        """What its per-contact caps count in the contact's history."""
-        return frozenset((c.ref_kind, c.ref, c.status) for c in self.checks if c.scope == "contact")
+def _cap_ref(check: CapCheck) -> bytes:
+    got = check.memo.get("ref")
+    if got is None:
+        got = check.memo["ref"] = ref_key(check.ref_kind, check.ref)
+    return got
 
 
 def _ref_keys(rec: Record, status: str) -> list[bytes]:
@@ -690,7 +662,7 @@ class Store:
         for p in propositions:
             prop_id = self._new_id()
             hkey = history_key(prefix, time_us, prop_id)
-            made.append((p, prop_id, hkey, encode_new(time_us, p.names, prefix, prop_id)))
+            made.append((p, prop_id, hkey, encode_new(time_us, _names(p), prefix, prop_id)))
         per_contact = any(p.per_contact for p in propositions)
         db = self.db
         read = seen.read_as(prefix, propositions, at) if per_contact and seen is not None else None
@@ -711,7 +683,7 @@ class Store:
                 if p.checks and not all(self._passes(txn, mine, check, at) for check in p.checks):
                     ids.append(None)
                     continue
-                pending.add_all(p.refs, "proposed", time_us)
+                pending.add_all(_refs(p), "proposed", time_us)
                 if mine is not None:  # the next proposition's checks see this one
                     for kind, name in p.counted:
                         times = list(mine.get((kind, name, "proposed"), ()))  # a copy: `read` is the caller's
@@ -726,7 +698,7 @@ class Store:
                 if contact is not None:
                     put(hkey, record, db=history)
                     put(prop_id, hkey, db=props)
-                for ref in p.refs:
+                for ref in _refs(p):
                     put(event_key(ref, "proposed", time_us, prop_id), b"", db=events)
             if chosen and contact is not None:
                 put(prefix, chosen[-1][1], db=history)  # the stamp: a new unique value
@@ -777,7 +749,7 @@ class Store:
         replays go back in time), so no interleaving can take it past its limit."""
         since = None if check.window is None else at - check.window
         if check.scope == "total":
-            return self._total_below(txn, check.ref_key, check.status, since, check.limit)
+            return self._total_below(txn, _cap_ref(check), check.status, since, check.limit)
         times = mine.get((check.ref_kind, check.ref, check.status), ())
         count = len(times) - (0 if since is None else bisect_right(times, us(since)))
         return count < check.limit
@@ -812,7 +784,7 @@ class Store:
         return await self.run(self._report_op(prop_id, status, at))
 
     def _report_op(self, prop_id: bytes, status: str, at: float | None):
-        if status not in STATUSES:
+        if status not in REPORTED:
             raise ValueError(f"unknown status {status!r}: presented, accepted or rejected")
         when = time.time() if at is None else at
         return lambda txn: self._report(txn, prop_id, status, when)
@@ -1038,4 +1010,4 @@ class StoredHistory:
         since = until - PROPENSITY_WINDOW
         accepted = self._store.total("pair", f"{offer}/{space}", "accepted", since, until)
         presented = self._store.total("pair", f"{offer}/{space}", "presented", since, until)
-        return min(1.0, (accepted + 1) / (presented + 2))  # a rate: see docs/language.md
+        return propensity(accepted, presented)

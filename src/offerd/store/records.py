@@ -4,10 +4,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from ..domain import REPORTED as _STATUSES, STATUSES as _INDEX_STATUSES
 from .keys import U64
 
 _HEAD = struct.Struct(">BQH")  # version, time µs, length of the names block
-_STATUSES = ("presented", "accepted", "rejected")
 VERSION = 2
 _U64_AT = U64.unpack_from
 
@@ -19,7 +19,7 @@ class CorruptRecord(ValueError):
 def names(offer: str, space: str, categories: tuple[str, ...]) -> bytes:
     """The record's names block: offer, space and categories, each preceded by its length.
     The same for every proposition of an offer in a space, so it is encoded once (the store
-    caches it on each NewProposition) and decoded through a cache."""
+    keeps it with each NewProposition) and decoded through a cache."""
     raw = [offer.encode(), space.encode()] + [c.encode() for c in categories]
     if any(len(x) > 255 for x in raw) or len(categories) > 255:
         raise ValueError("offer, space and category names are at most 255 bytes")
@@ -33,7 +33,6 @@ def encode_new(time_us: int, names: bytes, contact: bytes, prop_id: bytes, event
 
 _blocks: dict[bytes, tuple[str, str, tuple[str, ...]]] = {}
 _block_keys: dict[bytes, dict[str, list[tuple[str, str, str]]]] = {}
-_INDEX_STATUSES = ("proposed",) + _STATUSES
 
 
 def _decode_names(block: bytes) -> tuple[str, str, tuple[str, ...]]:

@@ -1,0 +1,76 @@
+"""The vocabulary every layer shares: proposition statuses, what a proposition counts
+toward, the caps a write re-checks, numeric limits, duration units, propensity. Plain
+values with no dependency: the language, the store and the engine import it, never the
+reverse."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+# A proposition's life: proposed by a decision, then reported presented, accepted or rejected
+# (accepted and rejected imply presented).
+STATUSES = ("proposed", "presented", "accepted", "rejected")
+REPORTED = STATUSES[1:]  # what a status report may say
+REF_KINDS = ("offer", "category", "space")  # what a history count or a cap counts
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # ODL's int: 64 bits, signed
+DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}  # seconds, longest first
+
+PROPENSITY_WINDOW = 30 * 86400
+
+
+def propensity(accepted: int, presented: int) -> float:
+    """An offer's smoothed acceptance rate in a space: (accepted + 1) / (presented + 2), at
+    most 1 (a late report can count an acceptance whose presentation fell out of the window)."""
+    return min(1.0, (accepted + 1) / (presented + 2))
+
+
+def fmt_duration(seconds: int) -> str:
+    """Seconds as ODL writes them: `1d 2h`."""
+    parts = []
+    for unit, size in DURATION_UNITS.items():
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class CapCheck:
+    """A cap to re-check inside the write transaction, against everything committed."""
+
+    scope: str  # "contact" or "total"
+    ref_kind: str  # offer category space
+    ref: str
+    status: str
+    window: float | None  # seconds; None = lifetime
+    limit: int
+    # what a layer derives from it once and keeps with it (the store: its counter key)
+    memo: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class NewProposition:
+    """An offer proposed in a space: what it counts toward and the caps to re-check when it
+    is written. The engine builds one per offer and space and reuses it."""
+
+    offer: str
+    space: str
+    categories: tuple[str, ...] = ()
+    checks: tuple[CapCheck, ...] = ()
+    # what a layer derives from it once and keeps with it (the store: its encoded names and keys)
+    memo: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @cached_property
+    def counted(self) -> list[tuple[str, str]]:
+        """What a proposition of it counts toward: the offer, the space, each category."""
+        return [("offer", self.offer), ("space", self.space)] + [("category", c) for c in self.categories]
+
+    @cached_property
+    def per_contact(self) -> bool:
+        return any(c.scope == "contact" for c in self.checks)
+
+    @cached_property
+    def contact_keys(self) -> frozenset[tuple[str, str, str]]:
+        """What its per-contact caps count in the contact's history."""
+        return frozenset((c.ref_kind, c.ref, c.status) for c in self.checks if c.scope == "contact")
