@@ -288,7 +288,7 @@ def populate(data: str, n: int, seed: int) -> str:
     from rules import generate_catalog
 
     from offerd.lang import check
-    from offerd.store.lmdb_store import Store
+    from offerd.store import Store
 
     files, offers = generate_catalog(n, seed, datetime.date.today())
     folder = os.path.join(data, "catalog")

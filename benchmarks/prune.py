@@ -23,7 +23,7 @@ import tempfile
 import time
 
 from offerd.store.keys import Contact
-from offerd.store.lmdb_store import Store
+from offerd.store import Store
 
 from store import propositions
 

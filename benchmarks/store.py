@@ -34,7 +34,7 @@ import lmdb
 from offerd.store.codec import decode_attrs
 from offerd.store.keys import Contact
 from offerd.domain import CapCheck, NewProposition
-from offerd.store.lmdb_store import Store
+from offerd.store import Store
 from offerd.store.records import Indexer
 from offerd.store.records import Record
 

@@ -10,7 +10,7 @@ import time
 from offerd import lang
 from offerd.engine import population
 from offerd.store.keys import Contact
-from offerd.store.lmdb_store import Store
+from offerd.store import Store
 
 CATALOG = """\
 schema contact { age: int }

@@ -13,7 +13,7 @@ from offerd import engine as eng
 from offerd.lang import check
 from offerd.lang.values import check_attributes
 from offerd.store.keys import Contact
-from offerd.store.lmdb_store import Store
+from offerd.store import Store
 
 HERE = os.path.join(os.path.dirname(__file__), "conformance")
 CASES = sorted(f for f in os.listdir(HERE) if f.endswith(".case"))

@@ -25,7 +25,7 @@ from offerd.server.app import prune_cutoff
 from offerd.server.config import Config
 from offerd.engine.decide import Engine
 from offerd.store.keys import Contact
-from offerd.store.lmdb_store import Store
+from offerd.store import Store
 from offerd.store.records import Record
 
 from served import Served

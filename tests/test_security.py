@@ -12,7 +12,7 @@ from offerd.cli import main
 from offerd.client import Client
 from offerd.examples import CATALOG
 from offerd.lang.parser import MAX_DEPTH
-from offerd.store.lmdb_store import Store
+from offerd.store import Store
 from offerd.v1 import offerd_pb2 as pb
 
 from test_faults import ADULT, Served, stored

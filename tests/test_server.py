@@ -21,7 +21,7 @@ from offerd.examples import CATALOG
 from offerd.server.app import Config, create_server, stop_server
 from offerd.server.workers import start_catalog
 from offerd.store.keys import Contact
-from offerd.store.lmdb_store import Store
+from offerd.store import Store
 from offerd.v1 import offerd_pb2 as pb
 
 from served import Served, free_port

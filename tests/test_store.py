@@ -16,7 +16,7 @@ import pytest
 
 from offerd.domain import CapCheck, NewProposition
 from offerd.store.keys import Contact, us
-from offerd.store.lmdb_store import (Corrupt, ImpossibleMove, NotFound,
+from offerd.store import (Corrupt, ImpossibleMove, NotFound,
                                      Store, StoreError, StoreFull)
 
 T0 = 1_790_000_000.0  # a fixed decision time (2026-09-21)
@@ -360,7 +360,7 @@ CHILD = textwrap.dedent("""
     import os, sys
     from offerd.store.keys import Contact
     from offerd.domain import NewProposition
-    from offerd.store.lmdb_store import Store
+    from offerd.store import Store
     store = Store(sys.argv[1])
     out = open(sys.argv[2], "a", buffering=1)
     i = int(sys.argv[3])
@@ -397,7 +397,7 @@ RACER = textwrap.dedent("""
     import sys, threading
     from offerd.store.keys import Contact
     from offerd.domain import CapCheck, NewProposition
-    from offerd.store.lmdb_store import Store
+    from offerd.store import Store
     store = Store(sys.argv[1])
     total = CapCheck("total", "offer", "hot", "proposed", None, 5)
     mine = CapCheck("contact", "offer", "hot", "proposed", None, 2)

@@ -149,7 +149,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from .store.lmdb_store import StoreError, copy_store
+    from .store import StoreError, copy_store
 
     t = time.monotonic()
     try:
@@ -265,7 +265,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_batch(args) -> int:
     from .engine import batch, simulate
-    from .store.lmdb_store import StoreError
+    from .store import StoreError
 
     catalog = _load(args.catalog, sys.stderr)
     if catalog is None:

@@ -1,6 +1,6 @@
 """The decision engine: eligibility, caps, arbitration, fallback, content, explain, status
 reports. Knows nothing of gRPC."""
-from ..store.lmdb_store import ImpossibleMove, NotFound
+from ..store import ImpossibleMove, NotFound
 from .decide import Engine
 from .model import (BadRequest, Decision, EngineError, Explained, NoCatalog, Proposal, Request,
                     SpaceResult, UnknownSpace)

@@ -23,7 +23,7 @@ from queue import Empty
 from ..lang.catalog import Catalog
 from ..process import die_with
 from ..store.keys import U64
-from ..store.lmdb_store import Store, StoreError
+from ..store import Store, StoreError
 from . import population
 from .decide import Engine
 from .model import EngineError, Request

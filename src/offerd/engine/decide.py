@@ -18,9 +18,8 @@ from ..compiler import SpaceCache, default_cache
 from ..compiler.space import CompiledSpace, Moment
 from ..lang.catalog import Catalog, OfferDef
 from ..lang.values import InputError, check_attributes
-from ..store.keys import Contact
+from ..store import Contact, NotFound, Store, StoredHistory
 from ..domain import REPORTED
-from ..store.lmdb_store import NotFound, StoredHistory, Store
 from .model import (BadRequest, Decision, Explained, NoCatalog, Proposal, Request, SpaceResult,
                     UnknownSpace)
 from .plan import Plan

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..domain import PROPENSITY_WINDOW, CapCheck, NewProposition
 from ..lang import nodes as n
 from ..lang.catalog import Catalog, Check, OfferDef, RuleRef
-from ..store.records import Indexer
+from ..store import Indexer
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from .. import lang
 from ..compiler import default_cache
 from ..engine import Engine
-from ..store.lmdb_store import Store
+from ..store import Store
 from ..v1 import offerd_pb2_grpc as rpc
 from .config import Config
 from .services import AdminService, DecisionService, ProfileService

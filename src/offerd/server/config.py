@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..store.lmdb_store import DEFAULT_MAP_SIZE
+from ..store import DEFAULT_MAP_SIZE
 
 
 @dataclass

@@ -17,8 +17,7 @@ from .. import lang
 from ..engine import BadRequest, Engine, ImpossibleMove, NoCatalog, NotFound, UnknownSpace
 from ..lang.diagnostics import CatalogError
 from ..lang.values import InputError, check_attributes
-from ..store.keys import Contact
-from ..store.lmdb_store import Corrupt, NoEarlierVersion, Store, StoreError, StoreFull
+from ..store import Contact, Corrupt, NoEarlierVersion, Store, StoreError, StoreFull
 from ..v1 import offerd_pb2 as pb
 from ..v1 import offerd_pb2_grpc as rpc
 from . import convert

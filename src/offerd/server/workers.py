@@ -17,7 +17,7 @@ import traceback
 from .. import lang
 from ..examples import CATALOG as EXAMPLE_CATALOG
 from ..process import die_with
-from ..store.lmdb_store import Store, StoreError
+from ..store import Store, StoreError
 from .logs import set_worker
 
 log = logging.getLogger("offerd.server")
