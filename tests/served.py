@@ -1,15 +1,24 @@
-"""`offerd serve` as a separate process on a free loopback port, for the tests that need
-real processes: worker restarts, signals, kills, file size limits."""
+"""Servers for the tests, on free loopback ports: `offerd serve` as a separate process (worker
+restarts, signals, kills, file size limits), or in this process on its own event loop thread."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
+
+from offerd.server.app import Config, create_server, stop_server
+from offerd.server.workers import start_catalog
+from offerd.store import Store
+from offerd.store.records import Record
+
+ADULT = {"age": 30, "country": "FR", "segment": "gold", "cart_total": 80.0}  # the bundled catalog offers to them
 
 
 def free_port() -> int:
@@ -75,3 +84,32 @@ class Served:
                 self.proc.wait(10)
         self.log.close()
         return self.proc.returncode
+
+
+class Running:
+    """A server on its own event loop thread, as in production, on a free loopback port."""
+
+    def __init__(self, data: str, **config):
+        self.store = Store(os.path.join(data, "db"))
+        start_catalog(self.store, None)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        cfg = Config(listen="127.0.0.1:0", data=data, **config)
+        self.server, self.port = self.run(create_server(cfg.listen, cfg, self.store))
+        self.target = f"127.0.0.1:{self.port}"
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+
+    def stop(self):
+        self.run(stop_server(self.server, 1))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def stored(store: Store, prop_hex: str) -> Record | None:
+    with store.env.begin() as txn:
+        hkey = txn.get(bytes.fromhex(prop_hex), db=store.db["props"])
+        data = hkey and txn.get(hkey, db=store.db["history"])
+    return Record.decode(data) if data else None

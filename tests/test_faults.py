@@ -26,11 +26,9 @@ from offerd.server.config import Config
 from offerd.engine.decide import Engine
 from offerd.store.keys import Contact
 from offerd.store import Store
-from offerd.store.records import Record
 
-from served import Served
+from served import ADULT, Served, stored
 
-ADULT = {"age": 30, "country": "FR", "segment": "gold", "cart_total": 80.0}
 CUT_OFF = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
@@ -97,13 +95,6 @@ def start_load(target: str, threads: int, out: Outcomes):
             t.join(30)
 
     return finish
-
-
-def stored(store: Store, prop_hex: str) -> Record | None:
-    with store.env.begin() as txn:
-        hkey = txn.get(bytes.fromhex(prop_hex), db=store.db["props"])
-        data = hkey and txn.get(hkey, db=store.db["history"])
-    return Record.decode(data) if data else None
 
 
 def check_history(store: Store, out: Outcomes) -> None:

@@ -28,7 +28,7 @@ from offerd.store.keys import Contact
 from offerd.v1 import offerd_pb2 as pb
 from offerd.v1 import offerd_pb2_grpc as rpc
 
-from test_server import Running
+from served import ADULT, Running
 
 Code = grpc.StatusCode
 TOKEN = "s3cret"
@@ -36,7 +36,6 @@ ADMIN = (("authorization", f"Bearer {TOKEN}"),)
 MiB = 1 << 20
 T = datetime.datetime(2026, 11, 20, 10, tzinfo=datetime.timezone.utc)
 T_US = int(T.timestamp() * 1e6)
-ADULT = {"age": 30, "country": "FR", "segment": "gold", "cart_total": 80.0}
 CONTEXT = {"page": "home", "device": "desktop"}
 MESSAGE_LIMIT = 4100  # bytes: a status message is cut at about 4 KB (services.fit)
 

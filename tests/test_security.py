@@ -15,13 +15,12 @@ from offerd.lang.parser import MAX_DEPTH
 from offerd.store import Store
 from offerd.v1 import offerd_pb2 as pb
 
-from test_faults import ADULT, Served, stored
-from test_server import Running, certs  # noqa: F401  (certs is a fixture)
+from served import ADULT, Running, Served, stored
 
 EXAMPLE = lang.read_dir(CATALOG)
 
 
-def test_tls_serves_clients_that_trust_its_ca_and_no_one_else(tmp_path, certs):  # noqa: F811
+def test_tls_serves_clients_that_trust_its_ca_and_no_one_else(tmp_path, certs):
     s = Running(str(tmp_path / "data"), tls_cert=certs["server.pem"], tls_key=certs["server.key"])
     ca = open(certs["ca.pem"], "rb").read()
     try:

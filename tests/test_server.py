@@ -18,39 +18,14 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from offerd import lang
 from offerd.client import AsyncClient, Client, decide_request
 from offerd.examples import CATALOG
-from offerd.server.app import Config, create_server, stop_server
-from offerd.server.workers import start_catalog
 from offerd.store.keys import Contact
 from offerd.store import Store
 from offerd.v1 import offerd_pb2 as pb
 
-from served import Served, free_port
+from served import ADULT, Running, Served, free_port
 
 T = datetime.datetime(2026, 11, 20, 10, tzinfo=datetime.timezone.utc)
 EXTRA = 'offer extra { spaces web_home  weight 1000  content web_home { title "Extra", url "https://x" } }'
-ADULT = {"age": 30, "country": "FR", "segment": "gold", "cart_total": 80.0}
-
-
-class Running:
-    """A server on its own event loop thread, as in production, on a free loopback port."""
-
-    def __init__(self, data: str, **config):
-        self.store = Store(os.path.join(data, "db"))
-        start_catalog(self.store, None)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        cfg = Config(listen="127.0.0.1:0", data=data, **config)
-        self.server, self.port = self.run(create_server(cfg.listen, cfg, self.store))
-        self.target = f"127.0.0.1:{self.port}"
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
-
-    def stop(self):
-        self.run(stop_server(self.server, 1))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture
@@ -302,26 +277,6 @@ def test_grpcurl_lists_services_and_decides_through_reflection(server):
     bad = subprocess.run([grpcurl, "-plaintext", "-d", '{"spaces": ["nowhere"]}', server.target,
                           "offerd.v1.DecisionService/Decide"], capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "NotFound" in bad.stderr and "no space 'nowhere'" in bad.stderr
-
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture
-def certs(tmp_path):
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
-    d = tmp_path / "certs"
-    d.mkdir()
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=offerd test CA", cwd=d)
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={name}", cwd=d)
-        (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
-    return {k: str(d / k) for k in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
 
 
 def test_mtls_requires_a_client_certificate(tmp_path, certs):

@@ -31,11 +31,10 @@ from offerd.examples import CATALOG
 from offerd.v1 import offerd_pb2 as pb
 from offerd.v1 import offerd_pb2_grpc as rpc
 
-from test_faults import Served
+from served import ADULT, Served
 
 SECONDS = float(os.environ.get("OFFERD_SOAK_SECONDS", "20"))
 REPORT = os.environ.get("OFFERD_SOAK_REPORT")
-ADULT = {"age": 30, "country": "FR", "segment": "gold", "cart_total": 80.0}
 CONTEXT = {"page": "home", "device": "desktop"}
 EXTRA = 'offer soak_extra { spaces web_home  weight 1000  content web_home { title "Extra", url "https://x" } }'
 TOKEN = "soak"
