@@ -31,7 +31,7 @@ import time
 
 import lmdb
 
-from offerd.store.codec import decode_attrs
+from offerd.store.decode import decode_attrs
 from offerd.store.keys import Contact
 from offerd.domain import CapCheck, NewProposition
 from offerd.store import Store

@@ -8,9 +8,11 @@ from concurrent.futures import Future
 
 from ..domain import NewProposition
 from . import prune as pruning, versions as catalog
-from .codec import CodecError, decode_attrs, encode_attrs
+from .codec import CodecError
 from .counters import Counts
 from .decisions import Decisions
+from .decode import decode_attrs
+from .encode import encode_attrs
 from .environment import DEFAULT_MAP_SIZE, open_env
 from .errors import Corrupt, StoreError
 from .history import StoredHistory, history_values
