@@ -8,11 +8,12 @@ import time
 from bisect import bisect_right, insort
 
 from ..domain import REPORTED, CapCheck, NewProposition
-from .counters import FOREVER
+from .counters import FOREVER, Counts
 from .errors import Corrupt, ImpossibleMove, NotFound
 from .history import StoredHistory, history_values, horizon
 from .keys import U64, Contact, event_key, history_key, ref_key, us
 from .records import CorruptRecord, Indexer, Record, encode_new, names
+from .writer import Writer
 
 
 def _names(p: NewProposition) -> bytes:
@@ -50,7 +51,7 @@ class Decisions:
     """Makes the write operations of decisions and reports (`op`, `report_op`) for the
     writer to run. Owns the proposition ids and the writer's history indexers."""
 
-    def __init__(self, db: dict, writer, counts):
+    def __init__(self, db: dict, writer: Writer, counts: Counts):
         self._db, self._writer = db, writer
         self._counted = writer.counted  # the writer clears it in place when a write fails
         self._bucket_sum, self._total = counts.bucket_sum, counts.total

@@ -22,7 +22,8 @@ LINGER_STEP, LINGER_WAITS = 0.0001, 10  # group commit: how long the writer wait
 class Writer:
     """The writer thread and its batch state: `pending`, the running batch's counter
     increments (None between batches), and `counted`, the cap counts remembered across
-    batches (see decisions.Decisions._total_below), dropped whenever a write fails."""
+    batches (see decisions.Decisions._total_below), cleared in place (never replaced: the
+    decision writes hold it) whenever a write fails."""
 
     def __init__(self, env: lmdb.Environment, path: str, counters_db):
         self.env, self.path, self._counters_db = env, path, counters_db
