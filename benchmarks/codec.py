@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Profile codec benchmark: offerd.store.codec against JSON and pickle.
+"""Profile codec benchmark: offerd.store's profile codec against JSON and pickle.
 
 Decode and encode time (ns per profile, median of several repeats) and encoded size for a
 realistic 8-attribute profile (string, int, float, bool, date, set of 3 strings, ...) and a
@@ -25,7 +25,8 @@ import statistics
 import sys
 import time
 
-from offerd.store.codec import decode_attrs, encode_attrs
+from offerd.store.decode import decode_attrs
+from offerd.store.encode import encode_attrs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 perf_ns = time.perf_counter_ns

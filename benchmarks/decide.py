@@ -68,14 +68,14 @@ def populate(store: Store, catalog, offers, now: float, seed: int) -> None:
         for _ in range(EVENTS):
             offer, chain = rnd.choice(offers)
             t = now - rnd.uniform(60, 30 * 86400)
-            futures.append((store.submit(lambda txn, c=contact, t=t, p=NewProposition(offer, "s", chain):
-                                         store._decide(txn, c, t, [p])), t, rnd.random()))
+            futures.append((store.submit(store._decision_op(contact, t, [NewProposition(offer, "s", chain)])),
+                            t, rnd.random()))
     reports = []
     for f, t, r in futures:
         (pid,) = f.result()
         if r < 0.5:
-            reports.append(store.submit(lambda txn, pid=pid, t=t, r=r: store._report(
-                txn, pid, "accepted" if r < 0.1 else "rejected" if r < 0.2 else "presented", t + 30)))
+            reports.append(store.submit(store._report_op(
+                pid, "accepted" if r < 0.1 else "rejected" if r < 0.2 else "presented", t + 30)))
     for f in reports:
         f.result()
 

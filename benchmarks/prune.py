@@ -24,6 +24,7 @@ import time
 
 from offerd.store.keys import Contact
 from offerd.store import Store
+from offerd.store import prune as pruning
 
 from store import propositions
 
@@ -52,7 +53,7 @@ def fill(path: str, decisions: int, t0: float) -> None:
 def prune(path: str, before: float, chunk: int) -> dict:
     """Prune a synced store, timing each step (a transaction's work before its commit)."""
     store, steps = Store(path, durability="sync"), []
-    step = store._prune_db
+    step = pruning.prune_step
 
     def timed(txn, *args):
         t = time.perf_counter()
@@ -61,9 +62,12 @@ def prune(path: str, before: float, chunk: int) -> dict:
         finally:
             steps.append(time.perf_counter() - t)
 
-    store._prune_db = timed
+    pruning.prune_step = timed
     t = time.perf_counter()
-    removed = store.prune(before, chunk=chunk)
+    try:
+        removed = store.prune(before, chunk=chunk)
+    finally:
+        pruning.prune_step = step
     total = time.perf_counter() - t
     store.close()
     return {"chunk": chunk, "removed": removed, "seconds": round(total, 3), "transactions": len(steps),

@@ -31,7 +31,7 @@ import time
 
 import lmdb
 
-from offerd.store.codec import decode_attrs
+from offerd.store.decode import decode_attrs
 from offerd.store.keys import Contact
 from offerd.domain import CapCheck, NewProposition
 from offerd.store import Store
@@ -200,8 +200,8 @@ def seeded(root: str) -> str:
         store, props, rnd, now = Store(path, durability="fast"), propositions(), random.Random(3), time.time()
         plain = [NewProposition(p.offer, p.space, p.categories) for p in props]
         times = sorted(now - rnd.uniform(0, 26 * 3600) for _ in range(SEED_DECISIONS))
-        futures = [store.submit(lambda txn, t=t: store._decide(
-            txn, Contact(f"c{rnd.randrange(CONTACTS)}"), t, rnd.sample(plain, 2))) for t in times]
+        futures = [store.submit(store._decision_op(Contact(f"c{rnd.randrange(CONTACTS)}"), t, rnd.sample(plain, 2)))
+                   for t in times]
         for f in futures:
             f.result()
         store.close()
@@ -298,8 +298,8 @@ def bench_reports(root: str, durability: str, callers: int, seconds: float, warm
     store = Store(os.path.join(root, f"report-{durability}"), durability=durability)
     plain, now = [NewProposition(p.offer, p.space, p.categories) for p in propositions()], time.time()
     n = int(30_000 * (seconds + warmup))  # 2 reports each: more than 64 callers can send
-    futures = [store.submit(lambda txn, i=i: store._decide(txn, Contact(f"c{i % CONTACTS}"), now - 60,
-                                                           [plain[i % OFFERS]])) for i in range(n)]
+    futures = [store.submit(store._decision_op(Contact(f"c{i % CONTACTS}"), now - 60, [plain[i % OFFERS]]))
+               for i in range(n)]
     queue = iter([(f.result()[0], s) for f in futures for s in ("presented", "accepted")])
 
     async def work(rnd):

@@ -1,5 +1,5 @@
-"""The profile codec (offerd.store.codec): exact round trips of every value type, and
-CodecError (never another exception) for any malformed input."""
+"""The profile codec (offerd.store.encode, offerd.store.decode): exact round trips of every
+value type, and CodecError (never another exception) for any malformed input."""
 from __future__ import annotations
 
 import datetime
@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from offerd.store import codec
-from offerd.store.codec import CodecError, decode_attrs, decode_value, encode_attrs, encode_value
+from offerd.store.codec import CodecError
+from offerd.store.decode import decode_attrs, decode_value
+from offerd.store.encode import encode_attrs, encode_value
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 

@@ -96,8 +96,7 @@ def test_windowed_total_cap_inside_one_batch(store):
     decide(store, BOB, T0 - 61, "hot")  # outside the window
     gate, commits = threading.Event(), store.commits
     store.submit(lambda txn: gate.wait(10))  # holds the writer while the 40 queue up
-    ops = [store.submit(lambda txn, i=i: store._decide(txn, Contact(f"b{i}"), T0 + i / 100,
-                                                       [NewProposition("hot", "web", (), (cap,))]))
+    ops = [store.submit(store._decision_op(Contact(f"b{i}"), T0 + i / 100, [NewProposition("hot", "web", (), (cap,))]))
            for i in range(40)]
     gate.set()
     results = [f.result()[0] for f in ops]
@@ -565,6 +564,6 @@ def test_writes_after_close_fail_instead_of_waiting_forever(tmp_path):
 def test_a_failed_write_is_told_apart_as_a_full_disk_or_not(store):
     import lmdb
 
-    assert "is full" in store._why_full(lmdb.Error("mdb_txn_commit: No space left on device"))
-    assert "quota" in store._why_full(lmdb.Error("mdb_txn_commit: Disk quota exceeded"))
-    assert store._why_full(lmdb.Error("mdb_txn_commit: Input/output error")) is None  # room enough here
+    assert "is full" in store._writer.why_full(lmdb.Error("mdb_txn_commit: No space left on device"))
+    assert "quota" in store._writer.why_full(lmdb.Error("mdb_txn_commit: Disk quota exceeded"))
+    assert store._writer.why_full(lmdb.Error("mdb_txn_commit: Input/output error")) is None  # room enough here

@@ -1,9 +1,12 @@
 """The store stage: the only code in offerd that touches LMDB. What the rest of offerd uses
 of it is named here; its modules are its own."""
+from .backup import copy_store
+from .environment import DEFAULT_MAP_SIZE
+from .errors import Corrupt, ImpossibleMove, NoEarlierVersion, NotFound, StoreError, StoreFull
+from .history import StoredHistory
 from .keys import Contact
-from .lmdb_store import (DEFAULT_MAP_SIZE, Corrupt, ImpossibleMove, NoEarlierVersion, NotFound, Store,
-                         StoredHistory, StoreError, StoreFull, copy_store)
 from .records import Indexer
+from .store import Store
 
 __all__ = ["DEFAULT_MAP_SIZE", "Contact", "Corrupt", "ImpossibleMove", "Indexer", "NoEarlierVersion",
            "NotFound", "Store", "StoreError", "StoreFull", "StoredHistory", "copy_store"]

@@ -38,7 +38,7 @@ def history_key(contact: bytes, time_us: int, prop_id: bytes) -> bytes:
 
 def is_stamp(key: bytes) -> bool:
     """A history key that is a contact's prefix alone holds its stamp: a value rewritten
-    whenever the contact's history changes (see Store._history_values)."""
+    whenever the contact's history changes (see history.history_values)."""
     return key.index(b"\0") == len(key) - 1
 
 

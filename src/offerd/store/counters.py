@@ -1,0 +1,173 @@
+"""Exact counts of events in any window: the counter grains, the batch's pending increments,
+and the arithmetic that adds whole buckets of each grain and the event index's ends."""
+from __future__ import annotations
+
+from .errors import Corrupt
+from .keys import DAY, HOUR, MINUTE, SECOND, STATUS_BYTE, U64, counter_key, event_key, us
+
+# Counter grains, coarsest first; below the finest, the event index. "L" is lifetime.
+LEVELS = ((b"d", DAY), (b"h", HOUR), (b"m", MINUTE), (b"s", SECOND))
+GRAIN_SIZE = dict(LEVELS)
+FOREVER = 9.0e12  # seconds: later than any event, and its µs still fit in 64 bits
+
+
+class Pending:
+    """Counter increments of the batch being written, kept per second in memory and
+    written once at the batch's end, so a hot counter costs one read and one write per
+    commit instead of one of each per event and grain. Reads inside the batch add them
+    in; an operation that fails takes its own back (it fails before writing anything to
+    the transaction, see Writer._commit)."""
+
+    def __init__(self):
+        self.seconds: dict[tuple[bytes, str], dict[int, int]] = {}
+        self.undo: list[tuple[bytes, str, int]] = []
+        self.added: dict[tuple[bytes, str], int] = {}  # events per (ref, status) in this batch
+        self.life: dict[tuple[bytes, str], int] = {}  # committed lifetime counts read this batch
+        self.unwritten: list[tuple[bytes, str, int]] = []  # the running operation's events, until written
+
+    def add(self, ref: bytes, status: str, time_us: int) -> None:
+        second = time_us // SECOND
+        buckets = self.seconds.get((ref, status))
+        if buckets is None:
+            buckets = self.seconds[(ref, status)] = {}
+        buckets[second] = buckets.get(second, 0) + 1
+        self.added[(ref, status)] = self.added.get((ref, status), 0) + 1
+        self.undo.append((ref, status, second))
+
+    def add_all(self, refs: list[bytes], status: str, time_us: int) -> None:
+        """`add` for a proposition's refs, its events not in the event index yet."""
+        second, seconds, added = time_us // SECOND, self.seconds, self.added
+        for ref in refs:
+            key = (ref, status)
+            buckets = seconds.get(key)
+            if buckets is None:
+                buckets = seconds[key] = {}
+            buckets[second] = buckets.get(second, 0) + 1
+            added[key] = added.get(key, 0) + 1
+            self.undo.append((ref, status, second))
+            self.unwritten.append((ref, status, time_us))
+
+    def revert(self) -> None:
+        for ref, status, second in self.undo:
+            self.seconds[(ref, status)][second] -= 1
+            self.added[(ref, status)] -= 1
+        self.undo.clear()
+        self.unwritten.clear()
+
+    def events(self, ref: bytes, status: str, lo: int, hi: int) -> int:
+        """The operation's own events not in the event index yet, with lo <= t < hi."""
+        return sum(1 for r, s, t in self.unwritten if r == ref and s == status and lo <= t < hi)
+
+    def sum(self, ref: bytes, status: str, grain: bytes, k0: int, k1: int | None) -> int:
+        """Pending events in buckets k0 <= k < k1 of the grain (k1 None: no end)."""
+        buckets = self.seconds.get((ref, status))
+        if not buckets:
+            return 0
+        if grain == b"L":
+            return sum(buckets.values())
+        per = GRAIN_SIZE[grain] // SECOND
+        return sum(n for sec, n in buckets.items() if k0 <= sec // per and (k1 is None or sec // per < k1))
+
+    def flush(self, txn, db) -> None:
+        totals: dict[bytes, int] = {}
+        for (ref, status), buckets in self.seconds.items():
+            for second, n in buckets.items():
+                if n:
+                    for grain, size in LEVELS:
+                        key = counter_key(ref, status, grain, second * SECOND // size)
+                        totals[key] = totals.get(key, 0) + n
+                    key = counter_key(ref, status, b"L", 0)
+                    totals[key] = totals.get(key, 0) + n
+        for key, n in totals.items():
+            old = txn.get(key, db=db)
+            txn.put(key, U64.pack((U64.unpack(old)[0] if old else 0) + n), db=db)
+
+
+class Counts:
+    """Counts of a (ref, status)'s events in a window, read in the caller's transaction; in
+    the writer, `pending` adds the batch's increments not written yet."""
+
+    def __init__(self, db: dict):
+        self.counters_db, self.events_db, self.meta_db = db["counters"], db["events"], db["meta"]
+
+    def total(self, txn, ref: bytes, status: str, since: float | None, until: float,
+              pending: Pending | None = None) -> int:
+        """Exact count of events in (since, until]."""
+        if since is None:
+            lifetime = self.bucket_sum(txn, pending, ref, status, b"L", 0, 1)
+            if until >= FOREVER:
+                return lifetime
+            return lifetime - self._after(txn, pending, ref, status, us(until) + 1)
+        lo = us(since) + 1
+        if until >= FOREVER:
+            return self._count(txn, pending, ref, status, lo, None, 0)
+        # Everything from `since` on, less everything after `until`. Counting up to `until`
+        # directly would walk the event index through the second `until` falls in, which
+        # for a decision made now is the busiest second there is; after `until` there is
+        # next to nothing.
+        hi = us(until) + 1
+        if lo >= hi:
+            return 0
+        return self._count(txn, pending, ref, status, lo, None, 0) - self._after(txn, pending, ref, status, hi)
+
+    def _after(self, txn, pending, ref, status, t: int) -> int:
+        """Events at or after `t`. For a decision made now there are none, which one seek in
+        the event index shows (it holds every event pruning has not taken, and pruning takes
+        only old ones) instead of a walk down every grain."""
+        # not in the writer (`pending`: its running operation's events are not indexed yet), nor
+        # before the last prune's cutoff (the index lacks what pruning took)
+        floor = txn.get(b"pruned", db=self.meta_db)
+        if pending is None and (floor is None or t >= U64.unpack(floor)[0]):
+            cursor = txn.cursor(db=self.events_db)
+            if not cursor.set_range(event_key(ref, status, t, b"")) or not cursor.key().startswith(ref + STATUS_BYTE[status]):
+                return 0
+        return self._count(txn, pending, ref, status, t, None, 0)
+
+    def _count(self, txn, pending, ref, status, lo: int, hi: int | None, level: int) -> int:
+        """Events with lo <= t < hi (hi None: no end): the whole buckets of the coarsest
+        grain that fit from the counters, the rest at each end from finer grains, and
+        under a second from the event index. A count reads a few keys per grain."""
+        if hi is not None and lo >= hi:
+            return 0
+        if level == len(LEVELS):
+            hi = 2**64 - 1 if hi is None else hi
+            return self._events(txn, ref, status, lo, hi) + (pending.events(ref, status, lo, hi) if pending else 0)
+        grain, size = LEVELS[level]
+        a = -(-lo // size)  # first whole bucket
+        b = None if hi is None else hi // size  # end of the whole buckets
+        if b is not None and a >= b:
+            return self._count(txn, pending, ref, status, lo, hi, level + 1)
+        count = self.bucket_sum(txn, pending, ref, status, grain, a, b)
+        count += self._count(txn, pending, ref, status, lo, a * size, level + 1)
+        if b is not None:
+            count += self._count(txn, pending, ref, status, b * size, hi, level + 1)
+        return count
+
+    def bucket_sum(self, txn, pending, ref, status, grain: bytes, k0: int, k1: int | None) -> int:
+        if k1 is not None and k0 >= k1:
+            return 0
+        start = counter_key(ref, status, grain, k0)
+        end = counter_key(ref, status, grain, k1) if k1 is not None else ref + STATUS_BYTE[status] + grain + b"\xff" * 9
+        cursor = txn.cursor(db=self.counters_db)
+        total = pending.sum(ref, status, grain, k0, k1) if pending else 0
+        if cursor.set_range(start):
+            for key, value in cursor:
+                if key >= end:
+                    break
+                if len(value) != 8:
+                    raise Corrupt(f"counter {key!r} holds {len(value)} bytes, not 8")
+                total += U64.unpack(value)[0]
+        return total
+
+    def _events(self, txn, ref, status, lo: int, hi: int) -> int:
+        if lo >= hi:
+            return 0
+        start, end = event_key(ref, status, lo, b""), event_key(ref, status, min(hi, 2**64 - 1), b"")
+        cursor = txn.cursor(db=self.events_db)
+        n = 0
+        if cursor.set_range(start):
+            for key in cursor.iternext(keys=True, values=False):
+                if key >= end:
+                    break
+                n += 1
+        return n

@@ -1,0 +1,25 @@
+"""The store's errors: each says what failed in words a person can act on."""
+
+
+class StoreError(Exception):
+    """A store failure with a message a person can act on."""
+
+
+class StoreFull(StoreError):
+    pass
+
+
+class Corrupt(StoreError):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class ImpossibleMove(StoreError):
+    pass
+
+
+class NoEarlierVersion(StoreError):
+    """A rollback with no version live before the current one."""
