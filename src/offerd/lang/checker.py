@@ -9,16 +9,13 @@ from ..domain import STATUSES, fmt_duration
 from . import nodes as n
 from .catalog import Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
-from .types import (BOOL, DATE, DURATION, ERROR, FLOAT, INT, LIST_ELEMS, SCALARS, STRING,
+from .functions import CALLABLE, FUNCTIONS, HISTORY_FUNCTIONS, Function
+from .types import (BOOL, DATE, DURATION, ERROR, FLOAT, INT, LIST_ELEMS, ORDERED, SCALARS, STRING,
                     TIME, Type, list_of, unify)
 
 MAX_OFFERS = 50_000
-HISTORY_FUNCTIONS = STATUSES  # proposed(ref, d), presented(ref, d), ...
-FUNCTIONS = ("has", "lower", "upper", "len", "starts_with", "min", "max", "abs",
-             "days_since", "days_until", "bucket") + HISTORY_FUNCTIONS
 CONSTANTS = ("now", "today", "propensity")
 RENDERABLE = ("string", "int", "float", "bool", "date")
-_ORDERED = ("int", "float", "string", "date", "duration", "time")
 
 
 def catalog_hash(sources: dict[str, str]) -> str:
@@ -462,7 +459,7 @@ class Checker:
                 return self._fail(e, f"propensity belongs to an offer; it cannot be used in {scope.owner}",
                                   "use it in an offer's eligible, weight or content")
             return n.Propensity(scope.offer, span=e.span, type=FLOAT, nullable=False, depth=1)
-        if name in FUNCTIONS:
+        if name in CALLABLE:
             return self._fail(e, f"{name} is a function; call it as {name}(...)")
         hint = did_you_mean(name, list(self.let_decls) + list(CONSTANTS))
         if hint is None:
@@ -505,7 +502,7 @@ class Checker:
             return self._typed(e, BOOL, nullable)
         if op in ("<", "<=", ">", ">="):
             u = unify(lt, rt)
-            if u is None or u.name not in _ORDERED:
+            if u is None or u.name not in ORDERED:
                 return self._fail(e, f"cannot order {lt} and {rt} with {op}")
             return self._typed(e, BOOL, nullable)
         if op in ("in", "not in"):
@@ -556,58 +553,34 @@ class Checker:
                            then=_widen(then, u), orelse=_widen(orelse, u))
 
     def _e_Call(self, e, scope):
-        fn = e.fn
-        if fn not in FUNCTIONS:
-            hint = did_you_mean(fn, FUNCTIONS)
-            if fn in CONSTANTS:
-                hint = f"{fn} takes no arguments: write {fn}"
-            return self._fail(e, f"unknown function {fn}", hint)
-        if fn in HISTORY_FUNCTIONS:
-            return self._history(e, scope)
-        if fn == "has":
-            if len(e.args) != 1:
-                return self._fail(e, f"has takes 1 argument, not {len(e.args)}")
+        fn = FUNCTIONS.get(e.fn)
+        if fn is None:
+            if e.fn in HISTORY_FUNCTIONS:
+                return self._history(e, scope)
+            hint = did_you_mean(e.fn, CALLABLE)
+            if e.fn in CONSTANTS:
+                hint = f"{e.fn} takes no arguments: write {e.fn}"
+            return self._fail(e, f"unknown function {e.fn}", hint)
+        if fn.attribute:  # has(contact.age): the attribute is not evaluated, so it may be null
+            if len(e.args) != fn.arity:
+                return self._fail(e, _arity(fn, len(e.args)))
             arg = self._expr(e.args[0], scope)
             if not isinstance(arg, n.Attr) and arg.type != ERROR:
-                return self._fail(e.args[0], "has takes an attribute, like has(contact.age)")
-            return self._typed(e, BOOL, False, args=(arg,))
+                return self._fail(e.args[0], f"{fn.name} takes {fn.takes}")
+            return self._typed(e, fn.result(arg.type), fn.null, args=(arg,))
         args = tuple(self._expr(a, scope) for a in e.args)
         e = n.evolve(e, args=args)
-        arity = 2 if fn in ("starts_with", "min", "max", "bucket") else 1
-        if len(args) != arity:
-            return self._fail(e, f"{fn} takes {arity} argument{'s' if arity > 1 else ''}, not {len(args)}")
+        if len(args) != fn.arity:
+            return self._fail(e, _arity(fn, len(args)))
         if any(a.type == ERROR for a in args):
             return self._typed(e, ERROR, True)
-        nullable = any(a.nullable for a in args)
-        t = [a.type for a in args]
-        want = None
-        if fn in ("lower", "upper"):
-            result = STRING if t[0] == STRING else None
-            want = "a string"
-        elif fn == "len":
-            result = INT if t[0] == STRING or t[0].collection else None
-            want = "a string, list or set"
-        elif fn == "starts_with":
-            result = BOOL if t == [STRING, STRING] else None
-            want = "two strings"
-        elif fn in ("min", "max"):
-            u = unify(t[0], t[1])
-            result = u if u is not None and u.name in _ORDERED else None
-            want = "two values of one ordered type"
-        elif fn == "abs":
-            result = t[0] if t[0].numeric else None
-            want = "a number"
-        elif fn in ("days_since", "days_until"):
-            result = INT if t[0] == DATE else None
-            want = "a date"
-        else:  # bucket
-            result = INT if t[0] in (STRING, INT) and t[1] == INT else None
-            want = "a string or int, and an int"
-            nullable = True  # bucket(x, 0) is null
+        types = [a.type for a in args]
+        result = fn.result(*types)
         if result is None:
-            return self._fail(e, f"{fn} takes {want}, not {', '.join(map(str, t))}")
-        if fn in ("min", "max"):
+            return self._fail(e, f"{fn.name} takes {fn.takes}, not {', '.join(map(str, types))}")
+        if fn.widen:
             args = tuple(_widen(a, result) for a in args)
+        nullable = any(a.nullable for a in args) if fn.null is None else fn.null
         return self._typed(e, result, nullable, args=args)
 
     def _history(self, e, scope):
@@ -642,10 +615,14 @@ def _lets_used(e: n.Expr, lets) -> list[str]:
         x = stack.pop()
         if isinstance(x, n.Name) and x.name in lets and x.name not in out:
             out.append(x.name)
-        elif isinstance(x, n.Call) and (x.fn not in FUNCTIONS or x.fn in HISTORY_FUNCTIONS):
+        elif isinstance(x, n.Call) and x.fn not in FUNCTIONS:
             continue
         stack.extend(reversed(n.children(x)))
     return out
+
+
+def _arity(fn: Function, given: int) -> str:
+    return f"{fn.name} takes {fn.arity} argument{'s' if fn.arity > 1 else ''}, not {given}"
 
 
 def _widen(e: n.Expr, t: Type) -> n.Expr:
