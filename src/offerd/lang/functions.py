@@ -79,3 +79,12 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in (
 )}
 
 CALLABLE = (*FUNCTIONS, *HISTORY_FUNCTIONS)  # every name that may be called
+
+
+def template_attributes() -> set[str]:
+    """The attributes the templates read (str.lower, date.toordinal ...): besides the code
+    generator's own, the only ones generated code may read (the sandbox tests hold it to that)."""
+    import ast
+
+    trees = (ast.parse(f.code.format(*["x"] * f.arity, first=["x"] * f.arity)) for f in FUNCTIONS.values())
+    return {a.attr for tree in trees for a in ast.walk(tree) if isinstance(a, ast.Attribute)}
