@@ -22,21 +22,27 @@ HISTORY_FUNCTIONS = STATUSES
 
 @dataclass(frozen=True)
 class Function:
+    """One function. `code` is a str.format template of a Python expression: {0}, {1} are the
+    arguments' values, and it may call the runtime's `_rt_...` helpers and read `_tdo`."""
+
     name: str
     arity: int
-    takes: str  # the arguments, in words, for the error when they do not fit
-    result: Callable[..., Type | None]  # argument types → the result type, or None if they do not fit
-    code: str  # a str.format template: {0}, {1} the arguments' Python values
-    reference: Callable  # the meaning, on Python values
-    null: bool | None = None  # None: null exactly when an argument is null (the generated code and
-    # the reference test that first); True or False: null or never, the template and reference take nulls
-    cost: int = 8  # rough, against an attribute read's 1: the generator tests cheap rules first
-    widen: bool = False  # an int argument becomes a float when the result is one
-    bind: bool = False  # the template reads each argument again: {first[i]} is where argument i is
-    # first evaluated, bound to a name there
-    today: bool = False  # reads the decision's date: the template as `_tdo` (its ordinal), the reference first
-    bounds: Callable | None = None  # the arguments' (low, high) intervals → the result's; None: unbounded
-    attribute: bool = False  # takes an attribute itself, not its value (has)
+    takes: str  # the arguments in words, for the error when they do not fit: "a string"
+    result: Callable[..., Type | None]  # argument types → the result's type, or None: they do not fit
+    code: str
+    reference: Callable  # the meaning on Python values, for the tests' reference interpreter
+    # None: null exactly when an argument is null, which the generated code and the reference
+    # interpreter test first; True (may be null) or False (never): template and reference take nulls
+    null: bool | None = None
+    cost: int = 8  # against an attribute read's 1: the code generator tests cheap rules first
+    widen: bool = False  # int arguments become floats when the result is a float (min, max)
+    # the template reads each argument twice: {first[i]} is where argument i is evaluated first,
+    # and the generator binds it to a name there
+    bind: bool = False
+    today: bool = False  # reads the decision's date: the template as `_tdo` (its ordinal), the
+    # reference as a first argument
+    bounds: Callable | None = None  # the arguments' (low, high) bounds → the result's; None: unbounded
+    attribute: bool = False  # takes an attribute, unevaluated (has): not its value
 
 
 def _ordered(a: Type, b: Type) -> Type | None:
