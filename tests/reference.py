@@ -3,6 +3,8 @@
 It is written from DESIGN.md's "Semantics, normative" and the documented decisions, not
 from the code generator, so that the compiled code can be checked against it. It favours
 being obviously right over being fast: every node is evaluated from scratch, lets included.
+A function call means its entry's `reference` in offerd/lang/functions.py: plain Python
+beside, not derived from, the template the code generator emits from the same entry.
 
 Values: null is None; bools are True/False; ints, floats, strings, dates as Python's;
 `now` is an aware datetime; durations are int seconds; list literals evaluate to tuples,
@@ -11,9 +13,8 @@ A node whose checked type is float yields a float (int widens to float, as `unif
 """
 from __future__ import annotations
 
-import hashlib
-
 from offerd.lang import nodes as n
+from offerd.lang.functions import FUNCTIONS
 
 INT_LIMIT = 2**63 - 1
 
@@ -105,33 +106,13 @@ class _Interpreter:
         return self.eval(e.then) if self.eval(e.test) is True else self.eval(e.orelse)
 
     def _Call(self, e: n.Call):
-        fn = e.fn
-        if fn == "has":
-            return self.eval(e.args[0]) is not None
+        fn = FUNCTIONS[e.fn]  # each function's meaning is its table entry's reference
         args = [self.eval(a) for a in e.args]
-        if any(a is None for a in args):
+        if fn.null is None and any(a is None for a in args):
             return None
-        if fn == "lower":
-            return args[0].lower()
-        if fn == "upper":
-            return args[0].upper()
-        if fn == "len":
-            return len(args[0])
-        if fn == "starts_with":
-            return args[0].startswith(args[1])
-        if fn == "min":
-            return min(args[0], args[1])
-        if fn == "max":
-            return max(args[0], args[1])
-        if fn == "abs":
-            return abs(args[0])
-        if fn == "days_since":
-            return self.moment.today.toordinal() - args[0].toordinal()
-        if fn == "days_until":
-            return args[0].toordinal() - self.moment.today.toordinal()
-        if fn == "bucket":
-            return bucket(args[0], args[1])
-        raise AssertionError(f"unknown function {fn}")
+        if fn.today:
+            return fn.reference(self.moment.today, *args)
+        return fn.reference(*args)
 
 
 # --- the semantics, one function each ------------------------------------------------------
@@ -204,14 +185,6 @@ def arithmetic(op: str, a, b):
     if op == "%":
         return a % b  # Python's floored modulo
     raise AssertionError(f"unknown operator {op}")
-
-
-def bucket(x, count: int):
-    if x is None or count is None or count < 1:
-        return None
-    text = x if isinstance(x, str) else str(x)
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % count
 
 
 def _is_int(v) -> bool:

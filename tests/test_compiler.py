@@ -9,17 +9,19 @@ import pytest
 from golden import cases, compare
 
 from offerd import lang
-from offerd.compiler import CompiledSpace, SpaceCache, compile_space
+from offerd.compiler import CompiledSpace, SpaceCache, compile_space, runtime
 from offerd.history import EMPTY, MemoryHistory, Proposition
+from offerd.lang.functions import template_attributes
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 # What generated code may name: its own prefixed locals, the runtime's names, and these methods.
 _NAMES = re.compile(r"_(?:[cxm]|now|ts|today|h|hc|ht|hp|tdo|el|ap|fails|fa|w|renderers|"
-                    r"[pltsk]\d+|render_\d+|evaluate|explain|value|truth|falsity|"
-                    r"rt_(?:bucket|text|in_list|len|join|int_limit|float))\Z")
-_METHODS = {"now", "ts", "today", "get", "append", "lower", "upper", "startswith", "toordinal", "count", "total", "propensity"}
+                    r"[pltsk]\d+|render_\d+|evaluate|explain|value|truth|falsity)\Z")
+_RUNTIME = set(runtime.namespace()) - {"__builtins__"}
+# the generator's own attribute reads, and those of the functions' templates (lower, toordinal ...)
+_METHODS = {"now", "ts", "today", "get", "append", "count", "total", "propensity"} | template_attributes()
 
 
 def assert_sandboxed(source: str) -> None:
@@ -28,7 +30,7 @@ def assert_sandboxed(source: str) -> None:
     tree = ast.parse(source)
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
-            assert _NAMES.match(node.id), f"unexpected name {node.id!r}"
+            assert _NAMES.match(node.id) or node.id in _RUNTIME, f"unexpected name {node.id!r}"
         elif isinstance(node, ast.Attribute):
             assert node.attr in _METHODS, f"unexpected attribute {node.attr!r}"
         elif isinstance(node, (ast.Import, ast.ImportFrom, ast.Lambda, ast.ClassDef, ast.Global,

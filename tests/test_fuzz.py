@@ -41,6 +41,7 @@ from offerd.compiler.runtime import text as render_text
 from offerd.examples import CATALOG as EXAMPLE_DIR
 from offerd.lang import CatalogError
 from offerd.lang.diagnostics import Reporter
+from offerd.lang.functions import CALLABLE
 from offerd.lang.parser import parse
 
 import reference  # tests/reference.py
@@ -266,12 +267,10 @@ DUNDERS = ["__class__", "__globals__", "__builtins__", "__import__", "__subclass
            "__init__", "_rt_len", "_c", "_x", "_h", "_el", "_k0", "_p0", "gi_frame", "f_globals"]
 # names a catalog is likely to declare or use, so some derivations get through the checker
 NAMES = ["contact", "context", "a", "b", "s", "web", "mail", "o", "p", "loyalty", "string", "int",
-         "float", "bool", "date", "set", "list", "inbound", "outbound", "proposed", "accepted",
-         "rejected", "presented", "now", "today", "propensity", "has", "len", "lower", "min",
-         "bucket", "days_since", "title"]
+         "float", "bool", "date", "set", "list", "inbound", "outbound", "now", "today", "propensity",
+         "title", *CALLABLE]  # CALLABLE: every function, history's included
 EXPR_NAMES = ["contact", "context", "a", "b", "f", "s", "t", "d", "v", "page", "adult", "o", "p",
-              "now", "today", "propensity", "has", "len", "lower", "upper", "min", "max", "abs",
-              "starts_with", "days_since", "days_until", "bucket", "proposed", "rejected", "x"]
+              "now", "today", "propensity", "x", *CALLABLE]
 
 # terminal texts beyond the regexps: edge values of each literal
 SPECIAL = {

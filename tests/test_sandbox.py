@@ -29,16 +29,17 @@ from offerd.compiler import runtime
 from offerd.compiler.codegen import SpaceCodegen
 from offerd.history import MemoryHistory, Proposition
 from offerd.lang import CatalogError
+from offerd.lang.functions import template_attributes
 
 NOW = datetime.datetime(2026, 11, 2, 9, tzinfo=datetime.timezone.utc)
 
 # --- what generated code may name ------------------------------------------------------------------
 
 RUNTIME = set(runtime.namespace()) - {"__builtins__"}
-# attributes the generator reads: dict.get on the inputs, str methods, Moment and history
-# fields, list.append; nothing else, and nothing starting with _
-METHODS = {"get", "lower", "upper", "startswith", "toordinal", "now", "ts", "today",
-           "count", "total", "propensity", "append"}
+# attributes the generator reads: dict.get on the inputs, Moment and history fields,
+# list.append, and the methods the functions' templates call (str.lower, date.toordinal ...);
+# nothing else, and nothing starting with _
+METHODS = {"get", "now", "ts", "today", "count", "total", "propensity", "append"} | template_attributes()
 ENTRY_POINTS = {"_evaluate", "_explain", "_top", "_renderers", "_value", "_truth", "_falsity"}
 CONST = re.compile(r"_k[0-9]+\Z")
 RENDERER = re.compile(r"_render_[0-9]+\Z")

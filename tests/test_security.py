@@ -11,7 +11,7 @@ from offerd import lang
 from offerd.cli import main
 from offerd.client import Client
 from offerd.examples import CATALOG
-from offerd.lang.parser import MAX_DEPTH
+from offerd.lang.builder import MAX_DEPTH
 from offerd.store import Store
 from offerd.v1 import offerd_pb2 as pb
 

@@ -19,6 +19,7 @@ from collections import Counter
 
 from ..lang import nodes as n
 from ..lang.catalog import Catalog, Check, RuleRef
+from ..lang.functions import FUNCTIONS
 from ..lang.types import INT
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_.]*\Z")  # names allowed in comments: checked identifiers
@@ -258,38 +259,23 @@ class ExprCodegen:
         return f"({self.value(e.then)} if {self.truth(e.test)} else {self.value(e.orelse)})"
 
     def _v_Call(self, e):
-        fn, args = e.fn, e.args
-        if fn == "has":
-            return f"({self.value(args[0])} is not None)"
-        if fn in ("lower", "upper"):
-            return self._null_guard(args, lambda a: f"{a}.{fn}()")
-        if fn == "len":
-            return self._null_guard(args, lambda a: f"_rt_len({a})")
-        if fn == "starts_with":
-            return self._null_guard(args, lambda a, b: f"{a}.startswith({b})")
-        if fn in ("min", "max"):
-            cmp = "<=" if fn == "min" else ">="
-            a_first, a = self.bind(args[0], self.value(args[0]))
-            b_first, b = self.bind(args[1], self.value(args[1]))
-            tests = []
-            if args[0].nullable:
-                tests.append(f"{a_first} is None")
-                a_first = a
-            if args[1].nullable:
-                tests.append(f"{b_first} is None")
-                b_first = b
-            pick = f"({a} if {a_first} {cmp} {b_first} else {b})"  # the test runs first, binding a and b
-            return f"(None if {' or '.join(tests)} else {pick})" if tests else pick
-        if fn == "abs":
-            return self._null_guard(args, lambda a: f"-{a} if {a} < 0 else {a}")
-        if fn in ("days_since", "days_until"):
+        fn, args = FUNCTIONS[e.fn], e.args
+        if fn.today:
             self.uses.update(("_tdo", "_today"))
-            if fn == "days_since":
-                return self._null_guard(args, lambda a: f"_tdo - {a}.toordinal()")
-            return self._null_guard(args, lambda a: f"{a}.toordinal() - _tdo")
-        if fn == "bucket":
-            return f"_rt_bucket({self.value(args[0])}, {self.value(args[1])})"
-        raise AssertionError(f"unchecked function {fn}")
+        if fn.null is not None:  # the template takes nulls itself
+            return fn.code.format(*map(self.value, args))
+        if not fn.bind:
+            return self._null_guard(args, fn.code.format)
+        tests, again, first = [], [], []  # each argument bound where first evaluated
+        for x in args:
+            bound, name = self.bind(x, self.value(x))
+            if x.nullable:
+                tests.append(f"{bound} is None")
+                bound = name
+            again.append(name)
+            first.append(bound)
+        code = fn.code.format(*again, first=first)
+        return f"(None if {' or '.join(tests)} else {code})" if tests else code
 
     # --- truth and falsity
     def truth(self, e: n.Expr) -> str:
@@ -381,9 +367,7 @@ class ExprCodegen:
 
 def cost(e: n.Expr) -> int:
     """A rough static cost, to test cheap things first."""
-    own = {n.History: 60, n.Propensity: 60, n.Call: 8}.get(type(e), 1)
-    if isinstance(e, n.Call) and e.fn == "bucket":
-        own = 40
+    own = FUNCTIONS[e.fn].cost if isinstance(e, n.Call) else {n.History: 60, n.Propensity: 60}.get(type(e), 1)
     if isinstance(e, n.Binary) and e.op in ("in", "not in") and isinstance(e.right, n.ListLiteral) \
             and all(isinstance(i, n.Literal) for i in e.right.items):
         return 1 + cost(e.left)  # one frozenset lookup, whatever the list's length
@@ -437,10 +421,8 @@ def interval(e: n.Expr, lets: dict[str, n.Expr], known: dict | None = None) -> t
     if isinstance(e, n.Unary) and e.op == "-":
         lo, hi = interval(e.operand, lets, known)
         return (-hi, -lo)
-    if isinstance(e, n.Call) and e.fn in ("min", "max"):
-        a, b = interval(e.args[0], lets, known), interval(e.args[1], lets, known)
-        pick = min if e.fn == "min" else max
-        return (pick(a[0], b[0]), pick(a[1], b[1]))
+    if isinstance(e, n.Call) and FUNCTIONS[e.fn].bounds is not None:
+        return FUNCTIONS[e.fn].bounds(*(interval(a, lets, known) for a in e.args))
     if isinstance(e, n.Binary) and e.op in ("+", "-", "*", "??"):
         a, b = interval(e.left, lets, known), interval(e.right, lets, known)
         if e.op == "??":

@@ -118,7 +118,6 @@ def _today(modules) -> datetime.date:
 def check_expression(catalog: Catalog, text: str, offer: str | None = None):
     """Parse and type one expression against a checked catalog's schemas and lets (tests,
     tools). `offer` gives `propensity` its offer. Raises CatalogError."""
-    from .checker import _Scope
     from .parser import parse_expr
 
     report = Reporter()
@@ -128,11 +127,7 @@ def check_expression(catalog: Catalog, text: str, offer: str | None = None):
     if report.has_errors or expr is None:
         raise CatalogError(report.diagnostics, sources)
     checker = Checker(modules, sources)
-    checker._collect()
-    for name in checker._let_order():
-        checker._let(name)
-    checker.r = Reporter()
-    checked = checker._expr(expr, _Scope("expression", offer=offer))
+    checked = checker.expression(expr, offer)
     if checker.r.has_errors:
         raise CatalogError(checker.r.diagnostics, sources)
     return checked

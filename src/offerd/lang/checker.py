@@ -1,24 +1,20 @@
-"""AST → checked catalog. Reports every error at once, with a hint where one helps."""
+"""AST → checked catalog: the declarations (schemas, lets, spaces, categories, offers) and
+their clauses, each error reported, with a hint where one helps; expressions are typed by
+lang/expressions.py."""
 from __future__ import annotations
 
 import datetime
 import hashlib
-from dataclasses import dataclass
 
 from ..domain import STATUSES, fmt_duration
 from . import nodes as n
 from .catalog import Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
-from .types import (BOOL, DATE, DURATION, ERROR, FLOAT, INT, LIST_ELEMS, SCALARS, STRING,
-                    TIME, Type, list_of, unify)
+from .expressions import Expressions, Scope
+from .types import BOOL, ERROR, INT, LIST_ELEMS, SCALARS, STRING, Type, list_of
 
 MAX_OFFERS = 50_000
-HISTORY_FUNCTIONS = STATUSES  # proposed(ref, d), presented(ref, d), ...
-FUNCTIONS = ("has", "lower", "upper", "len", "starts_with", "min", "max", "abs",
-             "days_since", "days_until", "bucket") + HISTORY_FUNCTIONS
-CONSTANTS = ("now", "today", "propensity")
 RENDERABLE = ("string", "int", "float", "bool", "date")
-_ORDERED = ("int", "float", "string", "date", "duration", "time")
 
 
 def catalog_hash(sources: dict[str, str]) -> str:
@@ -28,14 +24,6 @@ def catalog_hash(sources: dict[str, str]) -> str:
         h.update(f"{name}\0{len(data)}\0".encode())
         h.update(data)
     return h.hexdigest()
-
-
-@dataclass
-class _Scope:
-    """Where an expression is checked: it decides what `propensity` and lets may mean."""
-
-    owner: str
-    offer: str | None = None
 
 
 class Checker:
@@ -48,15 +36,13 @@ class Checker:
         self.contact: dict[str, Type] = {}
         self.context: dict[str, Type] = {}
         self.let_decls: dict[str, n.Let] = {}
-        self.lets: dict[str, n.Expr] = {}
-        self.let_order: list[str] = []
-        self.let_stack: list[str] = []
-        self.let_cycles: set[tuple[str, str]] = set()  # (let, let it uses): cycles already reported
-        self.used_lets: set[str] = set()
         self.space_decls: dict[str, n.Space] = {}
         self.category_decls: dict[str, n.Category] = {}
         self.offer_decls: dict[str, n.Offer] = {}
         self.offer_spaces: dict[str, tuple[str, ...]] = {}
+        # names resolve against the declarations above, once _collect has filled them
+        self.exprs = Expressions(self.r, self.contact, self.context, self.let_decls, self.offer_decls,
+                                 self.category_decls)
 
     # --- entry -------------------------------------------------------------------------
 
@@ -66,25 +52,32 @@ class Checker:
             first = list(self.offer_decls.values())[MAX_OFFERS]
             self.r.error(first.span, f"catalog has {len(self.offer_decls)} offers; the limit is {MAX_OFFERS}")
             raise CatalogError(self.r.diagnostics, self.sources)
-        for name in self._let_order():
-            self._let(name)
+        self.exprs.check_lets()
         categories = {c.name: self._category(c) for c in self.category_decls.values()}
         for o in self.offer_decls.values():
             self.offer_spaces[o.name] = self._offer_spaces(o)
         spaces = {s.name: self._space(s) for s in self.space_decls.values()}
         offers = tuple(self._offer(o, i) for i, o in enumerate(self.offer_decls.values()))
         for name, let in self.let_decls.items():
-            if name not in self.used_lets:
+            if name not in self.exprs.used_lets:
                 self.r.warning(let.span, f"let {name} is never used")
         order = {m.file: i for i, m in enumerate(self.modules)}
         self.r.diagnostics.sort(key=lambda d: (order.get(d.span.file, -1), d.span.line, d.span.col))
         if self.r.has_errors:
             raise CatalogError(self.r.diagnostics, self.sources)
         return Catalog(
-            timezone=timezone, contact=self.contact, context=self.context, lets=self.lets,
-            let_order=tuple(self.let_order), spaces=spaces, categories=categories,
+            timezone=timezone, contact=self.contact, context=self.context, lets=self.exprs.lets,
+            let_order=tuple(self.exprs.let_order), spaces=spaces, categories=categories,
             offers=offers, sources=self.sources, hash=catalog_hash(self.sources),
             diagnostics=tuple(self.r.diagnostics))
+
+    def expression(self, e: n.Expr, offer: str | None = None) -> n.Expr:
+        """One expression typed against the declarations, as if written in offer `offer` (tests,
+        tools); afterwards `self.r` holds its errors alone."""
+        self._collect()
+        self.exprs.check_lets()
+        self.r = self.exprs.r = Reporter()
+        return self.exprs.check(e, Scope("expression", offer=offer))
 
     # --- declarations ------------------------------------------------------------------
 
@@ -153,50 +146,6 @@ class Checker:
                      did_you_mean(_typeref(t), known))
         return ERROR
 
-    def _let_order(self) -> list[str]:
-        """The lets, each after the lets it uses. Checking a let checks the lets it uses
-        first, recursively: in this order each finds them checked already, so a long chain
-        of lets cannot exhaust Python's stack. The walk runs without recursion, in the order
-        checking would, and reports each cycle as checking would have met it."""
-        uses = {name: _lets_used(d.expr, self.let_decls) for name, d in self.let_decls.items()}
-        order: list[str] = []
-        seen: set[str] = set()
-        for root in self.let_decls:
-            if root in seen:
-                continue
-            seen.add(root)
-            path, stack = [root], [iter(uses[root])]
-            while stack:
-                used = next(stack[-1], None)
-                if used is None:
-                    order.append(path.pop())
-                    stack.pop()
-                elif used in path:
-                    cycle = " → ".join(path[path.index(used):] + [used])
-                    self.r.error(self.let_decls[used].span, f"let {used} refers to itself: {cycle}")
-                    self.let_cycles.add((path[-1], used))
-                elif used not in seen:
-                    seen.add(used)
-                    path.append(used)
-                    stack.append(iter(uses[used]))
-        return order
-
-    def _let(self, name: str) -> n.Expr | None:
-        if name in self.lets:
-            return self.lets[name]
-        if self.let_stack and (self.let_stack[-1], name) in self.let_cycles:
-            return None
-        if name in self.let_stack:
-            cycle = " → ".join(self.let_stack[self.let_stack.index(name):] + [name])
-            self.r.error(self.let_decls[name].span, f"let {name} refers to itself: {cycle}")
-            return None
-        self.let_stack.append(name)
-        e = self._expr(self.let_decls[name].expr, _Scope(f"let {name}"))
-        self.let_stack.pop()
-        self.lets[name] = e
-        self.let_order.append(name)
-        return e
-
     def _category(self, c: n.Category) -> CategoryDef:
         parent = c.name.rsplit(".", 1)[0] if "." in c.name else None
         if parent is not None and parent not in self.category_decls:
@@ -206,7 +155,7 @@ class Checker:
         eligible, limits = [], []
         for item in c.items:
             if isinstance(item, n.Rule):
-                eligible.append(self._rule(item, _Scope(owner), owner))
+                eligible.append(self._rule(item, Scope(owner), owner))
             elif isinstance(item, (n.Cap, n.Suppress)):
                 limits.append(self._limit(item, owner, "category", c.name))
         return CategoryDef(c.name, parent, tuple(eligible), tuple(limits), c.span)
@@ -290,7 +239,7 @@ class Checker:
 
     def _offer(self, o: n.Offer, index: int) -> OfferDef:
         owner = f"offer {o.name}"
-        scope = _Scope(owner, offer=o.name)
+        scope = Scope(owner, offer=o.name)
         spaces = self.offer_spaces[o.name]
         once: dict[str, Span] = {}
         category, chain, themes, valid, valid_rule = None, (), (), None, None
@@ -357,8 +306,8 @@ class Checker:
             self.r.error(span, f"offer {offer} is not in space {space}", f"add {space} to its `spaces`")
         return False
 
-    def _rule(self, item: n.Rule, scope: _Scope, owner: str) -> Check:
-        e = self._expr(item.expr, scope)
+    def _rule(self, item: n.Rule, scope: Scope, owner: str) -> Check:
+        e = self.exprs.check(item.expr, scope)
         where = f" in {item.space}" if item.space else ""
         if item.kind == "eligible":
             if e.type not in (BOOL, ERROR):
@@ -367,7 +316,7 @@ class Checker:
             self.r.error(e.span, f"a weight must be a number, not {e.type}")
         return Check(RuleRef(item.kind, owner, f"{item.kind}{where}", item.span), e)
 
-    def _content(self, item: n.Content, scope: _Scope):
+    def _content(self, item: n.Content, scope: Scope):
         fields, seen = [], set()
         spec = self.space_decls[item.space]
         allowed = next((i.specs for i in spec.items if isinstance(i, n.Fields)), None)
@@ -382,7 +331,7 @@ class Checker:
             parts = []
             for part in f.value.parts:
                 if isinstance(part, n.Expr):
-                    part = self._expr(part, scope)
+                    part = self.exprs.check(part, scope)
                     if part.type.name not in RENDERABLE and part.type != ERROR:
                         self.r.error(part.span, f"cannot render a {part.type} in content",
                                      "render one value, e.g. len(...) or an if/then/else")
@@ -399,264 +348,6 @@ class Checker:
             span = next((c.span for c in o.items if isinstance(c, n.Content) and c.space == space), o.span)
             self.r.error(span, f"offer {o.name} gives no {', '.join(missing)} for space {space}",
                          f"space {space} requires: {', '.join(f.name for f in allowed if not f.optional)}")
-
-    # --- expressions -------------------------------------------------------------------
-
-    def _expr(self, e: n.Expr, scope: _Scope) -> n.Expr:
-        method = getattr(self, "_e_" + type(e).__name__)
-        return method(e, scope)
-
-    def _typed(self, e, t: Type, nullable: bool, **changes):
-        return n.evolve(e, type=t, nullable=nullable, **changes)
-
-    def _fail(self, e, message: str, hint: str | None = None):
-        self.r.error(e.span, message, hint)
-        return n.evolve(e, type=ERROR, nullable=True)
-
-    def _e_Literal(self, e, scope):
-        return self._typed(e, e.lit_type, False)
-
-    def _e_ListLiteral(self, e, scope):
-        items = tuple(self._expr(i, scope) for i in e.items)
-        if not items:
-            return self._fail(e, "an empty list has no type", "remove the test, or list a value")
-        t = items[0].type
-        for i in items[1:]:
-            u = unify(t, i.type)
-            if u is None:
-                return self._fail(i, f"a list mixes {t} and {i.type}")
-            t = u
-        if t != ERROR and t.name not in LIST_ELEMS:
-            return self._fail(e, f"a list holds strings, numbers or dates, not {t}")
-        return self._typed(e, list_of(t) if t != ERROR else ERROR, False, items=items)
-
-    def _e_Path(self, e, scope):
-        root, rest = e.parts[0], e.parts[1:]
-        if root not in ("contact", "context"):
-            return self._fail(e, f"unknown name {'.'.join(e.parts)}; attributes start with contact. or context.",
-                              did_you_mean(root, ("contact", "context")))
-        if len(rest) > 1:
-            return self._fail(e, f"{'.'.join(e.parts)}: attributes have one level, {root}.name")
-        fields = self.contact if root == "contact" else self.context
-        name = rest[0]
-        if name not in fields:
-            other = self.context if root == "contact" else self.contact
-            other_root = "context" if root == "contact" else "contact"
-            hint = (f"did you mean {other_root}.{name}?" if name in other
-                    else did_you_mean(name, fields, f"{root}."))
-            return self._fail(e, f"unknown attribute {root}.{name}", hint)
-        return n.Attr(root, name, span=e.span, type=fields[name], nullable=True, depth=e.depth)
-
-    def _e_Name(self, e, scope):
-        name = e.name
-        if name in self.let_decls:  # lets may use lets; _let catches cycles
-            let = self._let(name)
-            self.used_lets.add(name)
-            if let is None:
-                return n.evolve(e, type=ERROR)
-            return n.LetRef(name, span=e.span, type=let.type, nullable=let.nullable, depth=e.depth)
-        if name in ("now", "today"):
-            return n.Clock(name, span=e.span, type=TIME if name == "now" else DATE, nullable=False, depth=1)
-        if name == "propensity":
-            if scope.offer is None:
-                return self._fail(e, f"propensity belongs to an offer; it cannot be used in {scope.owner}",
-                                  "use it in an offer's eligible, weight or content")
-            return n.Propensity(scope.offer, span=e.span, type=FLOAT, nullable=False, depth=1)
-        if name in FUNCTIONS:
-            return self._fail(e, f"{name} is a function; call it as {name}(...)")
-        hint = did_you_mean(name, list(self.let_decls) + list(CONSTANTS))
-        if hint is None:
-            for root, fields in (("contact", self.contact), ("context", self.context)):
-                if name in fields:
-                    hint = f"did you mean {root}.{name}?"
-                    break
-        return self._fail(e, f"unknown name {name}", hint)
-
-    def _e_Unary(self, e, scope):
-        x = self._expr(e.operand, scope)
-        if x.type == ERROR:
-            return self._typed(e, ERROR, True, operand=x)
-        if e.op == "not":
-            if x.type != BOOL:
-                return self._fail(e, f"`not` needs a bool, not {x.type}")
-            return self._typed(e, BOOL, x.nullable, operand=x)
-        if not x.type.numeric:
-            return self._fail(e, f"cannot negate a {x.type}")
-        if isinstance(x, n.Literal):  # fold -5 into a literal
-            return self._typed(n.Literal(-x.value, x.lit_type, span=e.span), x.type, False)
-        return self._typed(e, x.type, x.nullable, operand=x)
-
-    def _e_Binary(self, e, scope):
-        left, right = self._expr(e.left, scope), self._expr(e.right, scope)
-        e = n.evolve(e, left=left, right=right)
-        lt, rt, op = left.type, right.type, e.op
-        if ERROR in (lt, rt):
-            return self._typed(e, ERROR, True)
-        nullable = left.nullable or right.nullable
-        if op in ("and", "or"):
-            for side in (left, right):
-                if side.type != BOOL:
-                    return self._fail(side, f"`{op}` needs bool operands, not {side.type}")
-            return self._typed(e, BOOL, nullable)
-        if op in ("==", "!="):
-            u = unify(lt, rt)
-            if u is None or u.collection:
-                return self._fail(e, f"cannot compare {lt} with {rt}")
-            return self._typed(e, BOOL, nullable)
-        if op in ("<", "<=", ">", ">="):
-            u = unify(lt, rt)
-            if u is None or u.name not in _ORDERED:
-                return self._fail(e, f"cannot order {lt} and {rt} with {op}")
-            return self._typed(e, BOOL, nullable)
-        if op in ("in", "not in"):
-            return self._membership(e, nullable)
-        if op == "??":
-            u = unify(lt, rt)
-            if u is None:
-                return self._fail(e, f"both sides of ?? must have one type, not {lt} and {rt}")
-            return self._typed(e, u, right.nullable and left.nullable,
-                               left=_widen(left, u), right=_widen(right, u))
-        # arithmetic
-        if op == "+" and lt == STRING and rt == STRING:
-            return self._typed(e, STRING, nullable)
-        if not (lt.numeric and rt.numeric):
-            hint = "strings join with +, both sides strings" if STRING in (lt, rt) and op == "+" else None
-            return self._fail(e, f"cannot apply {op} to {lt} and {rt}", hint)
-        if op == "/":
-            return self._typed(e, FLOAT, True)  # x / 0 is null
-        t = INT if lt == INT and rt == INT else FLOAT
-        # x % 0 is null; an int product outside the 64-bit range is null
-        return self._typed(e, t, nullable or op == "%" or (op == "*" and t == INT))
-
-    def _membership(self, e, nullable):
-        lt, rt = e.left.type, e.right.type
-        if rt.name == "list":
-            # a list may hold nulls unless it is a literal of non-null items; then `in` is
-            # null when nothing matches (see runtime.in_list)
-            literal = isinstance(e.right, n.ListLiteral)
-            nullable = nullable or not literal or any(i.nullable for i in e.right.items)
-        if rt == STRING and lt == STRING:
-            return self._typed(e, BOOL, nullable)
-        if rt.collection and (unify(lt, rt.elem) is not None) and not lt.collection:
-            return self._typed(e, BOOL, nullable)
-        return self._fail(e, f"cannot test whether a {lt} is {e.op} a {rt}",
-                          "`in` takes a list, a set<string>, or a string (substring)")
-
-    def _e_Cond(self, e, scope):
-        test, then, orelse = (self._expr(x, scope) for x in (e.test, e.then, e.orelse))
-        e = n.evolve(e, test=test, then=then, orelse=orelse)
-        if ERROR in (test.type, then.type, orelse.type):
-            return self._typed(e, ERROR, True)
-        if test.type != BOOL:
-            return self._fail(test, f"an if condition must be a bool, not {test.type}")
-        u = unify(then.type, orelse.type)
-        if u is None:
-            return self._fail(e, f"then and else must have one type, not {then.type} and {orelse.type}")
-        return self._typed(e, u, then.nullable or orelse.nullable,
-                           then=_widen(then, u), orelse=_widen(orelse, u))
-
-    def _e_Call(self, e, scope):
-        fn = e.fn
-        if fn not in FUNCTIONS:
-            hint = did_you_mean(fn, FUNCTIONS)
-            if fn in CONSTANTS:
-                hint = f"{fn} takes no arguments: write {fn}"
-            return self._fail(e, f"unknown function {fn}", hint)
-        if fn in HISTORY_FUNCTIONS:
-            return self._history(e, scope)
-        if fn == "has":
-            if len(e.args) != 1:
-                return self._fail(e, f"has takes 1 argument, not {len(e.args)}")
-            arg = self._expr(e.args[0], scope)
-            if not isinstance(arg, n.Attr) and arg.type != ERROR:
-                return self._fail(e.args[0], "has takes an attribute, like has(contact.age)")
-            return self._typed(e, BOOL, False, args=(arg,))
-        args = tuple(self._expr(a, scope) for a in e.args)
-        e = n.evolve(e, args=args)
-        arity = 2 if fn in ("starts_with", "min", "max", "bucket") else 1
-        if len(args) != arity:
-            return self._fail(e, f"{fn} takes {arity} argument{'s' if arity > 1 else ''}, not {len(args)}")
-        if any(a.type == ERROR for a in args):
-            return self._typed(e, ERROR, True)
-        nullable = any(a.nullable for a in args)
-        t = [a.type for a in args]
-        want = None
-        if fn in ("lower", "upper"):
-            result = STRING if t[0] == STRING else None
-            want = "a string"
-        elif fn == "len":
-            result = INT if t[0] == STRING or t[0].collection else None
-            want = "a string, list or set"
-        elif fn == "starts_with":
-            result = BOOL if t == [STRING, STRING] else None
-            want = "two strings"
-        elif fn in ("min", "max"):
-            u = unify(t[0], t[1])
-            result = u if u is not None and u.name in _ORDERED else None
-            want = "two values of one ordered type"
-        elif fn == "abs":
-            result = t[0] if t[0].numeric else None
-            want = "a number"
-        elif fn in ("days_since", "days_until"):
-            result = INT if t[0] == DATE else None
-            want = "a date"
-        else:  # bucket
-            result = INT if t[0] in (STRING, INT) and t[1] == INT else None
-            want = "a string or int, and an int"
-            nullable = True  # bucket(x, 0) is null
-        if result is None:
-            return self._fail(e, f"{fn} takes {want}, not {', '.join(map(str, t))}")
-        if fn in ("min", "max"):
-            args = tuple(_widen(a, result) for a in args)
-        return self._typed(e, result, nullable, args=args)
-
-    def _history(self, e, scope):
-        fn = e.fn
-        if len(e.args) != 2:
-            return self._fail(e, f"{fn} takes an offer or category and a duration, like {fn}(gold_upgrade, 30d)")
-        ref, window = e.args
-        if isinstance(ref, n.Name):
-            name = ref.name
-        elif isinstance(ref, n.Path):
-            name = ".".join(ref.parts)
-        else:
-            return self._fail(ref, f"the first argument of {fn} names an offer or category")
-        if name in self.offer_decls:
-            kind = "offer"
-        elif name in self.category_decls:
-            kind = "category"
-        else:
-            return self._fail(ref, f"unknown offer or category {name}",
-                              did_you_mean(name, list(self.offer_decls) + list(self.category_decls)))
-        if not (isinstance(window, n.Literal) and window.lit_type == DURATION):
-            return self._fail(window, f"the second argument of {fn} is a duration, like 30d")
-        return n.History(fn, kind, name, window.value, "contact", span=e.span, type=INT,
-                         nullable=False, depth=e.depth)
-
-
-def _lets_used(e: n.Expr, lets) -> list[str]:
-    """The lets an expression names, in the order checking it meets them (not the offers
-    and categories history functions count, nor the arguments of unknown functions)."""
-    out, stack = [], [e]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, n.Name) and x.name in lets and x.name not in out:
-            out.append(x.name)
-        elif isinstance(x, n.Call) and (x.fn not in FUNCTIONS or x.fn in HISTORY_FUNCTIONS):
-            continue
-        stack.extend(reversed(n.children(x)))
-    return out
-
-
-def _widen(e: n.Expr, t: Type) -> n.Expr:
-    """An int where a float is expected (both sides of ?? or if/else, min, max) becomes a
-    float, so the value has the type the checker gave the whole expression."""
-    if t == FLOAT and e.type == INT:
-        if isinstance(e, n.Literal):
-            return n.Literal(float(e.value), FLOAT, span=e.span, type=FLOAT, nullable=False)
-        return n.Unary("float", e, span=e.span, type=FLOAT, nullable=e.nullable, depth=e.depth)
-    return e
-
 
 def _int(value: int) -> n.Literal:
     return n.Literal(value, INT, type=INT, nullable=False)

@@ -32,6 +32,7 @@ ERROR = Type("error")  # an expression already reported; silences cascades
 
 SCALARS = {t.name: t for t in (STRING, INT, FLOAT, BOOL, DATE)}
 LIST_ELEMS = ("string", "int", "float", "date")
+ORDERED = ("int", "float", "string", "date", "duration", "time")  # what <, min and max compare
 
 
 def list_of(elem: Type) -> Type:
