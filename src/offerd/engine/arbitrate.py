@@ -49,13 +49,14 @@ def top_ranked(compiled: CompiledSpace, need: int, args):
 
 
 def arbitrate(plan: Plan, compiled: CompiledSpace, candidates, limit: int, seen: set[str],
-              chosen: dict[tuple[str, str], int], history, now: float, keep=None, lost: list | None = None,
+              chosen: dict[tuple[str, str], int] | None, history, now: float, keep=None, lost: list | None = None,
               explain: bool = False, recheck: bool = False) -> list[tuple[int, float]]:
     """The offers chosen in one space, [(position, weight)] best first.
 
     `candidates`: (position, weight) best first (`ranked`, `top_ranked`). `seen`: offer
     names chosen in earlier spaces of this decision; `chosen`: (kind, ref) → offers chosen
-    so far in this decision that count toward it; both are updated. A cap is checked
+    so far in this decision that count toward it (None: caps are not checked here, a
+    simulation without caps); both are updated. A cap is checked
     against `history`'s count at `now` plus `chosen`; the compiled rules checked it
     against `history` alone, so it is checked here only once `chosen` adds to it, unless
     `recheck` (the rules saw another history: a simulation's). `keep(offer)` False: the
@@ -86,8 +87,9 @@ def arbitrate(plan: Plan, compiled: CompiledSpace, candidates, limit: int, seen:
         won.append((pos, weight))
         taken += 1
         seen.add(offer.name)
-        for ref in plan.proposition(offer, space).counted:  # built once per (offer, space)
-            chosen[ref] = chosen.get(ref, 0) + 1
+        if chosen is not None:
+            for ref in plan.proposition(offer, space).counted:  # built once per (offer, space)
+                chosen[ref] = chosen.get(ref, 0) + 1
     return won
 
 

@@ -23,6 +23,7 @@ from ..compiler import SpaceCache
 from ..compiler.space import Moment
 from ..history import EMPTY
 from ..lang.catalog import Catalog
+from .arbitrate import arbitrate, ranked
 from .plan import Plan
 from . import population
 from .population import BadRow
@@ -159,18 +160,20 @@ class _Version:
         self.report = Report(catalog.hash, at, {
             s: SpaceStats([{} for _ in range(c.space.limit)], {o.name: OfferStats() for o in c.offers})
             for s, c in zip(spaces, self.compiled)}, workers=workers, caps=caps)
-        self.run_counts: dict[tuple[str, str], int] = {}  # propositions made in the run, per (kind, ref)
+        self.run = _RunHistory() if caps else None
         self.rnd = random.Random(0)  # weight samples: the same report for the same input
 
 
 def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime, workers: int | None = None,
              caps: bool = True, context: dict | None = None, total: int | None = None,
-             progress=None, compare: Catalog | None = None) -> Report:
+             progress=None, compare: Catalog | None = None, each=None) -> Report:
     """Decide every contact of `source` in `spaces`, recording nothing. `source` is a
     population file's path (.jsonl is then parsed by the workers) or an iterable of Rows
     and BadRows (as population.read gives). With `compare`, the same contacts are decided
     by that catalog version too, and the report says who changes offers and why.
-    `progress(done, total, seconds)` is called as rows complete."""
+    `progress(done, total, seconds)` is called as rows complete; `each(line, {space:
+    offers})`, if given, with what each contact got (the fallback if nothing won), in the
+    population's order."""
     workers = workers or os.cpu_count() or 1
     if compare is not None and compare.contact != catalog.contact:
         raise ValueError("comparing needs the same contact schema in both catalog versions")
@@ -222,8 +225,10 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
                 _bad(report, entry)
                 continue
             line, outcomes_per_version = entry
-            picks = [_arbitrate(v.report, v.plan, v.compiled, line, per_space, v.run_counts, caps, v.rnd)
+            picks = [_arbitrate(v.report, v.plan, v.compiled, line, per_space, v.run, moment.ts, v.rnd)
                      for v, per_space in zip(versions, outcomes_per_version)]
+            if each is not None:
+                each(line, dict(zip(spaces, picks[0])))
             if compare is not None:
                 _diff(report.compare, versions[0].compiled, versions[1].compiled, picks[0], picks[1],
                       outcomes_per_version[1])
@@ -248,10 +253,29 @@ def _bad(report: Report, row: BadRow) -> None:
         report.bad_rows.append(str(row))
 
 
-def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_counts, caps: bool,
+class _RunHistory:
+    """The history a simulation's caps are checked against: every contact is decided at
+    the simulation's time and has no history of its own, so a contact's count is 0 and a
+    total is the propositions made so far in the run."""
+
+    def __init__(self):
+        self.proposed: dict[tuple[str, str], int] = {}  # (kind, ref) → propositions in the run
+
+    def count(self, key, status, since, until) -> int:
+        return 0
+
+    def total(self, key, status, since, until) -> int:
+        return self.proposed.get(key, 0)
+
+    def add(self, counts: dict[tuple[str, str], int]) -> None:
+        for ref, k in counts.items():
+            self.proposed[ref] = self.proposed.get(ref, 0) + k
+
+
+def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run: _RunHistory | None, now: float,
                rnd) -> list[tuple[str, ...]]:
-    """The engine's arbitration for one contact, with `total` caps counted over the run;
-    the offers chosen, per space."""
+    """The engine's arbitration for one contact, with `total` caps counted over the run
+    (`run` None: caps ignored); the offers chosen, per space."""
     seen: set[str] = set()
     picks = []
     mine: dict[tuple[str, str], int] = {}  # this contact's propositions so far, per (kind, ref)
@@ -266,36 +290,33 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_c
             j = rnd.randrange(stats.decided)
             if j < SAMPLE:
                 stats.sampled[j] = eligible
-        chosen, mine_here = 0, []
-        for pos, weight in sorted(eligible, key=lambda pw: (-pw[1], pw[0])):
-            if chosen >= space.space.limit:
-                break
-            offer = space.offers[pos]
-            if offer.name in seen:
-                stats.offers[offer.name].elsewhere += 1
-                continue
-            cap = _full_cap(plan, offer, space.space.name, run_counts, mine) if caps else None
-            if cap is not None:
-                stats.offers[offer.name].capped += 1
-                entry = stats.caps.setdefault(str(cap.rule), {"offer": offer.name, "first_bound_line": line,
+        limit, lost = space.space.limit, []
+        won = arbitrate(plan, space, ranked(eligible, 2 * limit + 2), limit, seen,
+                        None if run is None else mine, run, now, lost=lost, recheck=run is not None)
+        for pos, _, why, cap in lost:
+            offer = space.offers[pos].name
+            if why == "already proposed":
+                stats.offers[offer].elsewhere += 1
+            else:
+                stats.offers[offer].capped += 1
+                entry = stats.caps.setdefault(str(cap.rule), {"offer": offer, "first_bound_line": line,
                                                              "refused": 0})
                 entry["refused"] += 1
-                continue
-            seen.add(offer.name)
-            mine_here.append(offer.name)
-            stats.ranks[chosen][offer.name] = stats.ranks[chosen].get(offer.name, 0) + 1
-            stats.offers[offer.name].proposed += 1
-            chosen += 1
-            for ref in plan.proposition(offer, space.space.name).counted:
-                run_counts[ref] = run_counts.get(ref, 0) + 1
-                mine[ref] = mine.get(ref, 0) + 1
-        if chosen == 0:
+        names = []
+        for rank, (pos, _) in enumerate(won):
+            offer = space.offers[pos].name
+            names.append(offer)
+            stats.ranks[rank][offer] = stats.ranks[rank].get(offer, 0) + 1
+            stats.offers[offer].proposed += 1
+        if not won:
             if space.fallback is not None:
                 stats.fallback_only += 1
-                mine_here.append(space.fallback.name)
+                names.append(space.fallback.name)
             else:
                 stats.nothing += 1
-        picks.append(tuple(mine_here))
+        picks.append(tuple(names))
+    if run is not None:
+        run.add(mine)
     return picks
 
 
@@ -350,17 +371,6 @@ def _finish(report: Report, compiled) -> None:
         for eligible in stats.sampled:
             for pos, weight in eligible:
                 stats.offers[names[pos]].weights.append(weight)
-
-
-def _full_cap(plan: Plan, offer, space: str, run_counts, mine):
-    """The first `proposed` cap of the offer that the run (total caps) or this contact's
-    propositions in this decision (per-contact caps) have filled, or None."""
-    for cap in plan.caps(offer, space):
-        c = cap.check
-        counts = run_counts if c.scope == "total" else mine
-        if counts.get((c.ref_kind, c.ref), 0) >= c.limit:
-            return cap
-    return None
 
 
 def progress_bar(out=sys.stderr, label: str = "simulate"):
