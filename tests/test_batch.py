@@ -8,7 +8,7 @@ import sys
 import time
 
 from offerd import lang
-from offerd.engine import population
+from offerd.offline import population
 from offerd.store.keys import Contact
 from offerd.store import Store
 

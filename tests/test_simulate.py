@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from offerd import lang
-from offerd.engine import population, simulate
+from offerd.offline import population, simulate
 
 AT = datetime.datetime(2026, 11, 23, 10, tzinfo=datetime.timezone.utc)
 CATALOG = """\
@@ -184,7 +184,7 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make test`
 
 
 def test_the_html_page_renders_in_headless_chromium_with_its_charts(catalog, people, tmp_path):
-    from offerd.engine.report_html import page
+    from offerd.offline.report_html import page
 
     other = lang.check({"c.offer": CATALOG.replace("weight 5", "weight 50")})
     html = page(run(catalog, people, workers=1, compare=other))
@@ -205,7 +205,7 @@ def test_the_html_page_renders_in_headless_chromium_with_its_charts(catalog, peo
 
 
 def test_the_html_page_escapes_what_it_shows():
-    from offerd.engine.report_html import page
+    from offerd.offline.report_html import page
 
     evil = "<img src=x onerror=alert(1)>"
     report = {"catalog": "c" * 64, "at": evil, "contacts": 1, "bad_rows": 0, "caps_applied": True, "seconds": 0.1,

@@ -338,7 +338,7 @@ def _simulation_inputs(store: Store, request):
     """(catalog, rows, total, time, context) of a SimulateRequest; BadRequest or NotFound."""
     import datetime
 
-    from ..engine.population import parse_json_line
+    from ..offline.population import parse_json_line
 
     if request.hash:
         files = store.version(_version(request.hash))
@@ -372,7 +372,7 @@ def _simulation_inputs(store: Store, request):
 async def simulate_rpc(store: Store, request, context):
     """AdminService.Simulate: the simulation runs in a thread of this worker (one process:
     a server does not fork), progress goes out about twice a second, then the report."""
-    from ..engine.simulate import simulate
+    from ..offline.simulate import simulate
 
     try:
         catalog, rows, total, at, ctx = await asyncio.to_thread(_simulation_inputs, store, request)
