@@ -20,6 +20,7 @@ from ..lang.values import InputError, check_attributes
 from ..store import Contact, Corrupt, NoEarlierVersion, Store, StoreError, StoreFull
 from ..v1 import offerd_pb2 as pb
 from ..v1 import offerd_pb2_grpc as rpc
+from ..wire import to_value
 from . import convert
 from .metrics import DECISIONS, ERRORS, LATENCY, PROPOSED, REPORTS
 
@@ -230,7 +231,7 @@ class ProfileService(rpc.ProfileServiceServicer):
         attrs = self.store.get_profile(_contact(request.contact_id))
         if attrs is None:
             raise NotFound(f"no profile for contact {request.contact_id!r}")
-        return pb.Profile(contact_id=request.contact_id, attributes={k: convert.to_value(v) for k, v in attrs.items()})
+        return pb.Profile(contact_id=request.contact_id, attributes={k: to_value(v) for k, v in attrs.items()})
 
     @mapped
     async def BulkLoad(self, request_iterator, context):
