@@ -134,7 +134,7 @@ class DecisionService(rpc.DecisionServiceServicer):
             try:
                 async for request in request_iterator:
                     read_[0] += 1
-                    await pending.put((request, asyncio.ensure_future(self._one(request))))
+                    await pending.put((request, asyncio.ensure_future(self._one(request, "DecideStream"))))
             except DecodeError as e:  # not ending quietly: the client would miss the answers it is owed
                 broken.append(e)
             finally:
@@ -151,7 +151,7 @@ class DecisionService(rpc.DecisionServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
                 f"message #{read_[0] + 1} of the stream is not a DecideRequest ({broken[0]}); the stream ends there"))
 
-    async def _batch(self, batch: pb.DecideBatchRequest) -> pb.DecideBatchResponse:
+    async def _batch(self, batch: pb.DecideBatchRequest, method: str) -> pb.DecideBatchResponse:
         if len(batch.requests) > MAX_BATCH:
             raise BadRequest(f"a batch holds at most {MAX_BATCH} requests, not {len(batch.requests)}: split it")
         # dry runs write nothing, so nothing is gained by running them as tasks (whose cost
@@ -160,11 +160,11 @@ class DecisionService(rpc.DecisionServiceServicer):
         recorded = []
         for i, r in enumerate(batch.requests):
             if r.dry_run:
-                replies[i] = await self._one(r)
+                replies[i] = await self._one(r, method)
             else:
                 recorded.append(i)
         if recorded:
-            done = await asyncio.gather(*(self._one(batch.requests[i]) for i in recorded))
+            done = await asyncio.gather(*(self._one(batch.requests[i], method) for i in recorded))
             for i, reply in zip(recorded, done):
                 replies[i] = reply
         return pb.DecideBatchResponse(replies=replies)
@@ -172,7 +172,7 @@ class DecisionService(rpc.DecisionServiceServicer):
     @mapped
     async def DecideBatch(self, request, context):
         """Every request decided at once (their writes share commits), answered in order."""
-        return await self._batch(request)
+        return await self._batch(request, "DecideBatch")
 
     async def DecideBatchStream(self, request_iterator, context):
         """Batches decided one after the other, each as DecideBatch; an oversized batch ends
@@ -182,7 +182,7 @@ class DecisionService(rpc.DecisionServiceServicer):
             async for batch in request_iterator:
                 n += 1
                 try:
-                    yield await self._batch(batch)
+                    yield await self._batch(batch, "DecideBatchStream")
                 except BadRequest as e:
                     ERRORS.labels("DecideBatchStream", "INVALID_ARGUMENT").inc()
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(str(e)))
@@ -191,14 +191,16 @@ class DecisionService(rpc.DecisionServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
                 f"message #{n + 1} of the stream is not a DecideBatchRequest ({e}); the stream ends there"))
 
-    async def _one(self, request) -> pb.StreamReply:
+    async def _one(self, request, method: str) -> pb.StreamReply:
+        """One request of a stream or a batch: its decision, or its error in its place
+        (counted and logged under `method`, the call it came in)."""
         try:
             return pb.StreamReply(decision=await _decide(self.engine, request))
         except Exception as e:
             code = code_of(e)
-            ERRORS.labels("DecideStream", code.name).inc()
+            ERRORS.labels(method, code.name).inc()
             if code == grpc.StatusCode.INTERNAL:
-                log.exception("DecideStream failed")
+                log.exception("%s failed", method)
             return pb.StreamReply(error=pb.StreamError(request_id=request.request_id, code=code.name, message=str(e)))
 
     @mapped
