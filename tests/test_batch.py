@@ -9,8 +9,7 @@ import time
 
 from offerd import lang
 from offerd.offline import population
-from offerd.store.keys import Contact
-from offerd.store import Store
+from offerd.store import Contact, Store
 
 CATALOG = """\
 schema contact { age: int }

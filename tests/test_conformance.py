@@ -12,8 +12,7 @@ import pytest
 from offerd import engine as eng
 from offerd.lang import check
 from offerd.lang.values import check_attributes
-from offerd.store.keys import Contact
-from offerd.store import Store
+from offerd.store import Contact, Store
 
 HERE = os.path.join(os.path.dirname(__file__), "conformance")
 CASES = sorted(f for f in os.listdir(HERE) if f.endswith(".case"))
