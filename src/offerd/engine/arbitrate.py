@@ -67,11 +67,11 @@ def arbitrate(plan: Plan, compiled: CompiledSpace, candidates, limit: int, seen:
     offers = compiled.offers
     won: list[tuple[int, float]] = []
     taken = 0
-    for pos, weight in candidates:
+    for candidate in candidates:
         if taken >= limit and not explain:
             break  # the rest lost arbitration; only explain needs to know each one
-        offer = offers[pos]
-        why = cap = None
+        offer = offers[candidate[0]]
+        cap = None
         if offer.name in seen:
             why = "already proposed"
         elif keep is not None and not keep(offer):
@@ -80,16 +80,16 @@ def arbitrate(plan: Plan, compiled: CompiledSpace, candidates, limit: int, seen:
             why = "arbitration"
         elif (chosen or recheck) and (cap := _cap_taken(plan, offer, space, chosen, history, now, recheck)):
             why = "cap in decision"
-        if why is not None:
-            if lost is not None:
-                lost.append((pos, weight, why, cap))
+        else:
+            won.append(candidate)
+            taken += 1
+            seen.add(offer.name)
+            if chosen is not None:
+                for ref in plan.proposition(offer, space).counted:  # built once per (offer, space)
+                    chosen[ref] = chosen.get(ref, 0) + 1
             continue
-        won.append((pos, weight))
-        taken += 1
-        seen.add(offer.name)
-        if chosen is not None:
-            for ref in plan.proposition(offer, space).counted:  # built once per (offer, space)
-                chosen[ref] = chosen.get(ref, 0) + 1
+        if lost is not None:
+            lost.append((*candidate, why, cap))
     return won
 
 

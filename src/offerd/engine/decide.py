@@ -193,7 +193,7 @@ class Engine:
         won = arbitrate(work.plan, compiled, candidates, limit, seen, work.chosen, work.history, work.moment.ts,
                         keep, lost, explain)
         for pos, weight in won:
-            content = compiled.render(pos, *args)
+            content = compiled.render(pos, work.attrs, work.context, work.moment, work.history)
             work.picks.append(_Pick(name, compiled.offers[pos], weight, content))
         if lost:
             for pos, weight, why, cap in lost:
