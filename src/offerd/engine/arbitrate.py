@@ -56,10 +56,10 @@ def arbitrate(plan: Plan, compiled: CompiledSpace, candidates, limit: int, seen:
     `candidates`: (position, weight) best first (`ranked`, `top_ranked`). `seen`: offer
     names chosen in earlier spaces of this decision; `chosen`: (kind, ref) → offers chosen
     so far in this decision that count toward it (None: caps are not checked here, a
-    simulation without caps); both are updated. A cap is checked
-    against `history`'s count at `now` plus `chosen`; the compiled rules checked it
-    against `history` alone, so it is checked here only once `chosen` adds to it, unless
-    `recheck` (the rules saw another history: a simulation's). `keep(offer)` False: the
+    simulation without caps); both are updated. A cap is checked against `history`'s
+    count at `now` plus `chosen`; the compiled rules checked it against `history` alone,
+    so it is checked here only once `chosen` adds to it, unless `recheck` (the rules saw
+    another history: a simulation's). `keep(offer)` False: the
     request's filters drop the offer. `lost`, if a list, receives (position, weight, why,
     cap or None) for each offer passed over; with `explain`, every candidate is read, so
     that each loser says why, the limit too."""
