@@ -42,9 +42,8 @@ from rules import catalog_contexts, generate_catalog  # noqa: E402
 
 from offerd.engine import Engine, Request  # noqa: E402
 from offerd.lang import check  # noqa: E402
-from offerd.store.keys import Contact  # noqa: E402
 from offerd.domain import NewProposition  # noqa: E402
-from offerd.store import Store, StoredHistory  # noqa: E402
+from offerd.store import Contact, Store, StoredHistory  # noqa: E402
 
 perf = time.perf_counter
 UTC = datetime.timezone.utc

@@ -8,9 +8,8 @@ import sys
 import time
 
 from offerd import lang
-from offerd.engine import population
-from offerd.store.keys import Contact
-from offerd.store import Store
+from offerd.offline import population
+from offerd.store import Contact, Store
 
 CATALOG = """\
 schema contact { age: int }

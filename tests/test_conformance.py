@@ -12,8 +12,7 @@ import pytest
 from offerd import engine as eng
 from offerd.lang import check
 from offerd.lang.values import check_attributes
-from offerd.store.keys import Contact
-from offerd.store import Store
+from offerd.store import Contact, Store
 
 HERE = os.path.join(os.path.dirname(__file__), "conformance")
 CASES = sorted(f for f in os.listdir(HERE) if f.endswith(".case"))
@@ -194,6 +193,8 @@ class Scenario:
     def do_record(self, ws, expect, where):
         pid = self.ids.get(ws[0], ws[0])
         at = self.time(ws[3]) if len(ws) > 3 and ws[2] == "at" else self.now
+        if expect not in ("changed", "unchanged") and not expect.startswith("error "):
+            raise AssertionError(f"unknown expectation {expect!r}: changed, unchanged or error KIND [TEXT]")
         changed = self.expect_error(lambda: self.engine.record(pid, ws[1], at), expect, where)
         if expect in ("changed", "unchanged"):
             assert changed == (expect == "changed"), f"changed: {changed}"
@@ -230,3 +231,17 @@ def test_every_case_has_steps():
     for case in CASES:
         files, steps = split_file(open(os.path.join(HERE, case), encoding="utf-8").read())
         assert files and steps, case
+
+
+def test_an_unknown_expectation_fails_the_case(tmp_path):
+    """A typo in an expectation (`=> chnaged`) is not a step that checks nothing."""
+    path = tmp_path / "typo.case"
+    path.write_text("=== file 00.offer\nschema contact { }\nschema context { }\nspace web { limit 1 }\n"
+                    "offer a { spaces web  weight 1 }\n=== steps\nnow 2026-11-02T09:00:00Z\n"
+                    "decide al web => a\nrecord a presented => chnaged\n")
+    scenario = Scenario(str(path), tmp_path)
+    try:
+        with pytest.raises(AssertionError, match="unknown expectation 'chnaged'"):
+            scenario.run()
+    finally:
+        scenario.store.close()

@@ -11,8 +11,7 @@ import pytest
 
 from offerd.engine import BadRequest, Engine, NoCatalog, NotFound, Request, UnknownSpace
 from offerd.lang import check
-from offerd.store.keys import Contact
-from offerd.store import Store
+from offerd.store import Contact, Store
 
 T = datetime.datetime(2026, 11, 2, 9, tzinfo=datetime.timezone.utc)
 CATALOG = {"00.offer": """

@@ -23,8 +23,9 @@ import pytest
 from offerd import lang
 from offerd.client import AsyncClient, Client, decide_request
 from offerd.examples import CATALOG
-from offerd.server.convert import MAX_TIME_US, to_value
+from offerd.server.convert import MAX_TIME_US
 from offerd.store.keys import Contact
+from offerd.wire import to_value
 from offerd.v1 import offerd_pb2 as pb
 from offerd.v1 import offerd_pb2_grpc as rpc
 

@@ -445,3 +445,26 @@ def test_a_cancelled_simulation_stops_and_the_server_goes_on(client, server):
         list(call)
     assert e.value.code() == grpc.StatusCode.CANCELLED
     assert client.decide(["web_home"], "after", attributes=ADULT).spaces[0].propositions
+
+
+def test_refused_requests_of_a_batch_are_counted_under_the_batch_method(client, server):
+    """Each method counts its own errors: a batch's refused requests are DecideBatch's (or
+    DecideBatchStream's), not DecideStream's."""
+    from prometheus_client import REGISTRY
+
+    def errors(method):
+        return REGISTRY.get_sample_value("offerd_errors_total", {"method": method, "code": "NOT_FOUND"}) or 0.0
+
+    methods = ("DecideBatch", "DecideBatchStream", "DecideStream")
+    before = {m: errors(m) for m in methods}
+    replies = client.decide_batch([decide_request(["nowhere"], "x"), decide_request(["nowhere"], "y", dry_run=True),
+                                   decide_request(["web_home"], "z", attributes=ADULT)])
+    assert [r.WhichOneof("reply") for r in replies] == ["error", "error", "decision"]
+
+    async def stream():
+        async with AsyncClient(server.target) as c:
+            batches = iter([pb.DecideBatchRequest(requests=[decide_request(["nowhere"], "s")])])
+            return [r async for r in c.decide_batch_stream(batches)]
+
+    assert len(asyncio.run(stream())) == 1
+    assert {m: errors(m) - before[m] for m in methods} == {"DecideBatch": 2, "DecideBatchStream": 1, "DecideStream": 0}

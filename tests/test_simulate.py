@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from offerd import lang
-from offerd.engine import population, simulate
+from offerd.offline import population, simulate
 
 AT = datetime.datetime(2026, 11, 23, 10, tzinfo=datetime.timezone.utc)
 CATALOG = """\
@@ -184,7 +184,7 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make test`
 
 
 def test_the_html_page_renders_in_headless_chromium_with_its_charts(catalog, people, tmp_path):
-    from offerd.engine.report_html import page
+    from offerd.offline.report_html import page
 
     other = lang.check({"c.offer": CATALOG.replace("weight 5", "weight 50")})
     html = page(run(catalog, people, workers=1, compare=other))
@@ -205,7 +205,7 @@ def test_the_html_page_renders_in_headless_chromium_with_its_charts(catalog, peo
 
 
 def test_the_html_page_escapes_what_it_shows():
-    from offerd.engine.report_html import page
+    from offerd.offline.report_html import page
 
     evil = "<img src=x onerror=alert(1)>"
     report = {"catalog": "c" * 64, "at": evil, "contacts": 1, "bad_rows": 0, "caps_applied": True, "seconds": 0.1,
@@ -229,3 +229,56 @@ def test_a_line_that_is_not_utf8_is_one_bad_row(catalog, tmp_path):
     csv_path.write_bytes(b"id,age\na,30\nb\xff,30\nc,30\n")
     r = run(catalog, str(csv_path), workers=1)
     assert r["contacts"] == 2 and r["bad_row_examples"] == ["line 3: not UTF-8"]
+
+
+def _many_offers() -> str:
+    """40 offers in two spaces, many of them tied on weight, in categories whose caps (and
+    the offers' own) are far beyond what a run of a few hundred contacts can reach."""
+    out = ["schema contact { age: int  country: string  segment: string  score: int }",
+           "schema context { page: string }",
+           "space web { limit 3  fallback f  cap 100 per contact per 1d }",
+           "space mail { limit 2 }",
+           "category club { cap 50 per contact per 7d }",
+           "category club.inner { cap 1000000 total }",
+           "offer f { spaces web }"]
+    for i in range(40):
+        rules = [f"spaces {'web, mail' if i % 3 == 0 else 'web'}",
+                 f"weight {i % 4}" if i % 5 else "weight contact.score ?? 0",
+                 f'eligible contact.age ?? 0 >= {10 + i % 30}' if i % 2 else
+                 f'eligible contact.country in ["FR", "DE"] or contact.segment == "s{i % 3}"']
+        if i % 4 == 1:
+            rules.append("category club" if i % 8 == 1 else "category club.inner")
+        if i % 6 == 0:
+            rules.append("cap 1000000 total per 30d")
+        if i % 9 == 0:
+            rules.append('eligible in mail: context.page != "none"')
+        out.append(f"offer o{i} {{ " + "  ".join(rules) + " }")
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("caps", [True, False])
+def test_with_caps_that_cannot_bind_a_simulation_picks_what_a_dry_run_decision_picks(tmp_path, caps):
+    """The differential test of arbitration: for every contact of a generated population,
+    the offers a simulation chooses per space are those a dry-run decision at the same
+    time, with the same context, proposes (the fallback included), in the same order."""
+    from offerd.engine import Engine, Request
+
+    catalog = lang.check({"c.offer": _many_offers()})
+    path = tmp_path / "pop.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in population.generate(catalog, 400, seed=11)))
+    context = {"page": "home"}
+    simulated = {}
+    simulate.simulate(catalog, ["web", "mail"], str(path), AT, workers=2, caps=caps, context=context,
+                      each=lambda line, picks: simulated.__setitem__(line, picks))
+    engine = Engine(None, catalog)
+    assert engine.space("web").ranks_by_bound  # the decision takes its best-first path
+    rows = [r for r in population.read(str(path), catalog)]
+    assert len(rows) == len(simulated) == 400
+    ties = 0
+    for row in rows:
+        d = engine.decide(Request(("web", "mail"), row.contact_id, attributes=row.attributes, context=context,
+                                  dry_run=True, time=AT))
+        decided = {r.space: tuple(p.offer for p in r.proposals) for r in d.spaces}
+        assert simulated[row.line] == decided, row
+        ties += len({p.weight for p in d.spaces[0].proposals}) < len(d.spaces[0].proposals)
+    assert ties > 50  # ties on weight are common: declaration order decided them alike

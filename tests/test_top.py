@@ -165,7 +165,7 @@ class Shifting:
 
 
 def test_looking_further_never_repeats_or_drops_an_offer():
-    from offerd.engine.decide import _top_ranked
+    from offerd.engine.arbitrate import top_ranked
 
     lines = [HEAD] + [f"offer c{i} {{ spaces s  weight 40 }}" for i in range(10)]
     lines += [f"offer p{i} {{ spaces s  weight 30 + 15 * propensity }}" for i in range(30)]
@@ -173,7 +173,7 @@ def test_looking_further_never_repeats_or_drops_an_offer():
     catalog = lang.check({"c.offer": "\n".join(lines) + "\n"})
     space = SpaceCache().get(catalog, "s")
     view = Shifting()
-    ranking = _top_ranked(space, 4, ({}, {}, space.moment(T0), view))
+    ranking = top_ranked(space, 4, ({}, {}, space.moment(T0), view))
     first = [next(ranking) for _ in range(4)]
     assert [pos for pos, _ in first] == [0, 1, 2, 3]  # c0-c3, weight 40
     view.boost = "p7"  # p7 now weighs 45: the best of the space, read again

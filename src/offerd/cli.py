@@ -212,7 +212,7 @@ def cmd_versions(args) -> int:
 def cmd_gen_population(args) -> int:
     import json
 
-    from .engine.population import generate
+    from .offline.population import generate
 
     catalog = _load(args.catalog, sys.stderr)
     if catalog is None:
@@ -230,7 +230,9 @@ def cmd_gen_population(args) -> int:
 def cmd_simulate(args) -> int:
     import json
 
-    from .engine import simulate
+    from .offline import simulate
+    from .offline.progress import progress_bar
+    from .offline.report import tables
 
     catalog = _load(args.catalog, sys.stderr)
     if catalog is None:
@@ -246,17 +248,17 @@ def cmd_simulate(args) -> int:
         context = dict(map(_typed, args.context))
         report = simulate.simulate(catalog, args.space, args.population, at, workers=args.workers or None,
                                    caps=not args.no_caps, context=context, total=max(total, 0),
-                                   progress=None if args.quiet else simulate.progress_bar(), compare=other)
+                                   progress=None if args.quiet else progress_bar(), compare=other)
     except (OSError, ValueError) as e:
         print(f"offerd: {e}", file=sys.stderr)
         return 2
     _print_bad(args.population, report.bad_rows, report.bad_count)
-    print(simulate.tables(report))
+    print(tables(report))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report.to_json(), f, indent=2)
     if args.html:
-        from .engine.report_html import page
+        from .offline.report_html import page
 
         with open(args.html, "w", encoding="utf-8") as f:
             f.write(page(report.to_json()))
@@ -264,7 +266,8 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    from .engine import batch, simulate
+    from .offline import batch
+    from .offline.progress import progress_bar
     from .store import StoreError
 
     catalog = _load(args.catalog, sys.stderr)
@@ -274,7 +277,7 @@ def cmd_batch(args) -> int:
     try:
         result = batch.run(args.data, catalog, args.space, args.population, at, args.out,
                            context=dict(map(_typed, args.context)), workers=args.workers or os.cpu_count() or 1,
-                           durability=args.durability, progress=None if args.quiet else simulate.progress_bar(label="batch"))
+                           durability=args.durability, progress=None if args.quiet else progress_bar(label="batch"))
     except (OSError, ValueError, StoreError) as e:
         print(f"offerd: {e}", file=sys.stderr)
         return 2

@@ -14,11 +14,10 @@ import grpc
 
 from .v1 import offerd_pb2 as pb
 from .v1 import offerd_pb2_grpc as rpc
+from .wire import to_value
 
 
 def _values(attrs: dict | None) -> dict[str, pb.Value]:
-    from .server.convert import to_value
-
     return {k: to_value(v) for k, v in (attrs or {}).items()}
 
 

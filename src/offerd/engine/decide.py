@@ -2,17 +2,15 @@
 
 One decision: the profile merged under the passed attributes, the contact's history read
 once, per space the compiled rules (eligibility, validity, caps and suppressions against
-the committed history, weights), then arbitration here: by weight, ties in declaration
-order, each candidate's `proposed` caps counted with the offers already chosen in this call,
-no offer twice across spaces, the request's filters and maximum, the fallback when nothing
-wins; content rendered; everything recorded in one group-committed write, where the store
-re-checks the caps against concurrent decisions."""
+the committed history, weights), then arbitration (`arbitrate`: by weight, the caps with
+the offers already chosen in this call, no offer twice across spaces, the request's
+filters and maximum), the fallback when nothing wins; content rendered; everything
+recorded in one group-committed write, where the store re-checks the caps against
+concurrent decisions."""
 from __future__ import annotations
 
 import datetime
-import heapq
 from dataclasses import dataclass, field
-from operator import itemgetter
 
 from ..compiler import SpaceCache, default_cache
 from ..compiler.space import CompiledSpace, Moment
@@ -20,6 +18,7 @@ from ..lang.catalog import Catalog, OfferDef
 from ..lang.values import InputError, check_attributes
 from ..store import Contact, NotFound, Store, StoredHistory
 from ..domain import REPORTED
+from .arbitrate import arbitrate, ranked, top_ranked
 from .model import (BadRequest, Decision, Explained, NoCatalog, Proposal, Request, SpaceResult,
                     UnknownSpace)
 from .plan import Plan
@@ -54,41 +53,6 @@ class _Work:
     picks: list[_Pick] = field(default_factory=list)
     chosen: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, ref) → picks counting toward it
     notes: dict[tuple[str, str], Explained] = field(default_factory=dict)  # (space, offer) → why it lost
-
-
-_WEIGHT = itemgetter(1)
-
-
-def _ranked(eligible: list[tuple[int, float]], enough: int | None):
-    """The eligible offers by weight, highest first, ties in declaration order (a reverse
-    sort is stable). When `enough` are likely to settle arbitration, the top ones come from
-    a partial selection and the full sort is made only if arbitration asks for more."""
-    if enough is None or len(eligible) <= 2 * enough:
-        eligible.sort(key=_WEIGHT, reverse=True)
-        yield from eligible
-        return
-    yield from heapq.nlargest(enough, eligible, key=_WEIGHT)  # = sorted(..., reverse=True)[:enough]
-    yield from sorted(eligible, key=_WEIGHT, reverse=True)[enough:]
-
-
-def _top_ranked(compiled: CompiledSpace, need: int, args):
-    """`_ranked` for large spaces whose weights have upper bounds: the `need` best come
-    from `compiled.top`, which skips offers that cannot reach them; the whole space is
-    evaluated only if arbitration turns down enough of those to ask for more."""
-    eligible, complete = compiled.top(need, *args)
-    eligible.sort()  # they came in bound order: back to declaration order (positions are unique),
-    if complete:     # so that the stable sort by weight keeps ties in that order
-        yield from _ranked(eligible, need)
-        return
-    eligible.sort(key=_WEIGHT, reverse=True)  # stable: ties keep declaration order
-    given = eligible[:need]
-    yield from given
-    # The whole space, read again: counts may have moved since (another process's commit),
-    # so skip what was given by position rather than by rank.
-    done = {pos for pos, _ in given}
-    rest = compiled.evaluate(*args)
-    rest.sort(key=_WEIGHT, reverse=True)
-    yield from (pw for pw in rest if pw[0] not in done)
 
 
 class Engine:
@@ -215,63 +179,30 @@ class Engine:
         return self.store.decision_inputs(contact, since, not contact.anonymous, plan.indexer)
 
     def _decide_space(self, work: _Work, name: str, seen: set[str]) -> None:
-        plan, request = work.plan, work.request
-        compiled = self.space(name, plan)
-        space = compiled.space
-        limit = space.limit if request.max_offers is None else min(space.limit, request.max_offers)
+        request = work.request
+        compiled = self.space(name, work.plan)
+        limit = compiled.space.limit if request.max_offers is None else min(compiled.space.limit, request.max_offers)
         args = (work.attrs, work.context, work.moment, work.history)
-        chosen, explain = 0, request.explain
+        explain = request.explain
         if explain or not compiled.ranks_by_bound:
-            ranked = _ranked(compiled.evaluate(*args), None if explain else 2 * limit + 2)
+            candidates = ranked(compiled.evaluate(*args), None if explain else 2 * limit + 2)
         else:
-            ranked = _top_ranked(compiled, 2 * limit + 2, args)
-        for pos, weight in ranked:
-            if chosen >= limit and not explain:
-                break  # the rest lost arbitration; only explain needs to know each one
-            offer = compiled.offers[pos]
-            why = None
-            if offer.name in seen:
-                why = "already proposed", None
-            elif not _kept(offer, request):
-                why = "filtered", None
-            elif chosen >= limit:
-                why = "arbitration", None
-            else:
-                cap = self._cap_taken(work, offer, name) if work.chosen else None
-                if cap is not None:
-                    why = "cap in decision", str(cap.rule)
-            if why is not None:
-                if explain:
-                    work.notes[(name, offer.name)] = Explained(offer.name, why[0], rule=why[1], weight=weight)
-                continue
-            chosen += 1
-            seen.add(offer.name)
-            for ref in plan.proposition(offer, name).counted:  # built once per (offer, space)
-                work.chosen[ref] = work.chosen.get(ref, 0) + 1
+            candidates = top_ranked(compiled, 2 * limit + 2, args)
+        keep = _keeper(request) if request.categories or request.themes else None
+        lost = [] if explain else None
+        won = arbitrate(work.plan, compiled, candidates, limit, seen, work.chosen, work.history, work.moment.ts,
+                        keep, lost, explain)
+        for pos, weight in won:
             content = compiled.render(pos, work.attrs, work.context, work.moment, work.history)
-            work.picks.append(_Pick(name, offer, weight, content))
-        if chosen == 0 and compiled.fallback is not None:
-            content = compiled.render_fallback(work.attrs, work.context, work.moment, work.history)
+            work.picks.append(_Pick(name, compiled.offers[pos], weight, content))
+        if lost:
+            for pos, weight, why, cap in lost:
+                offer = compiled.offers[pos].name
+                work.notes[(name, offer)] = Explained(offer, why, rule=None if cap is None else str(cap.rule),
+                                                      weight=weight)
+        if not won and compiled.fallback is not None:
+            content = compiled.render_fallback(*args)
             work.picks.append(_Pick(name, compiled.fallback, None, content, fallback=True))
-
-    def _cap_taken(self, work: _Work, offer: OfferDef, space: str):
-        """The first `proposed` cap of this offer that the offers already chosen in this
-        call would take to its limit, or None. The compiled rules checked each cap against
-        the committed history; here the chosen ones are added."""
-        for cap in work.plan.caps(offer, space):
-            c = cap.check
-            mine = work.chosen.get((c.ref_kind, c.ref))
-            if not mine:
-                continue
-            since = None if c.window is None else work.moment.ts - c.window
-            key = (c.ref_kind, c.ref)
-            if c.scope == "total":
-                count = work.history.total(key, "proposed", since, work.moment.ts)
-            else:
-                count = work.history.count(key, "proposed", since, work.moment.ts)
-            if count + mine >= c.limit:
-                return cap
-        return None
 
     def _props(self, work: _Work):
         plan = work.plan
@@ -345,12 +276,18 @@ class Engine:
         return pid, None if time is None else time.timestamp()
 
 
-def _kept(offer: OfferDef, request: Request) -> bool:
-    if request.categories and not any(c in offer.chain for c in request.categories):
-        return False
-    if request.themes and not any(t in offer.themes for t in request.themes):
-        return False
-    return True
+def _keeper(request: Request):
+    """The request's filters: an offer is kept if in one of its categories (or below one)
+    and with one of its themes, where it names any."""
+    categories, themes = request.categories, request.themes
+
+    def keep(offer: OfferDef) -> bool:
+        if categories and not any(c in offer.chain for c in categories):
+            return False
+        if themes and not any(t in offer.themes for t in themes):
+            return False
+        return True
+    return keep
 
 
 def _fit(plan: Plan, stored: dict) -> dict:

@@ -1,4 +1,5 @@
-"""Between offerd.v1 messages and the engine's plain values."""
+"""Between offerd.v1 messages and the engine's plain values: requests, responses, times,
+diagnostics (single values convert in offerd.wire, which a client uses alone)."""
 from __future__ import annotations
 
 import datetime
@@ -7,42 +8,13 @@ from ..engine import Decision, Request
 from ..engine.model import BadRequest
 from ..lang.diagnostics import Diagnostic
 from ..v1 import offerd_pb2 as pb
+from ..wire import from_value
 
 UTC = datetime.timezone.utc
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 # 9999-12-30T23:59:59.999999Z: a day short of the calendar's end, so that the time in the
 # catalog's timezone (up to 14 hours ahead) is still a date Python can hold
 MAX_TIME_US = 253402214399_999999
-
-
-def from_value(name: str, v: pb.Value):
-    kind = v.WhichOneof("kind")
-    if kind is None:
-        raise BadRequest(f"{name}: the value is empty: set one of string_value, int_value, float_value, "
-                         "bool_value, date_value, strings_value")
-    if kind == "date_value":
-        d = v.date_value
-        try:
-            return datetime.date(d.year, d.month, d.day)
-        except ValueError as e:
-            raise BadRequest(f"{name}: {d.year:04d}-{d.month:02d}-{d.day:02d} is not a date ({e})") from None
-    if kind == "strings_value":
-        return list(v.strings_value.values)
-    return getattr(v, kind)
-
-
-def to_value(x) -> pb.Value:
-    if isinstance(x, bool):
-        return pb.Value(bool_value=x)
-    if isinstance(x, int):
-        return pb.Value(int_value=x)
-    if isinstance(x, float):
-        return pb.Value(float_value=x)
-    if isinstance(x, str):
-        return pb.Value(string_value=x)
-    if isinstance(x, datetime.date):
-        return pb.Value(date_value=pb.Date(year=x.year, month=x.month, day=x.day))
-    return pb.Value(strings_value=pb.StringList(values=sorted(str(i) for i in x)))
 
 
 SCALARS = frozenset(("string_value", "int_value", "float_value", "bool_value"))
@@ -55,7 +27,13 @@ def attributes(prefix: str, values) -> dict:
     for k in values:
         v = values[k]
         kind = v.WhichOneof("kind")
-        out[k] = getattr(v, kind) if kind in SCALARS else from_value(f"{prefix}.{k}", v)
+        if kind in SCALARS:
+            out[k] = getattr(v, kind)
+            continue
+        try:
+            out[k] = from_value(f"{prefix}.{k}", v)
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
     return out
 
 

@@ -20,6 +20,7 @@ from ..lang.values import InputError, check_attributes
 from ..store import Contact, Corrupt, NoEarlierVersion, Store, StoreError, StoreFull
 from ..v1 import offerd_pb2 as pb
 from ..v1 import offerd_pb2_grpc as rpc
+from ..wire import to_value
 from . import convert
 from .metrics import DECISIONS, ERRORS, LATENCY, PROPOSED, REPORTS
 
@@ -133,7 +134,7 @@ class DecisionService(rpc.DecisionServiceServicer):
             try:
                 async for request in request_iterator:
                     read_[0] += 1
-                    await pending.put((request, asyncio.ensure_future(self._one(request))))
+                    await pending.put((request, asyncio.ensure_future(self._one(request, "DecideStream"))))
             except DecodeError as e:  # not ending quietly: the client would miss the answers it is owed
                 broken.append(e)
             finally:
@@ -150,7 +151,7 @@ class DecisionService(rpc.DecisionServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
                 f"message #{read_[0] + 1} of the stream is not a DecideRequest ({broken[0]}); the stream ends there"))
 
-    async def _batch(self, batch: pb.DecideBatchRequest) -> pb.DecideBatchResponse:
+    async def _batch(self, batch: pb.DecideBatchRequest, method: str) -> pb.DecideBatchResponse:
         if len(batch.requests) > MAX_BATCH:
             raise BadRequest(f"a batch holds at most {MAX_BATCH} requests, not {len(batch.requests)}: split it")
         # dry runs write nothing, so nothing is gained by running them as tasks (whose cost
@@ -159,11 +160,11 @@ class DecisionService(rpc.DecisionServiceServicer):
         recorded = []
         for i, r in enumerate(batch.requests):
             if r.dry_run:
-                replies[i] = await self._one(r)
+                replies[i] = await self._one(r, method)
             else:
                 recorded.append(i)
         if recorded:
-            done = await asyncio.gather(*(self._one(batch.requests[i]) for i in recorded))
+            done = await asyncio.gather(*(self._one(batch.requests[i], method) for i in recorded))
             for i, reply in zip(recorded, done):
                 replies[i] = reply
         return pb.DecideBatchResponse(replies=replies)
@@ -171,7 +172,7 @@ class DecisionService(rpc.DecisionServiceServicer):
     @mapped
     async def DecideBatch(self, request, context):
         """Every request decided at once (their writes share commits), answered in order."""
-        return await self._batch(request)
+        return await self._batch(request, "DecideBatch")
 
     async def DecideBatchStream(self, request_iterator, context):
         """Batches decided one after the other, each as DecideBatch; an oversized batch ends
@@ -181,7 +182,7 @@ class DecisionService(rpc.DecisionServiceServicer):
             async for batch in request_iterator:
                 n += 1
                 try:
-                    yield await self._batch(batch)
+                    yield await self._batch(batch, "DecideBatchStream")
                 except BadRequest as e:
                     ERRORS.labels("DecideBatchStream", "INVALID_ARGUMENT").inc()
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(str(e)))
@@ -190,14 +191,16 @@ class DecisionService(rpc.DecisionServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
                 f"message #{n + 1} of the stream is not a DecideBatchRequest ({e}); the stream ends there"))
 
-    async def _one(self, request) -> pb.StreamReply:
+    async def _one(self, request, method: str) -> pb.StreamReply:
+        """One request of a stream or a batch: its decision, or its error in its place
+        (counted and logged under `method`, the call it came in)."""
         try:
             return pb.StreamReply(decision=await _decide(self.engine, request))
         except Exception as e:
             code = code_of(e)
-            ERRORS.labels("DecideStream", code.name).inc()
+            ERRORS.labels(method, code.name).inc()
             if code == grpc.StatusCode.INTERNAL:
-                log.exception("DecideStream failed")
+                log.exception("%s failed", method)
             return pb.StreamReply(error=pb.StreamError(request_id=request.request_id, code=code.name, message=str(e)))
 
     @mapped
@@ -230,7 +233,7 @@ class ProfileService(rpc.ProfileServiceServicer):
         attrs = self.store.get_profile(_contact(request.contact_id))
         if attrs is None:
             raise NotFound(f"no profile for contact {request.contact_id!r}")
-        return pb.Profile(contact_id=request.contact_id, attributes={k: convert.to_value(v) for k, v in attrs.items()})
+        return pb.Profile(contact_id=request.contact_id, attributes={k: to_value(v) for k, v in attrs.items()})
 
     @mapped
     async def BulkLoad(self, request_iterator, context):
@@ -338,7 +341,7 @@ def _simulation_inputs(store: Store, request):
     """(catalog, rows, total, time, context) of a SimulateRequest; BadRequest or NotFound."""
     import datetime
 
-    from ..engine.population import parse_json_line
+    from ..offline.population import parse_json_line
 
     if request.hash:
         files = store.version(_version(request.hash))
@@ -372,7 +375,7 @@ def _simulation_inputs(store: Store, request):
 async def simulate_rpc(store: Store, request, context):
     """AdminService.Simulate: the simulation runs in a thread of this worker (one process:
     a server does not fork), progress goes out about twice a second, then the report."""
-    from ..engine.simulate import simulate
+    from ..offline.simulate import simulate
 
     try:
         catalog, rows, total, at, ctx = await asyncio.to_thread(_simulation_inputs, store, request)

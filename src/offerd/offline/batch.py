@@ -22,11 +22,9 @@ from queue import Empty
 
 from ..lang.catalog import Catalog
 from ..process import die_with
-from ..store.keys import U64
+from ..engine import Engine, EngineError, Request
 from ..store import Store, StoreError
 from . import population
-from .decide import Engine
-from .model import EngineError, Request
 from .population import BadRow
 
 IN_FLIGHT = 256  # decisions waiting for the group commit at once: they share transactions
@@ -163,7 +161,7 @@ async def _decide(store, catalog, spaces, path, at, context, prefix, part, progr
     engine = Engine(store, catalog)
     for s in spaces:
         engine.space(s)  # an unknown space is refused before anything is decided
-    done = {U64.unpack(key[len(prefix):])[0] for key in store.notes(prefix, values=False)}
+    done = {int.from_bytes(key[len(prefix):], "big") for key in store.notes(prefix, values=False)}
     bad, decided, resumed = [], 0, 0
     window = asyncio.Semaphore(IN_FLIGHT)
     failures: list[BaseException] = []
@@ -173,7 +171,7 @@ async def _decide(store, catalog, spaces, path, at, context, prefix, part, progr
         def note(picks, ids):  # runs in the store's writer, in the decision's transaction
             kept = [{"space": s, "offer": o, "content": c, "id": i.hex()}
                     for (s, o, c), i in zip(picks, ids) if i is not None]
-            return prefix + U64.pack(line), json.dumps({"line": line, "id": contact, "propositions": kept}).encode()
+            return prefix + line.to_bytes(8, "big"), json.dumps({"line": line, "id": contact, "propositions": kept}).encode()
         return note
 
     async def one(row):

@@ -3,8 +3,8 @@ how offers would be distributed and which rule eliminated what.
 
 The rules run in worker processes (every core), each contact's outcome per offer coming
 from the compiled `explain` (eligible with its weight, or the first rule that removed it).
-Arbitration then runs in this process, contact by contact in the population's order, so
-`total` caps apply as if the decisions happened in that order, all at the simulation's
+Arbitration (the engine's `arbitrate`, as decisions choose) then runs in this process,
+contact by contact in the population's order, so `total` caps apply as if the decisions happened in that order, all at the simulation's
 time; contacts have no history (they are decided as new)."""
 from __future__ import annotations
 
@@ -12,112 +12,23 @@ import datetime
 import multiprocessing
 import os
 import random
-import statistics
-import sys
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from operator import itemgetter
 
 from ..compiler import SpaceCache
 from ..compiler.space import Moment
 from ..history import EMPTY
 from ..lang.catalog import Catalog
-from .plan import Plan
+from ..engine.arbitrate import arbitrate, ranked
+from ..engine.plan import Plan
 from . import population
 from .population import BadRow
+from .report import Comparison, OfferStats, Report, SpaceStats
 
 CHUNK = 256  # contacts per task sent to a worker
 SAMPLE = 2000  # contacts whose weights make the weight distributions (a uniform sample)
 
 _worker: dict = {}  # the catalog and compiled spaces, in each worker process
-
-
-@dataclass
-class OfferStats:
-    proposed: int = 0
-    eligible: int = 0
-    eliminated: dict[str, int] = field(default_factory=dict)  # rule → contacts it removed the offer for
-    capped: int = 0  # eligible and good enough, refused by a cap filled within the run
-    elsewhere: int = 0  # eligible and good enough, but proposed in an earlier space of the same decision
-    weights: list[float] = field(default_factory=list)  # in the sampled contacts
-
-
-@dataclass
-class SpaceStats:
-    ranks: list[dict[str, int]]  # per rank (1 first): offer → contacts
-    offers: dict[str, OfferStats]
-    fallback_only: int = 0
-    nothing: int = 0
-    caps: dict[str, dict] = field(default_factory=dict)  # cap rule → {offer, first_bound_line, refused}
-    # counted as the run goes, cheaply (C-level Counter updates), turned into offers at the end
-    eliminations: Counter = field(default_factory=Counter)  # (position, rule index) → contacts
-    eligibility: Counter = field(default_factory=Counter)  # position → contacts
-    sampled: list = field(default_factory=list)  # eligible lists of a uniform sample of contacts
-    decided: int = 0
-
-
-@dataclass
-class Comparison:
-    """How another catalog version decides the same contacts: which change offers, and why."""
-
-    report: "Report"  # the other version's own report
-    changed: dict[str, int] = field(default_factory=dict)  # space → contacts whose offers differ
-    gained: dict[str, dict[str, int]] = field(default_factory=dict)  # space → offer → contacts
-    lost: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # space → offer → why → contacts
-    reordered: dict[str, int] = field(default_factory=dict)  # space → contacts with the same offers, ranked otherwise
-
-    def to_json(self, contacts: int) -> dict:
-        return {"catalog": self.report.catalog, "spaces": {space: {
-            "contacts_changed": n, "share": n / contacts if contacts else 0.0,
-            "only_reordered": self.reordered.get(space, 0),
-            "gained": dict(sorted(self.gained[space].items(), key=lambda kv: -kv[1])),
-            "lost": {o: {"contacts": sum(why.values()), "because": dict(sorted(why.items(), key=lambda kv: -kv[1]))}
-                     for o, why in sorted(self.lost[space].items(), key=lambda kv: -sum(kv[1].values()))},
-        } for space, n in self.changed.items()}, "report": self.report.to_json()}
-
-
-@dataclass
-class Report:
-    catalog: str
-    at: datetime.datetime
-    spaces: dict[str, SpaceStats]
-    contacts: int = 0
-    bad_rows: list[str] = field(default_factory=list)
-    bad_count: int = 0
-    seconds: float = 0.0
-    workers: int = 1
-    caps: bool = True
-    compare: Comparison | None = None  # against another catalog version, if asked
-
-    def to_json(self) -> dict:
-        def weights(o: OfferStats) -> dict | None:
-            if not o.weights:
-                return None
-            w = sorted(o.weights)
-            return {"min": w[0], "p25": w[len(w) // 4], "p50": w[len(w) // 2], "p75": w[3 * len(w) // 4],
-                    "max": w[-1], "mean": statistics.fmean(w), "contacts_sampled": len(w)}
-
-        return {
-            "catalog": self.catalog, "at": self.at.isoformat(), "contacts": self.contacts,
-            "bad_rows": self.bad_count, "bad_row_examples": self.bad_rows, "seconds": round(self.seconds, 3),
-            "contacts_per_second": round(self.contacts / self.seconds) if self.seconds else None,
-            "workers": self.workers, "caps_applied": self.caps,
-            "spaces": {name: {
-                "ranks": [dict(sorted(r.items(), key=lambda kv: (-kv[1], kv[0]))) for r in s.ranks],
-                "rank_shares": [{o: n / self.contacts for o, n in sorted(r.items(), key=lambda kv: (-kv[1], kv[0]))}
-                                for r in s.ranks] if self.contacts else [{} for _ in s.ranks],
-                "fallback_only": s.fallback_only, "nothing": s.nothing,
-                "offers": {o: {"proposed": st.proposed, "share": st.proposed / self.contacts if self.contacts else 0.0,
-                               "eligible": st.eligible, "refused_by_caps_in_run": st.capped,
-                               "proposed_in_an_earlier_space": st.elsewhere,
-                               "eliminated": dict(sorted(st.eliminated.items(), key=lambda kv: -kv[1])),
-                               "weight": weights(st)}
-                           for o, st in s.offers.items()},
-                "caps": s.caps,
-            } for name, s in self.spaces.items()},
-            **({"compare": self.compare.to_json(self.contacts)} if self.compare else {}),
-        }
 
 
 def _init(catalogs: list[Catalog], spaces: list[str]) -> None:
@@ -159,18 +70,20 @@ class _Version:
         self.report = Report(catalog.hash, at, {
             s: SpaceStats([{} for _ in range(c.space.limit)], {o.name: OfferStats() for o in c.offers})
             for s, c in zip(spaces, self.compiled)}, workers=workers, caps=caps)
-        self.run_counts: dict[tuple[str, str], int] = {}  # propositions made in the run, per (kind, ref)
+        self.run = _RunHistory() if caps else None
         self.rnd = random.Random(0)  # weight samples: the same report for the same input
 
 
 def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime, workers: int | None = None,
              caps: bool = True, context: dict | None = None, total: int | None = None,
-             progress=None, compare: Catalog | None = None) -> Report:
+             progress=None, compare: Catalog | None = None, each=None) -> Report:
     """Decide every contact of `source` in `spaces`, recording nothing. `source` is a
     population file's path (.jsonl is then parsed by the workers) or an iterable of Rows
     and BadRows (as population.read gives). With `compare`, the same contacts are decided
     by that catalog version too, and the report says who changes offers and why.
-    `progress(done, total, seconds)` is called as rows complete."""
+    `progress(done, total, seconds)` is called as rows complete; `each(line, {space:
+    offers})`, if given, with what each contact got (the fallback if nothing won), in the
+    population's order."""
     workers = workers or os.cpu_count() or 1
     if compare is not None and compare.contact != catalog.contact:
         raise ValueError("comparing needs the same contact schema in both catalog versions")
@@ -222,8 +135,10 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
                 _bad(report, entry)
                 continue
             line, outcomes_per_version = entry
-            picks = [_arbitrate(v.report, v.plan, v.compiled, line, per_space, v.run_counts, caps, v.rnd)
+            picks = [_arbitrate(v.report, v.plan, v.compiled, line, per_space, v.run, moment.ts, v.rnd)
                      for v, per_space in zip(versions, outcomes_per_version)]
+            if each is not None:
+                each(line, dict(zip(spaces, picks[0])))
             if compare is not None:
                 _diff(report.compare, versions[0].compiled, versions[1].compiled, picks[0], picks[1],
                       outcomes_per_version[1])
@@ -248,10 +163,29 @@ def _bad(report: Report, row: BadRow) -> None:
         report.bad_rows.append(str(row))
 
 
-def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_counts, caps: bool,
+class _RunHistory:
+    """The history a simulation's caps are checked against: every contact is decided at
+    the simulation's time and has no history of its own, so a contact's count is 0 and a
+    total is the propositions made so far in the run."""
+
+    def __init__(self):
+        self.proposed: dict[tuple[str, str], int] = {}  # (kind, ref) → propositions in the run
+
+    def count(self, key, status, since, until) -> int:
+        return 0
+
+    def total(self, key, status, since, until) -> int:
+        return self.proposed.get(key, 0)
+
+    def add(self, counts: dict[tuple[str, str], int]) -> None:
+        for ref, k in counts.items():
+            self.proposed[ref] = self.proposed.get(ref, 0) + k
+
+
+def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run: _RunHistory | None, now: float,
                rnd) -> list[tuple[str, ...]]:
-    """The engine's arbitration for one contact, with `total` caps counted over the run;
-    the offers chosen, per space."""
+    """The engine's arbitration for one contact, with `total` caps counted over the run
+    (`run` None: caps ignored); the offers chosen, per space."""
     seen: set[str] = set()
     picks = []
     mine: dict[tuple[str, str], int] = {}  # this contact's propositions so far, per (kind, ref)
@@ -266,36 +200,33 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run_c
             j = rnd.randrange(stats.decided)
             if j < SAMPLE:
                 stats.sampled[j] = eligible
-        chosen, mine_here = 0, []
-        for pos, weight in sorted(eligible, key=lambda pw: (-pw[1], pw[0])):
-            if chosen >= space.space.limit:
-                break
-            offer = space.offers[pos]
-            if offer.name in seen:
-                stats.offers[offer.name].elsewhere += 1
-                continue
-            cap = _full_cap(plan, offer, space.space.name, run_counts, mine) if caps else None
-            if cap is not None:
-                stats.offers[offer.name].capped += 1
-                entry = stats.caps.setdefault(str(cap.rule), {"offer": offer.name, "first_bound_line": line,
+        limit, lost = space.space.limit, []
+        won = arbitrate(plan, space, ranked(eligible, 2 * limit + 2), limit, seen,
+                        None if run is None else mine, run, now, lost=lost, recheck=run is not None)
+        for pos, _, why, cap in lost:
+            offer = space.offers[pos].name
+            if why == "already proposed":
+                stats.offers[offer].elsewhere += 1
+            else:
+                stats.offers[offer].capped += 1
+                entry = stats.caps.setdefault(str(cap.rule), {"offer": offer, "first_bound_line": line,
                                                              "refused": 0})
                 entry["refused"] += 1
-                continue
-            seen.add(offer.name)
-            mine_here.append(offer.name)
-            stats.ranks[chosen][offer.name] = stats.ranks[chosen].get(offer.name, 0) + 1
-            stats.offers[offer.name].proposed += 1
-            chosen += 1
-            for ref in plan.proposition(offer, space.space.name).counted:
-                run_counts[ref] = run_counts.get(ref, 0) + 1
-                mine[ref] = mine.get(ref, 0) + 1
-        if chosen == 0:
+        names = []
+        for rank, (pos, _) in enumerate(won):
+            offer = space.offers[pos].name
+            names.append(offer)
+            stats.ranks[rank][offer] = stats.ranks[rank].get(offer, 0) + 1
+            stats.offers[offer].proposed += 1
+        if not won:
             if space.fallback is not None:
                 stats.fallback_only += 1
-                mine_here.append(space.fallback.name)
+                names.append(space.fallback.name)
             else:
                 stats.nothing += 1
-        picks.append(tuple(mine_here))
+        picks.append(tuple(names))
+    if run is not None:
+        run.add(mine)
     return picks
 
 
@@ -350,66 +281,3 @@ def _finish(report: Report, compiled) -> None:
         for eligible in stats.sampled:
             for pos, weight in eligible:
                 stats.offers[names[pos]].weights.append(weight)
-
-
-def _full_cap(plan: Plan, offer, space: str, run_counts, mine):
-    """The first `proposed` cap of the offer that the run (total caps) or this contact's
-    propositions in this decision (per-contact caps) have filled, or None."""
-    for cap in plan.caps(offer, space):
-        c = cap.check
-        counts = run_counts if c.scope == "total" else mine
-        if counts.get((c.ref_kind, c.ref), 0) >= c.limit:
-            return cap
-    return None
-
-
-def progress_bar(out=sys.stderr, label: str = "simulate"):
-    """A progress callback drawing one line: done, share, rate, ETA."""
-    last = [None]
-
-    def draw(done: int, total: int | None, seconds: float) -> None:
-        if last[0] == (done, total):
-            return  # the end, drawn already
-        last[0] = (done, total)
-        rate = done / seconds if seconds > 0 else 0.0
-        if total:
-            eta = (total - done) / rate if rate else 0.0
-            line = f"{label}: {done:,}/{total:,} rows ({done / total:.0%}), {rate:,.0f}/s, ETA {eta:,.0f} s"
-        else:
-            line = f"{label}: {done:,} rows, {rate:,.0f}/s"
-        out.write("\r" + line.ljust(78))
-        if total and done >= total:
-            out.write("\n")
-        out.flush()
-    return draw
-
-
-def tables(report: Report) -> str:
-    """The report as plain-text tables."""
-    out = [f"catalog {report.catalog[:12]} at {report.at.isoformat()}: {report.contacts:,} contacts "
-           f"({report.bad_count:,} bad rows skipped) in {report.seconds:.1f} s on {report.workers} "
-           f"process{'es' if report.workers != 1 else ''}; caps {'applied in order' if report.caps else 'ignored'}"]
-    for name, s in report.spaces.items():
-        out += ["", f"space {name}: fallback only {s.fallback_only:,}, nothing {s.nothing:,}", "",
-                f"{'offer':<24} {'proposed':>9} {'share':>7} {'eligible':>9} {'capped':>7} {'earlier':>8}  "
-                "most eliminated by"]
-        for offer, st in sorted(s.offers.items(), key=lambda kv: (-kv[1].proposed, kv[0])):
-            top = max(st.eliminated.items(), key=lambda kv: kv[1], default=None)
-            why = f"{top[1]:,} {top[0]}" if top else ""
-            share = st.proposed / report.contacts if report.contacts else 0.0
-            out.append(f"{offer:<24} {st.proposed:>9,} {share:>7.1%} {st.eligible:>9,} {st.capped:>7,} "
-                       f"{st.elsewhere:>8,}  {why}")
-        for rule, c in s.caps.items():
-            out.append(f"cap bound from line {c['first_bound_line']}: {rule} ({c['refused']:,} refused)")
-    if report.compare is not None:
-        c = report.compare.to_json(report.contacts)
-        out += ["", f"against catalog {c['catalog'][:12]}:"]
-        for name, s in c["spaces"].items():
-            out.append(f"space {name}: {s['contacts_changed']:,} contacts change offers ({s['share']:.1%}), "
-                       f"{s['only_reordered']:,} of them only in rank")
-            for offer, n in s["gained"].items():
-                out.append(f"  + {offer}: {n:,} contacts")
-            for offer, lost in s["lost"].items():
-                why, n = next(iter(lost["because"].items()))
-                out.append(f"  - {offer}: {lost['contacts']:,} contacts, mostly ({n:,}): {why}")
-    return "\n".join(out)
