@@ -45,7 +45,7 @@ from offerd.lang.functions import CALLABLE
 from offerd.lang.parser import parse
 
 import reference  # tests/reference.py
-import test_properties as props  # its value strategies, histories and comparisons
+import strategies as props  # value strategies, histories and comparisons
 
 SCALE = int(os.environ.get("OFFERD_FUZZ_SCALE", "1"))
 BUDGET = 2.0  # seconds per input, for parse + check + compile + a few decisions
