@@ -1,0 +1,279 @@
+"""What the code generator derives from a checked space before writing code: its SpacePlan.
+
+Pure functions over the checked AST (cost, selectivity, conjuncts, bounds, what an
+expression reads), and `SpacePlan`, computed once per compiled space and shared by all
+of its generated parts (evaluate, explain, top, render).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..lang import nodes as n
+from ..lang.catalog import Catalog, Check, OfferDef, RuleRef
+
+SIMPLE = (n.Literal, n.Attr, n.LetRef, n.Clock)
+LEAVES = frozenset(SIMPLE)  # node types never counted as shared
+_INF = float("inf")
+_ANY = (-_INF, _INF)
+TOP_MIN_OFFERS = 32  # below this, a space is evaluated whole: ranking by bound saves nothing
+
+
+def cost(e: n.Expr) -> int:
+    """A rough static cost, to test cheap things first."""
+    own = {n.History: 60, n.Propensity: 60, n.Call: 8}.get(type(e), 1)
+    if isinstance(e, n.Call) and e.fn == "bucket":
+        own = 40
+    if isinstance(e, n.Binary) and e.op in ("in", "not in") and isinstance(e.right, n.ListLiteral) \
+            and all(isinstance(i, n.Literal) for i in e.right.items):
+        return 1 + cost(e.left)  # one frozenset lookup, whatever the list's length
+    return own + sum(cost(c) for c in n.children(e))
+
+
+def selectivity(e: n.Expr) -> int:
+    """Equality and membership tests reject most contacts; != rejects few."""
+    if isinstance(e, n.Binary):
+        return {"==": 0, "in": 0, "<": 1, "<=": 1, ">": 1, ">=": 1, "!=": 2}.get(e.op, 1)
+    return 1
+
+
+def conjuncts(e: n.Expr) -> list[n.Expr]:
+    if isinstance(e, n.Binary) and e.op == "and":
+        return conjuncts(e.left) + conjuncts(e.right)
+    return [e]
+
+
+def subexpressions(e: n.Expr):
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        yield x
+        stack.extend(n.children(x))
+
+
+def interval(e: n.Expr, lets: dict[str, n.Expr], known: dict | None = None) -> tuple[float, float]:
+    """Bounds (low, high) that a numeric expression's value always lies within, from the
+    checked AST alone; (-inf, inf) when nothing is known. Used to evaluate the offers whose
+    weight can be highest first. `known`: the bounds of lets, worked out already."""
+    if isinstance(e, n.Literal):
+        v = e.value
+        return _out(float(v), float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else _ANY
+    if isinstance(e, n.LetRef):
+        if known is not None and e.name in known:
+            return known[e.name]
+        return interval(lets[e.name], lets, known)
+    if isinstance(e, n.History):
+        return (0.0, _INF)  # a count
+    if isinstance(e, n.Propensity):
+        return (0.0, 1.0)  # a rate: (accepted + 1) / (presented + 2), at most 1
+    if isinstance(e, n.Cond):
+        a, b = interval(e.then, lets, known), interval(e.orelse, lets, known)
+        return (min(a[0], b[0]), max(a[1], b[1]))
+    if isinstance(e, n.Unary) and e.op == "-":
+        lo, hi = interval(e.operand, lets, known)
+        return (-hi, -lo)
+    if isinstance(e, n.Call) and e.fn in ("min", "max"):
+        a, b = interval(e.args[0], lets, known), interval(e.args[1], lets, known)
+        pick = min if e.fn == "min" else max
+        return (pick(a[0], b[0]), pick(a[1], b[1]))
+    if isinstance(e, n.Binary) and e.op in ("+", "-", "*", "??"):
+        a, b = interval(e.left, lets, known), interval(e.right, lets, known)
+        if e.op == "??":
+            return (min(a[0], b[0]), max(a[1], b[1]))
+        if e.op == "+":
+            return _out(a[0] + b[0], a[1] + b[1])
+        if e.op == "-":
+            return _out(a[0] - b[1], a[1] - b[0])
+        if _INF in (abs(a[0]), abs(a[1]), abs(b[0]), abs(b[1])):
+            return _ANY
+        products = [x * y for x in a for y in b]
+        return _out(min(products), max(products))
+    return _ANY
+
+
+def _out(lo: float, hi: float) -> tuple[float, float]:
+    """Bounds widened by one float step each way: a float sum or product, or an int made
+    float, may have rounded toward the inside."""
+    return math.nextafter(lo, -_INF), math.nextafter(hi, _INF)
+
+
+def reads_history(e: n.Expr, history_lets: set[str]) -> bool:
+    """Does e read history, itself or through a let?"""
+    for x in subexpressions(e):
+        if isinstance(x, (n.History, n.Propensity)):
+            return True
+        if isinstance(x, n.LetRef) and x.name in history_lets:
+            return True
+    return False
+
+
+def reads(roots, shared) -> set[tuple[str, str]]:
+    """The attributes (root, name) the code of `roots` reads itself: not through a let or
+    a shared sub-expression, which are bound before the offers."""
+    out = set()
+    stack = list(roots)
+    while stack:
+        x = stack.pop()
+        if isinstance(x, n.Attr):
+            out.add((x.root, x.name))
+        elif not isinstance(x, n.LetRef) and (type(x) in LEAVES or x not in shared):
+            stack.extend(n.children(x))
+    return out
+
+
+@dataclass(slots=True)
+class OfferPlan:
+    """One offer of a space, as the generated functions test it."""
+
+    pos: int
+    offer: OfferDef
+    checks: list[tuple[int, Check | None]]  # (rule index, check) in declaration order; None: valid dates
+    weight_rule: int
+    weight: Check
+    tests: list[tuple[n.Expr | None, set]] = field(default_factory=list)  # conjuncts, with what each reads
+    run: list[int] = field(default_factory=list)  # the order the fast path runs `tests` in
+    weight_reads: set = field(default_factory=set)  # the attributes the weight reads itself
+    bound: float = _INF  # the weight's upper bound; inf when unknown
+    weighs_history: bool = True  # does the weight read history?
+
+
+class SpacePlan:
+    """Everything the generated parts of one space share, computed once: the offers' checks
+    (rules numbered as `explain` reports them), the sub-expressions bound once per call, each
+    offer's tests in fast-path order, the attributes an offer reads itself (lazy), and the
+    best-first order of `_top`."""
+
+    def __init__(self, catalog: Catalog, space: str):
+        self.catalog = catalog
+        self.space = space
+        space_def = catalog.spaces[space]
+        self.rules: list[RuleRef] = []
+        self.offers: list[OfferPlan] = []
+        for pos, offer in enumerate(catalog.offers_in(space)):
+            checks = []
+            if offer.valid is not None:
+                checks.append((self._rule(offer.valid_rule), None))
+            chain = [catalog.categories[c] for c in offer.chain]
+            for c in chain:
+                checks += [(self._rule(k.rule), k) for k in c.eligible]
+            checks += [(self._rule(k.rule), k) for k in offer.eligible]
+            checks += [(self._rule(k.rule), k) for k in offer.eligible_in.get(space, ())]
+            checks += [(self._rule(k.rule), k) for k in offer.limits]
+            for c in chain:
+                checks += [(self._rule(k.rule), k) for k in c.limits]
+            checks += [(self._rule(k.rule), k) for k in space_def.caps]
+            weight = offer.weight_in.get(space, offer.weight)
+            self.offers.append(OfferPlan(pos, offer, checks, self._rule(weight.rule), weight))
+        self.shared = self._shared()
+        shared = set(self.shared)
+        for o in self.offers:
+            _fast_tests(o, shared)
+            o.weight_reads = reads([o.weight.expr], shared)
+        self.lazy = self._lazy(shared)
+        self._bounds()
+
+    def _rule(self, rule: RuleRef) -> int:
+        self.rules.append(rule)
+        return len(self.rules) - 1
+
+    def _shared(self) -> list[n.Expr]:
+        """The sub-expressions met more than once in this space, each evaluated once per call,
+        children first, in the order the offers meet them. Also notes the lets the rules name."""
+        roots: Counter = Counter()  # each distinct rule once, with how often it occurs
+        for o in self.offers:
+            roots.update(check.expr for _, check in o.checks if check is not None)
+            roots[o.weight.expr] += 1
+        counts: Counter = Counter()
+        skip = SIMPLE + (n.ListLiteral,)
+        self.lets_named: set[str] = set()
+        for root, k in roots.items():
+            for x in subexpressions(root):
+                if not isinstance(x, skip):
+                    counts[x] += k
+                elif isinstance(x, n.LetRef):
+                    self.lets_named.add(x.name)
+        candidates = {e for e, k in counts.items() if k > 1}
+        order: dict[n.Expr, None] = {}
+
+        def visit(e: n.Expr) -> None:
+            if type(e) in LEAVES or e in order:  # a leaf, or placed already with its children
+                return
+            for child in n.children(e):
+                visit(child)
+            if e in candidates:
+                order[e] = None
+
+        for o in self.offers:
+            for _, check in o.checks:
+                if check is not None:
+                    visit(check.expr)
+            visit(o.weight.expr)
+        return list(order)
+
+    def _lazy(self, shared: set) -> frozenset:
+        """Attributes only one offer reads, and no let or shared expression: that offer reads
+        them itself, just before the first test that needs them, so a contact rejected by
+        an earlier test never pays for them."""
+        preloaded: set = set()
+        for e in self.shared:
+            preloaded |= reads(n.children(e), shared)
+        lets, todo = set(), list(self.lets_named)
+        while todo:  # the lets named, and the lets they name
+            name = todo.pop()
+            if name not in lets:
+                lets.add(name)
+                for x in subexpressions(self.catalog.lets[name]):
+                    if isinstance(x, n.Attr):
+                        preloaded.add((x.root, x.name))
+                    elif isinstance(x, n.LetRef):
+                        todo.append(x.name)
+        readers: Counter = Counter()
+        for o in self.offers:
+            readers.update(set().union(o.weight_reads, *(attrs for _, attrs in o.tests)))
+        return frozenset(a for a, k in readers.items() if k == 1 and a not in preloaded)
+
+    def _bounds(self) -> None:
+        """Each weight's upper bound and whether it reads history; the order of `_top`."""
+        lets = self.catalog.lets
+        # the lets' bounds and whether they read history, each let after the lets it uses: a
+        # chain of lets costs no recursion, and one let used twice is not walked twice
+        known: dict[str, tuple[float, float]] = {}
+        self.history_lets: set[str] = set()
+        for name in self.catalog.let_order:
+            known[name] = interval(lets[name], lets, known)
+            if reads_history(lets[name], self.history_lets):
+                self.history_lets.add(name)
+        for o in self.offers:
+            b = interval(o.weight.expr, lets, known)[1]
+            o.bound = b if b == b else _INF  # NaN, from odd literals, counts as unbounded
+            o.weighs_history = reads_history(o.weight.expr, self.history_lets)
+        # `_top` pays off in a large space with some bounded weights, or weights that read no history
+        self.ranks_by_bound = len(self.offers) >= TOP_MIN_OFFERS and any(
+            o.bound < _INF or not o.weighs_history for o in self.offers)
+        self.bounded = sorted((o for o in self.offers if o.bound < _INF), key=lambda o: -o.bound)
+        self.free = [o for o in self.offers if o.bound == _INF]
+        self.stops = stops(len(self.bounded))
+
+
+def _fast_tests(o: OfferPlan, shared: set) -> None:
+    """The offer's tests (None: its valid dates), each with the attributes it reads itself,
+    and the order the fast path runs them in: cheapest first."""
+    keys = []  # (cost, selectivity, order)
+    for order, (_, check) in enumerate(o.checks):
+        if check is None:
+            o.tests.append((None, set()))
+            keys.append((0, 0, order))
+            continue
+        for part in conjuncts(check.expr):
+            c = 0 if part in shared else cost(part)
+            o.tests.append((part, reads([part], shared)))
+            keys.append((c, selectivity(part), order))
+    o.run = sorted(range(len(keys)), key=keys.__getitem__)
+
+
+def stops(n_bounded: int, checks: int = 8) -> set[int]:
+    """After which of the bounded offers `_top` checks whether the rest can be skipped:
+    about every n/checks offers (each check sorts a little)."""
+    step = max(1, n_bounded // checks)
+    return set(range(step - 1, n_bounded - 1, step))
