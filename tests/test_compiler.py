@@ -6,7 +6,7 @@ import re
 import threading
 
 import pytest
-from golden import cases, compare
+from golden import FIXTURES, cases, compare
 
 from offerd import lang
 from offerd.compiler import CompiledSpace, SpaceCache, compile_space
@@ -18,7 +18,8 @@ T0 = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 # What generated code may name: its own prefixed locals, the runtime's names, and these methods.
 _NAMES = re.compile(r"_(?:[cxm]|now|ts|today|h|hc|ht|hp|tdo|el|ap|fails|fa|w|renderers|"
                     r"[pltsk]\d+|render_\d+|evaluate|explain|value|truth|falsity|"
-                    r"rt_(?:bucket|text|in_list|len|join|int_limit|float))\Z")
+                    r"top|need|tw|tn|go|skip|thr|"  # best first
+                    r"rt_(?:bucket|text|in_list|len|join|int_limit|float|best))\Z")
 _METHODS = {"now", "ts", "today", "get", "append", "lower", "upper", "startswith", "toordinal", "count", "total", "propensity"}
 
 
@@ -31,8 +32,10 @@ def assert_sandboxed(source: str) -> None:
             assert _NAMES.match(node.id), f"unexpected name {node.id!r}"
         elif isinstance(node, ast.Attribute):
             assert node.attr in _METHODS, f"unexpected attribute {node.attr!r}"
+        elif isinstance(node, ast.Subscript):  # only `[-1]`, best first's last weight kept
+            assert ast.unparse(node.slice) == "-1", f"unexpected subscript {ast.unparse(node)}"
         elif isinstance(node, (ast.Import, ast.ImportFrom, ast.Lambda, ast.ClassDef, ast.Global,
-                               ast.With, ast.Try, ast.While, ast.For, ast.Subscript, ast.JoinedStr,
+                               ast.With, ast.Try, ast.While, ast.For, ast.JoinedStr,
                                ast.Starred, ast.Yield, ast.Await)):
             raise AssertionError(f"unexpected {type(node).__name__} in generated code")
         elif isinstance(node, ast.FunctionDef):
@@ -51,12 +54,23 @@ def catalog_of(src: str, today=datetime.date(2026, 11, 23)) -> lang.Catalog:
 
 @pytest.mark.parametrize("path", cases("codegen"))
 def test_generated_code_golden(path):
+    """Every part of every space, best first (`_top`) included where the space has it;
+    a golden file no part matches any more fails too."""
     catalog = lang.check({path.name: path.read_text()}, today=datetime.date(2026, 11, 23))
+    compared = set()
     for name in sorted(catalog.spaces):
         space = CompiledSpace(catalog, name)
-        for part, source in zip(("evaluate", "explain", "render"), all_sources(space)):
+        parts = ("evaluate", "explain", "render") + (("top",) if space.ranks_by_bound else ())
+        sources = all_sources(space) + ([space.source_of("top")] if space.ranks_by_bound else [])
+        for part, source in zip(parts, sources):
             assert_sandboxed(source)
             compare(path, f".{name}.{part}.py", source)
+            compared.add(f"{path.stem}.{name}.{part}.py")
+    assert {p.name for p in path.parent.glob(f"{path.stem}.*.py")} == compared
+
+
+def test_a_golden_catalog_covers_best_first():
+    assert any(p.name.endswith(".top.py") for p in (FIXTURES / "codegen").glob("*.py"))
 
 
 def test_example_catalog_compiles_sandboxed():
