@@ -10,6 +10,7 @@ from golden import FIXTURES, cases, compare
 
 from offerd import lang
 from offerd.compiler import CompiledSpace, SpaceCache, compile_space
+from offerd.compiler.analysis import SpacePlan
 from offerd.history import EMPTY, MemoryHistory, Proposition
 
 UTC = datetime.timezone.utc
@@ -71,6 +72,25 @@ def test_generated_code_golden(path):
 
 def test_a_golden_catalog_covers_best_first():
     assert any(p.name.endswith(".top.py") for p in (FIXTURES / "codegen").glob("*.py"))
+
+
+def test_the_parts_of_a_space_share_one_plan(monkeypatch):
+    """A space's checks, shared sub-expressions, test order and bounds are worked out once,
+    however many of its parts are generated."""
+    made = []
+    init = SpacePlan.__init__
+
+    def counted(self, *args):
+        made.append(args[1])
+        init(self, *args)
+
+    monkeypatch.setattr(SpacePlan, "__init__", counted)
+    path = FIXTURES / "codegen" / "ranked.offer"
+    catalog = lang.check({path.name: path.read_text()}, today=datetime.date(2026, 11, 23))
+    space = CompiledSpace(catalog, "shop")
+    for part in ("explain", "top", "render"):
+        space.source_of(part)
+    assert made == ["shop"]
 
 
 def test_example_catalog_compiles_sandboxed():
