@@ -17,6 +17,7 @@ SIMPLE = (n.Literal, n.Attr, n.LetRef, n.Clock)
 LEAVES = frozenset(SIMPLE)  # node types never counted as shared
 _INF = float("inf")
 _ANY = (-_INF, _INF)
+_NO_ATTRS: frozenset = frozenset()  # one object for the many tests that read no lazy attribute
 TOP_MIN_OFFERS = 32  # below this, a space is evaluated whole: ranking by bound saves nothing
 
 
@@ -110,15 +111,19 @@ def reads_history(e: n.Expr, history_lets: set[str]) -> bool:
 
 def reads(roots, shared) -> set[tuple[str, str]]:
     """The attributes (root, name) the code of `roots` reads itself: not through a let or
-    a shared sub-expression, which are bound before the offers."""
+    a shared sub-expression, which are bound before the offers. Never fewer than the code
+    reads, which lazy loading relies on; rarely more (the right of a `??` whose left is
+    never null is not written)."""
     out = set()
     stack = list(roots)
+    attr, leaves, children = n.Attr, LEAVES, n.children  # locals: this walks every rule of a space
     while stack:
         x = stack.pop()
-        if isinstance(x, n.Attr):
+        kind = type(x)
+        if kind is attr:
             out.add((x.root, x.name))
-        elif not isinstance(x, n.LetRef) and (type(x) in LEAVES or x not in shared):
-            stack.extend(n.children(x))
+        elif kind not in leaves and x not in shared:  # a let's attributes are bound before the offers
+            stack.extend(children(x))
     return out
 
 
@@ -131,9 +136,9 @@ class OfferPlan:
     checks: list[tuple[int, Check | None]]  # (rule index, check) in declaration order; None: valid dates
     weight_rule: int
     weight: Check
-    tests: list[tuple[n.Expr | None, set]] = field(default_factory=list)  # conjuncts, with what each reads
+    tests: list[tuple[n.Expr | None, frozenset]] = field(default_factory=list)  # conjuncts, and their lazy reads
     run: list[int] = field(default_factory=list)  # the order the fast path runs `tests` in
-    weight_reads: set = field(default_factory=set)  # the attributes the weight reads itself
+    weight_lazy: frozenset = _NO_ATTRS  # the lazy attributes the weight reads
     bound: float = _INF  # the weight's upper bound; inf when unknown
     weighs_history: bool = True  # does the weight read history?
 
@@ -165,60 +170,81 @@ class SpacePlan:
             checks += [(self._rule(k.rule), k) for k in space_def.caps]
             weight = offer.weight_in.get(space, offer.weight)
             self.offers.append(OfferPlan(pos, offer, checks, self._rule(weight.rule), weight))
-        self.shared = self._shared()
+        self.shared, names, lets = self._shared()
         shared = set(self.shared)
         for o in self.offers:
             _fast_tests(o, shared)
-            o.weight_reads = reads([o.weight.expr], shared)
-        self.lazy = self._lazy(shared)
+        self.lazy = self._lazy(shared, names, lets)
         self._bounds()
 
     def _rule(self, rule: RuleRef) -> int:
         self.rules.append(rule)
         return len(self.rules) - 1
 
-    def _shared(self) -> list[n.Expr]:
+    def _shared(self) -> tuple[list[n.Expr], list[list[set]], set[str]]:
         """The sub-expressions met more than once in this space, each evaluated once per call,
-        children first, in the order the offers meet them. Also notes the lets the rules name."""
-        roots: Counter = Counter()  # each distinct rule once, with how often it occurs
+        children first, in the order the offers meet them; and, found on the way, the
+        attributes each offer's rules name and the lets the rules name."""
+        roots: dict[n.Expr, list] = {}  # each distinct rule once: [how often it occurs, attributes it names]
+        names_of: list[list[set]] = []  # per offer, the attributes each of its rules names
         for o in self.offers:
-            roots.update(check.expr for _, check in o.checks if check is not None)
-            roots[o.weight.expr] += 1
-        counts: Counter = Counter()
-        skip = SIMPLE + (n.ListLiteral,)
-        self.lets_named: set[str] = set()
-        for root, k in roots.items():
-            for x in subexpressions(root):
-                if not isinstance(x, skip):
-                    counts[x] += k
-                elif isinstance(x, n.LetRef):
-                    self.lets_named.add(x.name)
-        candidates = {e for e, k in counts.items() if k > 1}
+            names = []
+            for e in [check.expr for _, check in o.checks if check is not None] + [o.weight.expr]:
+                entry = roots.get(e)
+                if entry is None:
+                    entry = roots[e] = [0, set()]
+                entry[0] += 1
+                names.append(entry[1])
+            names_of.append(names)
+        counts: dict[n.Expr, list[int]] = {}  # plain dicts, one loop, one hash a node: this walks every rule
+        count, children, skip = counts.get, n.children, frozenset(SIMPLE + (n.ListLiteral,))
+        lets: set[str] = set()
+        for root, (k, attrs) in roots.items():
+            stack = [root]
+            while stack:
+                x = stack.pop()
+                kind = type(x)
+                if kind not in skip:
+                    seen = count(x)
+                    if seen is None:
+                        counts[x] = [k]
+                    else:
+                        seen[0] += k
+                    stack.extend(children(x))
+                elif kind is n.Attr:
+                    attrs.add((x.root, x.name))
+                elif kind is n.LetRef:
+                    lets.add(x.name)
+                elif kind is n.ListLiteral:
+                    stack.extend(x.items)
+        candidates = {e for e, (k,) in counts.items() if k > 1}
         order: dict[n.Expr, None] = {}
 
         def visit(e: n.Expr) -> None:
-            if type(e) in LEAVES or e in order:  # a leaf, or placed already with its children
+            if e in order:  # placed already, with its children
                 return
-            for child in n.children(e):
-                visit(child)
+            for child in children(e):
+                if type(child) not in LEAVES:
+                    visit(child)
             if e in candidates:
                 order[e] = None
 
         for o in self.offers:
             for _, check in o.checks:
-                if check is not None:
+                if check is not None and type(check.expr) not in LEAVES:
                     visit(check.expr)
-            visit(o.weight.expr)
-        return list(order)
+            if type(o.weight.expr) not in LEAVES:
+                visit(o.weight.expr)
+        return list(order), names_of, lets
 
-    def _lazy(self, shared: set) -> frozenset:
+    def _lazy(self, shared: set, names_of: list[list[set]], lets_named: set[str]) -> frozenset:
         """Attributes only one offer reads, and no let or shared expression: that offer reads
         them itself, just before the first test that needs them, so a contact rejected by
-        an earlier test never pays for them."""
+        an earlier test never pays for them. Each test keeps the lazy attributes it reads."""
         preloaded: set = set()
         for e in self.shared:
             preloaded |= reads(n.children(e), shared)
-        lets, todo = set(), list(self.lets_named)
+        lets, todo = set(), list(lets_named)
         while todo:  # the lets named, and the lets they name
             name = todo.pop()
             if name not in lets:
@@ -228,10 +254,19 @@ class SpacePlan:
                         preloaded.add((x.root, x.name))
                     elif isinstance(x, n.LetRef):
                         todo.append(x.name)
+        # An attribute no let or shared expression reads is read directly wherever a rule names
+        # it, so the attributes the offer's rules name stand for those it reads itself.
+        named = [set().union(*names) for names in names_of]
         readers: Counter = Counter()
-        for o in self.offers:
-            readers.update(set().union(o.weight_reads, *(attrs for _, attrs in o.tests)))
-        return frozenset(a for a, k in readers.items() if k == 1 and a not in preloaded)
+        for attrs in named:
+            readers.update(attrs)
+        lazy = frozenset(a for a, k in readers.items() if k == 1 and a not in preloaded)
+        for o, attrs in zip(self.offers, named):
+            if not attrs.isdisjoint(lazy):  # few offers read a lazy attribute; the rest keep none
+                o.tests = [(t, lazy.intersection(reads([t], shared)) if t is not None else t_lazy)
+                           for t, t_lazy in o.tests]
+                o.weight_lazy = lazy.intersection(reads([o.weight.expr], shared))
+        return lazy
 
     def _bounds(self) -> None:
         """Each weight's upper bound and whether it reads history; the order of `_top`."""
@@ -257,17 +292,17 @@ class SpacePlan:
 
 
 def _fast_tests(o: OfferPlan, shared: set) -> None:
-    """The offer's tests (None: its valid dates), each with the attributes it reads itself,
-    and the order the fast path runs them in: cheapest first."""
+    """The offer's tests (None: its valid dates), and the order the fast path runs them in:
+    cheapest first."""
     keys = []  # (cost, selectivity, order)
     for order, (_, check) in enumerate(o.checks):
         if check is None:
-            o.tests.append((None, set()))
+            o.tests.append((None, _NO_ATTRS))
             keys.append((0, 0, order))
             continue
         for part in conjuncts(check.expr):
             c = 0 if part in shared else cost(part)
-            o.tests.append((part, reads([part], shared)))
+            o.tests.append((part, _NO_ATTRS))
             keys.append((c, selectivity(part), order))
     o.run = sorted(range(len(keys)), key=keys.__getitem__)
 

@@ -182,17 +182,21 @@ class ExprCodegen:
         since = "None" if e.window is None else f"_ts - {e.window}"
         return f"{fn}({key}, {e.status!r}, {since}, _ts)"
 
-    def _null_guard(self, operands, build) -> str:
-        """`None if <any nullable operand is None> else build(*codes)`."""
+    def _operands(self, operands, test: str) -> tuple[list[str], list[str]]:
+        """The operands' codes, and `<first use> <test>` for each nullable one (bound on
+        first use, since the code uses it again)."""
         tests, codes = [], []
         for x in operands:
             code = self.value(x)
             if x.nullable:
-                first, again = self.bind(x, code)
-                tests.append(f"{first} is None")
-                codes.append(again)
-            else:
-                codes.append(code)
+                first, code = self.bind(x, code)
+                tests.append(f"{first} {test}")
+            codes.append(code)
+        return tests, codes
+
+    def _null_guard(self, operands, build) -> str:
+        """`None if <any nullable operand is None> else build(*codes)`."""
+        tests, codes = self._operands(operands, "is None")
         result = build(*codes)
         tests = list(dict.fromkeys(tests))  # `x - x` tests x once
         return f"(None if {' or '.join(tests)} else {result})" if tests else f"({result})"
@@ -362,15 +366,7 @@ class ExprCodegen:
         return f"({self.value(e)} is False)"
 
     def _compare(self, left, op, right, negate=False) -> str:
-        tests, codes = [], []
-        for x in (left, right):
-            code = self.value(x)
-            if x.nullable:
-                first, again = self.bind(x, code)
-                tests.append(f"{first} is not None")
-                codes.append(again)
-            else:
-                codes.append(code)
+        tests, codes = self._operands((left, right), "is not None")
         body = f"{codes[0]} {op} {codes[1]}"
         tests.append(f"not ({body})" if negate else body)
         return "(" + " and ".join(tests) + ")"

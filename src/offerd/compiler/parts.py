@@ -101,7 +101,7 @@ class SpaceCodegen:
             if o.weighs_history:
                 self._fast_offer(body, ex, o, codes[o.pos], ap)
                 continue
-            for key in self._lazy_loads(ex, o.weight_reads, set()):
+            for key in self._lazy_loads(ex, o.weight_lazy, set()):
                 body.write(ex.load(key))
             body.write(f"_w = {codes[o.pos][1]}")
             body.write("if _thr is not None and _w is not None and _w < _thr:")
@@ -117,11 +117,14 @@ class SpaceCodegen:
         tests = [self._valid_test(ex, o.offer) if test is None else ex.truth(test) for test, _ in o.tests]
         return tests, ex.value(o.weight.expr)
 
-    def _lazy_loads(self, ex: ExprCodegen, reads: set, loaded: set) -> list[tuple[str, str]]:
-        """The attributes among `reads` that the offer reads itself and has not yet, in
-        variable order."""
+    @staticmethod
+    def _lazy_loads(ex: ExprCodegen, lazy: frozenset, loaded: set) -> list[tuple[str, str]]:
+        """The attributes among `lazy` the offer has not read yet (and its code does read),
+        in variable order."""
+        if not lazy:
+            return []
         attrs = ex.frame.attrs
-        return sorted((a for a in reads & self.plan.lazy if a not in loaded and a in attrs), key=attrs.__getitem__)
+        return sorted((a for a in lazy if a not in loaded and a in attrs), key=attrs.__getitem__)
 
     def _fast_offer(self, w: Writer, ex: ExprCodegen, o: OfferPlan, codes, ap: str) -> None:
         test_codes, weight_code = codes
@@ -139,14 +142,13 @@ class SpaceCodegen:
                 pending.clear()
 
         for i in o.run:
-            code, (_, reads) = test_codes[i], o.tests[i]
-            keys = self._lazy_loads(ex, reads, loaded)
+            keys = self._lazy_loads(ex, o.tests[i][1], loaded)
             if keys:  # read just before the first test that needs them
                 flush()
                 load(keys)
-            pending.append(code)
+            pending.append(test_codes[i])
         flush()
-        load(self._lazy_loads(ex, o.weight_reads, loaded))
+        load(self._lazy_loads(ex, o.weight_lazy, loaded))
         self._append_weight(w, o, ap, None, weight_code)
         w.level = base
 
