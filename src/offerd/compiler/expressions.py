@@ -99,6 +99,7 @@ class ExprCodegen:
 
     @property
     def uses(self) -> set[str]:
+        """The frame's runtime locals: a visitor adds those its code names (`_ts`, `_hc` ...)."""
         return self.frame.uses
 
     # --- names
