@@ -6,10 +6,11 @@ import re
 import threading
 
 import pytest
-from golden import cases, compare
+from golden import FIXTURES, cases, compare
 
 from offerd import lang
 from offerd.compiler import CompiledSpace, SpaceCache, compile_space, runtime
+from offerd.compiler.analysis import SpacePlan
 from offerd.history import EMPTY, MemoryHistory, Proposition
 from offerd.lang.functions import template_attributes
 
@@ -18,7 +19,8 @@ T0 = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 # What generated code may name: its own prefixed locals, the runtime's names, and these methods.
 _NAMES = re.compile(r"_(?:[cxm]|now|ts|today|h|hc|ht|hp|tdo|el|ap|fails|fa|w|renderers|"
-                    r"[pltsk]\d+|render_\d+|evaluate|explain|value|truth|falsity)\Z")
+                    r"[pltsk]\d+|render_\d+|evaluate|explain|value|truth|falsity|"
+                    r"top|need|tw|tn|go|skip|thr)\Z")  # the last line: best first's
 _RUNTIME = set(runtime.namespace()) - {"__builtins__"}
 # the generator's own attribute reads, and those of the functions' templates (lower, toordinal ...)
 _METHODS = {"now", "ts", "today", "get", "append", "count", "total", "propensity"} | template_attributes()
@@ -33,8 +35,10 @@ def assert_sandboxed(source: str) -> None:
             assert _NAMES.match(node.id) or node.id in _RUNTIME, f"unexpected name {node.id!r}"
         elif isinstance(node, ast.Attribute):
             assert node.attr in _METHODS, f"unexpected attribute {node.attr!r}"
+        elif isinstance(node, ast.Subscript):  # only `[-1]`, best first's last weight kept
+            assert ast.unparse(node.slice) == "-1", f"unexpected subscript {ast.unparse(node)}"
         elif isinstance(node, (ast.Import, ast.ImportFrom, ast.Lambda, ast.ClassDef, ast.Global,
-                               ast.With, ast.Try, ast.While, ast.For, ast.Subscript, ast.JoinedStr,
+                               ast.With, ast.Try, ast.While, ast.For, ast.JoinedStr,
                                ast.Starred, ast.Yield, ast.Await)):
             raise AssertionError(f"unexpected {type(node).__name__} in generated code")
         elif isinstance(node, ast.FunctionDef):
@@ -53,12 +57,42 @@ def catalog_of(src: str, today=datetime.date(2026, 11, 23)) -> lang.Catalog:
 
 @pytest.mark.parametrize("path", cases("codegen"))
 def test_generated_code_golden(path):
+    """Every part of every space, best first (`_top`) included where the space has it;
+    a golden file no part matches any more fails too."""
     catalog = lang.check({path.name: path.read_text()}, today=datetime.date(2026, 11, 23))
+    compared = set()
     for name in sorted(catalog.spaces):
         space = CompiledSpace(catalog, name)
-        for part, source in zip(("evaluate", "explain", "render"), all_sources(space)):
+        parts = ("evaluate", "explain", "render") + (("top",) if space.ranks_by_bound else ())
+        sources = all_sources(space) + ([space.source_of("top")] if space.ranks_by_bound else [])
+        for part, source in zip(parts, sources):
             assert_sandboxed(source)
             compare(path, f".{name}.{part}.py", source)
+            compared.add(f"{path.stem}.{name}.{part}.py")
+    assert {p.name for p in path.parent.glob(f"{path.stem}.*.py")} == compared
+
+
+def test_a_golden_catalog_covers_best_first():
+    assert any(p.name.endswith(".top.py") for p in (FIXTURES / "codegen").glob("*.py"))
+
+
+def test_the_parts_of_a_space_share_one_plan(monkeypatch):
+    """A space's checks, shared sub-expressions, test order and bounds are worked out once,
+    however many of its parts are generated."""
+    made = []
+    init = SpacePlan.__init__
+
+    def counted(self, *args):
+        made.append(args[1])
+        init(self, *args)
+
+    monkeypatch.setattr(SpacePlan, "__init__", counted)
+    path = FIXTURES / "codegen" / "ranked.offer"
+    catalog = lang.check({path.name: path.read_text()}, today=datetime.date(2026, 11, 23))
+    space = CompiledSpace(catalog, "shop")
+    for part in ("explain", "top", "render"):
+        space.source_of(part)
+    assert made == ["shop"]
 
 
 def test_example_catalog_compiles_sandboxed():

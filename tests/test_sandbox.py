@@ -26,7 +26,7 @@ import pytest
 from offerd import lang
 from offerd.compiler import Moment, SpaceCache, compile_expression, compile_space
 from offerd.compiler import runtime
-from offerd.compiler.codegen import SpaceCodegen
+from offerd.compiler.parts import SpaceCodegen
 from offerd.history import MemoryHistory, Proposition
 from offerd.lang import CatalogError
 from offerd.lang.functions import template_attributes

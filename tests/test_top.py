@@ -9,7 +9,7 @@ import pytest
 
 from offerd import lang
 from offerd.compiler import SpaceCache
-from offerd.compiler.codegen import interval
+from offerd.compiler.analysis import interval
 from offerd.engine import Engine, Request
 from offerd.history import EMPTY, MemoryHistory, Proposition
 from offerd.lang.values import check_attributes

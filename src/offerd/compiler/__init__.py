@@ -5,7 +5,7 @@ from ..lang import check_expression
 from ..lang.catalog import Catalog
 from ..lang.nodes import Expr
 from .cache import SpaceCache, default_cache
-from .codegen import expression_source
+from .expressions import expression_source
 from .space import CompiledSpace, Moment, Outcome, _compile
 
 __all__ = ["CompiledExpression", "CompiledSpace", "Moment", "Outcome", "SpaceCache",

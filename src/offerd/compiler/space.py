@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from ..lang import gc_paused
 from ..lang.catalog import Catalog, OfferDef, RuleRef
 from . import runtime
-from .codegen import SpaceCodegen
+from .analysis import SpacePlan
+from .parts import SpaceCodegen
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +60,16 @@ class CompiledSpace:
             self._build(catalog, space)
 
     def _build(self, catalog: Catalog, space: str) -> None:
-        gen = SpaceCodegen(catalog, space)
+        plan = self._plan = SpacePlan(catalog, space)  # every part is generated from it
+        gen = SpaceCodegen(catalog, space, plan)
         self.catalog_hash = catalog.hash
         self.timezone = catalog.timezone
         self.space = catalog.spaces[space]
-        self.offers: tuple[OfferDef, ...] = gen.offers
+        self.offers: tuple[OfferDef, ...] = tuple(o.offer for o in plan.offers)
         fallback = catalog.spaces[space].fallback
         self.fallback: OfferDef | None = catalog.offers_by_name[fallback] if fallback else None
-        self.rules: tuple[RuleRef, ...] = tuple(gen.rules)
-        self.ranks_by_bound = gen.ranks_by_bound  # `top` can stop early (see SpaceCodegen)
+        self.rules: tuple[RuleRef, ...] = tuple(plan.rules)
+        self.ranks_by_bound = plan.ranks_by_bound  # `top` can stop early (see SpacePlan)
         self.source = gen.evaluate_source()
         self._evaluate = _compile(self.source, gen.consts, f"space {space}", "_evaluate")
         self.evaluate = self._evaluate
@@ -131,7 +133,7 @@ class CompiledSpace:
         return self._lazy[part]
 
     def _build_part(self, part: str) -> None:
-        gen = SpaceCodegen(self._catalog, self.space.name)
+        gen = SpaceCodegen(self._catalog, self.space.name, self._plan)
         if part == "explain":
             source, name = gen.evaluate_source(explain=True), "_explain"
         elif part == "top":
