@@ -106,14 +106,24 @@ def reads_history(e: n.Expr, history_lets: set[str]) -> bool:
     return False
 
 
+def dead(x: n.Expr) -> bool:
+    """A `??` whose left is never null: the code generator writes its left alone, so what
+    its right reads is never read."""
+    return type(x) is n.Binary and x.op == "??" and not x.left.nullable
+
+
+def live_children(x: n.Expr) -> tuple:
+    """The children whose code is written (all but a dead `??`'s right)."""
+    return (x.left,) if dead(x) else n.children(x)
+
+
 def reads(roots, shared) -> set[tuple[str, str]]:
     """The attributes (root, name) the code of `roots` reads itself: not through a let or
-    a shared sub-expression, which are bound before the offers. Never fewer than the code
-    reads, which lazy loading relies on; rarely more (the right of a `??` whose left is
-    never null is not written)."""
+    a shared sub-expression, which are bound before the offers. Exactly what the code
+    reads, which lazy loading relies on."""
     out = set()
     stack = list(roots)
-    attr, leaves, children = n.Attr, LEAVES, n.children  # locals: this walks every rule of a space
+    attr, leaves, children = n.Attr, LEAVES, live_children  # locals: this walks every rule of a space
     while stack:
         x = stack.pop()
         kind = type(x)
@@ -196,6 +206,8 @@ class SpacePlan:
         counts: dict[n.Expr, list[int]] = {}  # plain dicts, one loop, one hash a node: this walks every rule
         count, children, skip = counts.get, n.children, frozenset(SIMPLE + (n.ListLiteral,))
         lets: set[str] = set()
+        unread = []  # (the right of a dead `??`, k): counted as it occurs, but nothing in it is read
+        binary = n.Binary
         for root, (k, attrs) in roots.items():
             stack = [root]
             while stack:
@@ -207,11 +219,29 @@ class SpacePlan:
                         counts[x] = [k]
                     else:
                         seen[0] += k
-                    stack.extend(children(x))
+                    if kind is binary and x.op == "??" and not x.left.nullable:
+                        stack.append(x.left)
+                        unread.append((x.right, k))
+                    else:
+                        stack.extend(children(x))
                 elif kind is n.Attr:
                     attrs.add((x.root, x.name))
                 elif kind is n.LetRef:
                     lets.add(x.name)
+                elif kind is n.ListLiteral:
+                    stack.extend(x.items)
+        for root, k in unread:
+            stack = [root]
+            while stack:
+                x = stack.pop()
+                kind = type(x)
+                if kind not in skip:
+                    seen = count(x)
+                    if seen is None:
+                        counts[x] = [k]
+                    else:
+                        seen[0] += k
+                    stack.extend(children(x))
                 elif kind is n.ListLiteral:
                     stack.extend(x.items)
         candidates = {e for e, (k,) in counts.items() if k > 1}
@@ -240,17 +270,21 @@ class SpacePlan:
         an earlier test never pays for them. Each test keeps the lazy attributes it reads."""
         preloaded: set = set()
         for e in self.shared:
-            preloaded |= reads(n.children(e), shared)
+            preloaded |= reads(live_children(e), shared)
         lets, todo = set(), list(lets_named)
         while todo:  # the lets named, and the lets they name
             name = todo.pop()
             if name not in lets:
                 lets.add(name)
-                for x in subexpressions(self.catalog.lets[name]):
+                stack = [self.catalog.lets[name]]
+                while stack:
+                    x = stack.pop()
                     if isinstance(x, n.Attr):
                         preloaded.add((x.root, x.name))
                     elif isinstance(x, n.LetRef):
                         todo.append(x.name)
+                    else:
+                        stack.extend(live_children(x))
         # An attribute no let or shared expression reads is read directly wherever a rule names
         # it, so the attributes the offer's rules name stand for those it reads itself.
         named = [set().union(*names) for names in names_of]
