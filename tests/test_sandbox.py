@@ -26,6 +26,7 @@ import pytest
 from offerd import lang
 from offerd.compiler import Moment, SpaceCache, compile_expression, compile_space
 from offerd.compiler import runtime
+from offerd.compiler.analysis import SpacePlan
 from offerd.compiler.parts import SpaceCodegen
 from offerd.history import MemoryHistory, Proposition
 from offerd.lang import CatalogError
@@ -90,7 +91,7 @@ def generated_sources(catalog) -> dict[str, tuple[str, dict]]:
     for space in catalog.spaces:
         compiled = compile_space(catalog, space, SpaceCache())
         for part, make in PARTS.items():
-            gen = SpaceCodegen(catalog, space)
+            gen = SpaceCodegen(catalog, space, SpacePlan(catalog, space))
             source = make(gen)
             assert source == (compiled.source if part == "evaluate" else compiled.source_of(part))
             out[f"{space}/{part}"] = (source, gen.consts)
@@ -382,7 +383,7 @@ def test_the_namespace_has_empty_builtins_and_only_plain_helpers():
 def test_compiled_functions_see_only_the_namespace():
     catalog = lang.check({"c.offer": catalog_text(hostile("__class__", "__globals__", "__builtins__"))})
     compiled = compile_space(catalog, "__class__", SpaceCache())
-    gen = SpaceCodegen(catalog, "__class__")
+    gen = SpaceCodegen(catalog, "__class__", SpacePlan(catalog, "__class__"))
     gen.evaluate_source()
     for fn in (compiled.evaluate, compiled._part("explain"), compiled._part("top")):
         g = fn.__globals__

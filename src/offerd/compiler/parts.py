@@ -15,10 +15,10 @@ class SpaceCodegen:
     `evaluate_source(top=True)` or `render_source()`. `consts` is what the module must be
     compiled with; use one SpaceCodegen per module, and share the plan."""
 
-    def __init__(self, catalog: Catalog, space: str, plan: SpacePlan | None = None):
+    def __init__(self, catalog: Catalog, space: str, plan: SpacePlan):
         self.catalog = catalog
         self.space = space
-        self.plan = plan if plan is not None else SpacePlan(catalog, space)
+        self.plan = plan
         self.constants = Constants()
         self.consts = self.constants.values
 
