@@ -1,9 +1,10 @@
 """The vocabulary every layer shares: proposition statuses, what a proposition counts
-toward, the caps a write re-checks, numeric limits, duration units, propensity. Plain
-values with no dependency: the language, the store and the engine import it, never the
-reverse."""
+toward, the caps a write re-checks, numeric limits, duration units, propensity, a catalog
+version's hash. Plain values with no dependency: the language, the store and the engine
+import it, never the reverse."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -33,6 +34,16 @@ def fmt_duration(seconds: int) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return " ".join(parts)
+
+
+def catalog_hash(sources: dict[str, str]) -> str:
+    """A catalog version's identity: SHA-256 over its files' names and contents."""
+    h = hashlib.sha256()
+    for name in sorted(sources):
+        data = sources[name].encode("utf-8", "surrogatepass")
+        h.update(f"{name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)

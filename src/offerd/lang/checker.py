@@ -4,9 +4,8 @@ lang/expressions.py."""
 from __future__ import annotations
 
 import datetime
-import hashlib
 
-from ..domain import STATUSES, fmt_duration
+from ..domain import STATUSES, catalog_hash, fmt_duration
 from . import nodes as n
 from .catalog import Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
@@ -15,15 +14,6 @@ from .types import BOOL, ERROR, INT, LIST_ELEMS, SCALARS, STRING, Type, list_of
 
 MAX_OFFERS = 50_000
 RENDERABLE = ("string", "int", "float", "bool", "date")
-
-
-def catalog_hash(sources: dict[str, str]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(sources):
-        data = sources[name].encode("utf-8", "surrogatepass")
-        h.update(f"{name}\0{len(data)}\0".encode())
-        h.update(data)
-    return h.hexdigest()
 
 
 class Checker:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+from ..domain import catalog_hash
 from .errors import NoEarlierVersion, NotFound
 
 
 def save_version(store, files: dict[str, str], label: str) -> str:
-    from ..lang.checker import catalog_hash
-
     digest = catalog_hash(files)
     value = json.dumps({"files": files, "label": label, "created": time.time()}).encode()
     db = store.db["versions"]
