@@ -16,19 +16,13 @@ from .records import CorruptRecord, Indexer, Record, encode_new, names
 from .writer import Writer
 
 
-def _names(p: NewProposition) -> bytes:
-    """The proposition's names block, encoded once per object (the engine reuses them)."""
-    got = p.memo.get("names")
+def _encoded(p: NewProposition) -> tuple[bytes, list[bytes]]:
+    """The proposition's names block and the counters it adds to, encoded once per object
+    (the engine reuses one per offer and space)."""
+    got = p.memo.get("store")
     if got is None:
-        got = p.memo["names"] = names(p.offer, p.space, tuple(p.categories))
-    return got
-
-
-def _refs(p: NewProposition) -> list[bytes]:
-    """The counters a proposition of it adds to, encoded once per object."""
-    got = p.memo.get("refs")
-    if got is None:
-        got = p.memo["refs"] = [ref_key(kind, name) for kind, name in p.counted]
+        got = p.memo["store"] = (names(p.offer, p.space, tuple(p.categories)),
+                                 [ref_key(kind, name) for kind, name in p.counted])
     return got
 
 
@@ -69,11 +63,12 @@ class Decisions:
         checks and puts. Nothing is written unless every check ran."""
         prefix = contact.key() if contact is not None else b"u\0"  # unknown contacts: counters only
         time_us = us(at)
-        made = []  # (proposition, id, history key, record); bad names are refused here
+        made = []  # (proposition, id, history key, record, counter refs); bad names are refused here
         for p in propositions:
             prop_id = self.new_id()
             hkey = history_key(prefix, time_us, prop_id)
-            made.append((p, prop_id, hkey, encode_new(time_us, _names(p), prefix, prop_id)))
+            block, refs = _encoded(p)
+            made.append((p, prop_id, hkey, encode_new(time_us, block, prefix, prop_id), refs))
         per_contact = any(p.per_contact for p in propositions)
         db, writer, passes = self._db, self._writer, self._passes
         read = seen.read_as(prefix, propositions, at) if per_contact and seen is not None else None
@@ -94,7 +89,7 @@ class Decisions:
                 if p.checks and not all(passes(txn, pending, mine, check, at) for check in p.checks):
                     ids.append(None)
                     continue
-                pending.add_all(_refs(p), "proposed", time_us)
+                pending.add_all(item[4], "proposed", time_us)
                 if mine is not None:  # the next proposition's checks see this one
                     for kind, name in p.counted:
                         times = list(mine.get((kind, name, "proposed"), ()))  # a copy: `read` is the caller's
@@ -105,11 +100,11 @@ class Decisions:
             pending.unwritten.clear()
             history, props, events = db["history"], db["props"], db["events"]
             put = txn.put
-            for p, prop_id, hkey, record in chosen:
+            for _, prop_id, hkey, record, refs in chosen:
                 if contact is not None:
                     put(hkey, record, db=history)
                     put(prop_id, hkey, db=props)
-                for ref in _refs(p):
+                for ref in refs:
                     put(event_key(ref, "proposed", time_us, prop_id), b"", db=events)
             if chosen and contact is not None:
                 put(prefix, chosen[-1][1], db=history)  # the stamp: a new unique value
