@@ -206,9 +206,11 @@ class SpacePlan:
         counts: dict[n.Expr, list[int]] = {}  # plain dicts, one loop, one hash a node: this walks every rule
         count, children, skip = counts.get, n.children, frozenset(SIMPLE + (n.ListLiteral,))
         lets: set[str] = set()
-        unread = []  # (the right of a dead `??`, k): counted as it occurs, but nothing in it is read
-        binary = n.Binary
-        for root, (k, attrs) in roots.items():
+        binary, attr, let_ref, literals = n.Binary, n.Attr, n.LetRef, n.ListLiteral
+
+        def walk(root: n.Expr, k: int, attrs: set | None) -> None:
+            """Count root's sub-expressions k times; note in `attrs` and `lets` what it names
+            (attrs None: code that is never written, whose names are not read)."""
             stack = [root]
             while stack:
                 x = stack.pop()
@@ -219,31 +221,22 @@ class SpacePlan:
                         counts[x] = [k]
                     else:
                         seen[0] += k
-                    if kind is binary and x.op == "??" and not x.left.nullable:
+                    if attrs is not None and kind is binary and x.op == "??" and not x.left.nullable:
                         stack.append(x.left)
-                        unread.append((x.right, k))
+                        walk(x.right, k, None)  # counted as the old code did, but never read
                     else:
                         stack.extend(children(x))
-                elif kind is n.Attr:
+                elif kind is literals:
+                    stack.extend(x.items)
+                elif attrs is None:
+                    continue
+                elif kind is attr:
                     attrs.add((x.root, x.name))
-                elif kind is n.LetRef:
+                elif kind is let_ref:
                     lets.add(x.name)
-                elif kind is n.ListLiteral:
-                    stack.extend(x.items)
-        for root, k in unread:
-            stack = [root]
-            while stack:
-                x = stack.pop()
-                kind = type(x)
-                if kind not in skip:
-                    seen = count(x)
-                    if seen is None:
-                        counts[x] = [k]
-                    else:
-                        seen[0] += k
-                    stack.extend(children(x))
-                elif kind is n.ListLiteral:
-                    stack.extend(x.items)
+
+        for root, (k, attrs) in roots.items():
+            walk(root, k, attrs)
         candidates = {e for e, (k,) in counts.items() if k > 1}
         order: dict[n.Expr, None] = {}
 
