@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/offerd/v1/*.proto)
 GEN := src/offerd/v1/offerd_pb2.py
 
-.PHONY: test soak bench check serve gen clean
+.PHONY: test soak bench instructions check serve gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ bench: $(VENV)/.bench $(GEN)
 	$(PY) benchmarks/decide.py
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/load.py
+
+# instructions per call counted by callgrind, exact on a busy machine (BASE=dir: another
+# checkout with its own .venv, measured side by side); Debian's valgrind if missing
+VALGRIND := /usr/bin/valgrind
+$(VALGRIND):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind > /dev/null
+
+instructions: $(VALGRIND) $(VENV)/.bench $(GEN)
+	$(PY) benchmarks/instructions.py $${BASE:+--tree $$BASE} --tree .
 
 # check the bundled example catalog
 check: $(STAMP)
