@@ -262,9 +262,19 @@ class SpacePlan:
         them itself, just before the first test that needs them, so a contact rejected by
         an earlier test never pays for them. Each test keeps the lazy attributes it reads."""
         preloaded: set = set()
-        for e in self.shared:
-            preloaded |= reads(live_children(e), shared)
-        lets, todo = set(), list(lets_named)
+        todo = list(lets_named)
+        for e in self.shared:  # bound before the offers: what its written code names is read there
+            stack = list(live_children(e))
+            while stack:
+                x = stack.pop()
+                kind = type(x)
+                if kind is n.Attr:
+                    preloaded.add((x.root, x.name))
+                elif kind is n.LetRef:  # written before the shared lines, with what it reads
+                    todo.append(x.name)
+                elif kind not in LEAVES and x not in shared:
+                    stack.extend(live_children(x))
+        lets = set()
         while todo:  # the lets named, and the lets they name
             name = todo.pop()
             if name not in lets:
