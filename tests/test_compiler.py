@@ -395,3 +395,89 @@ def test_deepest_allowed_expressions_compile():
     # 2 ** 24 overflows nothing; 10 ** 24 leaves the 64-bit range and becomes null
     eligible, out = evaluate(catalog, "web", contact={"vip": True, "age": 10, "score": 1.0})
     assert "b" not in eligible and out["b"].rule.kind == "eligible"
+
+
+# --- lazy attributes under dead `??` right sides ------------------------------------------------
+
+_DEAD_SCHEMA = ("schema contact { a: int  b: float  c: float  d: float  e: float }\n"
+                "schema context { page: string }\nspace web { limit 3  fields title? }\n")
+_DEAD_ATTRS = ("contact.b", "contact.c", "contact.d", "contact.e")
+
+
+def _dead_catalog(rnd) -> str:
+    """A random catalog dense in what lazy loading must get right: `??` whose left is never
+    null (its right is never written), lets, and sub-expressions shared between offers."""
+    def num(d, lets):
+        k = rnd.random()
+        if d <= 0 or k < 0.25:
+            return rnd.choice(_DEAD_ATTRS + ("1.0", "2.5") + tuple(lets))
+        if k < 0.45:
+            return f"({num(d - 1, lets)} ?? {num(d - 1, lets)})"
+        if k < 0.6:
+            return f"(1.0 ?? {num(d - 1, lets)})"
+        if k < 0.75:
+            return f"({num(d - 1, lets)} + {num(d - 1, lets)})"
+        if k < 0.85:
+            return f"({num(d - 1, lets)} * 2.0)"
+        return f"(if {test(d - 1, lets)} then {num(d - 1, lets)} else {num(d - 1, lets)})"
+
+    def test(d, lets):
+        k = rnd.random()
+        if d <= 0 or k < 0.3:
+            return f"({num(d - 1, lets)} > 1.0)"
+        if k < 0.45:
+            return f"(true ?? {test(d - 1, lets)})"
+        if k < 0.6:
+            return f"({test(d - 1, lets)} and {test(d - 1, lets)})"
+        if k < 0.75:
+            return f"has({rnd.choice(_DEAD_ATTRS)})"
+        return f"({test(d - 1, lets)} or {test(d - 1, lets)})"
+
+    src, lets = _DEAD_SCHEMA, []
+    for j in range(rnd.randint(1, 3)):
+        src += f"let l{j} = {num(2, lets)}\n"
+        lets.append(f"l{j}")
+    # shared between offers, and often reading lets: some are met only under dead right sides
+    nums = [f"({rnd.choice(lets)} + {num(1, lets)})" for _ in range(3)]
+    tests = [f"({rnd.choice(lets)} > {num(1, [])})" for _ in range(3)]
+    for o in range(rnd.choice([3, 4, 6, 6, 35])):
+        parts = ["spaces web"]
+        for _ in range(rnd.randint(0, 2)):
+            if rnd.random() < 0.5:
+                parts.append(f"eligible (true ?? {rnd.choice(tests)})")
+            else:
+                parts.append(f"eligible {test(2, [])}")
+        if rnd.random() < 0.8:
+            w = f"(3.0 ?? {rnd.choice(nums)})" if rnd.random() < 0.5 else num(2, lets)
+            parts.append(f"weight {w}")
+        if rnd.random() < 0.3:
+            parts.append('content web { title "v {' + rnd.choice(nums) + '}" }')
+        src += f"offer o{o} {{ " + "  ".join(parts) + " }\n"
+    return src
+
+
+def test_lazy_attributes_are_loaded_before_any_read():
+    """Every part of random catalogs dense in dead `??` right sides, lets and shared
+    sub-expressions runs on contacts with attributes absent and present, and evaluate,
+    explain and top agree: an attribute taken for lazy but read before its offer loads it
+    would raise (it did, in review, for a let named only under dead right sides)."""
+    import random
+
+    rnd = random.Random(20261204)
+    contacts = [{}, {"b": 2.0}, {"b": 0.5, "c": 3.0, "d": -1.0, "a": 2}, {"c": 1.5, "d": 4.0}]
+    for i in range(300):
+        source = _dead_catalog(rnd)
+        catalog = lang.check({"c.offer": source}, today=datetime.date(2026, 11, 23))
+        space = CompiledSpace(catalog, "web")
+        moment = space.moment(T0)
+        for contact in contacts:
+            try:
+                eligible = space.evaluate(contact, {}, moment, EMPTY)
+                explained = space.explain(contact, {}, moment, EMPTY)
+                for pos, _ in eligible:
+                    space.render(pos, contact, {}, moment, EMPTY)
+                top = space.top(3, contact, {}, moment, EMPTY)[0] if space.ranks_by_bound else eligible
+            except Exception as e:
+                raise AssertionError(f"catalog {i} raised {e!r} on {contact}:\n{source}") from e
+            assert [(p, w) for p, w in eligible] == [(k, o.weight) for k, o in enumerate(explained) if o.eligible], source
+            assert set(top) <= set(eligible), source
