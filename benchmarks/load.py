@@ -123,11 +123,25 @@ async def _noop(port: int, response: bytes) -> None:
 # --- the client ----------------------------------------------------------------------------
 
 def client(target: str, scenario: str, inflight: int, connections: int, warmup: float, seconds: float,
-           contacts: int, space: str) -> dict:
-    return asyncio.run(_client(target, scenario, inflight, connections, warmup, seconds, contacts, space))
+           contacts: int, space: str, server_pids: list[int]) -> dict:
+    return asyncio.run(_client(target, scenario, inflight, connections, warmup, seconds, contacts, space,
+                               server_pids))
 
 
-async def _client(target, scenario, inflight, connections, warmup, seconds, contacts, space) -> dict:
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes have used so far, from /proc (a process gone counts 0)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat(5)
+    return total / tick
+
+
+async def _client(target, scenario, inflight, connections, warmup, seconds, contacts, space, server_pids) -> dict:
     import grpc
     from hdrh.histogram import HdrHistogram
 
@@ -206,9 +220,10 @@ async def _client(target, scenario, inflight, connections, warmup, seconds, cont
     else:
         tasks = [asyncio.create_task(unary(k)) for k in range(inflight)]
     await asyncio.sleep(warmup)
-    state["measure"], t0, cpu0 = True, perf(), time.process_time()
+    state["measure"], t0, cpu0, server0 = True, perf(), time.process_time(), cpu_seconds(server_pids)
     await asyncio.sleep(seconds)
     state["measure"], elapsed, cpu = False, perf() - t0, time.process_time() - cpu0
+    server_cpu = cpu_seconds(server_pids) - server0
     state["stop"] = True
     await asyncio.wait(tasks, timeout=10)
     for ch in channels:
@@ -216,7 +231,8 @@ async def _client(target, scenario, inflight, connections, warmup, seconds, cont
     n = state["done"]
     return {"calls": n, "per_s": n / elapsed, "records": state["records"], "errors": state["errors"],
             "p50_ms": hist.get_value_at_percentile(50) / 1e3, "p99_ms": hist.get_value_at_percentile(99) / 1e3,
-            "p999_ms": hist.get_value_at_percentile(99.9) / 1e3, "client_cpu": cpu / elapsed}
+            "p999_ms": hist.get_value_at_percentile(99.9) / 1e3, "client_cpu": cpu / elapsed,
+            "server_cpu_us": server_cpu / n * 1e6 if n else None}  # per decision, every server process
 
 
 def sample_response(target: str, space: str) -> str:
@@ -248,6 +264,14 @@ class Server:
                 raise RuntimeError(f"server exited: {self.proc.stderr.read()[-2000:]}")
             time.sleep(0.1)
         raise RuntimeError("server did not start")
+
+    def pids(self) -> list[int]:
+        """The server's processes: the supervisor and its workers."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                return [self.proc.pid] + [int(p) for p in f.read().split()]
+        except OSError:
+            return [self.proc.pid]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -310,12 +334,12 @@ def scenario_pair(tmp: str, name: str, scenario: str, space: str, workers: int, 
     try:
         response = subprocess.run([PY, __file__, "sample", f"127.0.0.1:{srv.port}", space], capture_output=True,
                                   text=True, check=True).stdout.strip()
-        mine = run_client(srv.port, scenario=scenario, space=space, inflight=inflight, **common)
+        mine = run_client(srv.port, scenario=scenario, space=space, inflight=inflight, server_pids=srv.pids(), **common)
     finally:
         srv.stop()
     ref = noop(response, workers)
     try:
-        base = run_client(ref.port, scenario=scenario, space=space, inflight=inflight, **common)
+        base = run_client(ref.port, scenario=scenario, space=space, inflight=inflight, server_pids=ref.pids(), **common)
     finally:
         ref.stop()
     shutil.rmtree(data, ignore_errors=True)
@@ -360,14 +384,21 @@ def offer_growth(sizes, seed: int) -> list[dict]:
     return out
 
 
+def _server_cpu(mine: dict, base: dict) -> str:
+    if mine.get("server_cpu_us") is None or base.get("server_cpu_us") is None:
+        return ""  # a result from before the figure was taken
+    return f"{mine['server_cpu_us']:,.0f} / {base['server_cpu_us']:,.0f}"
+
+
 def tables(result: dict) -> str:
     out = ["| scenario | in flight | ours decisions/s | no-op decisions/s | ours / no-op | ours p50 ms | ours p99 ms | "
-           "no-op p99 ms | p99 diff ms | client CPU |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "no-op p99 ms | p99 diff ms | client CPU | server CPU µs per decision, ours / no-op |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["scenarios"] + result["sweep"]:
         m, b = r["ours"], r["noop"]
         out.append(f"| {r['name']} | {r['inflight']} | {m['per_s']:,.0f} | {b['per_s']:,.0f} | "
                    f"{r['throughput_ratio']:.0%} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {b['p99_ms']:.2f} | "
-                   f"{r['p99_diff_ms']:+.2f} | {m['client_cpu']:.0%} |")
+                   f"{r['p99_diff_ms']:+.2f} | {m['client_cpu']:.0%} | {_server_cpu(m, b)} |")
     out += ["", "| offers per space | µs per dry decision (in-process) | x the 20-offer cost |", "|---:|---:|---:|"]
     base = next((g["us_per_decision"] for g in result["growth"] if g["offers"] == 20), None)
     for g in result["growth"]:
