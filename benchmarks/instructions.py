@@ -9,7 +9,15 @@ difference over 3N is the work of one call, set-up and interpreter start cancell
   100 contacts with stored profiles and 10 propositions each (few: set-up runs under
   callgrind too);
 - recorded: the same decision, recorded (the writer thread's work included);
-- compile: parse, check and compile a 300-offer generated catalog's space.
+- compile: parse, check and compile a 300-offer generated catalog's space;
+- the stages of a decision on the same data, each alone on inputs prepared outside the count
+  (this checkout only: they call the engine's parts): `convert in` (offerd.v1 request to the
+  engine's Request), `inputs` (the decision time and the context checked against the schema),
+  `read` (the profile and the history, one read transaction), `rules` (the compiled space's
+  evaluate, its history index built as in a decision), `arbitrate`, `content` (the winners'
+  content rendered), `write` (the propositions recorded, synced off), `convert out` (the
+  Decision to an offerd.v1 response). Their sum beside `dry` and `recorded` shows what the
+  engine adds around them.
 
     .venv/bin/python benchmarks/instructions.py                     # this checkout
     .venv/bin/python benchmarks/instructions.py --tree ../other     # another (its .venv)
@@ -30,6 +38,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = {"dry": 100, "recorded": 100, "compile": 1}  # N per mode (the second run makes 4N calls)
+STAGES = ("convert in", "inputs", "read", "rules", "arbitrate", "content", "write", "convert out")
 NOW = 1_795_000_000.0
 
 
@@ -75,9 +84,55 @@ def _inner(mode: str, calls: int) -> None:
                             dry_run=mode == "dry") for i in range(calls)]
         for r in requests[:5]:  # compile the space and warm the caches outside the count
             engine.decide(Request(r.spaces, r.contact_id, context=r.context, time=when, dry_run=True))
-        for r in requests:
-            engine.decide(r)
+        if mode in STAGES:
+            stage = _stage(mode, engine, store, contexts, when)
+            for i in range(calls):
+                stage(i % 100)
+        else:
+            for r in requests:
+                engine.decide(r)
         store.close()
+
+
+def _stage(mode: str, engine, store, contexts, when):
+    """One stage of a decision as a call on contact i's inputs, prepared here."""
+    from offerd.client import decide_request
+    from offerd.engine import Request
+    from offerd.engine.arbitrate import arbitrate, ranked
+    from offerd.lang.values import check_attributes
+    from offerd.server import convert
+    from offerd.store import Contact, StoredHistory
+
+    plan, space = engine._plan, engine.space("s")
+    catalog, moment, limit = plan.catalog, space.moment(when), space.space.limit
+    since = moment.ts if not plan.reads_history else None if plan.horizon is None else moment.ts - plan.horizon
+    who = [Contact(f"c{i}") for i in range(100)]
+    read = [store.decision_inputs(c, since, True, plan.indexer) for c in who]
+    attrs, context = [a or {} for a, _ in read], [c for _, c in contexts[:100]]
+    eligible = [space.evaluate(attrs[i], context[i], moment, read[i][1]) for i in range(100)]
+    won = [arbitrate(plan, space, ranked(list(e), 2 * limit + 2), limit, set(), {}, read[i][1], moment.ts)
+           for i, e in enumerate(eligible)]
+    if mode == "convert in":
+        messages = [decide_request(["s"], f"c{i}", context=context[i], time=when) for i in range(100)]
+        return lambda i: convert.request(messages[i])
+    if mode == "inputs":
+        return lambda i: (space.moment(when), check_attributes(catalog.context, context[i], "context"))
+    if mode == "read":
+        return lambda i: store.decision_inputs(who[i], since, True, plan.indexer)
+    if mode == "rules":  # a fresh view: its index is built on the first count, as in a decision
+        return lambda i: space.evaluate(attrs[i], context[i], moment,
+                                        StoredHistory(store, read[i][1]._values, plan.indexer))
+    if mode == "arbitrate":
+        return lambda i: arbitrate(plan, space, ranked(list(eligible[i]), 2 * limit + 2), limit, set(), {},
+                                   read[i][1], moment.ts)
+    if mode == "content":
+        return lambda i: [space.render(pos, attrs[i], context[i], moment, read[i][1]) for pos, _ in won[i]]
+    if mode == "write":
+        props = [[plan.proposition(space.offers[pos], "s") for pos, _ in w] for w in won]
+        return lambda i: store.record_decision(who[i], moment.ts, props[i])
+    decisions = [engine.decide(Request(("s",), f"c{i}", context=context[i], time=when, dry_run=True))
+                 for i in range(100)]
+    return lambda i: convert.response(decisions[i])
 
 
 def _count(tree: str, mode: str, calls: int) -> int:
@@ -96,7 +151,9 @@ def _count(tree: str, mode: str, calls: int) -> int:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tree", action="append", help="a checkout with its .venv (default: this one); repeatable")
-    ap.add_argument("--mode", action="append", choices=sorted(MODES), help="default: all")
+    ap.add_argument("--mode", action="append", choices=sorted(MODES) + list(STAGES),
+                    help="default: dry, recorded, compile; --stages adds each stage of a decision")
+    ap.add_argument("--stages", action="store_true", help="also each stage of a decision (this checkout's code)")
     ap.add_argument("--inner", nargs=2, metavar=("MODE", "CALLS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
@@ -105,8 +162,8 @@ def main(argv=None) -> None:
     trees = [os.path.abspath(t) for t in args.tree or [os.path.dirname(HERE)]]
     print("| mode | " + " | ".join(trees) + " |")
     print("|---|" + "---:|" * len(trees))
-    for mode in args.mode or list(MODES):
-        n = MODES[mode]
+    for mode in args.mode or list(MODES) + (list(STAGES) if args.stages else []):
+        n = MODES.get(mode, 100)
         row = [(_count(t, mode, 4 * n) - _count(t, mode, n)) / (3 * n) for t in trees]
         print(f"| {mode} | " + " | ".join(f"{x:,.0f}" for x in row) + " |", flush=True)
 
