@@ -1,6 +1,6 @@
 """A tree-walking reference interpreter of the checked ODL AST, for tests only.
 
-It is written from DESIGN.md's "Semantics, normative" and the documented decisions, not
+It is written from the semantics docs/language.md states, not
 from the code generator, so that the compiled code can be checked against it. It favours
 being obviously right over being fast: every node is evaluated from scratch, lets included.
 A function call means its entry's `reference` in offerd/lang/functions.py: plain Python

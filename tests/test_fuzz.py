@@ -168,7 +168,7 @@ def environments(catalog):
 
 
 def reference_render(catalog, template, contact, context, moment, history, space) -> str:
-    """DESIGN.md: `{expr}` rendered as text, null as the empty string."""
+    """docs/language.md: `{expr}` rendered as text, null as the empty string."""
     out = []
     for part in template.parts:
         if isinstance(part, str):
