@@ -117,18 +117,21 @@ def live_children(x: n.Expr) -> tuple:
     return (x.left,) if dead(x) else n.children(x)
 
 
-def reads(roots, shared) -> set[tuple[str, str]]:
+def reads(roots, shared, lets: list | None = None) -> set[tuple[str, str]]:
     """The attributes (root, name) the code of `roots` reads itself: not through a let or
     a shared sub-expression, which are bound before the offers. Exactly what the code
-    reads, which lazy loading relies on."""
+    reads, which lazy loading relies on. `lets`, if given, receives the lets it names."""
     out = set()
     stack = list(roots)
-    attr, leaves, children = n.Attr, LEAVES, live_children  # locals: this walks every rule of a space
+    attr, let_ref, leaves, children = n.Attr, n.LetRef, LEAVES, live_children  # locals: this walks every rule
     while stack:
         x = stack.pop()
         kind = type(x)
         if kind is attr:
             out.add((x.root, x.name))
+        elif kind is let_ref:
+            if lets is not None:
+                lets.append(x.name)
         elif kind not in leaves and x not in shared:  # a let's attributes are bound before the offers
             stack.extend(children(x))
     return out
@@ -263,31 +266,14 @@ class SpacePlan:
         an earlier test never pays for them. Each test keeps the lazy attributes it reads."""
         preloaded: set = set()
         todo = list(lets_named)
-        for e in self.shared:  # bound before the offers: what its written code names is read there
-            stack = list(live_children(e))
-            while stack:
-                x = stack.pop()
-                kind = type(x)
-                if kind is n.Attr:
-                    preloaded.add((x.root, x.name))
-                elif kind is n.LetRef:  # written before the shared lines, with what it reads
-                    todo.append(x.name)
-                elif kind not in LEAVES and x not in shared:
-                    stack.extend(live_children(x))
+        for e in self.shared:  # bound before the offers: what its written code names is read there,
+            preloaded |= reads(live_children(e), shared, todo)  # the lets it names included
         lets = set()
         while todo:  # the lets named, and the lets they name
             name = todo.pop()
             if name not in lets:
                 lets.add(name)
-                stack = [self.catalog.lets[name]]
-                while stack:
-                    x = stack.pop()
-                    if isinstance(x, n.Attr):
-                        preloaded.add((x.root, x.name))
-                    elif isinstance(x, n.LetRef):
-                        todo.append(x.name)
-                    else:
-                        stack.extend(live_children(x))
+                preloaded |= reads([self.catalog.lets[name]], (), todo)  # lets are bound before shared ones
         # An attribute no let or shared expression reads is read directly wherever a rule names
         # it, so the attributes the offer's rules name stand for those it reads itself.
         named = [set().union(*names) for names in names_of]
