@@ -42,8 +42,9 @@ STAGES = ("convert in", "inputs", "read", "rules", "arbitrate", "content", "writ
 NOW = 1_795_000_000.0
 
 
-def _inner(mode: str, calls: int) -> None:
-    """One measured run: set-up, then `calls` calls."""
+def _inner(mode: str, calls: int, cold: bool = False) -> None:
+    """One measured run: set-up, then `calls` calls. `cold`: the store's memory of recent
+    contacts off, so every decision reads and decodes its contact's history."""
     sys.path.insert(0, HERE)
     from rules import catalog_contexts, generate_catalog
 
@@ -70,6 +71,8 @@ def _inner(mode: str, calls: int) -> None:
     contexts = catalog_contexts(100, 7, catalog)
     with tempfile.TemporaryDirectory() as root:
         store = Store(root, durability="fast", map_size=1 << 30)  # valgrind cannot map 1 TiB
+        if cold and hasattr(store, "recent"):
+            store.recent.size = 0
         store.put_profiles([(Contact(f"c{i}"), contexts[i][0]) for i in range(100)])
         for i in range(100):
             for _ in range(10):
@@ -85,7 +88,7 @@ def _inner(mode: str, calls: int) -> None:
         for r in requests[:5]:  # compile the space and warm the caches outside the count
             engine.decide(Request(r.spaces, r.contact_id, context=r.context, time=when, dry_run=True))
         if mode in STAGES:
-            stage = _stage(mode, engine, store, contexts, when)
+            stage = _stage(mode, engine, store, contexts, when, cold)
             for i in range(calls):
                 stage(i % 100)
         else:
@@ -94,7 +97,7 @@ def _inner(mode: str, calls: int) -> None:
         store.close()
 
 
-def _stage(mode: str, engine, store, contexts, when):
+def _stage(mode: str, engine, store, contexts, when, cold: bool):
     """One stage of a decision as a call on contact i's inputs, prepared here."""
     from offerd.client import decide_request
     from offerd.engine import Request
@@ -119,9 +122,11 @@ def _stage(mode: str, engine, store, contexts, when):
         return lambda i: (space.moment(when), check_attributes(catalog.context, context[i], "context"))
     if mode == "read":
         return lambda i: store.decision_inputs(who[i], since, True, plan.indexer)
-    if mode == "rules":  # a fresh view: its index is built on the first count, as in a decision
+    if mode == "rules" and cold:  # a fresh view: its index is built on the first count, as in a decision
         return lambda i: space.evaluate(attrs[i], context[i], moment,
                                         StoredHistory(store, read[i][1]._values, plan.indexer))
+    if mode == "rules":  # the view as a decision gets it: the index remembered from the last read
+        return lambda i: space.evaluate(attrs[i], context[i], moment, read[i][1])
     if mode == "arbitrate":
         return lambda i: arbitrate(plan, space, ranked(list(eligible[i]), 2 * limit + 2), limit, set(), {},
                                    read[i][1], moment.ts)
@@ -135,12 +140,12 @@ def _stage(mode: str, engine, store, contexts, when):
     return lambda i: convert.response(decisions[i])
 
 
-def _count(tree: str, mode: str, calls: int) -> int:
+def _count(tree: str, mode: str, calls: int, cold: bool) -> int:
     python = os.path.join(tree, ".venv", "bin", "python")
     with tempfile.TemporaryDirectory() as out:
         got = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", python, os.path.abspath(__file__),
-             "--inner", mode, str(calls)],
+             "--inner", mode, str(calls)] + (["--cold"] if cold else []),
             cwd=tree, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     found = re.search(r"Collected : (\d+)", got.stderr)
     if got.returncode != 0 or not found:
@@ -154,18 +159,20 @@ def main(argv=None) -> None:
     ap.add_argument("--mode", action="append", choices=sorted(MODES) + list(STAGES),
                     help="default: dry, recorded, compile; --stages adds each stage of a decision")
     ap.add_argument("--stages", action="store_true", help="also each stage of a decision (this checkout's code)")
+    ap.add_argument("--cold", action="store_true",
+                    help="the store's memory of recent contacts off: every decision reads its contact afresh")
     ap.add_argument("--inner", nargs=2, metavar=("MODE", "CALLS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
-        _inner(args.inner[0], int(args.inner[1]))
+        _inner(args.inner[0], int(args.inner[1]), args.cold)
         return
     trees = [os.path.abspath(t) for t in args.tree or [os.path.dirname(HERE)]]
     print("| mode | " + " | ".join(trees) + " |")
     print("|---|" + "---:|" * len(trees))
     for mode in args.mode or list(MODES) + (list(STAGES) if args.stages else []):
         n = MODES.get(mode, 100)
-        row = [(_count(t, mode, 4 * n) - _count(t, mode, n)) / (3 * n) for t in trees]
-        print(f"| {mode} | " + " | ".join(f"{x:,.0f}" for x in row) + " |", flush=True)
+        row = [(_count(t, mode, 4 * n, args.cold) - _count(t, mode, n, args.cold)) / (3 * n) for t in trees]
+        print(f"| {mode}{' (memory off)' if args.cold else ''} | " + " | ".join(f"{x:,.0f}" for x in row) + " |", flush=True)
 
 
 if __name__ == "__main__":

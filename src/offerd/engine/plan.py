@@ -69,7 +69,10 @@ class Plan:
         windows = [h.window for h in mine]
         self.indexer = Indexer(frozenset((h.ref_kind, h.ref, h.status) for h in mine))
         self.reads_history = bool(windows)
-        self.horizon: float | None = None if None in windows else float(max(windows, default=0))
+        # a status count reads every proposition kept: one made before its window may reach
+        # the status inside it
+        status = any(h.status != "proposed" for h in mine)
+        self.horizon: float | None = None if None in windows or status else float(max(windows, default=0))
         # what pruning must keep: every window, totals' too (lifetime totals have counters
         # that are never pruned); None if a rule reads a contact's whole history
         every = [PROPENSITY_WINDOW if isinstance(x, n.Propensity) else x.window

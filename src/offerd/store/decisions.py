@@ -12,6 +12,7 @@ from .counters import FOREVER, Counts
 from .errors import Corrupt, ImpossibleMove, NotFound
 from .history import StoredHistory, history_values, horizon
 from .keys import U64, Contact, event_key, history_key, ref_key, us
+from .recent import Recent, Seen
 from .records import CorruptRecord, Indexer, Record, encode_new, names
 from .writer import Writer
 
@@ -33,6 +34,19 @@ def _cap_ref(check: CapCheck) -> bytes:
     return got
 
 
+def _advanced(recent: Recent, prefix: bytes, known: Seen, chosen: list, time_us: int):
+    """After the commit: the contact's remembered index, current until this write, with the
+    written propositions added, under the new stamp (the next decision reads two keys)."""
+    index, keys = dict(known.index), known.indexer.keys
+    for item in chosen:
+        for key in keys(_encoded(item[0])[0])["proposed"]:
+            times = list(index.get(key, ()))  # a copy: readers may hold the old one
+            insort(times, time_us)
+            index[key] = times
+    seen = Seen(known.raw, known.attrs, chosen[-1][1], known.since, known.indexer, index, known.size + len(chosen))
+    return lambda: recent.put(prefix, seen)
+
+
 def _ref_keys(rec: Record, status: str) -> list[bytes]:
     """The counters an event of `rec` in `status` adds to."""
     refs = [ref_key("offer", rec.offer), ref_key("space", rec.space)]
@@ -45,8 +59,8 @@ class Decisions:
     """Makes the write operations of decisions and reports (`op`, `report_op`) for the
     writer to run. Owns the proposition ids and the writer's history indexers."""
 
-    def __init__(self, db: dict, writer: Writer, counts: Counts):
-        self._db, self._writer = db, writer
+    def __init__(self, db: dict, writer: Writer, counts: Counts, recent: Recent):
+        self._db, self._writer, self._recent = db, writer, recent
         self._counted = writer.counted  # the writer clears it in place when a write fails
         self._bucket_sum, self._total = counts.bucket_sum, counts.total
         self._indexers: dict[frozenset, Indexer] = {}  # the writer's, by what the caps count
@@ -107,6 +121,9 @@ class Decisions:
                 for ref in refs:
                     put(event_key(ref, "proposed", time_us, prop_id), b"", db=events)
             if chosen and contact is not None:
+                known = self._recent.get(prefix)
+                if known is not None and known.index is not None and txn.get(prefix, db=history) == known.stamp:
+                    writer.after.append(_advanced(self._recent, prefix, known, chosen, time_us))
                 put(prefix, chosen[-1][1], db=history)  # the stamp: a new unique value
             if note is not None:  # written with the decision, or not at all (outbound batches)
                 key, value = note(ids)

@@ -8,6 +8,7 @@ from bisect import bisect_right
 from ..domain import PROPENSITY_WINDOW, NewProposition, propensity
 from .errors import Corrupt
 from .keys import NEWEST, U64, us
+from .recent import Seen
 from .records import ALL, CorruptRecord, Indexer
 
 
@@ -47,16 +48,20 @@ def history_values(txn, db, prefix: bytes, since: float | None) -> tuple[list[by
 class StoredHistory:
     """The HistoryView compiled spaces read (see offerd.history): the contact's stored
     propositions, read once and indexed on first use, so each count is two bisections; totals
-    and propensity from the store's counters."""
+    and propensity from the store's counters. `seen`: the read's entry in the store's memory
+    of recent contacts, holding the index already (a hit) or to be given it once built."""
 
-    def __init__(self, store, values: list[bytes], indexer: Indexer = ALL,
-                 read: tuple[bytes, bytes | None, float | None] | None = None):
-        self._store, self._values, self._indexer, self._index = store, values, indexer, None
+    def __init__(self, store, values: list[bytes] | None, indexer: Indexer = ALL,
+                 read: tuple[bytes, bytes | None, float | None] | None = None, seen=None):
+        self._store, self._values, self._indexer = store, values, indexer
         self._read = read  # (contact key, its stamp, read since) if read from the store
+        self._seen = seen
+        self._index = None if seen is None else seen.index
 
     @property
     def size(self) -> int:
-        return len(self._values)
+        """How many propositions were read."""
+        return len(self._values) if self._values is not None else self._seen.size
 
     def _indexed(self) -> dict:
         if self._index is None:
@@ -64,6 +69,10 @@ class StoredHistory:
                 self._index = self._indexer.index(self._values)
             except CorruptRecord as e:
                 raise Corrupt(f"a history record cannot be decoded: {e}") from None
+            if self._seen is not None:  # remembered for the contact's next decision
+                s = self._seen
+                self._store.recent.put(self._read[0], Seen(s.raw, s.attrs, s.stamp, s.since, s.indexer,
+                                                           self._index, s.size))
         return self._index
 
     def read_as(self, prefix: bytes, propositions: list[NewProposition], at: float):

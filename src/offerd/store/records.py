@@ -107,6 +107,7 @@ class Indexer:
         statuses = _INDEX_STATUSES if wanted is None else {s for _, _, s in wanted}
         self.events = tuple((bit, s) for bit, s in enumerate(_STATUSES) if s in statuses)
         self.proposed = "proposed" in statuses
+        self.proposed_only = set(statuses) <= {"proposed"}  # the index ignores propositions older than the counts' windows
         self._keys: dict[bytes, dict[str, list[tuple[str, str, str]]]] = {}
 
     def keys(self, block: bytes) -> dict[str, list[tuple[str, str, str]]]:

@@ -17,6 +17,7 @@ from .environment import DEFAULT_MAP_SIZE, open_env
 from .errors import Corrupt, StoreError
 from .history import StoredHistory, history_values
 from .keys import Contact, ref_key
+from .recent import Recent, Seen
 from .records import ALL, CorruptRecord, Indexer, Record
 from .writer import Writer
 
@@ -37,8 +38,9 @@ class Store:
         self._forks = _FORKS[0]
         self.env, self.db = open_env(path, durability, map_size)
         self._writer = Writer(self.env, path, self.db["counters"])
+        self.recent = Recent()  # contacts decided lately: their decoded profile and history index
         counts = Counts(self.db)
-        decisions = Decisions(self.db, self._writer, counts)
+        decisions = Decisions(self.db, self._writer, counts, self.recent)
         # bound once: a per-decision call costs no more lookups than a method of Store's own
         self._put, self._total = self._writer.put, counts.total
         self._decision_op, self._report_op = decisions.op, decisions.report_op
@@ -134,21 +136,39 @@ class Store:
     def decision_inputs(self, contact: Contact | None, since: float | None, profile: bool = True,
                         indexer: Indexer = ALL) -> tuple[dict | None, StoredHistory]:
         """What a decision reads, in one read transaction: the profile (if asked) and the
-        history view (counting what `indexer` wants)."""
+        history view (counting what `indexer` wants). A contact read before, whose profile
+        bytes and history stamp are unchanged, costs two gets: its decoded profile and
+        history index are remembered (`recent`)."""
         self.check_process()
         if contact is None:
             return None, StoredHistory(self, [], indexer)
-        key = contact.key()
+        key, recent, history = contact.key(), self.recent, self.db["history"]
+        known = recent.get(key)
         with self.env.begin() as txn:
             data = txn.get(key, db=self.db["profiles"]) if profile else None
-            values, stamp = history_values(txn, self.db["history"], key, since)
-        attrs = None
-        if data is not None:
+            if known is not None and known.covers(txn.get(key, db=history), since, indexer):
+                recent.hits += 1
+                values, stamp = None, known.stamp
+            else:
+                recent.misses += 1
+                values, stamp = history_values(txn, history, key, since)
+        if known is not None and data is not None and data == known.raw:
+            attrs = known.attrs  # the engine never changes it in place
+        elif data is not None:
             try:
                 attrs = decode_attrs(data)
             except CodecError as e:
                 raise Corrupt(f"profile of {contact.id!r} cannot be decoded: {e}") from None
-        return attrs, StoredHistory(self, values, indexer, (key, stamp, since))
+        else:
+            attrs = None
+        if values is None:
+            seen = known if attrs is known.attrs else Seen(data, attrs, stamp, known.since, indexer, known.index,
+                                                           known.size)
+        else:
+            seen = Seen(data, attrs, stamp, since, indexer, None, len(values))
+        if seen is not known:
+            recent.put(key, seen)
+        return attrs, StoredHistory(self, values, indexer, (key, stamp, seen.since), seen)
 
     def total(self, kind: str, name: str, status: str, since: float | None, until: float, txn=None) -> int:
         """Exact count of (kind, name)'s events in `status` in (since, until]."""

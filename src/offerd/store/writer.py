@@ -31,6 +31,7 @@ class Writer:
         self.closed = False
         self.commits = 0  # transactions committed by this process's writer (tests, metrics)
         self.pending: Pending | None = None
+        self.after: list = []  # the running batch's calls to make once it is committed (none if it fails)
         self.counted: dict[tuple, tuple[int, int, int]] = {}  # cap counts: (lo, count, lifetime then)
         self._thread = threading.Thread(target=self._loop, name="offerd-store-writer", daemon=True)
         self._thread.start()
@@ -94,22 +95,25 @@ class Writer:
         counters it takes back. (A nested transaction per operation did the same at 40 µs
         each: LMDB allocates a child's dirty list.) Any other failure, an LMDB error
         included, fails the whole batch and commits nothing."""
-        outcomes = []
+        outcomes, committed = [], False
         self.pending = pending = Pending()
         try:
             with self.env.begin(write=True) as txn:
                 for op, future in batch:
                     pending.undo.clear()
+                    mark = len(self.after)
                     try:
                         result = op(txn)
                     except (StoreError, ValueError) as e:
                         pending.revert()
+                        del self.after[mark:]
                         self.counted.clear()  # counts taken during the failed operation included its events
                         outcomes.append((future, None, e))
                     else:
                         outcomes.append((future, result, None))
                 pending.flush(txn, self._counters_db)
             self.commits += 1
+            committed = True
         except lmdb.MapFullError:
             self.counted.clear()  # its counts included the batch that was not written
             error = StoreFull(f"the LMDB map is full at {self.path} ({self.env.info()['map_size']} bytes): "
@@ -126,6 +130,10 @@ class Writer:
             outcomes = [(f, None, StoreError(f"store write failed: {e!r}")) for _, f in batch]
         finally:
             self.pending = None
+            after, self.after = self.after, []
+        if committed:  # before the callers hear of it: their next read finds it done
+            for call in after:
+                call()
         _deliver(outcomes)
 
     def _fail_queued(self) -> None:
