@@ -178,11 +178,12 @@ class ExprCodegen:
         return f"_hp({self.literal(e.offer)}, {self.literal(self.space)}, _ts)"
 
     def _v_History(self, e):
-        fn = "_hc" if e.scope == "contact" else "_ht"
-        self.uses.update((fn, "_ts"))
-        key = self.const((e.ref_kind, e.ref))
         since = "None" if e.window is None else f"_ts - {e.window}"
-        return f"{fn}({key}, {e.status!r}, {since}, _ts)"
+        if e.scope == "contact":  # runtime.counter: the status in the key, the window's end bound once
+            self.uses.update(("_hc", "_ts"))
+            return f"_hc({self.const((e.ref_kind, e.ref, e.status))}, {since})"
+        self.uses.update(("_ht", "_ts"))
+        return f"_ht({self.const((e.ref_kind, e.ref))}, {e.status!r}, {since}, _ts)"
 
     def _operands(self, operands, test: str) -> tuple[list[str], list[str]]:
         """The operands' codes, and `<first use> <test>` for each nullable one (bound on
@@ -369,7 +370,9 @@ class ExprCodegen:
                 w.write(f"{name} = _m.{name[1:]}")
         if "_tdo" in uses:
             w.write("_tdo = _today.toordinal()")
-        for fn, method in (("_hc", "count"), ("_ht", "total"), ("_hp", "propensity")):
+        if "_hc" in uses:
+            w.write("_hc = _rt_counter(_h, _ts)")
+        for fn, method in (("_ht", "total"), ("_hp", "propensity")):
             if fn in uses:
                 w.write(f"{fn} = _h.{method}")
         for key in self.frame.attrs:

@@ -21,6 +21,17 @@ def bucket(x, n):
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") % n
 
 
+def counter(history, until: float):
+    """The contact's count as compiled code calls it, `(key, status) → n` in one tuple and
+    the window's start, up to `until`: the history's own `counter` where it has one (the
+    store's converts `until` once per decision), else its `count`."""
+    make = getattr(history, "counter", None)
+    if make is not None:
+        return make(until)
+    count = history.count
+    return lambda key, since: count((key[0], key[1]), key[2], since, until)
+
+
 def text(v) -> str:
     """A value as content text: null is empty, bools are true/false, dates ISO."""
     if v is None:
@@ -57,6 +68,7 @@ def namespace() -> dict:
     return {
         "__builtins__": {},
         "_rt_bucket": bucket,
+        "_rt_counter": counter,
         "_rt_text": text,
         "_rt_in_list": in_list,
         "_rt_len": len,

@@ -95,6 +95,23 @@ class StoredHistory:
         lo = 0 if since is None else bisect_right(times, us(since))
         return bisect_right(times, us(until)) - lo
 
+    def counter(self, until: float):
+        """`count` as compiled code calls it (see compiler.runtime.counter): the window's end
+        converted once, each start once per decision, the index bound."""
+        get, hi, starts = self._indexed().get, us(until), {}
+
+        def count(key, since) -> int:
+            times = get(key)
+            if not times:
+                return 0
+            if since is None:
+                return bisect_right(times, hi)
+            lo = starts.get(since)
+            if lo is None:
+                lo = starts[since] = us(since)
+            return bisect_right(times, hi) - bisect_right(times, lo)
+        return count
+
     def total(self, key, status, since, until) -> int:
         return self._store.total(key[0], key[1], status, since, until)
 
