@@ -69,18 +69,31 @@ class Pending:
         return sum(n for sec, n in buckets.items() if k0 <= sec // per and (k1 is None or sec // per < k1))
 
     def flush(self, txn, db) -> None:
+        """Add the batch's increments to the counters: every grain's bucket of each second,
+        and the lifetime count; read and written in two calls, in key order."""
         totals: dict[bytes, int] = {}
         for (ref, status), buckets in self.seconds.items():
+            head = ref + STATUS_BYTE[status]
+            life = 0
             for second, n in buckets.items():
                 if n:
+                    at = second * SECOND
                     for grain, size in LEVELS:
-                        key = counter_key(ref, status, grain, second * SECOND // size)
+                        key = head + grain + U64.pack(at // size)
                         totals[key] = totals.get(key, 0) + n
-                    key = counter_key(ref, status, b"L", 0)
-                    totals[key] = totals.get(key, 0) + n
-        for key, n in totals.items():
-            old = txn.get(key, db=db)
-            txn.put(key, U64.pack((U64.unpack(old)[0] if old else 0) + n), db=db)
+                    life += n
+            if life:
+                key = head + b"L" + _ZERO
+                totals[key] = totals.get(key, 0) + life
+        if not totals:
+            return
+        keys = sorted(totals)
+        cursor = txn.cursor(db=db)
+        old = dict(cursor.getmulti(keys))
+        cursor.putmulti([(k, U64.pack(U64.unpack(old[k])[0] + totals[k] if k in old else totals[k])) for k in keys])
+
+
+_ZERO = U64.pack(0)
 
 
 class Counts:

@@ -11,19 +11,20 @@ from ..domain import REPORTED, CapCheck, NewProposition
 from .counters import FOREVER, Counts
 from .errors import Corrupt, ImpossibleMove, NotFound
 from .history import StoredHistory, history_values, horizon
-from .keys import U64, Contact, event_key, history_key, ref_key, us
+from .keys import STATUS_BYTE, U64, Contact, event_key, history_key, ref_key, us
 from .recent import Recent, Seen
 from .records import CorruptRecord, Indexer, Record, encode_new, names
 from .writer import Writer
 
 
-def _encoded(p: NewProposition) -> tuple[bytes, list[bytes]]:
-    """The proposition's names block and the counters it adds to, encoded once per object
-    (the engine reuses one per offer and space)."""
+def _encoded(p: NewProposition) -> tuple[bytes, list[bytes], list[bytes]]:
+    """The proposition's names block, the counters it adds to, and its event keys' heads
+    (ref and status), encoded once per object (the engine reuses one per offer and space)."""
     got = p.memo.get("store")
     if got is None:
-        got = p.memo["store"] = (names(p.offer, p.space, tuple(p.categories)),
-                                 [ref_key(kind, name) for kind, name in p.counted])
+        refs = [ref_key(kind, name) for kind, name in p.counted]
+        got = p.memo["store"] = (names(p.offer, p.space, tuple(p.categories)), refs,
+                                 [ref + STATUS_BYTE["proposed"] for ref in refs])
     return got
 
 
@@ -77,12 +78,13 @@ class Decisions:
         checks and puts. Nothing is written unless every check ran."""
         prefix = contact.key() if contact is not None else b"u\0"  # unknown contacts: counters only
         time_us = us(at)
+        at_us = U64.pack(time_us)  # event keys: ref, status, time, id (keys.event_key)
         made = []  # (proposition, id, history key, record, counter refs); bad names are refused here
         for p in propositions:
             prop_id = self.new_id()
             hkey = history_key(prefix, time_us, prop_id)
-            block, refs = _encoded(p)
-            made.append((p, prop_id, hkey, encode_new(time_us, block, prefix, prop_id), refs))
+            block, refs, heads = _encoded(p)
+            made.append((p, prop_id, hkey, encode_new(time_us, block, prefix, prop_id), refs, heads))
         per_contact = any(p.per_contact for p in propositions)
         db, writer, passes = self._db, self._writer, self._passes
         read = seen.read_as(prefix, propositions, at) if per_contact and seen is not None else None
@@ -112,14 +114,16 @@ class Decisions:
                 ids.append(item[1])
                 chosen.append(item)
             pending.unwritten.clear()
-            history, props, events = db["history"], db["props"], db["events"]
-            put = txn.put
-            for _, prop_id, hkey, record, refs in chosen:
+            history, put = db["history"], txn.put
+            events = []
+            for _, prop_id, hkey, record, _, heads in chosen:
                 if contact is not None:
                     put(hkey, record, db=history)
-                    put(prop_id, hkey, db=props)
-                for ref in refs:
-                    put(event_key(ref, "proposed", time_us, prop_id), b"", db=events)
+                    put(prop_id, hkey, db=db["props"])
+                tail = at_us + prop_id
+                events += [(head + tail, b"") for head in heads]
+            if events:
+                txn.cursor(db=db["events"]).putmulti(events)
             if chosen and contact is not None:
                 known = self._recent.get(prefix)
                 if known is not None and known.index is not None and txn.get(prefix, db=history) == known.stamp:
