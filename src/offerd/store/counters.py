@@ -3,7 +3,7 @@ and the arithmetic that adds whole buckets of each grain and the event index's e
 from __future__ import annotations
 
 from .errors import Corrupt
-from .keys import DAY, HOUR, MINUTE, SECOND, STATUS_BYTE, U64, counter_key, event_key, us
+from .keys import DAY, HOUR, MINUTE, SECOND, STATUS_BYTE, U64, event_key, us
 
 # Counter grains, coarsest first; below the finest, the event index. "L" is lifetime.
 LEVELS = ((b"d", DAY), (b"h", HOUR), (b"m", MINUTE), (b"s", SECOND))
@@ -113,7 +113,7 @@ class Counts:
             return lifetime - self._after(txn, pending, ref, status, us(until) + 1)
         lo = us(since) + 1
         if until >= FOREVER:
-            return self._count(txn, pending, ref, status, lo, None, 0)
+            return self._from(txn, pending, ref, status, lo)
         # Everything from `since` on, less everything after `until`. Counting up to `until`
         # directly would walk the event index through the second `until` falls in, which
         # for a decision made now is the busiest second there is; after `until` there is
@@ -121,7 +121,7 @@ class Counts:
         hi = us(until) + 1
         if lo >= hi:
             return 0
-        return self._count(txn, pending, ref, status, lo, None, 0) - self._after(txn, pending, ref, status, hi)
+        return self._from(txn, pending, ref, status, lo) - self._after(txn, pending, ref, status, hi)
 
     def _after(self, txn, pending, ref, status, t: int) -> int:
         """Events at or after `t`. For a decision made now there are none, which one seek in
@@ -134,36 +134,36 @@ class Counts:
             cursor = txn.cursor(db=self.events_db)
             if not cursor.set_range(event_key(ref, status, t, b"")) or not cursor.key().startswith(ref + STATUS_BYTE[status]):
                 return 0
-        return self._count(txn, pending, ref, status, t, None, 0)
+        return self._from(txn, pending, ref, status, t)
 
-    def _count(self, txn, pending, ref, status, lo: int, hi: int | None, level: int) -> int:
-        """Events with lo <= t < hi (hi None: no end): the whole buckets of the coarsest
-        grain that fit from the counters, the rest at each end from finer grains, and
-        under a second from the event index. A count reads a few keys per grain."""
-        if hi is not None and lo >= hi:
-            return 0
-        if level == len(LEVELS):
-            hi = 2**64 - 1 if hi is None else hi
-            return self._events(txn, ref, status, lo, hi) + (pending.events(ref, status, lo, hi) if pending else 0)
-        grain, size = LEVELS[level]
-        a = -(-lo // size)  # first whole bucket
-        b = None if hi is None else hi // size  # end of the whole buckets
-        if b is not None and a >= b:
-            return self._count(txn, pending, ref, status, lo, hi, level + 1)
-        count = self.bucket_sum(txn, pending, ref, status, grain, a, b)
-        count += self._count(txn, pending, ref, status, lo, a * size, level + 1)
-        if b is not None:
-            count += self._count(txn, pending, ref, status, b * size, hi, level + 1)
-        return count
+    def _from(self, txn, pending, ref, status, lo: int) -> int:
+        """Events at or after `lo`: the whole buckets of the coarsest grain from `lo` on, then
+        of each finer grain the whole ones between `lo` and what is counted already, and the
+        events of `lo`'s own second from the event index. A count reads a few keys per grain,
+        through one cursor."""
+        head, cursor = ref + STATUS_BYTE[status], txn.cursor(db=self.counters_db)
+        count, hi = 0, None  # [hi, ...) is counted (None: nothing yet)
+        for grain, size in LEVELS:
+            a = -(-lo // size)  # the first whole bucket
+            b = None if hi is None else hi // size  # the end of the whole buckets not counted yet
+            if b is None or a < b:
+                count += self._sum(cursor, pending, ref, status, head + grain, grain, a, b)
+                hi = a * size
+        end = 2**64 - 1 if hi is None else hi
+        return count + self._events(txn, ref, status, lo, end) + (pending.events(ref, status, lo, end) if pending else 0)
 
     def bucket_sum(self, txn, pending, ref, status, grain: bytes, k0: int, k1: int | None) -> int:
+        head = ref + STATUS_BYTE[status] + grain
+        return self._sum(txn.cursor(db=self.counters_db), pending, ref, status, head, grain, k0, k1)
+
+    @staticmethod
+    def _sum(cursor, pending, ref, status, head: bytes, grain: bytes, k0: int, k1: int | None) -> int:
+        """The counters of buckets k0 <= k < k1 (k1 None: no end) under `head` (ref, status, grain)."""
         if k1 is not None and k0 >= k1:
             return 0
-        start = counter_key(ref, status, grain, k0)
-        end = counter_key(ref, status, grain, k1) if k1 is not None else ref + STATUS_BYTE[status] + grain + b"\xff" * 9
-        cursor = txn.cursor(db=self.counters_db)
+        end = head + U64.pack(k1) if k1 is not None else head + b"\xff" * 9
         total = pending.sum(ref, status, grain, k0, k1) if pending else 0
-        if cursor.set_range(start):
+        if cursor.set_range(head + U64.pack(k0)):
             for key, value in cursor:
                 if key >= end:
                     break
