@@ -62,3 +62,10 @@ def test_compile_all_spaces_summary():
     assert r.returncode == 0
     assert sorted(line.split()[2].rstrip(":") for line in r.stdout.splitlines()) == [
         "callcenter_next", "newsletter", "web_home"]
+
+
+def test_serve_refuses_a_bad_number_of_recent_contacts(tmp_path):
+    for bad in ("-1", "many", "20000000"):
+        r = offerd("serve", "--data", tmp_path, "--recent-contacts", bad)
+        assert r.returncode == 2 and "--recent-contacts" in r.stderr and "whole number from 0" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr

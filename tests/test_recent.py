@@ -73,7 +73,7 @@ def test_the_writer_keeps_the_memory_current_across_recorded_decisions(tmp_path)
     """A contact decided (and recorded) again and again reads its history from memory after
     each write, and decides as a store without the memory does."""
     got = []
-    for size, name in ((20_000, "memory"), (0, "none")):
+    for size, name in ((10_000, "memory"), (0, "none")):
         with Store(str(tmp_path / name)) as store:
             store.recent.size = size
             engine = Engine(store, check(CATALOG))

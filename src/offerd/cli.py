@@ -118,6 +118,17 @@ def _bytes(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    """A whole number from 0 to 10 million."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 0 to 10000000")
+    return value
+
+
 def _seconds(text: str) -> float:
     """`90s`, `15m`, `12h`, `30d` or a number of seconds."""
     t = text.strip().lower()
@@ -142,7 +153,8 @@ def cmd_serve(args) -> int:
         return run(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
                           client_ca=args.client_ca, metrics=args.metrics, loop=args.loop, map_size=args.map_size,
-                          retain=args.retain, prune_every=args.prune_every), args.workers or os.cpu_count() or 1)
+                          retain=args.retain, prune_every=args.prune_every, recent=args.recent_contacts),
+                   args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(e, file=sys.stderr)
         return 1
@@ -338,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="history kept at least this long, and longer if a rule's window needs it (default 30d)")
     p.add_argument("--prune-every", type=_seconds, default=os.environ.get("OFFERD_PRUNE_EVERY", "1h"),
                    help="how often older history is deleted (default 1h; 0: never)")
+    p.add_argument("--recent-contacts", type=_count, default=os.environ.get("OFFERD_RECENT_CONTACTS", "10000"),
+                   help="contacts each worker keeps decoded in memory (profile, history index), reused while "
+                        "unchanged; about 5.5 KiB each with 50 propositions (default 10000; 0: none)")
     p.add_argument("--workers", type=int, default=int(os.environ.get("OFFERD_WORKERS", "0")),
                    help="processes sharing the port (default: one per core)")
     p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"),

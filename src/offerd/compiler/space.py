@@ -26,7 +26,13 @@ class Moment:
         if when.tzinfo is None:
             raise ValueError("decision time must carry a timezone")
         now = when.astimezone(datetime.timezone.utc)
-        return cls(now, now.timestamp(), when.astimezone(zoneinfo.ZoneInfo(timezone)).date())
+        zone = _ZONES.get(timezone)
+        if zone is None:
+            zone = _ZONES[timezone] = zoneinfo.ZoneInfo(timezone)  # names come from catalogs: few
+        return cls(now, now.timestamp(), when.astimezone(zone).date())
+
+
+_ZONES: dict[str, zoneinfo.ZoneInfo] = {}
 
 
 @dataclass(frozen=True)

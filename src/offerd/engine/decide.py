@@ -148,7 +148,16 @@ class Engine:
         except InputError as e:
             raise BadRequest(str(e)) from None
         stored, history = self._read(plan, contact, moment)
-        attrs = {**_fit(plan, stored), **passed} if stored else passed
+        if stored:
+            fitted = plan.fitted.get(id(stored))
+            if fitted is None or fitted[0] is not stored:  # the store hands back the same dict while the profile is unchanged
+                fitted = (stored, _fit(plan, stored))
+                if len(plan.fitted) >= 4096:
+                    plan.fitted.clear()
+                plan.fitted[id(stored)] = fitted
+            attrs = {**fitted[1], **passed} if passed else fitted[1]  # read only, from here on
+        else:
+            attrs = passed
         work = _Work(request, plan, when, moment, contact, attrs, context, history)
         seen: set[str] = set()
         for name in dict.fromkeys(request.spaces):  # a space named twice is decided once

@@ -85,6 +85,7 @@ class Plan:
         self.sets = {k: simple[t.elem.name] for k, t in catalog.contact.items()
                      if t.name == "set" and t.elem.name in ("string", "int", "bool", "date")}
         self.compiled: dict = {}  # space → CompiledSpace, filled by the engine on first use
+        self.fitted: dict[int, tuple[dict, dict]] = {}  # id(stored profile) → (it, _fit of it), kept alive here
         self._caps: dict[tuple[str, str], tuple[Cap, ...]] = {}
         self._props: dict[tuple[str, str], NewProposition] = {}
 

@@ -118,7 +118,8 @@ async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
 
 
 def open_store(config: Config) -> Store:
-    return Store(os.path.join(config.data, "db"), durability=config.durability, map_size=config.map_size)
+    return Store(os.path.join(config.data, "db"), durability=config.durability, map_size=config.map_size,
+                 recent=config.recent)
 
 
 def prune_cutoff(engine: Engine, config: Config, now: float) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..store import DEFAULT_MAP_SIZE
+from ..store.recent import DEFAULT_SIZE as RECENT_SIZE
 
 
 @dataclass
@@ -22,4 +23,5 @@ class Config:
     map_size: int = DEFAULT_MAP_SIZE  # bytes of address space for LMDB; the file grows with the data
     retain: float = 30 * 86400  # seconds of history kept at least (late reports, propensity's 30 days)
     prune_every: float = 3600  # seconds between prunes; 0: never
+    recent: int = RECENT_SIZE  # contacts each worker remembers (decoded profile, history index); 0: none
     pruner: bool = True  # this process prunes (with several workers, only the first)

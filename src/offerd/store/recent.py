@@ -3,7 +3,7 @@ index, reused while the stored profile's bytes and the contact's history stamp a
 so deciding for a contact again reads two keys instead of walking and decoding its history."""
 from __future__ import annotations
 
-DEFAULT_SIZE = 20_000  # contacts; an index is a few hundred bytes to a few KiB
+DEFAULT_SIZE = 10_000  # contacts; about 5.5 KiB each with 50 propositions, profile included
 
 
 class Seen:

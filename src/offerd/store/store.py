@@ -17,7 +17,7 @@ from .environment import DEFAULT_MAP_SIZE, open_env
 from .errors import Corrupt, StoreError
 from .history import StoredHistory, history_values
 from .keys import Contact, ref_key
-from .recent import Recent, Seen
+from .recent import DEFAULT_SIZE as RECENT_SIZE, Recent, Seen
 from .records import ALL, CorruptRecord, Indexer, Record
 from .writer import Writer
 
@@ -31,14 +31,15 @@ class Store:
     process that commits many operations per transaction (group commit), each acknowledged
     only after its commit."""
 
-    def __init__(self, path: str, durability: str = "sync", map_size: int = DEFAULT_MAP_SIZE):
+    def __init__(self, path: str, durability: str = "sync", map_size: int = DEFAULT_MAP_SIZE,
+                 recent: int = RECENT_SIZE):
         if durability not in ("sync", "fast"):
             raise StoreError(f"unknown durability {durability!r}: sync or fast")
         self.path, self.durability = path, durability
         self._forks = _FORKS[0]
         self.env, self.db = open_env(path, durability, map_size)
         self._writer = Writer(self.env, path, self.db["counters"])
-        self.recent = Recent()  # contacts decided lately: their decoded profile and history index
+        self.recent = Recent(recent)  # contacts decided lately: their decoded profile and history index
         counts = Counts(self.db)
         decisions = Decisions(self.db, self._writer, counts, self.recent)
         # bound once: a per-decision call costs no more lookups than a method of Store's own
