@@ -52,15 +52,19 @@ bench: $(VENV)/.bench $(GEN)
 	$(PY) benchmarks/decide.py
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/load.py
+	$(MAKE) --no-print-directory instructions
 
-# instructions per call counted by callgrind, exact on a busy machine (BASE=dir: another
-# checkout with its own .venv, measured side by side); Debian's valgrind if missing
+
+# instructions per call counted by callgrind, exact on a busy machine, each stage of a decision
+# too, and with the store's memory of recent contacts off (BASE=dir: another checkout with its
+# own .venv, measured side by side); Debian's valgrind if missing
 VALGRIND := /usr/bin/valgrind
 $(VALGRIND):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind > /dev/null
 
 instructions: $(VALGRIND) $(VENV)/.bench $(GEN)
-	$(PY) benchmarks/instructions.py $${BASE:+--tree $$BASE} --tree .
+	$(PY) benchmarks/instructions.py $${BASE:+--tree $$BASE} --tree . --stages --json benchmarks/results/instructions.json
+	$(PY) benchmarks/instructions.py --cold --mode dry --mode recorded --json benchmarks/results/instructions-cold.json
 
 # check the bundled example catalog
 check: $(STAMP)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import random
 import re
@@ -158,9 +159,10 @@ def main(argv=None) -> None:
     ap.add_argument("--tree", action="append", help="a checkout with its .venv (default: this one); repeatable")
     ap.add_argument("--mode", action="append", choices=sorted(MODES) + list(STAGES),
                     help="default: dry, recorded, compile; --stages adds each stage of a decision")
-    ap.add_argument("--stages", action="store_true", help="also each stage of a decision (this checkout's code)")
+    ap.add_argument("--stages", action="store_true", help="also each stage of a decision (the last --tree only)")
     ap.add_argument("--cold", action="store_true",
                     help="the store's memory of recent contacts off: every decision reads its contact afresh")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE (JSON)")
     ap.add_argument("--inner", nargs=2, metavar=("MODE", "CALLS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
@@ -169,10 +171,18 @@ def main(argv=None) -> None:
     trees = [os.path.abspath(t) for t in args.tree or [os.path.dirname(HERE)]]
     print("| mode | " + " | ".join(trees) + " |")
     print("|---|" + "---:|" * len(trees))
+    rows = {}
     for mode in args.mode or list(MODES) + (list(STAGES) if args.stages else []):
         n = MODES.get(mode, 100)
-        row = [(_count(t, mode, 4 * n, args.cold) - _count(t, mode, n, args.cold)) / (3 * n) for t in trees]
-        print(f"| {mode}{' (memory off)' if args.cold else ''} | " + " | ".join(f"{x:,.0f}" for x in row) + " |", flush=True)
+        # a stage calls the engine's parts, which other checkouts may not have: the last tree only
+        row = [None if mode in STAGES and t != trees[-1] else
+               (_count(t, mode, 4 * n, args.cold) - _count(t, mode, n, args.cold)) / (3 * n) for t in trees]
+        rows[mode] = row
+        print(f"| {mode}{' (memory off)' if args.cold else ''} | " + " | ".join("" if x is None else f"{x:,.0f}" for x in row)
+              + " |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"trees": trees, "memory_off": args.cold, "instructions_per_call": rows}, f, indent=2)
 
 
 if __name__ == "__main__":
