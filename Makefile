@@ -54,7 +54,6 @@ bench: $(VENV)/.bench $(GEN)
 	$(PY) benchmarks/load.py
 	$(MAKE) --no-print-directory instructions
 
-
 # instructions per call counted by callgrind, exact on a busy machine, each stage of a decision
 # too, and with the store's memory of recent contacts off (BASE=dir: another checkout with its
 # own .venv, measured side by side); Debian's valgrind if missing

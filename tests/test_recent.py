@@ -141,3 +141,33 @@ offer c { spaces web  weight 6  eligible accepted(a, 2d) == 0 }"""
         engine.record(pid, "accepted", T - DAY)
         why = dict((o, k) for o, k, _ in _fresh(engine, "al", T))
     assert why == {"a": "won", "c": "eligible"}
+
+
+def test_a_prune_stopping_inside_a_contact_leaves_nothing_remembered_of_what_it_took(tmp_path):
+    """Pruning in steps of 2 deletions stops inside a contact's history and resumes there;
+    a decision between any two steps, and after the last, counts as a fresh read does."""
+    from offerd.store.prune import prune_step
+
+    source = """space web { limit 2 }
+offer o { spaces web  weight 10 }
+offer p { spaces web  weight 5  eligible accepted(o, 7d) == 0 }"""
+    now = T
+    with Store(str(tmp_path / "db")) as store:
+        engine = Engine(store, check({"a.offer": source}))
+        for days in (43, 42, 41, 40):
+            d = engine.decide(Request(("web",), "al", time=now - days * DAY))
+            if days == 42:
+                (old,) = [x.id for x in d.spaces[0].proposals if x.offer == "o"]
+        engine.decide(Request(("web",), "al", time=now - datetime.timedelta(seconds=100)))
+        engine.record(old, "accepted", now - datetime.timedelta(seconds=50))
+        cutoff = int((now - 35 * DAY).timestamp() * 1e6)
+        kinds, start = [], b""
+        while start is not None:
+            remembered = _why(engine, "al", now)  # read, or remembered, before the step
+            assert _why(engine, "al", now) == remembered == _fresh(engine, "al", now)
+            _why(engine, "al", now)  # remembered again for the step to invalidate
+            kinds.append(dict((o, k) for o, k, _ in remembered)["p"])
+            _, start = store.submit(lambda txn, s=start: prune_step(txn, store.db, "history", cutoff, 2, s)).result()
+        assert _why(engine, "al", now) == _fresh(engine, "al", now)
+        after = dict((o, k) for o, k, _ in _fresh(engine, "al", now))
+    assert kinds[0] == "eligible" and after["p"] == "won"  # the acceptance went with its proposition

@@ -123,9 +123,9 @@ def open_store(config: Config) -> Store:
 
 
 def prune_cutoff(engine: Engine, config: Config, now: float) -> float | None:
-    """Propositions made before this time are read by no rule of the live catalog and are
-    older than `config.retain`; None: keep everything (a rule reads whole histories, or
-    nothing is live)."""
+    """Propositions made before this time are older than every window of the live catalog's
+    rules (a per-contact status count reads older ones only until they are pruned) and than
+    `config.retain`; None: keep everything (a rule reads whole histories, or nothing is live)."""
     window = engine.retention
     if window is None:
         return None

@@ -79,7 +79,7 @@ class Decisions:
         prefix = contact.key() if contact is not None else b"u\0"  # unknown contacts: counters only
         time_us = us(at)
         at_us = U64.pack(time_us)  # event keys: ref, status, time, id (keys.event_key)
-        made = []  # (proposition, id, history key, record, counter refs); bad names are refused here
+        made = []  # (proposition, id, history key, record, counter refs, event key heads); bad names are refused here
         for p in propositions:
             prop_id = self.new_id()
             hkey = history_key(prefix, time_us, prop_id)

@@ -60,7 +60,8 @@ class StoredHistory:
 
     @property
     def size(self) -> int:
-        """How many propositions were read."""
+        """How many propositions the view holds: as read, or as remembered (then with those
+        recorded since, and older ones a fresh read would leave out)."""
         return len(self._values) if self._values is not None else self._seen.size
 
     def _indexed(self) -> dict:
@@ -97,11 +98,14 @@ class StoredHistory:
 
     def counter(self, until: float):
         """`count` as compiled code calls it (see compiler.runtime.counter): the window's end
-        converted once, each start once per decision, the index bound."""
-        get, hi, starts = self._indexed().get, us(until), {}
+        converted once, each start once per decision, the index built on the first count."""
+        hi, starts, index = us(until), {}, self._index
 
         def count(key, since) -> int:
-            times = get(key)
+            nonlocal index
+            if index is None:  # on the first count, as `count` does
+                index = self._indexed()
+            times = index.get(key)
             if not times:
                 return 0
             if since is None:

@@ -40,9 +40,8 @@ def _raise_floor(txn, meta, cutoff: int) -> None:
 def prune_step(txn, db: dict, name: str, cutoff: int, chunk: int, start: bytes) -> tuple[int, bytes | None]:
     """One transaction's work on database `name`: at most `chunk` deletions, from `start` on;
     returns how many, and where the next step starts (None: the database is done)."""
-    walked, doomed, bumped, seen = db[name], [], [], 0
-    # history: the stamp of the contact walked, whether a record of it stays, whether one goes
-    stamp, kept, touched = None, True, False
+    walked, doomed, seen = db[name], [], 0
+    stamp, kept = None, True  # history: the stamp of the contact walked, whether a record of it stays
     cursor = txn.cursor(db=walked)
     if not cursor.set_range(start):
         return 0, None
@@ -50,35 +49,32 @@ def prune_step(txn, db: dict, name: str, cutoff: int, chunk: int, start: bytes) 
         if len(doomed) >= chunk or seen >= 10 * chunk:
             if stamp is not None and not kept:
                 key = stamp  # walk this contact again: its stamp goes if nothing of it stays
-            elif stamp is not None and touched:
-                bumped.append(stamp)
             break
         seen += 1
         if name == "history" and (is_stamp(key) or stamp is not None and not key.startswith(stamp)):
             if stamp is not None and not kept:
                 doomed.append(stamp)  # a contact whose history is all gone loses its stamp
-            elif stamp is not None and touched:
-                bumped.append(stamp)
-            stamp, kept, touched = (key, False, False) if is_stamp(key) else (None, True, False)
+            stamp, kept = (key, False) if is_stamp(key) else (None, True)
             if stamp is not None:
                 continue
         if _old(name, key, cutoff):
             doomed.append(key)
-            touched = True
         else:
             kept = True
     else:
         key = None  # the end: this database is done
         if stamp is not None and not kept:
             doomed.append(stamp)
-        elif stamp is not None and touched:
-            bumped.append(stamp)
+    touched = set()  # history: the contacts this step took propositions of
     for k in doomed:
         txn.delete(k, db=walked)
         if name == "history" and not is_stamp(k):
             txn.delete(k[-16:], db=db["props"])  # the proposition id ends the key
-    for k in bumped:  # its history changed: a new stamp, so no process trusts what it remembers of it
-        txn.put(k, os.urandom(16), db=walked)
+            touched.add(k[:k.index(b"\0") + 1])  # the contact's key: its stamp's
+    # Their histories changed: new stamps, so no process trusts what it remembers of them,
+    # whichever step (this one or a later) takes the rest or the stamp itself.
+    for contact in touched.difference(doomed):
+        txn.put(contact, os.urandom(16), db=walked)
     return len(doomed), key
 
 

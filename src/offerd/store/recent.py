@@ -28,9 +28,9 @@ class Seen:
 
 
 class Recent:
-    """Contact key → Seen, at most `size` of them, the oldest forgotten first. Shared by the
-    threads of one process (the writer refreshes it after a commit); each operation is one
-    dict call, atomic under the GIL."""
+    """Contact key → Seen, at most `size` of them, the least recently read forgotten first.
+    Shared by the threads of one process (the writer refreshes it after a commit); each
+    operation is one dict call, atomic under the GIL."""
 
     def __init__(self, size: int = DEFAULT_SIZE):
         self.size = size

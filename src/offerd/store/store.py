@@ -167,8 +167,7 @@ class Store:
                                                            known.size)
         else:
             seen = Seen(data, attrs, stamp, since, indexer, None, len(values))
-        if seen is not known:
-            recent.put(key, seen)
+        recent.put(key, seen)  # to the end, changed or not: the least recently read goes first
         return attrs, StoredHistory(self, values, indexer, (key, stamp, seen.since), seen)
 
     def total(self, kind: str, name: str, status: str, since: float | None, until: float, txn=None) -> int:

@@ -133,7 +133,10 @@ class Writer:
             after, self.after = self.after, []
         if committed:  # before the callers hear of it: their next read finds it done
             for call in after:
-                call()
+                try:
+                    call()
+                except Exception:  # a memory left unrefreshed only costs a read; callers must hear
+                    pass
         _deliver(outcomes)
 
     def _fail_queued(self) -> None:
