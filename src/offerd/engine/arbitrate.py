@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 from operator import itemgetter
 
+from ..compiler.runtime import counter
 from ..compiler.space import CompiledSpace
 from .plan import Plan
 
@@ -65,6 +66,7 @@ def arbitrate(plan: Plan, compiled: CompiledSpace, candidates, limit: int, seen:
     that each loser says why, the limit too."""
     space = compiled.space.name
     offers = compiled.offers
+    counting = [None]  # the history's counter at `now`, made on the first per-contact count
     won: list[tuple[int, float]] = []
     taken = 0
     for candidate in candidates:
@@ -78,7 +80,8 @@ def arbitrate(plan: Plan, compiled: CompiledSpace, candidates, limit: int, seen:
             why = "filtered"
         elif taken >= limit:
             why = "arbitration"
-        elif (chosen or recheck) and (cap := _cap_taken(plan, offer, space, chosen, history, now, recheck)):
+        elif (chosen or recheck) and (cap := _cap_taken(plan, offer, space, chosen, history, now, recheck,
+                                                        counting)):
             why = "cap in decision"
         else:
             won.append(candidate)
@@ -93,7 +96,7 @@ def arbitrate(plan: Plan, compiled: CompiledSpace, candidates, limit: int, seen:
     return won
 
 
-def _cap_taken(plan: Plan, offer, space: str, chosen, history, now: float, recheck: bool):
+def _cap_taken(plan: Plan, offer, space: str, chosen, history, now: float, recheck: bool, counting: list):
     """The first `proposed` cap of the offer that the offers already chosen in this
     decision would take to its limit, or None."""
     for cap in plan.caps(offer, space):
@@ -106,7 +109,9 @@ def _cap_taken(plan: Plan, offer, space: str, chosen, history, now: float, reche
         if c.scope == "total":
             count = history.total(key, "proposed", since, now)
         else:
-            count = history.count(key, "proposed", since, now)
+            if counting[0] is None:
+                counting[0] = counter(history, now)
+            count = counting[0]((c.ref_kind, c.ref, "proposed"), since)
         if count + mine >= c.limit:
             return cap
     return None

@@ -102,6 +102,8 @@ class Counts:
 
     def __init__(self, db: dict):
         self.counters_db, self.events_db, self.meta_db = db["counters"], db["events"], db["meta"]
+        # (ref, status) → (lo, events from lo on, lifetime count then): the last count read here
+        self._memo: dict[tuple[bytes, str], tuple[int, int, int]] = {}
 
     def total(self, txn, ref: bytes, status: str, since: float | None, until: float,
               pending: Pending | None = None) -> int:
@@ -112,6 +114,8 @@ class Counts:
                 return lifetime
             return lifetime - self._after(txn, pending, ref, status, us(until) + 1)
         lo = us(since) + 1
+        if pending is None:
+            return self._recount(txn, ref, status, lo, until)
         if until >= FOREVER:
             return self._from(txn, pending, ref, status, lo)
         # Everything from `since` on, less everything after `until`. Counting up to `until`
@@ -122,6 +126,33 @@ class Counts:
         if lo >= hi:
             return 0
         return self._from(txn, pending, ref, status, lo) - self._after(txn, pending, ref, status, hi)
+
+    def _recount(self, txn, ref: bytes, status: str, lo: int, until: float) -> int:
+        """`total` outside the writer. The lifetime counter moves with every event of the
+        (ref, status), in any process; while it has not moved since the last count from an
+        earlier `lo`, no event came or went at or after that `lo` (pruning takes only events
+        before its cutoff, and the count is trusted only from the cutoff on), so the count
+        from `lo` is that one less the events between the two, read off the event index:
+        one seek where a count walks every grain."""
+        head = ref + STATUS_BYTE[status]
+        raw = txn.get(head + b"L" + _ZERO, db=self.counters_db)
+        if raw is not None and len(raw) != 8:
+            raise Corrupt(f"counter {head + b'L'!r} holds {len(raw)} bytes, not 8")
+        life = U64.unpack(raw)[0] if raw is not None else 0
+        floor = txn.get(b"pruned", db=self.meta_db)
+        last = self._memo.get((ref, status))
+        if (last is not None and last[2] == life and last[0] <= lo
+                and (floor is None or last[0] >= U64.unpack(floor)[0])):
+            count = last[1] - self._events(txn, ref, status, last[0], lo)
+        else:
+            count = self._from(txn, None, ref, status, lo)
+        if len(self._memo) >= 4096:  # a catalog's refs: few
+            self._memo.clear()
+        self._memo[(ref, status)] = (lo, count, life)
+        if until >= FOREVER:
+            return count
+        hi = us(until) + 1
+        return count - self._after(txn, None, ref, status, hi) if lo < hi else 0
 
     def _after(self, txn, pending, ref, status, t: int) -> int:
         """Events at or after `t`. For a decision made now there are none, which one seek in
