@@ -21,7 +21,10 @@ class NoCatalog(EngineError):
     """No catalog is live yet (FAILED_PRECONDITION)."""
 
 
-@dataclass(frozen=True)
+# Request and Proposal are made once per call and per offer proposed: plain slotted classes,
+# which a frozen dataclass's per-field object.__setattr__ would make several times dearer.
+# Nothing in offerd changes one once made.
+@dataclass(slots=True)
 class Request:
     spaces: tuple[str, ...]
     contact_id: str | None = None  # None: an unknown contact (no profile, no history)
@@ -36,7 +39,7 @@ class Request:
     time: datetime.datetime | None = None  # aware; None: the clock
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Proposal:
     offer: str
     rank: int  # 1 = best

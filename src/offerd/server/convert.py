@@ -15,6 +15,7 @@ EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 # 9999-12-30T23:59:59.999999Z: a day short of the calendar's end, so that the time in the
 # catalog's timezone (up to 14 hours ahead) is still a date Python can hold
 MAX_TIME_US = 253402214399_999999
+_MICROSECOND = datetime.timedelta(microseconds=1)
 
 
 SCALARS = frozenset(("string_value", "int_value", "float_value", "bool_value"))
@@ -48,23 +49,21 @@ def time_of(time_us: int, what: str = "time_us") -> datetime.datetime | None:
 def request(m: pb.DecideRequest) -> Request:
     if m.max_offers < 0:
         raise BadRequest(f"max_offers must be 0 (the space's limit) or more, not {m.max_offers}")
-    return Request(
-        spaces=tuple(m.spaces),
-        contact_id=m.contact.id or None,
-        anonymous=m.contact.anonymous,
-        attributes=attributes("contact", m.attributes),
-        context=attributes("context", m.context),
+    contact = m.contact
+    return Request(  # empty fields are not converted: this runs for every decision
+        spaces=tuple(m.spaces), contact_id=contact.id or None, anonymous=contact.anonymous,
+        attributes=attributes("contact", m.attributes) if m.attributes else {},
+        context=attributes("context", m.context) if m.context else {},
         max_offers=m.max_offers or None,
-        categories=tuple(m.categories),
-        themes=tuple(m.themes),
-        dry_run=m.dry_run,
-        explain=m.explain,
-        time=time_of(m.time_us),
+        categories=tuple(m.categories) if m.categories else (),
+        themes=tuple(m.themes) if m.themes else (),
+        dry_run=m.dry_run, explain=m.explain,
+        time=time_of(m.time_us) if m.time_us else None,
     )
 
 
 def response(d: Decision, request_id: str = "") -> pb.DecideResponse:
-    time_us = (d.time - EPOCH) // datetime.timedelta(microseconds=1)  # exact, as time_of reads it
+    time_us = (d.time - EPOCH) // _MICROSECOND  # exact, as time_of reads it
     out = pb.DecideResponse(time_us=time_us, catalog=d.catalog, request_id=request_id)
     for r in d.spaces:
         space = out.spaces.add(space=r.space)
