@@ -102,8 +102,8 @@ class Counts:
 
     def __init__(self, db: dict):
         self.counters_db, self.events_db, self.meta_db = db["counters"], db["events"], db["meta"]
-        # (ref, status) → (lo, events from lo on, lifetime count then): the last count read here
-        self._memo: dict[tuple[bytes, str], tuple[int, int, int]] = {}
+        # (ref, status, window) → (lo, events from lo on, lifetime count then): the last count read here
+        self._memo: dict[tuple[bytes, str, int | None], tuple[int, int, int]] = {}
 
     def total(self, txn, ref: bytes, status: str, since: float | None, until: float,
               pending: Pending | None = None) -> int:
@@ -129,30 +129,33 @@ class Counts:
 
     def _recount(self, txn, ref: bytes, status: str, lo: int, until: float) -> int:
         """`total` outside the writer. The lifetime counter moves with every event of the
-        (ref, status), in any process; while it has not moved since the last count from an
-        earlier `lo`, no event came or went at or after that `lo` (pruning takes only events
-        before its cutoff, and the count is trusted only from the cutoff on), so the count
-        from `lo` is that one less the events between the two, read off the event index:
-        one seek where a count walks every grain."""
+        (ref, status), in any process; while it has not moved since the last count of the
+        same window from an earlier `lo`, no event came or went at or after that `lo`
+        (pruning takes only events before its cutoff, and a count is kept only from the
+        cutoff on), so the count from `lo` is that one less the events between the two, read
+        off the event index: one seek where a count walks every grain. Only for starts less
+        than a minute apart: the walk grows with the events between them."""
+        hi = None if until >= FOREVER else us(until) + 1
+        if hi is not None and lo >= hi:
+            return 0
         head = ref + STATUS_BYTE[status]
         raw = txn.get(head + b"L" + _ZERO, db=self.counters_db)
         if raw is not None and len(raw) != 8:
             raise Corrupt(f"counter {head + b'L'!r} holds {len(raw)} bytes, not 8")
         life = U64.unpack(raw)[0] if raw is not None else 0
         floor = txn.get(b"pruned", db=self.meta_db)
-        last = self._memo.get((ref, status))
-        if (last is not None and last[2] == life and last[0] <= lo
-                and (floor is None or last[0] >= U64.unpack(floor)[0])):
+        floor = 0 if floor is None else U64.unpack(floor)[0]
+        key = (ref, status, None if hi is None else hi - lo)  # the window: one entry each
+        last = self._memo.get(key)
+        if last is not None and last[2] == life and last[0] <= lo < last[0] + MINUTE and last[0] >= floor:
             count = last[1] - self._events(txn, ref, status, last[0], lo)
         else:
             count = self._from(txn, None, ref, status, lo)
-        if len(self._memo) >= 4096:  # a catalog's refs: few
-            self._memo.clear()
-        self._memo[(ref, status)] = (lo, count, life)
-        if until >= FOREVER:
-            return count
-        hi = us(until) + 1
-        return count - self._after(txn, None, ref, status, hi) if lo < hi else 0
+        if lo >= floor:  # counts reaching before the cutoff are not exact: not kept
+            if len(self._memo) >= 4096:  # a catalog's windows: few
+                self._memo.clear()
+            self._memo[key] = (lo, count, life)
+        return count if hi is None else count - self._after(txn, None, ref, status, hi)
 
     def _after(self, txn, pending, ref, status, t: int) -> int:
         """Events at or after `t`. For a decision made now there are none, which one seek in
