@@ -415,25 +415,23 @@ def goals(result: dict) -> list[str]:
     def line(text: str, ok: bool | None) -> None:
         out.append(f"- {text}: " + ("MET" if ok else "MISSED"))
 
-    if "Decide, recorded (sync)" in by:
-        r = by["Decide, recorded (sync)"]
-        line(f"unary Decide, recorded: {r['throughput_ratio']:.0%} of the no-op's throughput (goal ≥ 85%)",
-             r["throughput_ratio"] >= 0.85)
-    if "sweep, 1 in flight" in by:
+    for name, goal in (("Decide, dry run", 0.85), ("Decide, recorded (sync)", 0.70), ("DecideStream, recorded", 0.60)):
+        if name in by:
+            r = by[name]
+            line(f"{name}: {r['throughput_ratio']:.0%} of the no-op's throughput (goal ≥ {goal:.0%})",
+                 r["throughput_ratio"] >= goal)
+    if "sweep, 1 in flight" in by:  # the goal compares with a raw synced commit, which this run does not time
         r = by["sweep, 1 in flight"]
-        line(f"p99 at 1 call in flight {r['p99_diff_ms']:+.2f} ms from the no-op's (goal ≤ +0.3 ms)",
-             r["p99_diff_ms"] <= 0.3)
-    if "DecideStream, recorded" in by:
-        r = by["DecideStream, recorded"]
-        line(f"DecideStream: {r['throughput_ratio']:.0%} of the no-op stream's messages/s (goal ≥ 80%)",
-             r["throughput_ratio"] >= 0.8)
+        out.append(f"- recorded Decide at 1 call in flight: p50 {r['ours']['p50_ms']:.2f} ms, the no-op's "
+                   f"{r['noop']['p50_ms']:.2f} ms (goal: within +0.1 ms of a raw synced LMDB commit; not timed here)")
     for name, r in by.items():
         if name.startswith("DecideBatchStream"):
-            line(f"{name}: {r['ours']['per_s']:,.0f} decisions/s, client included (goal ≥ 20,000)",
-                 r["ours"]["per_s"] >= 20_000)
+            goal = 50_000 if "dry" in name else 25_000
+            line(f"{name}: {r['ours']['per_s']:,.0f} decisions/s, client included (goal ≥ {goal:,})",
+                 r["ours"]["per_s"] >= goal)
     g = {x["offers"]: x["us_per_decision"] for x in result["growth"]}
     if 20 in g and 1000 in g:
-        line(f"a decision at 1,000 offers costs {g[1000] / g[20]:.1f}x one at 20 (goal ≤ 5x)", g[1000] / g[20] <= 5)
+        line(f"a decision at 1,000 offers costs {g[1000] / g[20]:.1f}x one at 20 (goal ≤ 3x)", g[1000] / g[20] <= 3)
     return out
 
 

@@ -167,6 +167,8 @@ class Store:
                                                            known.size)
         else:
             seen = Seen(data, attrs, stamp, since, indexer, None, len(values))
+        if data is None and stamp is None:  # a contact never seen: nothing worth remembering
+            return None, StoredHistory(self, values, indexer, (key, None, since))
         recent.put(key, seen)  # to the end, changed or not: the least recently read goes first
         return attrs, StoredHistory(self, values, indexer, (key, stamp, seen.since), seen)
 
