@@ -178,8 +178,8 @@ def main(argv=None) -> None:
         row = [None if mode in STAGES and t != trees[-1] else
                (_count(t, mode, 4 * n, args.cold) - _count(t, mode, n, args.cold)) / (3 * n) for t in trees]
         rows[mode] = row
-        print(f"| {mode}{' (memory off)' if args.cold else ''} | " + " | ".join("" if x is None else f"{x:,.0f}" for x in row)
-              + " |", flush=True)
+        cells = " | ".join("" if x is None else f"{x:,.0f}" for x in row)
+        print(f"| {mode}{' (memory off)' if args.cold else ''} | {cells} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"trees": trees, "memory_off": args.cold, "instructions_per_call": rows}, f, indent=2)

@@ -149,8 +149,9 @@ class Engine:
             raise BadRequest(str(e)) from None
         stored, history = self._read(plan, contact, moment)
         if stored:
+            # the store hands back the same dict while the profile is unchanged: fitted once
             fitted = plan.fitted.get(id(stored))
-            if fitted is None or fitted[0] is not stored:  # the store hands back the same dict while the profile is unchanged
+            if fitted is None or fitted[0] is not stored:
                 fitted = (stored, _fit(plan, stored))
                 if len(plan.fitted) >= 4096:
                     plan.fitted.clear()
