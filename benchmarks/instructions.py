@@ -18,6 +18,8 @@ difference over 3N is the work of one call, set-up and interpreter start cancell
   content rendered), `write` (the propositions recorded, synced off), `convert out` (the
   Decision to an offerd.v1 response). Their sum beside `dry` and `recorded` shows what the
   engine adds around them.
+- `--cold`: every mode with the store's memory of recent contacts off, so each decision
+  reads and decodes its contact's history; `--json FILE` also writes the figures.
 
     .venv/bin/python benchmarks/instructions.py                     # this checkout
     .venv/bin/python benchmarks/instructions.py --tree ../other     # another (its .venv)

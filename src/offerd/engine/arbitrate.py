@@ -100,8 +100,7 @@ def _cap_taken(plan: Plan, offer, space: str, chosen, history, now: float, reche
     """The first `proposed` cap of the offer that the offers already chosen in this
     decision would take to its limit, or None."""
     for cap in plan.caps(offer, space):
-        c = cap.check
-        key = (c.ref_kind, c.ref)
+        c, key = cap.check, cap.key
         mine = chosen.get(key, 0)
         if not mine and not recheck:
             continue
@@ -111,7 +110,7 @@ def _cap_taken(plan: Plan, offer, space: str, chosen, history, now: float, reche
         else:
             if counting[0] is None:
                 counting[0] = counter(history, now)
-            count = counting[0]((c.ref_kind, c.ref, "proposed"), since)
+            count = counting[0](cap.counted, since)
         if count + mine >= c.limit:
             return cap
     return None

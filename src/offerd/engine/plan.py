@@ -18,6 +18,8 @@ class Cap:
 
     rule: RuleRef
     check: CapCheck
+    key: tuple[str, str]  # what it counts, (kind, ref), as arbitration's counts are keyed
+    counted: tuple[str, str, str]  # the same with its status, as the history's counter takes it
 
 
 def _cap(check: Check) -> Cap | None:
@@ -27,7 +29,8 @@ def _cap(check: Check) -> Cap | None:
         h = e.left
         if h.status == "proposed":  # a new proposition moves only `proposed` counts
             return Cap(check.rule, CapCheck(h.scope, h.ref_kind, h.ref, "proposed",
-                                            None if h.window is None else float(h.window), e.right.value))
+                                            None if h.window is None else float(h.window), e.right.value),
+                       (h.ref_kind, h.ref), (h.ref_kind, h.ref, "proposed"))
     return None
 
 

@@ -35,15 +35,17 @@ def _cap_ref(check: CapCheck) -> bytes:
     return got
 
 
-def _advanced(recent: Recent, prefix: bytes, known: Seen, chosen: list, time_us: int):
+def _advanced(recent: Recent, prefix: bytes, known: Seen, chosen: list, time_us: int, index: dict | None):
     """After the commit: the contact's remembered index, current until this write, with the
-    written propositions added, under the new stamp (the next decision reads two keys)."""
-    index, keys = dict(known.index), known.indexer.keys
-    for item in chosen:
-        for key in keys(_encoded(item[0])[0])["proposed"]:
-            times = list(index.get(key, ()))  # a copy: readers may hold the old one
-            insort(times, time_us)
-            index[key] = times
+    written propositions added, under the new stamp (the next decision reads two keys).
+    `index`: that index already, built by the per-contact re-checks from the remembered one."""
+    if index is None:
+        index, keys = dict(known.index), known.indexer.keys
+        for item in chosen:
+            for key in keys(_encoded(item[0])[0])["proposed"]:
+                times = list(index.get(key, ()))  # a copy: readers may hold the old one
+                insort(times, time_us)
+                index[key] = times
     seen = Seen(known.raw, known.attrs, chosen[-1][1], known.since, known.indexer, index, known.size + len(chosen))
     return lambda: recent.put(prefix, seen)
 
@@ -92,11 +94,12 @@ class Decisions:
         def op(txn):
             pending = writer.pending
             mine = None  # the contact's history index, built once, if a per-contact cap asks
+            reused = False  # `mine` is the decision's index, with this write's propositions added
             if per_contact:
                 if contact is None:
                     mine = {}
                 elif read is not None and txn.get(prefix, db=db["history"]) == read[0]:
-                    mine = dict(read[1])  # nothing added since the decision read it
+                    mine, reused = dict(read[1]), True  # nothing added since the decision read it
                 else:
                     mine = self._contact_index(txn, contact, prefix, propositions, at)
             ids, chosen = [], []
@@ -127,7 +130,8 @@ class Decisions:
             if chosen and contact is not None:
                 known = self._recent.get(prefix)
                 if known is not None and known.index is not None and txn.get(prefix, db=history) == known.stamp:
-                    writer.after.append(_advanced(self._recent, prefix, known, chosen, time_us))
+                    mine = mine if reused and read[1] is known.index else None
+                    writer.after.append(_advanced(self._recent, prefix, known, chosen, time_us, mine))
                 put(prefix, chosen[-1][1], db=history)  # the stamp: a new unique value
             if note is not None:  # written with the decision, or not at all (outbound batches)
                 key, value = note(ids)

@@ -50,10 +50,6 @@ def ref_key(kind: str, name: str) -> bytes:
 STATUS_BYTE = {"proposed": b"P", "presented": b"S", "accepted": b"A", "rejected": b"R"}
 
 
-def counter_key(ref: bytes, status: str, grain: bytes, bucket: int) -> bytes:
-    return ref + STATUS_BYTE[status] + grain + U64.pack(bucket)
-
-
 def event_key(ref: bytes, status: str, time_us: int, prop_id: bytes) -> bytes:
     """One key per event, for the exact count of the partial minutes at a window's edges."""
     return ref + STATUS_BYTE[status] + U64.pack(time_us) + prop_id

@@ -34,7 +34,7 @@ class Recent:
 
     def __init__(self, size: int = DEFAULT_SIZE):
         self.size = size
-        self.hits = self.misses = 0  # history reads answered from memory, and not (metrics, tests)
+        self.hits = 0  # history reads answered from memory (tests)
         self._seen: dict[bytes, Seen] = {}
 
     def get(self, key: bytes) -> Seen | None:
@@ -51,9 +51,6 @@ class Recent:
                 entries.pop(next(iter(entries)), None)
             except (RuntimeError, StopIteration):  # another thread changed it meanwhile
                 break
-
-    def forget(self, key: bytes) -> None:
-        self._seen.pop(key, None)
 
     def clear(self) -> None:
         self._seen.clear()

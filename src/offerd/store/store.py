@@ -151,7 +151,6 @@ class Store:
                 recent.hits += 1
                 values, stamp = None, known.stamp
             else:
-                recent.misses += 1
                 values, stamp = history_values(txn, history, key, since)
         if known is not None and data is not None and data == known.raw:
             attrs = known.attrs  # the engine never changes it in place
