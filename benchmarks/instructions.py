@@ -7,7 +7,7 @@ difference over 3N is the work of one call, set-up and interpreter start cancell
 
 - dry: a dry-run decision (engine.decide) on the 20-offer generated catalog of rules.py,
   100 contacts with stored profiles and 10 propositions each (few: set-up runs under
-  callgrind too);
+  callgrind too); `dry 1000`: the same on the 1,000-offer generated catalog;
 - recorded: the same decision, recorded (the writer thread's work included);
 - compile: parse, check and compile a 300-offer generated catalog's space;
 - the stages of a decision on the same data, each alone on inputs prepared outside the count
@@ -40,7 +40,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODES = {"dry": 100, "recorded": 100, "compile": 1}  # N per mode (the second run makes 4N calls)
+MODES = {"dry": 100, "dry 1000": 40, "recorded": 100, "compile": 1}  # N per mode (the second run makes 4N calls)
 STAGES = ("convert in", "inputs", "read", "rules", "arbitrate", "content", "write", "convert out")
 NOW = 1_795_000_000.0
 
@@ -68,7 +68,7 @@ def _inner(mode: str, calls: int, cold: bool = False) -> None:
         for _ in range(calls):
             compiler.compile_space(check(files), "s", compiler.SpaceCache()).evaluate
         return
-    files, offers = generate_catalog(20, 7, today)
+    files, offers = generate_catalog(1000 if mode == "dry 1000" else 20, 7, today)
     catalog = check(files)
     rnd = random.Random(7)
     contexts = catalog_contexts(100, 7, catalog)
@@ -87,7 +87,7 @@ def _inner(mode: str, calls: int, cold: bool = False) -> None:
         engine = Engine(store, catalog)
         when = datetime.datetime.fromtimestamp(NOW, utc)
         requests = [Request(("s",), f"c{i % 100}", context=contexts[i % 100][1], time=when,
-                            dry_run=mode == "dry") for i in range(calls)]
+                            dry_run=mode.startswith("dry")) for i in range(calls)]
         for r in requests[:5]:  # compile the space and warm the caches outside the count
             engine.decide(Request(r.spaces, r.contact_id, context=r.context, time=when, dry_run=True))
         if mode in STAGES:

@@ -97,6 +97,7 @@ class ExprCodegen:
         self.constants = constants
         self.frame = frame
         self.space = space
+        self.hits: set[str] | None = None  # if a set: the shared names the code written since names
 
     @property
     def uses(self) -> set[str]:
@@ -151,9 +152,14 @@ class ExprCodegen:
         return f"({t} := {code})", t
 
     # --- value
+    def _hit(self, name: str) -> str:
+        if self.hits is not None:
+            self.hits.add(name)
+        return name
+
     def value(self, e: n.Expr) -> str:
         if type(e) not in _LEAVES and e in self.frame.shared:  # leaves are never shared: skip the hash
-            return self.frame.shared[e]
+            return self._hit(self.frame.shared[e])
         return getattr(self, "_v_" + type(e).__name__)(e)
 
     def _v_Literal(self, e):
@@ -315,7 +321,7 @@ class ExprCodegen:
     # --- truth and falsity
     def truth(self, e: n.Expr) -> str:
         if type(e) not in _LEAVES and e in self.frame.shared:
-            name = self.frame.shared[e]
+            name = self._hit(self.frame.shared[e])
             return name if not e.nullable else f"({name} is True)"
         if isinstance(e, n.Binary) and e.op in ("and", "or"):
             return f"({self.truth(e.left)} {e.op} {self.truth(e.right)})"
@@ -333,7 +339,7 @@ class ExprCodegen:
 
     def falsity(self, e: n.Expr) -> str:
         if type(e) not in _LEAVES and e in self.frame.shared:
-            name = self.frame.shared[e]
+            name = self._hit(self.frame.shared[e])
             return f"(not {name})" if not e.nullable else f"({name} is False)"
         if isinstance(e, n.Binary) and e.op in ("and", "or"):
             other = "or" if e.op == "and" else "and"

@@ -34,7 +34,11 @@ class SpaceCodegen:
         any offer left could, so those are the `need` best of the space."""
         plan, ex = self.plan, self._codegen()
         shared_lines = ["_tw = ()", "_tn = 0"] if top else []
-        shared_lines += [ex.share(e) for e in plan.shared]
+        reads = []  # with top: the shared names each shared line reads
+        for e in plan.shared:
+            ex.hits = set() if top else None
+            shared_lines.append(ex.share(e))
+            reads.append(ex.hits)
         body = Writer(level=1)
         body.write("_el = []")
         many = len(plan.offers) > 2  # binding append pays off only when it is called often
@@ -51,9 +55,15 @@ class SpaceCodegen:
             body.write("return (_el, _fails)")
         else:
             lazy = plan.lazy
-            codes = [self._fast_codes(ex, o) for o in plan.offers]  # in declaration order, as the names go
+            codes, named = [], []  # in declaration order, as the names go; with top, the shared names each reads
+            for o in plan.offers:
+                ex.hits = set() if top else None
+                codes.append(self._fast_codes(ex, o))
+                named.append(ex.hits)
+            ex.hits = None
             if top:
-                self._top_body(body, ex, codes, ap)
+                later = self._placed(shared_lines, reads, named)
+                self._top_body(body, ex, codes, ap, later)
                 body.write("return (_el, not _skip)")
             else:
                 for o, code in zip(plan.offers, codes):
@@ -68,7 +78,33 @@ class SpaceCodegen:
         ex.prelude(w, body, shared_lines, lazy)
         return w.source()
 
-    def _top_body(self, body: Writer, ex: ExprCodegen, codes, ap: str) -> None:
+    def _placed(self, lines: list[str], reads: list[set], named: list[set]) -> dict[int, list[str]]:
+        """`_top` runs its sections of bounded offers only while they can still win, so a
+        shared value only later sections read is computed at the start of the first of them:
+        section k → its lines, taken out of `lines` (the rest stay before the offers). The
+        offers with no bound run whatever the sections did: what they read stays before."""
+        plan = self.plan
+        section, k = {}, 0  # offer position → its section (0: the first, always run)
+        for i, o in enumerate(plan.bounded):
+            section[o.pos] = k
+            if i in plan.stops:
+                k += 1
+        first: dict[str, int] = {}  # shared name → the first section that reads it (0: before the offers)
+        for pos, names in enumerate(named):
+            for name in names:
+                first[name] = min(first.get(name, k), section.get(pos, 0))
+        at = len(lines) - len(plan.shared)  # where the shared values' lines start
+        later: dict[int, list[str]] = {}
+        for j in range(len(plan.shared) - 1, -1, -1):  # readers before what they read: children come first
+            name = lines[at + j].split(" = ", 1)[0]
+            where = first.get(name, 0)
+            for child in reads[j]:  # what this value reads is needed no later than it
+                first[child] = min(first.get(child, where), where)
+            if where > 0:
+                later.setdefault(where, []).insert(0, lines.pop(at + j))
+        return later
+
+    def _top_body(self, body: Writer, ex: ExprCodegen, codes, ap: str, later: dict[int, list[str]]) -> None:
         """`_top`: first the offers whose weight has an upper bound, highest bound first, in
         sections; a section runs only while fewer than `need` eligible offers weigh more
         than its first offer's bound. Then the offers with no bound: those whose weight
@@ -77,7 +113,7 @@ class SpaceCodegen:
         plan = self.plan
         bounded, stops = plan.bounded, plan.stops
         body.write("_go = True")
-        base = body.level
+        base, section = body.level, 0
         for k, o in enumerate(bounded):
             body.write(f"# offer {comment(o.offer.name)}, weight at most {float(o.bound)!r}")
             self._fast_offer(body, ex, o, codes[o.pos], ap)
@@ -89,6 +125,9 @@ class SpaceCodegen:
                 body.level = base
                 body.write("if _go:")
                 body.indent()
+                section += 1
+                for line in later.get(section, ()):
+                    body.write(line)
         body.level = base
         body.write("_skip = not _go")
         if not plan.free:
