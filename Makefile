@@ -52,6 +52,7 @@ bench: $(VENV)/.bench $(GEN)
 	$(PY) benchmarks/decide.py
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/load.py
+	$(PY) benchmarks/cold.py
 	$(MAKE) --no-print-directory instructions
 
 # instructions per call counted by callgrind, exact on a busy machine, each stage of a decision
