@@ -464,29 +464,35 @@ def goals(result: dict) -> list[str]:
     by = {r["name"]: r for r in result["scenarios"] + result["sweep"]}
     out = []
 
-    def line(text: str, ok: bool | None) -> None:
-        out.append(f"- {text}: " + ("MET" if ok else "MISSED"))
+    def line(text: str, ok: bool | None, *rows: dict) -> None:
+        failed = sum(r[who].get("errors", 0) for r in rows for who in ("ours", "noop"))
+        out.append(f"- {text}: " + ("MET" if ok and not failed else "MISSED") + (f" ({failed} calls failed)" if failed else ""))
 
     for name, goal in (("Decide, dry run", 0.85), ("Decide, recorded (sync)", 0.70), ("DecideStream, recorded", 0.60)):
         if name in by:
             r = by[name]
             line(f"{name}: {r['throughput_ratio']:.0%} of the no-op's throughput (goal ≥ {goal:.0%})",
-                 r["throughput_ratio"] >= goal)
+                 r["throughput_ratio"] >= goal, r)
     if "Decide, dry run, 1 in flight" in by:
         r = by["Decide, dry run, 1 in flight"]
         diff = r["ours"]["p50_ms"] - r["noop"]["p50_ms"]
         line(f"dry Decide at 1 call in flight: p50 {r['ours']['p50_ms']:.2f} ms, the no-op's {r['noop']['p50_ms']:.2f} ms, "
-             f"{diff:+.2f} ms (goal: within +0.05 ms)", diff <= 0.05)
+             f"{diff:+.2f} ms (goal: within +0.05 ms)", diff <= 0.05, r)
     if "sweep, 1 in flight" in by and result.get("raw_commit_ms") is not None:
         r, raw = by["sweep, 1 in flight"], result["raw_commit_ms"]
         diff = r["ours"]["p50_ms"] - raw
         line(f"recorded Decide at 1 call in flight: p50 {r['ours']['p50_ms']:.2f} ms, a raw synced LMDB commit's "
-             f"{raw:.2f} ms, {diff:+.2f} ms (goal: within +0.1 ms)", diff <= 0.1)
+             f"{raw:.2f} ms, {diff:+.2f} ms (goal: within +0.1 ms; the no-op's own round trip is "
+             f"{r['noop']['p50_ms']:.2f} ms)", diff <= 0.1, r)
+    elif "sweep, 1 in flight" in by:  # a run from before the raw commit was timed
+        r = by["sweep, 1 in flight"]
+        out.append(f"- recorded Decide at 1 call in flight: p50 {r['ours']['p50_ms']:.2f} ms (goal: within +0.1 ms of "
+                   "a raw synced LMDB commit; not timed in this run)")
     for name, r in by.items():
         if name.startswith("DecideBatchStream"):
             goal = 50_000 if "dry" in name else 25_000
             line(f"{name}: {r['ours']['per_s']:,.0f} decisions/s, client included (goal ≥ {goal:,})",
-                 r["ours"]["per_s"] >= goal)
+                 r["ours"]["per_s"] >= goal, r)
     g = {x["offers"]: x["us_per_decision"] for x in result["growth"]}
     if 20 in g and 1000 in g:
         line(f"a decision at 1,000 offers costs {g[1000] / g[20]:.1f}x one at 20 (goal ≤ 3x)", g[1000] / g[20] <= 3)

@@ -97,7 +97,7 @@ class ExprCodegen:
         self.constants = constants
         self.frame = frame
         self.space = space
-        self.hits: set[str] | None = None  # if a set: the shared names the code written since names
+        self.hits: set[str] | None = None  # if a set, the code written adds the shared names it reads
 
     @property
     def uses(self) -> set[str]:
