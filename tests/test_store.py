@@ -336,6 +336,7 @@ def test_map_full_is_a_clear_error_and_the_store_keeps_working(tmp_path):
 
 
 def test_pruning_removes_old_propositions(store):
+    store.track([("offer", "a", "proposed"), ("offer", "b", "proposed")])  # fine counters kept for these
     old = decide(store, ALICE, T0 - 40 * 86400, "a")[0]
     decide(store, ALICE, T0, "b")
     with store.env.begin() as txn:
@@ -513,6 +514,7 @@ def test_totals_up_to_a_time_before_the_last_prune_count_no_later_events(store):
     still counts them), so the count walks the counters. (Counts reaching back before a
     prune are not exact in general: the finer counters are gone; they never count more.)"""
     midnight = T0 // 86400 * 86400
+    store.track([("offer", "a", "proposed")])
     for i in range(3):
         decide(store, Contact(f"p{i}"), midnight + 5 * 3600 + i, "a")
     store.prune(midnight + 6 * 3600)

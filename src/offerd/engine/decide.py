@@ -69,8 +69,12 @@ class Engine:
 
     def load(self, catalog: Catalog) -> None:
         """Make `catalog` the one that decides; its spaces compile on first use. Requests
-        in flight finish with the catalog they started with."""
-        self._plan = Plan(catalog)
+        in flight finish with the catalog they started with. The store keeps fine counters
+        for the windowed totals it reads, from before it decides (a write, the first time)."""
+        plan = Plan(catalog)
+        if self.store is not None and plan.totals:
+            self.store.track(plan.totals)
+        self._plan = plan
 
     @property
     def catalog(self) -> Catalog:

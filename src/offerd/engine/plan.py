@@ -82,6 +82,13 @@ class Plan:
                  for e in _exprs(catalog) for x in _walk(e)
                  if isinstance(x, n.Propensity) or isinstance(x, n.History) and x.window is not None]
         self.retention: float | None = None if None in windows else float(max(every, default=0))
+        # what totals read: the store keeps counters at every grain for these only (a lifetime
+        # total reads them too, when it ends before the last prune)
+        totals = {(x.ref_kind, x.ref, x.status) for e in _exprs(catalog) for x in _walk(e)
+                  if isinstance(x, n.History) and x.scope == "total"}
+        rated = {x.offer for e in _exprs(catalog) for x in _walk(e) if isinstance(x, n.Propensity)}
+        self.totals = frozenset(totals | {("pair", f"{offer}/{space}", status) for offer in rated
+                                            for space in catalog.spaces for status in ("presented", "accepted")})
         simple = {"string": str, "int": int, "float": float, "bool": bool, "date": datetime.date}
         # stored attributes of these Python types need no conversion (the codec keeps ints in 64 bits)
         self.scalars = {k: simple[t.name] for k, t in catalog.contact.items() if t.name in simple}

@@ -3,11 +3,8 @@ and the arithmetic that adds whole buckets of each grain and the event index's e
 from __future__ import annotations
 
 from .errors import Corrupt
-from .keys import DAY, HOUR, MINUTE, SECOND, STATUS_BYTE, U64, event_key, us
-
-# Counter grains, coarsest first; below the finest, the event index. "L" is lifetime.
-LEVELS = ((b"d", DAY), (b"h", HOUR), (b"m", MINUTE), (b"s", SECOND))
-GRAIN_SIZE = dict(LEVELS)
+from .keys import GRAIN_SIZE, LEVELS, MINUTE, SECOND, STATUS_BYTE, U64, event_key, us
+from .tracking import Tracked
 FOREVER = 9.0e12  # seconds: later than any event, and its µs still fit in 64 bits
 
 
@@ -68,19 +65,24 @@ class Pending:
         per = GRAIN_SIZE[grain] // SECOND
         return sum(n for sec, n in buckets.items() if k0 <= sec // per and (k1 is None or sec // per < k1))
 
-    def flush(self, txn, db) -> None:
-        """Add the batch's increments to the counters: every grain's bucket of each second,
-        and the lifetime count; read and written in two calls, in key order."""
+    def flush(self, txn, db, tracked: Tracked) -> None:
+        """Add the batch's increments to the counters: the lifetime count, and for a tracked
+        head (tracking.py) every grain's bucket of each second; read and written in two
+        calls, in key order."""
+        if not self.seconds:  # a tracking transaction's own marks are never read here, before they commit
+            return
+        fine_heads = tracked.current(txn)
         totals: dict[bytes, int] = {}
         for (ref, status), buckets in self.seconds.items():
             head = ref + STATUS_BYTE[status]
-            life = 0
+            life, fine = 0, head in fine_heads
             for second, n in buckets.items():
                 if n:
-                    at = second * SECOND
-                    for grain, size in LEVELS:
-                        key = head + grain + U64.pack(at // size)
-                        totals[key] = totals.get(key, 0) + n
+                    if fine:
+                        at = second * SECOND
+                        for grain, size in LEVELS:
+                            key = head + grain + U64.pack(at // size)
+                            totals[key] = totals.get(key, 0) + n
                     life += n
             if life:
                 key = head + b"L" + _ZERO
@@ -102,6 +104,7 @@ class Counts:
 
     def __init__(self, db: dict):
         self.counters_db, self.events_db, self.meta_db = db["counters"], db["events"], db["meta"]
+        self.tracked = Tracked(db["meta"])  # the heads whose grains are kept
         # (ref, status, window) → (lo, events from lo on, lifetime count then): the last count read here
         self._memo: dict[tuple[bytes, str, int | None], tuple[int, int, int]] = {}
 
@@ -174,8 +177,13 @@ class Counts:
         """Events at or after `lo`: the whole buckets of the coarsest grain from `lo` on, then
         of each finer grain the whole ones between `lo` and what is counted already, and the
         events of `lo`'s own second from the event index. A count reads a few keys per grain,
-        through one cursor."""
-        head, cursor = ref + STATUS_BYTE[status], txn.cursor(db=self.counters_db)
+        through one cursor. A head that is not tracked has no grains: its events are counted
+        in the event index (exact, and slower: a live catalog's heads are all tracked)."""
+        head = ref + STATUS_BYTE[status]
+        if not self.tracked.has(txn, head):
+            n = self._events(txn, ref, status, lo, 2**64 - 1)
+            return n + (pending.events(ref, status, lo, 2**64 - 1) if pending else 0)
+        cursor = txn.cursor(db=self.counters_db)
         count, hi = 0, None  # [hi, ...) is counted (None: nothing yet)
         for grain, size in LEVELS:
             a = -(-lo // size)  # the first whole bucket

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 U64 = struct.Struct(">Q")
 NEWEST = 2**64 - 1
 SECOND, MINUTE, HOUR, DAY = 1_000_000, 60_000_000, 3_600_000_000, 86_400_000_000  # in µs
+# Counter grains, coarsest first; below the finest, the event index. "L" is lifetime.
+LEVELS = ((b"d", DAY), (b"h", HOUR), (b"m", MINUTE), (b"s", SECOND))
+GRAIN_SIZE = dict(LEVELS)
 
 
 @dataclass(frozen=True)

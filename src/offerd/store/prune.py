@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .counters import GRAIN_SIZE
-from .keys import NEWEST, U64, is_stamp, us
+from .keys import GRAIN_SIZE, NEWEST, U64, is_stamp, us
 
 
 def prune(store, before: float, chunk: int = 1_000) -> int:

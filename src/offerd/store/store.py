@@ -16,9 +16,10 @@ from .encode import encode_attrs
 from .environment import DEFAULT_MAP_SIZE, open_env
 from .errors import Corrupt, StoreError
 from .history import StoredHistory, history_values
-from .keys import Contact, ref_key
+from .keys import STATUS_BYTE, Contact, ref_key
 from .recent import DEFAULT_SIZE as RECENT_SIZE, Recent, Seen
 from .records import ALL, CorruptRecord, Indexer, Record
+from .tracking import Track
 from .writer import Writer
 
 _FORKS = [0]  # how many forks this process descends from: a store is used where it was opened
@@ -38,9 +39,10 @@ class Store:
         self.path, self.durability = path, durability
         self._forks = _FORKS[0]
         self.env, self.db = open_env(path, durability, map_size)
-        self._writer = Writer(self.env, path, self.db["counters"])
-        self.recent = Recent(recent)  # contacts decided lately: their decoded profile and history index
         counts = Counts(self.db)
+        self._tracked = counts.tracked
+        self._writer = Writer(self.env, path, self.db["counters"], counts.tracked)
+        self.recent = Recent(recent)  # contacts decided lately: their decoded profile and history index
         decisions = Decisions(self.db, self._writer, counts, self.recent)
         # bound once: a per-decision call costs no more lookups than a method of Store's own
         self._put, self._total = self._writer.put, counts.total
@@ -170,6 +172,18 @@ class Store:
             return None, StoredHistory(self, values, indexer, (key, None, since))
         recent.put(key, seen)  # to the end, changed or not: the least recently read goes first
         return attrs, StoredHistory(self, values, indexer, (key, stamp, seen.since), seen)
+
+    def track(self, pairs) -> int:
+        """Keep counters at every grain for these (kind, name, status) pairs, from now on and
+        rebuilt for the past from the event index: what a windowed `total` reads (see
+        tracking.py). Pairs tracked already cost a read; returns how many were new."""
+        self.check_process()
+        heads = {ref_key(kind, name) + STATUS_BYTE[status] for kind, name, status in pairs}
+        with self.env.begin() as txn:
+            heads = {h for h in heads if not self._tracked.has(txn, h)}
+        if not heads:
+            return 0
+        return self.submit(Track(self.db, heads)).result()
 
     def total(self, kind: str, name: str, status: str, since: float | None, until: float, txn=None) -> int:
         """Exact count of (kind, name)'s events in `status` in (since, until]."""

@@ -13,6 +13,7 @@ import lmdb
 
 from .counters import Pending
 from .errors import StoreError, StoreFull
+from .tracking import Track
 
 MAX_BATCH = 512
 DISK_FULL_BYTES = 16 << 20  # a failed write with less room than this was for want of room
@@ -25,8 +26,8 @@ class Writer:
     batches (see decisions.Decisions._total_below), cleared in place (never replaced: the
     decision writes hold it) whenever a write fails."""
 
-    def __init__(self, env: lmdb.Environment, path: str, counters_db):
-        self.env, self.path, self._counters_db = env, path, counters_db
+    def __init__(self, env: lmdb.Environment, path: str, counters_db, tracked):
+        self.env, self.path, self._counters_db, self._tracked = env, path, counters_db, tracked
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.closed = False
         self.commits = 0  # transactions committed by this process's writer (tests, metrics)
@@ -73,7 +74,8 @@ class Writer:
                 if len(batch) == n:
                     break
             last = len(batch)
-            self._commit(batch)
+            for part in _parts(batch):
+                self._commit(part)
 
     def _drain(self, batch: list) -> bool:
         """Add what is queued to `batch`, up to MAX_BATCH; False once close() was asked."""
@@ -83,7 +85,8 @@ class Writer:
             except queue.Empty:
                 return True
             if nxt is None:
-                self._commit(batch)
+                for part in _parts(batch):
+                    self._commit(part)
                 return False
             batch.append(nxt)
         return True
@@ -111,7 +114,7 @@ class Writer:
                         outcomes.append((future, None, e))
                     else:
                         outcomes.append((future, result, None))
-                pending.flush(txn, self._counters_db)
+                pending.flush(txn, self._counters_db, self._tracked)
             self.commits += 1
             committed = True
         except lmdb.MapFullError:
@@ -169,6 +172,22 @@ class Writer:
         if limit != resource.RLIM_INFINITY and size + DISK_FULL_BYTES > limit:
             return f"{self.path}/data.mdb reached the file size limit ({limit} bytes, `ulimit -f`)"
         return None
+
+
+def _parts(batch: list) -> list[list]:
+    """The batch in order, each `Track` operation in a transaction of its own."""
+    if not any(type(op) is Track for op, _ in batch):
+        return [batch]
+    parts, run = [], []
+    for item in batch:
+        if type(item[0]) is Track:
+            if run:
+                parts.append(run)
+            parts.append([item])
+            run = []
+        else:
+            run.append(item)
+    return parts + ([run] if run else [])
 
 
 def _resolve(outcomes) -> None:
