@@ -32,6 +32,8 @@ class Served:
     log in a file (a pipe left unread would block it)."""
 
     def __init__(self, data, *extra: str, port: int | None = None, preexec=None):
+        if "--drain" not in extra:  # tests that stop a server do not wait out a drain they do not test
+            extra = ("--drain", "0") + extra
         self.data, self.port = str(data), port or free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.log_path = os.path.join(self.data, f"serve-{time.monotonic_ns()}.log")

@@ -153,7 +153,8 @@ def cmd_serve(args) -> int:
         return run(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
                           client_ca=args.client_ca, metrics=args.metrics, loop=args.loop, map_size=args.map_size,
-                          retain=args.retain, prune_every=args.prune_every, recent=args.recent_contacts),
+                          retain=args.retain, prune_every=args.prune_every, recent=args.recent_contacts,
+                          drain=args.drain, grace=args.grace),
                    args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(e, file=sys.stderr)
@@ -355,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
                         "unchanged; about 5.5 KiB each with 50 propositions (default 10000; 0: none)")
     p.add_argument("--workers", type=int, default=int(os.environ.get("OFFERD_WORKERS", "0")),
                    help="processes sharing the port (default: one per core)")
+    p.add_argument("--drain", type=_seconds, default=os.environ.get("OFFERD_DRAIN", "3s"),
+                   help="on SIGTERM or SIGINT, health says NOT_SERVING at once and calls are still served "
+                        "this long, for load balancers to take the server out (default 3s; 0: none)")
+    p.add_argument("--grace", type=_seconds, default=os.environ.get("OFFERD_GRACE", "10s"),
+                   help="then the calls in flight get this long to finish (default 10s)")
     p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"),
                    help="required on AdminService calls as `authorization: Bearer TOKEN` (env OFFERD_ADMIN_TOKEN)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default=os.environ.get("OFFERD_LOOP", "uvloop"),

@@ -1,8 +1,10 @@
 """The gRPC server: offerd.v1 services on grpc.aio, with health and reflection.
 
 `create_server(addr)` builds and starts a server on an address and returns it with its port
-(tests use 127.0.0.1:0); `stop_server(server)` stops it and closes its store; `serve(...)` runs one until SIGTERM or SIGINT, then finishes the calls
-in flight and closes the store, so no acknowledged write is lost."""
+(tests use 127.0.0.1:0); `stop_server(server)` stops it and closes its store; `serve(...)`
+runs one until SIGTERM or SIGINT, then drains (health NOT_SERVING, calls still served for
+`config.drain` seconds), finishes the calls in flight and closes the store, so no
+acknowledged write is lost."""
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +16,7 @@ import time
 from types import SimpleNamespace
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .. import lang
@@ -23,6 +25,7 @@ from ..engine import Engine
 from ..store import Store
 from ..v1 import offerd_pb2_grpc as rpc
 from .config import Config
+from .health import SERVING, Health
 from .services import AdminService, DecisionService, ProfileService
 
 log = logging.getLogger("offerd.server")
@@ -84,10 +87,10 @@ async def create_server(addr: str, config: Config | None = None,
     rpc.add_DecisionServiceServicer_to_server(DecisionService(engine), server)
     rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store), server)
     rpc.add_AdminServiceServicer_to_server(AdminService(store, live, config.admin_token), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in SERVICES + ("",):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, SERVING)
     reflection.enable_server_reflection(SERVICES + (health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     if config.tls_cert:
         with open(config.tls_key, "rb") as k, open(config.tls_cert, "rb") as c:
@@ -104,15 +107,17 @@ async def create_server(addr: str, config: Config | None = None,
     tasks = [loop.create_task(live.watch(config.poll_seconds))]
     if config.pruner and config.prune_every > 0:
         tasks.append(loop.create_task(prune_forever(store, engine, config)))
-    server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks)
+    server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer)
     return server, port
 
 
 async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
-    """Finish the calls in flight (up to `grace` seconds), then close the store: its writer
-    commits everything it acknowledged first."""
+    """Finish the calls in flight (up to `grace` seconds; health Watch streams end at once),
+    then close the store: its writer commits everything it acknowledged first."""
     for task in server.offerd.tasks:
         task.cancel()
+    await server.offerd.health.drain()
+    await server.offerd.health.end_watches()
     await server.stop(grace)
     server.offerd.store.close()
 
@@ -158,11 +163,23 @@ async def _run(config: Config) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a worker leaves SIGINT to its parent
+            loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("stopping: finishing the calls in flight")
+    stop.clear()
     t = time.monotonic()
-    await stop_server(server)
+    if config.drain > 0:
+        # Balancers and orchestrators see NOT_SERVING (Check, and Watch at once) and send no
+        # new calls; those already on their way are still answered meanwhile.
+        await server.offerd.health.drain()
+        log.info("draining: health NOT_SERVING, calls served for %g s more (a second stop signal ends it now)",
+                 config.drain)
+        try:
+            await asyncio.wait_for(stop.wait(), config.drain)
+        except TimeoutError:
+            pass
+    log.info("stopping: finishing the calls in flight (at most %g s)", config.grace)
+    await stop_server(server, config.grace)
     log.info("stopped in %.2f s", time.monotonic() - t)
 
 

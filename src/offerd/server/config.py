@@ -25,3 +25,5 @@ class Config:
     prune_every: float = 3600  # seconds between prunes; 0: never
     recent: int = RECENT_SIZE  # contacts each worker remembers (decoded profile, history index); 0: none
     pruner: bool = True  # this process prunes (with several workers, only the first)
+    drain: float = 3.0  # seconds of NOT_SERVING health, calls still served, before a stop
+    grace: float = 10.0  # seconds the calls in flight get to finish when the server stops

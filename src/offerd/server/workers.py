@@ -120,10 +120,13 @@ def run(config, workers: int) -> int:
     stopping = []
 
     def forward(sig, _frame):
+        # always SIGTERM: a worker ignores SIGINT, which a terminal's Ctrl-C sends to the
+        # whole process group, so that each stop signal reaches a worker once (a second one
+        # cuts its drain short)
         stopping.append(sig)
         for pid in list(children):
             try:
-                os.kill(pid, sig)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
@@ -138,8 +141,8 @@ def run(config, workers: int) -> int:
                 try:
                     # until the worker's own handlers are set, a stop ends it at once, with
                     # nothing in flight yet
-                    for sig in STOP_SIGNALS:
-                        signal.signal(sig, lambda *_: os._exit(0))
+                    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards it as SIGTERM
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                     die_with(parent, signal.SIGTERM)  # finish the calls in flight, then go
                     set_worker(n)
