@@ -484,18 +484,19 @@ def test_a_store_of_another_format_is_refused_and_left_alone(tmp_path):
     with Store(path) as s:
         decide(s, ALICE, T0, "a")
         with s.env.begin() as txn:
-            assert txn.get(b"format", db=s.db["meta"]) == b"1"  # stamped at creation
-    _set_format(path, b"2")
-    with pytest.raises(StoreError, match="in format '2', and this offerd reads format 1: it was written by a newer"):
+            assert txn.get(b"format", db=s.db["meta"]) == b"2"  # stamped at creation
+    _set_format(path, b"3")
+    with pytest.raises(StoreError, match="in format '3', and this offerd reads format 2: it was written by a newer"):
         Store(path)
     _set_format(path, b"garbage")
     with pytest.raises(StoreError, match="not a store this offerd can read"):
         Store(path)
-    _set_format(path, None)  # a store from before the stamp: format 1, stamped on open
-    with Store(path) as s:
-        assert len(s.read_history(ALICE)) == 1
-        with s.env.begin() as txn:
-            assert txn.get(b"format", db=s.db["meta"]) == b"1"
+    for old in (None, b"1"):  # from before the stamp, or format 1 (fine counters for every pair): read, restamped
+        _set_format(path, old)
+        with Store(path) as s:
+            assert len(s.read_history(ALICE)) == 1
+            with s.env.begin() as txn:
+                assert txn.get(b"format", db=s.db["meta"]) == b"2"  # an older offerd now refuses it
 
 
 def test_serve_refuses_a_store_of_another_format_with_its_reason(tmp_path):
@@ -505,7 +506,7 @@ def test_serve_refuses_a_store_of_another_format_with_its_reason(tmp_path):
     out = subprocess.run([sys.executable, "-m", "offerd.cli", "serve", "--listen", "127.0.0.1:0", "--data", str(data)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
-    assert "in format '7', and this offerd reads format 1" in out.stderr and "Traceback" not in out.stderr
+    assert "in format '7', and this offerd reads format 2" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_totals_up_to_a_time_before_the_last_prune_count_no_later_events(store):

@@ -9,10 +9,12 @@ import sys
 import textwrap
 import threading
 
+import pytest
+
 from offerd import lang
 from offerd.domain import CapCheck, NewProposition
 from offerd.engine import Engine
-from offerd.store import Store
+from offerd.store import Store, StoreFull
 from offerd.store.keys import STATUS_BYTE, U64, Contact, ref_key
 from offerd.store.tracking import PREFIX
 
@@ -188,7 +190,7 @@ def test_another_process_writing_keeps_the_counters_of_a_pair_tracked_meanwhile(
     script = textwrap.dedent(f"""
         import sys, time
         from offerd.domain import NewProposition
-        from offerd.store import Store
+        from offerd.store import Store, StoreFull
         from offerd.store.keys import Contact
         s = Store({path!r})
         s.record_decision(Contact("first"), {T0} - 5000, [NewProposition("a", "web", ("loyalty",))])
@@ -236,5 +238,42 @@ def test_a_windowed_total_cap_holds_on_a_pair_nobody_tracked(tmp_path):
                for i in range(6)]
         assert [g is not None for g in got] == [True] * 3 + [False] * 3
         assert grains(store) == 0
+    finally:
+        store.close()
+
+
+def test_a_transaction_older_than_the_tracking_does_not_read_counters_it_cannot_see(tmp_path):
+    """What one thread learnt (a pair is tracked) holds only for transactions that see the
+    tracking's commit: a read begun before it still counts in the event index."""
+    store = Store(str(tmp_path / "db"))
+    try:
+        history(store, seed=31, n=60)
+        head = ref_key("offer", "a") + STATUS_BYTE["proposed"]
+        tracked = store._tracked
+        with store.env.begin() as before:
+            store.track([("offer", "a", "proposed")])
+            with store.env.begin() as after:
+                assert tracked.has(after, head)  # learnt here
+            assert not tracked.has(before, head)  # and not believed where it is not so
+    finally:
+        store.close()
+
+
+def test_a_catalog_whose_pairs_cannot_be_tracked_still_loads_and_counts_exactly(tmp_path, caplog):
+    """A rebuild too large for the map (or a full disk) leaves the pairs untracked: the
+    catalog goes live all the same and its totals are counted in the event index."""
+    store = Store(str(tmp_path / "db"), durability="fast", map_size=1 << 21)
+    try:
+        made = 0
+        with pytest.raises(StoreFull):
+            for i in range(100_000):  # events in as many seconds as the map takes
+                store.record_decision(Contact(f"f{i % 50}"), T0 - i * 1.5, [NewProposition("a", "web", ())])
+                made += 1
+        files = {"c.offer": "schema contact { age: int }\nspace web { limit 1 }\n"
+                            "offer a { spaces web  cap 1000000 total per 30d }\n"}
+        engine = Engine(store, lang.check(files))
+        assert "counted in the event index" in caplog.text
+        assert engine.catalog is not None and grains(store) == 0
+        assert store.total("offer", "a", "proposed", T0 - 30 * 86400, T0) == made
     finally:
         store.close()

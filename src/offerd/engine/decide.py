@@ -10,18 +10,21 @@ concurrent decisions."""
 from __future__ import annotations
 
 import datetime
+import logging
 from dataclasses import dataclass, field
 
 from ..compiler import SpaceCache, default_cache
 from ..compiler.space import CompiledSpace, Moment
 from ..lang.catalog import Catalog, OfferDef
 from ..lang.values import InputError, check_attributes
-from ..store import Contact, NotFound, Store, StoredHistory
+from ..store import Contact, NotFound, Store, StoredHistory, StoreError
 from ..domain import REPORTED
 from .arbitrate import arbitrate, ranked, top_ranked
 from .model import (BadRequest, Decision, Explained, NoCatalog, Proposal, Request, SpaceResult,
                     UnknownSpace)
 from .plan import Plan
+
+log = logging.getLogger("offerd.engine")
 
 UTC = datetime.timezone.utc
 
@@ -73,7 +76,11 @@ class Engine:
         for the windowed totals it reads, from before it decides (a write, the first time)."""
         plan = Plan(catalog)
         if self.store is not None and plan.totals:
-            self.store.track(plan.totals)
+            try:
+                self.store.track(plan.totals)
+            except StoreError as e:  # too many events for one transaction, a full disk: still exact
+                log.warning("the totals of this catalog are counted in the event index, slower, as the "
+                            "store could not keep fine counters for them: %s", e)
         self._plan = plan
 
     @property

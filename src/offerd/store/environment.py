@@ -10,7 +10,11 @@ from .errors import StoreError
 
 DATABASES = ("profiles", "history", "props", "counters", "events", "versions", "meta")
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as data does
-FORMAT = b"1"  # the layout of keys and values (docs/storage.md), stamped in `meta` at creation
+FORMAT = b"2"  # the layout of keys and values (docs/storage.md), stamped in `meta` at creation
+# Formats this offerd reads and stamps with its own at open. 2 keeps fine counters only for
+# tracked pairs: an offerd reading format 1 would count the others' windows from counters
+# that no longer move, so a store once opened here is refused by it.
+UPGRADES = (b"1",)
 
 
 def open_env(path: str, durability: str, map_size: int) -> tuple[lmdb.Environment, dict]:
@@ -33,12 +37,14 @@ def open_env(path: str, durability: str, map_size: int) -> tuple[lmdb.Environmen
 
 def _check_format(env, meta, path: str) -> None:
     """Refuse a store laid out by another version of offerd (its keys would be misread and
-    its writes would corrupt it); stamp a new one (or one from before stamps: format 1)."""
+    its writes would corrupt it); stamp a new one (or one from before stamps, or of a format
+    in UPGRADES, which this one reads as its own)."""
     with env.begin() as txn:
         got = txn.get(b"format", db=meta)
-    if got is None:
+    if got is None or got in UPGRADES:
         with env.begin(write=True) as txn:
-            if txn.get(b"format", db=meta) is None:
+            now = txn.get(b"format", db=meta)
+            if now is None or now in UPGRADES:
                 txn.put(b"format", FORMAT, db=meta)
     elif got != FORMAT:
         env.close()

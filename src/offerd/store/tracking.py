@@ -15,28 +15,30 @@ PREFIX, VERSION = b"track:", b"tracked"  # meta keys: one per tracked pair; a co
 
 
 class Tracked:
-    """The tracked heads as a process last read them. A head once tracked stays tracked, so
-    a head found here is tracked in every later transaction; one not found is read again.
-    Only committed marks may be read into it (never a tracking transaction's own, which
-    could still fail to commit)."""
+    """The tracked heads as this process last read them. A head once tracked stays tracked,
+    so a head seen tracked in a transaction is tracked in every transaction that sees that
+    one's commits: `has` trusts what it saw only in transactions no older than where it saw
+    it, and reads the mark again otherwise. Only committed marks are ever read into it."""
 
     def __init__(self, meta_db):
         self.meta_db = meta_db
-        self.heads: set[bytes] = set()
-        self.version = None  # the VERSION value `heads` was read at (the writer's view)
+        self.seen: dict[bytes, int] = {}  # head → the id of a transaction that saw it tracked
+        self.heads: set[bytes] = set()  # the writer's: every tracked head at `version`
+        self.version = None  # the VERSION value `heads` was read at
 
     def has(self, txn, h: bytes) -> bool:
         """Whether `h` is tracked in `txn`'s view."""
-        if h in self.heads:
+        at = self.seen.get(h)
+        if at is not None and txn.id() >= at:
             return True
         if txn.get(PREFIX + h, db=self.meta_db) is None:
             return False
-        self.heads.add(h)
+        self.seen[h] = txn.id() if at is None else min(at, txn.id())
         return True
 
     def current(self, txn) -> set[bytes]:
-        """Every tracked head in `txn`'s view (the writer's, at the start of each batch):
-        read again only when a tracking transaction changed them."""
+        """Every tracked head in the writer's transaction `txn`: read again only when a
+        tracking transaction changed them (never inside one: see Pending.flush)."""
         version = txn.get(VERSION, db=self.meta_db)
         if version != self.version:
             cursor = txn.cursor(db=self.meta_db)
