@@ -105,6 +105,25 @@ def test_ctrl_c_drains_the_workers_too_and_a_second_one_stops_them(tmp_path):
     s.log.close()
 
 
+def test_a_stop_sent_to_the_whole_process_group_drains_once(tmp_path):
+    """systemd (KillMode=control-group) and `kill -- -PGID` send SIGTERM to every process,
+    and the supervisor forwards its own: the workers must drain, not stop at once. A second
+    SIGTERM to the supervisor then stops them."""
+    s = Served(tmp_path, "--drain", "600", "--workers", "2")
+    workers = s.workers(2)
+    watch = Watcher(s.target)
+    watch.wait_for(SERVING)
+    os.killpg(s.proc.pid, signal.SIGTERM)
+    watch.wait_for(NOT_SERVING)
+    with Client(s.target, timeout=5) as c:
+        for i in range(10):
+            assert c.decide(["web_home"], f"group-{i}", attributes=ADULT).spaces[0].propositions
+    assert all(os.path.exists(f"/proc/{pid}") for pid in workers), s.output()
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(60) == 0, s.output()
+    s.log.close()
+
+
 def test_a_stop_with_no_drain_still_says_not_serving_and_ends_the_watch_streams(tmp_path):
     s = Served(tmp_path, "--drain", "0")
     watch = Watcher(s.target)

@@ -116,8 +116,11 @@ async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
     then close the store: its writer commits everything it acknowledged first."""
     for task in server.offerd.tasks:
         task.cancel()
-    await server.offerd.health.drain()
-    await server.offerd.health.end_watches()
+    try:  # each takes every Watch stream's lock: a client that stopped reading must not hold the stop
+        await asyncio.wait_for(server.offerd.health.drain(), grace)
+        await asyncio.wait_for(server.offerd.health.end_watches(), grace)
+    except TimeoutError:
+        log.warning("health Watch streams did not take the stop within %g s: stopping anyway", grace)
     await server.stop(grace)
     server.offerd.store.close()
 
@@ -160,22 +163,28 @@ async def _run(config: Config) -> None:
     server, port = await create_server(config.listen, config, store)
     log.info("offerd serving on %s (port %d), data in %s, durability %s", config.listen, port,
              config.data, config.durability)
-    stop = asyncio.Event()
+    stop, now = asyncio.Event(), asyncio.Event()  # drain, then stop; stop at once
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        if signal.getsignal(sig) is not signal.SIG_IGN:  # a worker leaves SIGINT to its parent
-            loop.add_signal_handler(sig, stop.set)
+    if config.worker:
+        # A stop reaches a worker twice when it is sent to the whole process group (systemd,
+        # `kill -- -PGID`) and the supervisor forwards it too: a worker drains on SIGTERM, as
+        # often as it comes, and ends its drain only on the supervisor's SIGUSR2 (a second
+        # stop signal to the supervisor). SIGINT is ignored (workers.run).
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGUSR2, lambda: (stop.set(), now.set()))
+    else:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: now.set() if stop.is_set() else stop.set())
     await stop.wait()
-    stop.clear()
     t = time.monotonic()
-    if config.drain > 0:
+    if config.drain > 0 and not now.is_set():
         # Balancers and orchestrators see NOT_SERVING (Check, and Watch at once) and send no
         # new calls; those already on their way are still answered meanwhile.
         await server.offerd.health.drain()
         log.info("draining: health NOT_SERVING, calls served for %g s more (a second stop signal ends it now)",
                  config.drain)
         try:
-            await asyncio.wait_for(stop.wait(), config.drain)
+            await asyncio.wait_for(now.wait(), config.drain)
         except TimeoutError:
             pass
     log.info("stopping: finishing the calls in flight (at most %g s)", config.grace)

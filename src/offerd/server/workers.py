@@ -120,13 +120,14 @@ def run(config, workers: int) -> int:
     stopping = []
 
     def forward(sig, _frame):
-        # always SIGTERM: a worker ignores SIGINT, which a terminal's Ctrl-C sends to the
-        # whole process group, so that each stop signal reaches a worker once (a second one
-        # cuts its drain short)
+        # The first stop signal (SIGTERM or SIGINT) goes on as SIGTERM: the workers drain. A
+        # second one goes on as SIGUSR2: they stop at once. Workers ignore SIGINT and repeated
+        # SIGTERMs, which a terminal's Ctrl-C or a stop sent to the whole process group (as
+        # systemd does) deliver to them as well as to the supervisor.
         stopping.append(sig)
         for pid in list(children):
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM if len(stopping) == 1 else signal.SIGUSR2)
             except ProcessLookupError:
                 pass
 
@@ -142,13 +143,14 @@ def run(config, workers: int) -> int:
                     # until the worker's own handlers are set, a stop ends it at once, with
                     # nothing in flight yet
                     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+                    signal.signal(signal.SIGUSR2, lambda *_: os._exit(0))
                     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards it as SIGTERM
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                     die_with(parent, signal.SIGTERM)  # finish the calls in flight, then go
                     set_worker(n)
                     from .app import serve
 
-                    serve(dataclasses.replace(config, pruner=n == 0))
+                    serve(dataclasses.replace(config, pruner=n == 0, worker=True))
                 except BaseException:
                     traceback.print_exc()
                     code = 1
