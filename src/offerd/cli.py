@@ -154,7 +154,7 @@ def cmd_serve(args) -> int:
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
                           client_ca=args.client_ca, metrics=args.metrics, loop=args.loop, map_size=args.map_size,
                           retain=args.retain, prune_every=args.prune_every, recent=args.recent_contacts,
-                          drain=args.drain, grace=args.grace),
+                          drain=args.drain, grace=args.grace, retry_window=args.retry_window),
                    args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(e, file=sys.stderr)
@@ -361,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
                         "this long, for load balancers to take the server out (default 3s; 0: none)")
     p.add_argument("--grace", type=_seconds, default=os.environ.get("OFFERD_GRACE", "10s"),
                    help="then the calls in flight get this long to finish (default 10s)")
+    p.add_argument("--retry-window", type=_seconds, default=os.environ.get("OFFERD_RETRY_WINDOW", "10m"),
+                   help="a recorded Decide sent again (same request and request_id, same contact) within this "
+                        "long gets its first answer back and counts once (default 10m; 0: never)")
     p.add_argument("--admin-token", default=os.environ.get("OFFERD_ADMIN_TOKEN"),
                    help="required on AdminService calls as `authorization: Bearer TOKEN` (env OFFERD_ADMIN_TOKEN)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default=os.environ.get("OFFERD_LOOP", "uvloop"),

@@ -36,6 +36,14 @@ def fmt_duration(seconds: int) -> str:
     return " ".join(parts)
 
 
+@dataclass(frozen=True)
+class Replay:
+    """A decision's write found the first answer of the same request already stored (a
+    retry): nothing was written; `value` is that answer."""
+
+    value: bytes
+
+
 def catalog_hash(sources: dict[str, str]) -> str:
     """A catalog version's identity: SHA-256 over its files' names and contents."""
     h = hashlib.sha256()

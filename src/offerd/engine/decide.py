@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from dataclasses import dataclass, field
 
 from ..compiler import SpaceCache, default_cache
@@ -18,10 +19,11 @@ from ..compiler.space import CompiledSpace, Moment
 from ..lang.catalog import Catalog, OfferDef
 from ..lang.values import InputError, check_attributes
 from ..store import Contact, NotFound, Store, StoredHistory, StoreError
-from ..domain import REPORTED
+from ..domain import REPORTED, Replay
 from .arbitrate import arbitrate, ranked, top_ranked
 from .model import (BadRequest, Decision, Explained, NoCatalog, Proposal, Request, SpaceResult,
                     UnknownSpace)
+from . import retries
 from .plan import Plan
 
 log = logging.getLogger("offerd.engine")
@@ -64,6 +66,7 @@ class Engine:
     def __init__(self, store: Store | None, catalog: Catalog | None = None, cache: SpaceCache | None = None):
         self.store = store
         self.cache = cache or default_cache
+        self.retry_window = 600.0  # seconds a request's first answer is kept for its retries; 0: none
         self._plan: Plan | None = None
         if catalog is not None:
             self.load(catalog)
@@ -110,25 +113,78 @@ class Engine:
     # --- deciding ----------------------------------------------------------------------
 
     def decide(self, request: Request) -> Decision:
+        once = self._once(request)
+        first = once and self._first(once)
+        if first:
+            return first
         work = self._prepare(request)
         if self._records(work):
-            self._commit(work, self.store.record_decision(work.contact, work.moment.ts, self._props(work), work.history))
+            ids = self.store.record_decision(work.contact, work.moment.ts, self._props(work), work.history,
+                                             *self._retry(work, once))
+            if isinstance(ids, Replay):  # a copy of this request was written meanwhile
+                return retries.decode(ids.value)
+            self._commit(work, ids)
         return self._answer(work)
 
     async def decide_async(self, request: Request, note=None) -> Decision:
         """`decide` for asyncio callers: the write awaits the group commit. `note(picks,
         ids)` → (key, value), if given, is stored in the same transaction as the decision:
         [(space, offer, content)] of the picks and their proposition ids (None: refused)."""
+        once = self._once(request) if note is None else None  # a batch resumes by its own notes
+        first = once and self._first(once)
+        if first:
+            return first
         work = self._prepare(request)
         if self._records(work):
-            stored = None
+            stored, check = self._retry(work, once)
             if note is not None:  # a batch: what it proposed goes into the note
                 picks = [(p.space, p.offer.name, p.content) for p in work.picks]
                 stored = lambda ids: note(picks, ids)  # noqa: E731
             ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
-                                                          work.history, stored)
+                                                          work.history, stored, check)
+            if isinstance(ids, Replay):  # a copy of this request was written meanwhile
+                return retries.decode(ids.value)
             self._commit(work, ids)
         return self._answer(work)
+
+    # --- safe retries (retries.py) ---------------------------------------------------
+
+    def _once(self, request: Request) -> tuple[bytes, bytes] | None:
+        """The keys a recorded decision with a request id is looked for under, for its
+        retries: this window's (where it is written) and the previous one's."""
+        if (request.dry_run or not request.request_id or request.contact_id is None or self.store is None
+                or self.retry_window <= 0):
+            return None
+        return retries.keys(self._contact(request), request, time.time(), self.retry_window)
+
+    def _fresh(self, value: bytes) -> bool:
+        """A note written within the window that reads as an answer (a corrupt one is
+        written over by the decision taken instead)."""
+        at = retries.written_at(value)
+        if at is None or at < time.time() - self.retry_window:
+            return False
+        try:
+            retries.decode(value)
+        except ValueError as e:
+            log.error("%s: deciding again", e)
+            return False
+        return True
+
+    def _first(self, once: tuple[bytes, bytes]) -> Decision | None:
+        for key in once:
+            value = self.store.note(key)
+            if value is not None and self._fresh(value):
+                return retries.decode(value)
+        return None
+
+    def _retry(self, work: _Work, once: tuple[bytes, bytes] | None):
+        """(note, once) for the store: the first answer written with the decision, and the
+        write's own check for a copy that got there first."""
+        if once is None:
+            return None, None
+        spaces, hash_ = tuple(dict.fromkeys(work.request.spaces)), work.plan.catalog.hash
+        note = lambda ids: (once[0], retries.encode(time.time(), work.when, hash_, spaces, work.picks, ids))  # noqa: E731
+        return note, (once, self._fresh)
 
     def _records(self, work: _Work) -> bool:
         return bool(work.picks) and not work.request.dry_run and self.store is not None

@@ -37,6 +37,7 @@ class Request:
     dry_run: bool = False  # decide, record nothing
     explain: bool = False
     time: datetime.datetime | None = None  # aware; None: the clock
+    request_id: str | None = None  # a recorded decision retried with it gets its first answer
 
 
 @dataclass(slots=True)
@@ -76,6 +77,7 @@ class Decision:
     time: datetime.datetime
     catalog: str  # the catalog hash that decided
     spaces: tuple[SpaceResult, ...]
+    replayed: bool = False  # the first answer of a retried request, given again
 
     def offers(self, space: str) -> list[str]:
         return [p.offer for r in self.spaces if r.space == space for p in r.proposals]

@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .. import lang
 from ..compiler import default_cache
-from ..engine import Engine
+from ..engine import Engine, retries
 from ..store import Store
 from ..v1 import offerd_pb2_grpc as rpc
 from .config import Config
@@ -79,6 +79,7 @@ async def create_server(addr: str, config: Config | None = None,
     config = config or Config()
     store = store or open_store(config)
     engine = Engine(store)
+    engine.retry_window = config.retry_window
     live = Live(engine, store)
     live.refresh()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -146,6 +147,12 @@ async def prune_forever(store: Store, engine: Engine, config: Config) -> None:
     goes as fast as new history comes; the freed pages are reused."""
     while True:
         await asyncio.sleep(config.prune_every)
+        try:  # answers kept for retries go once their window is over, whatever the history keeps
+            if config.retry_window > 0:
+                await asyncio.to_thread(store.prune_notes, retries.PREFIX,
+                                        retries.expired_below(time.time(), config.retry_window))
+        except Exception:
+            log.exception("pruning the answers kept for retries failed")
         cutoff = prune_cutoff(engine, config, time.time())
         if cutoff is None:
             continue

@@ -59,6 +59,7 @@ def request(m: pb.DecideRequest) -> Request:
         themes=tuple(m.themes) if m.themes else (),
         dry_run=m.dry_run, explain=m.explain,
         time=time_of(m.time_us) if m.time_us else None,
+        request_id=m.request_id or None,
     )
 
 

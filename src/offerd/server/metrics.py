@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-DECISIONS = Counter("offerd_decisions", "Decisions answered", ["mode"])  # mode: recorded or dry_run
+DECISIONS = Counter("offerd_decisions", "Decisions answered", ["mode"])  # mode: recorded, dry_run or replayed (a retry)
 LATENCY = Histogram("offerd_decision_seconds", "Server time per decision, from request to answer",
                     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 ERRORS = Counter("offerd_errors", "Calls refused or failed, by method and gRPC status code", ["method", "code"])

@@ -86,7 +86,7 @@ def mapped(fn):
     return call
 
 
-DRY_RUNS, RECORDED = DECISIONS.labels("dry_run"), DECISIONS.labels("recorded")
+DRY_RUNS, RECORDED, REPLAYED = DECISIONS.labels("dry_run"), DECISIONS.labels("recorded"), DECISIONS.labels("replayed")
 _proposed: dict[str, object] = {}  # PROPOSED's child per space: labels() costs a lock and a lookup
 
 
@@ -95,6 +95,9 @@ async def _decide(engine: Engine, request) -> pb.DecideResponse:
     req = convert.request(request)
     d = await engine.decide_async(req)
     LATENCY.observe(time.perf_counter() - t)
+    if d.replayed:  # a retry's first answer, given again: counted once, when it was decided
+        REPLAYED.inc()
+        return convert.response(d, request.request_id)
     (DRY_RUNS if req.dry_run else RECORDED).inc()
     for r in d.spaces:
         if r.proposals:

@@ -7,7 +7,7 @@ import os
 import time
 from bisect import bisect_right, insort
 
-from ..domain import REPORTED, CapCheck, NewProposition
+from ..domain import REPORTED, CapCheck, NewProposition, Replay
 from .counters import FOREVER, Counts
 from .errors import Corrupt, ImpossibleMove, NotFound
 from .history import StoredHistory, history_values, horizon
@@ -74,10 +74,13 @@ class Decisions:
         return self._id_prefix + U64.pack(next(self._id_counter))
 
     def op(self, contact: Contact | None, at: float, propositions: list[NewProposition],
-           seen: StoredHistory | None = None, note=None):
+           seen: StoredHistory | None = None, note=None, once=None):
         """The write of one decision. Ids, keys and records are made here, in the caller's
         thread, while the writer is busy committing the batch before; the writer itself only
-        checks and puts. Nothing is written unless every check ran."""
+        checks and puts. Nothing is written unless every check ran. `once`: (keys, fresh),
+        where a retried request's first answer may be in `meta`: if one holds a value
+        `fresh(value)` accepts, nothing is written and the op returns Replay(value) (the
+        decision's `note` writes that answer)."""
         prefix = contact.key() if contact is not None else b"u\0"  # unknown contacts: counters only
         time_us = us(at)
         at_us = U64.pack(time_us)  # event keys: ref, status, time, id (keys.event_key)
@@ -92,6 +95,11 @@ class Decisions:
         read = seen.read_as(prefix, propositions, at) if per_contact and seen is not None else None
 
         def op(txn):
+            if once is not None:  # checked here, in the write: copies arriving together write once
+                for key in once[0]:
+                    first = txn.get(key, db=db["meta"])
+                    if first is not None and once[1](first):
+                        return Replay(first)
             pending = writer.pending
             mine = None  # the contact's history index, built once, if a per-contact cap asks
             reused = False  # `mine` is the decision's index, with this write's propositions added

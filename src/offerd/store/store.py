@@ -196,19 +196,43 @@ class Store:
     # --- decisions and status reports --------------------------------------------------
 
     def record_decision(self, contact: Contact | None, at: float, propositions: list[NewProposition],
-                        seen: StoredHistory | None = None) -> list[bytes | None]:
+                        seen: StoredHistory | None = None, note=None, once=None):
         """Record a decision's propositions atomically, each with its cap checks re-run
         against everything committed and the propositions before it. Returns each one's id,
         or None when a cap was reached meanwhile (that proposition is not recorded).
         `seen`: the history the decision read (decision_inputs), reused by the per-contact
         re-checks when no proposition was added to the contact since."""
-        return self.submit(self._decision_op(contact, at, propositions, seen)).result()
+        return self.submit(self._decision_op(contact, at, propositions, seen, note, once)).result()
 
     async def record_decision_async(self, contact: Contact | None, at: float, propositions: list[NewProposition],
-                                    seen: StoredHistory | None = None, note=None) -> list[bytes | None]:
+                                    seen: StoredHistory | None = None, note=None, once=None):
         """`note(ids)` → (key, value), if given, is stored in the same transaction as the
-        decision (the batch command's record that this contact was decided)."""
-        return await self.run(self._decision_op(contact, at, propositions, seen, note))
+        decision (the batch command's record that this contact was decided, a retry's first
+        answer). `once`: see Decisions.op (a Replay instead of ids)."""
+        return await self.run(self._decision_op(contact, at, propositions, seen, note, once))
+
+    def note(self, key: bytes) -> bytes | None:
+        """One note in `meta` (a retried request's first answer), or None."""
+        self.check_process()
+        with self.env.begin() as txn:
+            return txn.get(key, db=self.db["meta"])
+
+    def prune_notes(self, start: bytes, below: bytes) -> int:
+        """Delete the notes with keys from `start` up to `below` (their order is their age:
+        answers kept for retries), in transactions of at most 1,000; returns how many went."""
+        removed = 0
+
+        def step(txn) -> int:
+            cursor, n = txn.cursor(db=self.db["meta"]), 0
+            if cursor.set_range(start):
+                while n < 1000 and start <= cursor.key() < below:
+                    cursor.delete()  # and on to the next key (b"" past the end)
+                    n += 1
+            return n
+
+        while (n := self.submit(step).result()) > 0:
+            removed += n
+        return removed
 
     def report(self, prop_id: bytes, status: str, at: float | None = None) -> bool:
         """Record that a proposition was presented, accepted or rejected. Idempotent: True
