@@ -52,8 +52,8 @@ def in_process(data: str, calls: int) -> list[dict]:
     async def run():
         server, _ = await create_server("127.0.0.1:0", Config(data=data))
         engine = server.offerd.engine
-        requests = [decide_request(["web_home"], f"c{i}", attributes=ADULT, context=CONTEXT, dry_run=True,
-                                   request_id=str(i)) for i in range(calls)]
+        requests = [decide_request(["web_home"], f"c{i}", attributes=ADULT, context=CONTEXT, dry_run=True)
+                    for i in range(calls)]
         for r in requests[:200]:
             await services._decide(engine, r)
         for kib in TOUCH_KIB:
