@@ -157,7 +157,7 @@ def test_a_corrupt_kept_answer_is_decided_again_not_a_failure(tmp_path, caplog):
         first = engine.decide(request)
         for bad in (b"\x01", retries._U64.pack(round(time.time() * 1e6)) + b"{not json"):  # short, not JSON
             with store.env.begin(write=True) as txn:
-                txn.put(engine._once(request)[0], bad, db=store.db["meta"])
+                txn.put(engine._once(request)[1][0], bad, db=store.db["meta"])
             again = engine.decide(request)
             assert [p.id for p in again.spaces[0].proposals] != [p.id for p in first.spaces[0].proposals]
             kept = engine.decide(request)  # its own answer is kept in place of the corrupt one
@@ -178,3 +178,38 @@ def test_a_replayed_answer_keeps_its_decision_time_to_the_microsecond(tmp_path):
         assert ids(first) and first.time_us == request.time_us and again == first
     finally:
         srv.stop()
+
+
+def test_a_copy_that_began_in_the_next_window_and_wrote_first_is_found(tmp_path):
+    """Copies of one request may take their keys on both sides of a window's end: whichever
+    writes first, the other finds it."""
+    store = Store(str(tmp_path / "db"))
+    try:
+        engine = Engine(store, lang.check(lang.read_dir(EXAMPLE_CATALOG)))
+        request = Request(("web_home",), "lee", attributes=ADULT, request_id="edge")
+        first = engine.decide(request)
+        wall, (here, _, _) = engine._once(request)
+        later = retries.keys(Contact("lee"), request, wall + engine.retry_window, engine.retry_window)[0]
+        with store.env.begin(write=True) as txn:  # as if a copy that began in the next window wrote it
+            txn.put(later, txn.pop(here, db=store.db["meta"]), db=store.db["meta"])
+        again = engine.decide(request)
+        assert again.replayed and again.spaces == first.spaces
+        assert recorded(store, "lee") == len(first.spaces[0].proposals)
+    finally:
+        store.close()
+
+
+def test_answers_of_any_window_are_pruned_in_time_order_and_all_with_no_window(tmp_path):
+    store = Store(str(tmp_path / "db"))
+    try:
+        engine = Engine(store, lang.check(lang.read_dir(EXAMPLE_CATALOG)))
+        engine.retry_window = 60.0
+        engine.decide(Request(("web_home",), "m1", attributes=ADULT, request_id="a"))
+        now = time.time()
+        assert store.prune_notes(retries.PREFIX, retries.expired_below(now, 3600.0)) == 0
+        # the window grew to an hour: three hours on, the minute-window answer goes by its time
+        assert store.prune_notes(retries.PREFIX, retries.expired_below(now + 3 * 3600, 3600.0)) == 1
+        engine.decide(Request(("web_home",), "m2", attributes=ADULT, request_id="a"))
+        assert store.prune_notes(retries.PREFIX, retries.expired_below(now, 0)) == 1  # no window: all go
+    finally:
+        store.close()

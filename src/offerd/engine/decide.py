@@ -149,19 +149,24 @@ class Engine:
 
     # --- safe retries (retries.py) ---------------------------------------------------
 
-    def _once(self, request: Request) -> tuple[bytes, bytes] | None:
-        """The keys a recorded decision with a request id is looked for under, for its
-        retries: this window's (where it is written) and the previous one's."""
+    def _once(self, request: Request) -> tuple[float, tuple[bytes, ...]] | None:
+        """When the request came (wall clock) and the keys a recorded decision with a request
+        id is looked for under, for its retries (retries.keys; the first is where it is
+        written, with that time)."""
         if (request.dry_run or not request.request_id or request.contact_id is None or self.store is None
                 or self.retry_window <= 0):
             return None
-        return retries.keys(self._contact(request), request, time.time(), self.retry_window)
+        wall = time.time()
+        return wall, retries.keys(self._contact(request), request, wall, self.retry_window)
 
     def _fresh(self, value: bytes) -> bool:
         """A note written within the window that reads as an answer (a corrupt one is
         written over by the decision taken instead)."""
         at = retries.written_at(value)
-        if at is None or at < time.time() - self.retry_window:
+        if at is None:
+            log.error("a stored answer for retries is %d bytes, too short: deciding again", len(value))
+            return False
+        if at < time.time() - self.retry_window:
             return False
         try:
             retries.decode(value)
@@ -170,21 +175,22 @@ class Engine:
             return False
         return True
 
-    def _first(self, once: tuple[bytes, bytes]) -> Decision | None:
-        for key in once:
+    def _first(self, once) -> Decision | None:
+        for key in once[1]:
             value = self.store.note(key)
             if value is not None and self._fresh(value):
                 return retries.decode(value)
         return None
 
-    def _retry(self, work: _Work, once: tuple[bytes, bytes] | None):
-        """(note, once) for the store: the first answer written with the decision, and the
-        write's own check for a copy that got there first."""
+    def _retry(self, work: _Work, once):
+        """(note, once) for the store: the first answer written with the decision (stamped
+        with the time the request came, which chose its key), and the write's own check for
+        a copy that got there first."""
         if once is None:
             return None, None
-        spaces, hash_ = tuple(dict.fromkeys(work.request.spaces)), work.plan.catalog.hash
-        note = lambda ids: (once[0], retries.encode(time.time(), work.when, hash_, spaces, work.picks, ids))  # noqa: E731
-        return note, (once, self._fresh)
+        (wall, keys), spaces, hash_ = once, tuple(dict.fromkeys(work.request.spaces)), work.plan.catalog.hash
+        note = lambda ids: (keys[0], retries.encode(wall, work.when, hash_, spaces, work.picks, ids))  # noqa: E731
+        return note, (keys, self._fresh)
 
     def _records(self, work: _Work) -> bool:
         return bool(work.picks) and not work.request.dry_run and self.store is not None

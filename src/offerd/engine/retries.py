@@ -3,9 +3,10 @@ for the same contact) within the retry window gets its first answer back and cou
 The first answer is stored with the decision, in its transaction; the write looks for it
 again, so copies that arrive together still write once (the store's `once`).
 
-Keys carry the window they were written in (`bucket`: wall time // window), so a note is
-found in the current or the previous window's keys, and pruning deletes whole old windows in
-key order without reading what it keeps."""
+Keys carry the start of the window they were written in (wall seconds, rounded down to a
+multiple of the window), so a note is found in the keys of the current window, the previous
+one or the next one (a copy that began a little later), and pruning deletes old windows in
+key order without reading what it keeps, whatever window they were written with."""
 from __future__ import annotations
 
 import datetime
@@ -16,7 +17,7 @@ import struct
 from ..store import Contact
 from .model import Decision, Proposal, Request, SpaceResult
 
-PREFIX = b"retry:"  # meta keys: PREFIX, the window's number (u64), 16 bytes of hash
+PREFIX = b"retry:"  # meta keys: PREFIX, the window's start (u64 s), 16 bytes of hash
 _U64 = struct.Struct(">Q")  # a stored answer starts with the wall-clock µs it was written at
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _US = datetime.timedelta(microseconds=1)
@@ -39,18 +40,24 @@ def fingerprint(r: Request) -> bytes:
     return json.dumps(body, separators=(",", ":"), default=repr).encode()
 
 
-def keys(contact: Contact, request: Request, wall: float, window: float) -> tuple[bytes, bytes]:
-    """The keys of this request's note in this window (written there) and the previous one
-    (a note younger than the window is in one of the two). Fixed size, whatever the ids'."""
+def keys(contact: Contact, request: Request, wall: float, window: float) -> tuple[bytes, ...]:
+    """The keys of this request's note: in this window (where it is written), the previous
+    one (a note younger than the window is there or here) and the next one (a copy of the
+    request that began after this one, in the next window, and wrote first). Fixed size,
+    whatever the ids'."""
     digest = hashlib.sha256(contact.key() + request.request_id.encode("utf-8", "surrogatepass") + b"\0"
                             + fingerprint(request)).digest()[:16]
-    bucket = int(wall // window)
-    return PREFIX + _U64.pack(bucket) + digest, PREFIX + _U64.pack(max(bucket - 1, 0)) + digest
+    start = int(wall // window * window)
+    step = max(int(window), 1)
+    return tuple(PREFIX + _U64.pack(max(s, 0)) + digest for s in (start, start - step, start + step))
 
 
 def expired_below(wall: float, window: float) -> bytes:
-    """Keys below this one are in windows older than the previous one: none is looked at."""
-    return PREFIX + _U64.pack(max(int(wall // window) - 1, 0))
+    """Keys below this one were written in windows that ended more than a window ago (none
+    is looked at); with no window (0), every key."""
+    if window <= 0:
+        return PREFIX + b"\xff" * 8
+    return PREFIX + _U64.pack(max(int(wall // window * window - max(int(window), 1)), 0))
 
 
 def written_at(value: bytes) -> float | None:

@@ -108,6 +108,8 @@ async def create_server(addr: str, config: Config | None = None,
     tasks = [loop.create_task(live.watch(config.poll_seconds))]
     if config.pruner and config.prune_every > 0:
         tasks.append(loop.create_task(prune_forever(store, engine, config)))
+    if config.pruner:
+        tasks.append(loop.create_task(prune_retries_forever(store, config)))
     server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer)
     return server, port
 
@@ -147,12 +149,6 @@ async def prune_forever(store: Store, engine: Engine, config: Config) -> None:
     goes as fast as new history comes; the freed pages are reused."""
     while True:
         await asyncio.sleep(config.prune_every)
-        try:  # answers kept for retries go once their window is over, whatever the history keeps
-            if config.retry_window > 0:
-                await asyncio.to_thread(store.prune_notes, retries.PREFIX,
-                                        retries.expired_below(time.time(), config.retry_window))
-        except Exception:
-            log.exception("pruning the answers kept for retries failed")
         cutoff = prune_cutoff(engine, config, time.time())
         if cutoff is None:
             continue
@@ -163,6 +159,18 @@ async def prune_forever(store: Store, engine: Engine, config: Config) -> None:
                      time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(cutoff)), time.monotonic() - t)
         except Exception:  # a full disk, say: the next round tries again
             log.exception("pruning failed")
+
+
+async def prune_retries_forever(store: Store, config: Config) -> None:
+    """Once a window (at least a minute, at most an hour), delete the answers kept for
+    retries whose window is over (all of them with no window): a few key-ordered deletes."""
+    while True:
+        await asyncio.sleep(min(max(config.retry_window, 60.0), 3600.0))
+        try:
+            await asyncio.to_thread(store.prune_notes, retries.PREFIX,
+                                    retries.expired_below(time.time(), config.retry_window))
+        except Exception:
+            log.exception("pruning the answers kept for retries failed")
 
 
 async def _run(config: Config) -> None:
