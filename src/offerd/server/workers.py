@@ -205,4 +205,5 @@ def run(config, workers: int) -> int:
             start(n)
     if config.metrics:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    log.info("offerd stopped: every worker has finished" if not worst else "offerd stopped: a worker failed")
     return worst
