@@ -113,10 +113,13 @@ class Engine:
     # --- deciding ----------------------------------------------------------------------
 
     def decide(self, request: Request) -> Decision:
-        once = self._once(request)
-        first = once and self._first(once)
-        if first:
-            return first
+        if request.request_id:  # a retry's first answer, if it has one (most calls carry no id)
+            once = self._once(request)
+            first = once and self._first(once)
+            if first:
+                return first
+        else:
+            once = None
         work = self._prepare(request)
         if self._records(work):
             ids = self.store.record_decision(work.contact, work.moment.ts, self._props(work), work.history,
@@ -130,10 +133,12 @@ class Engine:
         """`decide` for asyncio callers: the write awaits the group commit. `note(picks,
         ids)` → (key, value), if given, is stored in the same transaction as the decision:
         [(space, offer, content)] of the picks and their proposition ids (None: refused)."""
-        once = self._once(request) if note is None else None  # a batch resumes by its own notes
-        first = once and self._first(once)
-        if first:
-            return first
+        once = None
+        if request.request_id and note is None:  # a batch resumes by its own notes
+            once = self._once(request)
+            first = once and self._first(once)
+            if first:
+                return first
         work = self._prepare(request)
         if self._records(work):
             stored, check = self._retry(work, once)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 class EngineError(Exception):
@@ -77,7 +78,13 @@ class Decision:
     time: datetime.datetime
     catalog: str  # the catalog hash that decided
     spaces: tuple[SpaceResult, ...]
-    replayed: bool = False  # the first answer of a retried request, given again
+    replayed: ClassVar[bool] = False  # True in a Replayed: a retried request's first answer, given again
 
     def offers(self, space: str) -> list[str]:
         return [p.offer for r in self.spaces if r.space == space for p in r.proposals]
+
+
+class Replayed(Decision):
+    """A retried request's first answer, given again (engine.retries)."""
+
+    replayed = True

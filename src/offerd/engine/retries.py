@@ -15,7 +15,7 @@ import json
 import struct
 
 from ..store import Contact
-from .model import Decision, Proposal, Request, SpaceResult
+from .model import Decision, Proposal, Replayed, Request, SpaceResult
 
 PREFIX = b"retry:"  # meta keys: PREFIX, the window's start (u64 s), 16 bytes of hash
 _U64 = struct.Struct(">Q")  # a stored answer starts with the wall-clock µs it was written at
@@ -83,6 +83,6 @@ def decode(value: bytes) -> Decision:
             picks = [p for p in body["p"] if p[0] == name]
             results.append(SpaceResult(name, tuple(Proposal(p[1], rank, p[2], p[3], p[4], p[5])
                                                    for rank, p in enumerate(picks, 1)), None))
-        return Decision(EPOCH + body["t"] * _US, body["c"], tuple(results), replayed=True)
+        return Replayed(EPOCH + body["t"] * _US, body["c"], tuple(results))
     except (ValueError, KeyError, TypeError, IndexError, OverflowError) as e:
         raise ValueError(f"a stored answer for retries cannot be read: {e!r}") from None
