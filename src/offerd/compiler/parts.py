@@ -38,7 +38,7 @@ class SpaceCodegen:
         for e in plan.shared:
             ex.hits = set() if top else None
             shared_lines.append(ex.share(e))
-            reads.append(ex.hits)
+            reads.append((ex.frame.shared[e], ex.hits))
         body = Writer(level=1)
         body.write("_el = []")
         many = len(plan.offers) > 2  # binding append pays off only when it is called often
@@ -78,7 +78,7 @@ class SpaceCodegen:
         ex.prelude(w, body, shared_lines, lazy)
         return w.source()
 
-    def _placed(self, lines: list[str], reads: list[set], named: list[set]) -> dict[int, list[str]]:
+    def _placed(self, lines: list[str], reads: list[tuple[str, set]], named: list[set]) -> dict[int, list[str]]:
         """`_top` runs its sections of bounded offers only while they can still win, so a
         shared value only later sections read is computed at the start of the first of them:
         section k → its lines, taken out of `lines` (the rest stay before the offers). The
@@ -96,12 +96,14 @@ class SpaceCodegen:
         at = len(lines) - len(plan.shared)  # where the shared values' lines start
         later: dict[int, list[str]] = {}
         for j in range(len(plan.shared) - 1, -1, -1):  # readers before what they read: children come first
-            name = lines[at + j].split(" = ", 1)[0]
+            name, children = reads[j]
             where = first.get(name, 0)
-            for child in reads[j]:  # what this value reads is needed no later than it
+            for child in children:  # what this value reads is needed no later than it
                 first[child] = min(first.get(child, where), where)
             if where > 0:
-                later.setdefault(where, []).insert(0, lines.pop(at + j))
+                later.setdefault(where, []).append(lines.pop(at + j))
+        for section in later.values():
+            section.reverse()  # taken last first: back to the order they were written in
         return later
 
     def _top_body(self, body: Writer, ex: ExprCodegen, codes, ap: str, later: dict[int, list[str]]) -> None:

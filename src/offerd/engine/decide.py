@@ -66,7 +66,7 @@ class Engine:
     def __init__(self, store: Store | None, catalog: Catalog | None = None, cache: SpaceCache | None = None):
         self.store = store
         self.cache = cache or default_cache
-        self.retry_window = 600.0  # seconds a request's first answer is kept for its retries; 0: none
+        self.retry_window = retries.DEFAULT_WINDOW  # seconds a request's first answer is kept for retries; 0: none
         self._plan: Plan | None = None
         if catalog is not None:
             self.load(catalog)

@@ -17,6 +17,7 @@ import struct
 from ..store import Contact
 from .model import Decision, Proposal, Replayed, Request, SpaceResult
 
+DEFAULT_WINDOW = 600.0  # seconds a first answer is kept for retries (serve --retry-window 10m)
 PREFIX = b"retry:"  # meta keys: PREFIX, the window's start (u64 s), 16 bytes of hash
 _U64 = struct.Struct(">Q")  # a stored answer starts with the wall-clock µs it was written at
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)

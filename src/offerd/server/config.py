@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engine.retries import DEFAULT_WINDOW
 from ..store import DEFAULT_MAP_SIZE
 from ..store.recent import DEFAULT_SIZE as RECENT_SIZE
 
@@ -26,6 +27,6 @@ class Config:
     recent: int = RECENT_SIZE  # contacts each worker remembers (decoded profile, history index); 0: none
     pruner: bool = True  # this process prunes (with several workers, only the first)
     drain: float = 3.0  # seconds of NOT_SERVING health, calls still served, before a stop
-    retry_window: float = 600.0  # seconds a recorded decision's first answer is kept for retries; 0: none
+    retry_window: float = DEFAULT_WINDOW  # seconds a recorded decision's first answer is kept for retries; 0: none
     worker: bool = False  # one of several worker processes under a supervisor (workers.run)
     grace: float = 10.0  # seconds the calls in flight get to finish when the server stops
