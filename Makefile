@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/offerd/v1/*.proto)
 GEN := src/offerd/v1/offerd_pb2.py
 
-.PHONY: test soak bench instructions check serve gen clean
+.PHONY: test soak bench instructions check serve cluster gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,22 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
 
-test: $(STAMP) $(GEN) $(CHROMIUM)
+# HAProxy and Redis, for the cluster's tests and `offerd cluster local` (Debian's packages)
+HAPROXY := /usr/sbin/haproxy
+REDIS := /usr/bin/redis-server
+$(HAPROXY) $(REDIS):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy redis-server > /dev/null
+
+# nginx, measured against HAProxy by benchmarks/cluster.py (Debian's package)
+NGINX := /usr/sbin/nginx
+$(NGINX):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light > /dev/null
+
+# a cluster on this machine: 3 shards, Redis and HAProxy (SHARDS=n, LISTEN=host:port)
+cluster: $(STAMP) $(GEN) $(HAPROXY) $(REDIS)
+	$(VENV)/bin/offerd cluster local --shards $${SHARDS:-3} --dir var/cluster --listen $${LISTEN:-127.0.0.1:50051}
+
+test: $(STAMP) $(GEN) $(CHROMIUM) $(HAPROXY) $(REDIS)
 	$(PY) -m pytest
 
 # the long runs of the hardening tests: a 3-minute soak (figures in benchmarks/results/soak.json),
@@ -44,7 +59,7 @@ soak: $(STAMP) $(GEN)
 serve: $(STAMP) $(GEN)
 	$(VENV)/bin/offerd serve --listen $${LISTEN:-127.0.0.1:50051} --data var $${CATALOG:+--catalog $$CATALOG}
 
-bench: $(VENV)/.bench $(GEN)
+bench: $(VENV)/.bench $(GEN) $(HAPROXY) $(REDIS) $(NGINX)
 	$(PY) benchmarks/rules.py
 	$(PY) benchmarks/codec.py
 	$(PY) benchmarks/store.py

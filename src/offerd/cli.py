@@ -149,16 +149,35 @@ def cmd_serve(args) -> int:
     from .server.logs import setup
 
     setup(json_lines=args.log_json)
+    cluster = None
+    if args.cluster:
+        from .cluster.topology import TopologyError, load
+        try:
+            cluster = load(args.cluster, 0 if args.shard is None else args.shard)
+        except TopologyError as e:
+            print(f"offerd serve: {e}", file=sys.stderr)
+            return 2
+    elif args.shard is not None:
+        print("offerd serve: --shard needs --cluster FILE", file=sys.stderr)
+        return 2
     try:
         return run(Config(listen=args.listen, data=args.data, catalog=args.catalog, durability=args.durability,
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
                           client_ca=args.client_ca, metrics=args.metrics, loop=args.loop, map_size=args.map_size,
                           retain=args.retain, prune_every=args.prune_every, recent=args.recent_contacts,
-                          drain=args.drain, grace=args.grace, retry_window=args.retry_window),
+                          drain=args.drain, grace=args.grace, retry_window=args.retry_window, cluster=cluster),
                    args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(e, file=sys.stderr)
         return 1
+
+
+def cmd_cluster(args) -> int:
+    from .cluster.local import run
+    from .server.logs import setup
+
+    setup(json_lines=False)
+    return run(args.dir, args.shards, args.listen, args.catalog, args.workers, args.serve_args)
 
 
 def cmd_backup(args) -> int:
@@ -361,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
                         "this long, for load balancers to take the server out (default 3s; 0: none)")
     p.add_argument("--grace", type=_seconds, default=os.environ.get("OFFERD_GRACE", "10s"),
                    help="then the calls in flight get this long to finish (default 10s)")
+    p.add_argument("--cluster", default=os.environ.get("OFFERD_CLUSTER"),
+                   help="a cluster file (JSON: the shards' addresses in order, and Redis): serve as one shard "
+                        "of it (docs/cluster.md)")
+    p.add_argument("--shard", type=int, default=int(os.environ["OFFERD_SHARD"]) if os.environ.get("OFFERD_SHARD")
+                   else None, help="with --cluster, which shard this server is (from 0)")
     p.add_argument("--retry-window", type=_seconds, default=os.environ.get("OFFERD_RETRY_WINDOW", "10m"),
                    help="a recorded Decide sent again (same request and request_id, same contact) within this "
                         "long gets its first answer back and counts once (default 10m; 0: never)")
@@ -376,6 +400,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls-key", default=os.environ.get("OFFERD_TLS_KEY"))
     p.add_argument("--client-ca", default=os.environ.get("OFFERD_CLIENT_CA"), help="require client certificates (mTLS)")
     p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("cluster", help="a cluster on this machine, for trying and testing (docs/cluster.md)")
+    csub = p.add_subparsers(dest="what", required=True)
+    p = csub.add_parser("local", help="start N shards, Redis and HAProxy on loopback; Ctrl-C stops them all")
+    p.add_argument("--shards", type=int, default=3)
+    p.add_argument("--dir", default="var/cluster", help="data and logs, a folder per shard (default var/cluster)")
+    p.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT the balancer listens on, for gateways")
+    p.add_argument("--catalog", help="a folder of *.offer files every shard deploys at start")
+    p.add_argument("--workers", type=int, default=1, help="processes per shard (default 1)")
+    p.add_argument("serve_args", nargs="*", help="after --: more `offerd serve` options for every shard")
+    p.set_defaults(fn=cmd_cluster)
 
     p = sub.add_parser("backup", help="copy a store, consistent, while servers use it (docs/operations.md)")
     p.add_argument("--data", default=os.environ.get("OFFERD_DATA", "var"), help="the server's data folder")

@@ -5,13 +5,16 @@
         c.record(d.spaces[0].propositions[0].id, "accepted")
 
 Attribute values are Python values: str, int, float, bool, datetime.date, or a list/set of
-strings. Errors are grpc.RpcError with the server's status code and message."""
+strings. Errors are grpc.RpcError with the server's status code and message. Every call
+carries its routing key (`x-offerd-route`: the contact id, or the proposition id for
+`record`), so the same client talks to one server or to a cluster's balancer."""
 from __future__ import annotations
 
 import datetime
 
 import grpc
 
+from .cluster.routing import HEADER, proposition_id
 from .v1 import offerd_pb2 as pb
 from .v1 import offerd_pb2_grpc as rpc
 from .wire import to_value
@@ -19,6 +22,14 @@ from .wire import to_value
 
 def _values(attrs: dict | None) -> dict[str, pb.Value]:
     return {k: to_value(v) for k, v in (attrs or {}).items()}
+
+
+def route(key: str | None) -> tuple:
+    """The metadata that sends a call to the shard owning `key` (docs/cluster.md). Metadata
+    is ASCII: a key with other characters is sent as 44 ASCII characters with its CRC-32."""
+    if not key:
+        return ()
+    return ((HEADER, key if key.isascii() else proposition_id(bytes(16), key)),)
 
 
 def _us(when: datetime.datetime | None) -> int:
@@ -59,7 +70,8 @@ class Client(_Base):
         self._stubs(channel)
 
     def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:
-        return self.decisions.Decide(decide_request(spaces, contact_id, **options), timeout=self.timeout)
+        return self.decisions.Decide(decide_request(spaces, contact_id, **options), timeout=self.timeout,
+                                     metadata=route(contact_id))
 
     def decide_batch(self, requests: list[pb.DecideRequest]) -> list[pb.StreamReply]:
         """Several decisions in one call (build each with `decide_request`); one reply each,
@@ -68,13 +80,15 @@ class Client(_Base):
 
     def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
         return self.decisions.Record(pb.RecordRequest(proposition=proposition, status=status, time_us=_us(time)),
-                                     timeout=self.timeout).changed
+                                     timeout=self.timeout, metadata=route(proposition)).changed
 
     def upsert_profile(self, contact_id: str, attributes: dict) -> None:
-        self.profiles.Upsert(pb.Profile(contact_id=contact_id, attributes=_values(attributes)), timeout=self.timeout)
+        self.profiles.Upsert(pb.Profile(contact_id=contact_id, attributes=_values(attributes)), timeout=self.timeout,
+                             metadata=route(contact_id))
 
     def get_profile(self, contact_id: str) -> pb.Profile:
-        return self.profiles.Get(pb.GetProfileRequest(contact_id=contact_id), timeout=self.timeout)
+        return self.profiles.Get(pb.GetProfileRequest(contact_id=contact_id), timeout=self.timeout,
+                                 metadata=route(contact_id))
 
     def validate(self, files: dict[str, str]) -> pb.ValidateResponse:
         return self.admin.Validate(pb.CatalogFiles(files=files), metadata=self._admin, timeout=self.timeout)
@@ -118,11 +132,13 @@ class AsyncClient(_Base):
         self._stubs(channel)
 
     async def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:
-        return await self.decisions.Decide(decide_request(spaces, contact_id, **options), timeout=self.timeout)
+        return await self.decisions.Decide(decide_request(spaces, contact_id, **options), timeout=self.timeout,
+                                           metadata=route(contact_id))
 
     async def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
         reply = await self.decisions.Record(pb.RecordRequest(proposition=proposition, status=status,
-                                                             time_us=_us(time)), timeout=self.timeout)
+                                                             time_us=_us(time)), timeout=self.timeout,
+                                            metadata=route(proposition))
         return reply.changed
 
     def decide_stream(self, requests):

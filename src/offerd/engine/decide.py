@@ -19,10 +19,12 @@ from ..compiler.space import CompiledSpace, Moment
 from ..lang.catalog import Catalog, OfferDef
 from ..lang.values import InputError, check_attributes
 from ..store import Contact, NotFound, Store, StoredHistory, StoreError
+from ..store.keys import us
 from ..domain import REPORTED, Replay
 from .arbitrate import arbitrate, ranked, top_ranked
 from .model import (BadRequest, Decision, Explained, NoCatalog, Proposal, Request, SpaceResult,
                     UnknownSpace)
+from ..cluster.routing import ID_LENGTH, proposition_id, raw_id
 from . import retries
 from .plan import Plan
 
@@ -67,6 +69,8 @@ class Engine:
         self.store = store
         self.cache = cache or default_cache
         self.retry_window = retries.DEFAULT_WINDOW  # seconds a request's first answer is kept for retries; 0: none
+        self.routed = False  # in a cluster: proposition ids route like their contact's id (cluster.routing)
+        self.totals = None  # in a cluster: total caps counted across shards (cluster.totals.Totals)
         self._plan: Plan | None = None
         if catalog is not None:
             self.load(catalog)
@@ -77,7 +81,9 @@ class Engine:
         """Make `catalog` the one that decides; its spaces compile on first use. Requests
         in flight finish with the catalog they started with. The store keeps fine counters
         for the windowed totals it reads, from before it decides (a write, the first time)."""
-        plan = Plan(catalog)
+        plan = Plan(catalog, shared=self.totals is not None)
+        if self.totals is not None:
+            self.totals.keep = plan.shared_heads
         if self.store is not None and plan.totals:
             try:
                 self.store.track(plan.totals)
@@ -113,6 +119,8 @@ class Engine:
     # --- deciding ----------------------------------------------------------------------
 
     def decide(self, request: Request) -> Decision:
+        if self.totals is not None:
+            raise RuntimeError("a cluster's shard counts its total caps in Redis: it decides with decide_async")
         if request.request_id:  # a retry's first answer, if it has one (most calls carry no id)
             once = self._once(request)
             first = once and self._first(once)
@@ -141,16 +149,81 @@ class Engine:
                 return first
         work = self._prepare(request)
         if self._records(work):
-            stored, check = self._retry(work, once)
-            if note is not None:  # a batch: what it proposed goes into the note
-                picks = [(p.space, p.offer.name, p.content) for p in work.picks]
-                stored = lambda ids: note(picks, ids)  # noqa: E731
-            ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
-                                                          work.history, stored, check)
+            shared = None
+            if self.totals is not None:
+                work, shared = await self._shared(request, work)
+            try:
+                if not work.picks:  # every pick refused by the shared counts
+                    return self._answer(work)
+                stored, check = self._retry(work, once)
+                if note is not None:  # a batch: what it proposed goes into the note
+                    picks = [(p.space, p.offer.name, p.content) for p in work.picks]
+                    stored = lambda ids: note(picks, ids)  # noqa: E731
+                ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
+                                                              work.history, stored, check,
+                                                              None if shared is None else shared[0])
+                if shared is not None:  # reservations whose write was refused, or replayed, given back
+                    refused = range(len(ids)) if isinstance(ids, Replay) else [i for i, x in enumerate(ids) if x is None]
+                    await self.totals.release([(h, shared[0][i].hex()) for i in refused for h in shared[1][i]])
+            finally:
+                if shared is not None and shared[2]:
+                    self.totals.done()
             if isinstance(ids, Replay):  # a copy of this request was written meanwhile
                 return retries.decode(ids.value)
             self._commit(work, ids)
         return self._answer(work)
+
+    async def _shared(self, request: Request, work: _Work, rounds: int = 3):
+        """In a cluster: the decision's total caps checked and counted in Redis. When some
+        pick is refused, what was granted is given back and the request decided again
+        without the refused offers (at most `rounds` times; then they are dropped, as a cap
+        taken at commit is), so the next best offer takes the place."""
+        refused: set = set()
+        for _ in range(rounds - 1):
+            shared = await self._share(work, dropping=False)
+            if not shared[3]:
+                return work, shared
+            await self.totals.release([(h, pid.hex()) for pid, heads in zip(shared[0], shared[1]) for h in heads])
+            if shared[2]:
+                self.totals.done()
+            refused |= shared[3]
+            work = self._prepare(request, frozenset(refused))
+            if not self._records(work):
+                break
+        return work, await self._share(work)
+
+    async def _share(self, work: _Work, dropping: bool = True):
+        """The picks' total caps checked and counted in Redis at once. Returns the picks'
+        ids (made here: Redis counts them by id), the heads each was added to, whether Redis
+        was asked, and the refused picks as (space, offer); `dropping`: those are dropped
+        from the decision, as a cap taken at commit is."""
+        plan, new_id = work.plan, self.store.new_id
+        asks = []
+        for i, p in enumerate(work.picks):
+            checks, adds = plan.shared_caps(p.offer, p.space, p.fallback)
+            if checks or adds:
+                asks.append((i, checks, adds))
+        ids = [new_id() for _ in work.picks]
+        if not asks:
+            return ids, [()] * len(ids), False, set()
+        granted = await self.totals.reserve([(ids[i].hex(), c, a) for i, c, a in asks], us(work.moment.ts))
+        added: list[tuple] = [()] * len(ids)
+        refused = set()
+        for (i, _, adds), ok in zip(asks, granted):
+            if ok:
+                added[i] = adds
+            else:
+                refused.add(i)
+        names = {(work.picks[i].space, work.picks[i].offer.name) for i in refused}
+        if refused and dropping:
+            for i in refused:
+                pick = work.picks[i]
+                work.notes[(pick.space, pick.offer.name)] = Explained(pick.offer.name, "cap at commit",
+                                                                      weight=pick.weight)
+            keep = [i for i in range(len(ids)) if i not in refused]
+            work.picks = [work.picks[i] for i in keep]
+            ids, added = [ids[i] for i in keep], [added[i] for i in keep]
+        return ids, added, True, names
 
     # --- safe retries (retries.py) ---------------------------------------------------
 
@@ -194,13 +267,14 @@ class Engine:
         if once is None:
             return None, None
         (wall, keys), spaces, hash_ = once, tuple(dict.fromkeys(work.request.spaces)), work.plan.catalog.hash
-        note = lambda ids: (keys[0], retries.encode(wall, work.when, hash_, spaces, work.picks, ids))  # noqa: E731
+        note = lambda ids: (keys[0], retries.encode(wall, work.when, hash_, spaces, work.picks,  # noqa: E731
+                                                    [self._id(work, pid) for pid in ids]))
         return note, (keys, self._fresh)
 
     def _records(self, work: _Work) -> bool:
         return bool(work.picks) and not work.request.dry_run and self.store is not None
 
-    def _prepare(self, request: Request) -> _Work:
+    def _prepare(self, request: Request, refused: frozenset = frozenset()) -> _Work:
         plan = self._plan
         if plan is None:
             raise NoCatalog("no catalog is live: deploy one first")
@@ -240,7 +314,7 @@ class Engine:
         work = _Work(request, plan, when, moment, contact, attrs, context, history)
         seen: set[str] = set()
         for name in dict.fromkeys(request.spaces):  # a space named twice is decided once
-            self._decide_space(work, name, seen)
+            self._decide_space(work, name, seen, refused)
         return work
 
     def _contact(self, request: Request) -> Contact | None:
@@ -266,7 +340,7 @@ class Engine:
             None if plan.horizon is None else moment.ts - plan.horizon)
         return self.store.decision_inputs(contact, since, not contact.anonymous, plan.indexer)
 
-    def _decide_space(self, work: _Work, name: str, seen: set[str]) -> None:
+    def _decide_space(self, work: _Work, name: str, seen: set[str], refused: frozenset = frozenset()) -> None:
         request = work.request
         compiled = self.space(name, work.plan)
         limit = compiled.space.limit if request.max_offers is None else min(compiled.space.limit, request.max_offers)
@@ -277,6 +351,9 @@ class Engine:
         else:
             candidates = top_ranked(compiled, 2 * limit + 2, args)
         keep = _keeper(request) if request.categories or request.themes else None
+        if refused:  # offers a cluster's shared counts refused in this space: decided again without them
+            first = keep
+            keep = lambda o: (name, o.name) not in refused and (first is None or first(o))  # noqa: E731
         lost = [] if explain else None
         won = arbitrate(work.plan, compiled, candidates, limit, seen, work.chosen, work.history, work.moment.ts,
                         keep, lost, explain)
@@ -303,9 +380,15 @@ class Engine:
                 work.notes[(pick.space, pick.offer.name)] = Explained(pick.offer.name, "cap at commit",
                                                                       weight=pick.weight)
                 continue
-            pick.id = pid.hex()
+            pick.id = self._id(work, pid)
             kept.append(pick)
         work.picks = kept
+
+    def _id(self, work: _Work, pid: bytes | None) -> str | None:
+        """The id a gateway sees: in a cluster, one a balancer routes to the contact's shard."""
+        if pid is None or not self.routed or work.contact is None:
+            return None if pid is None else pid.hex()
+        return proposition_id(pid, work.contact.id)
 
     def _answer(self, work: _Work) -> Decision:
         results = []
@@ -353,12 +436,10 @@ class Engine:
             raise NoCatalog("this engine has no store: it cannot record")
         if status not in REPORTED:
             raise BadRequest(f"unknown status {status!r}: presented, accepted or rejected")
-        try:
-            pid = bytes.fromhex(proposition)
-        except (ValueError, TypeError):
-            pid = b""
-        if len(pid) != 16:
-            raise NotFound(f"no proposition {proposition!r}: ids are 32 hex digits")
+        pid = raw_id(proposition)
+        if pid is None:
+            raise NotFound(f"no proposition {proposition!r}: ids are 32 hex digits (then, in a cluster, "
+                           f"{ID_LENGTH - 32} digits 0-7)")
         if time is not None and time.tzinfo is None:
             raise BadRequest("the report time must carry a timezone (an offset or Z)")
         return pid, None if time is None else time.timestamp()

@@ -65,8 +65,9 @@ class Plan:
     """Per catalog: the caps and the store's NewProposition of each (offer, space), and
     the history horizon (seconds back from the decision; None: all of it)."""
 
-    def __init__(self, catalog: Catalog):
+    def __init__(self, catalog: Catalog, shared: bool = False):
         self.catalog = catalog
+        self.shared = shared  # in a cluster, `total` caps are counted across shards (cluster.totals)
         self.offers = catalog.offers_by_name
         mine = [h for e in _exprs(catalog) for h in _history_nodes(e) if h.scope == "contact"]
         windows = [h.window for h in mine]
@@ -98,6 +99,16 @@ class Plan:
         self.fitted: dict[int, tuple[dict, dict]] = {}  # id(stored profile) → (it, _fit of it), kept alive here
         self._caps: dict[tuple[str, str], tuple[Cap, ...]] = {}
         self._props: dict[tuple[str, str], NewProposition] = {}
+        self._shared: dict[tuple[str, str], tuple] = {}
+        # shared counts: what each total cap counts, and the longest sliding window over it (µs)
+        self.shared_heads: dict[str, int] = {}
+        for offer in catalog.offers if shared else ():
+            for space in offer.spaces:
+                for c in self.caps(offer, space):
+                    if c.check.scope == "total":
+                        h = f"{c.check.ref_kind}:{c.check.ref}"
+                        w = 0 if c.check.window is None else int(c.check.window * 1e6)
+                        self.shared_heads[h] = max(self.shared_heads.get(h, 0), w)
 
     def caps(self, offer: OfferDef, space: str) -> tuple[Cap, ...]:
         key = (offer.name, space)
@@ -115,6 +126,20 @@ class Plan:
         key = (offer.name, space if not fallback else space + "\0fallback")
         got = self._props.get(key)
         if got is None:
-            checks = () if fallback else tuple(c.check for c in self.caps(offer, space))
+            checks = () if fallback else tuple(c.check for c in self.caps(offer, space)
+                                               if not (self.shared and c.check.scope == "total"))
             got = self._props[key] = NewProposition(offer.name, space, offer.chain, checks)
+        return got
+
+    def shared_caps(self, offer: OfferDef, space: str, fallback: bool = False) -> tuple[tuple, tuple[str, ...]]:
+        """In a cluster: a proposition's total caps as the shared counts check them, (head,
+        window µs or -1, limit) each, and the heads it adds to (a fallback: no checks)."""
+        key = (offer.name, space if not fallback else space + "\0fallback")
+        got = self._shared.get(key)
+        if got is None:
+            checks = () if fallback else tuple(
+                (f"{c.check.ref_kind}:{c.check.ref}", -1 if c.check.window is None else int(c.check.window * 1e6),
+                 c.check.limit) for c in self.caps(offer, space) if c.check.scope == "total")
+            counted = [f"offer:{offer.name}", f"space:{space}"] + [f"category:{c}" for c in offer.chain]
+            got = self._shared[key] = (checks, tuple(h for h in counted if h in self.shared_heads))
         return got

@@ -67,9 +67,10 @@ def written_at(value: bytes) -> float | None:
 
 
 def encode(wall: float, when: datetime.datetime, catalog: str, spaces, picks, ids) -> bytes:
-    """The answer as the decision gives it: picks whose write was refused (a cap taken at
-    commit, id None) are left out, as `Engine._commit` leaves them out of the answer."""
-    kept = [[p.space, p.offer.name, p.weight, p.content, pid.hex(), p.fallback]
+    """The answer as the decision gives it, `ids` as the gateway sees them: picks whose
+    write was refused (a cap taken at commit, id None) are left out, as `Engine._commit`
+    leaves them out of the answer."""
+    kept = [[p.space, p.offer.name, p.weight, p.content, pid, p.fallback]
             for p, pid in zip(picks, ids) if pid is not None]
     body = {"t": (when - EPOCH) // _US, "c": catalog, "s": list(spaces), "p": kept}
     return _U64.pack(round(wall * 1e6)) + json.dumps(body, separators=(",", ":")).encode()

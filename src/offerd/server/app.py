@@ -80,14 +80,21 @@ async def create_server(addr: str, config: Config | None = None,
     store = store or open_store(config)
     engine = Engine(store)
     engine.retry_window = config.retry_window
+    peers = None
+    if config.cluster is not None:  # one shard of several (docs/cluster.md)
+        from ..cluster.forward import Peers
+        engine.routed, peers = True, Peers(config.cluster)
+        if config.cluster.redis is not None:
+            from ..cluster.totals import Totals
+            engine.totals = Totals(config.cluster, store)
     live = Live(engine, store)
     live.refresh()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
                                       ("grpc.so_reuseport", 1)])
-    rpc.add_DecisionServiceServicer_to_server(DecisionService(engine), server)
-    rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store), server)
-    rpc.add_AdminServiceServicer_to_server(AdminService(store, live, config.admin_token), server)
+    rpc.add_DecisionServiceServicer_to_server(DecisionService(engine, peers), server)
+    rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store, peers), server)
+    rpc.add_AdminServiceServicer_to_server(AdminService(store, live, config.admin_token, peers), server)
     health_servicer = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in SERVICES + ("",):
@@ -110,7 +117,9 @@ async def create_server(addr: str, config: Config | None = None,
         tasks.append(loop.create_task(prune_forever(store, engine, config)))
     if config.pruner:
         tasks.append(loop.create_task(prune_retries_forever(store, config)))
-    server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer)
+    if engine.totals is not None:
+        tasks.append(loop.create_task(engine.totals.watch()))
+    server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer, peers=peers)
     return server, port
 
 
@@ -125,6 +134,10 @@ async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
     except TimeoutError:
         log.warning("health Watch streams did not take the stop within %g s: stopping anyway", grace)
     await server.stop(grace)
+    if server.offerd.peers is not None:
+        await server.offerd.peers.close()
+    if server.offerd.engine.totals is not None:
+        await server.offerd.engine.totals.close()
     server.offerd.store.close()
 
 

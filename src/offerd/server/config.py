@@ -30,3 +30,4 @@ class Config:
     retry_window: float = DEFAULT_WINDOW  # seconds a recorded decision's first answer is kept for retries; 0: none
     worker: bool = False  # one of several worker processes under a supervisor (workers.run)
     grace: float = 10.0  # seconds the calls in flight get to finish when the server stops
+    cluster: object = None  # a cluster.topology.Topology: this server is one shard of it; None: alone

@@ -13,6 +13,8 @@ LATENCY = Histogram("offerd_decision_seconds", "Server time per decision, from r
 ERRORS = Counter("offerd_errors", "Calls refused or failed, by method and gRPC status code", ["method", "code"])
 PROPOSED = Counter("offerd_offers_proposed", "Offers proposed, by space", ["space"])
 REPORTS = Counter("offerd_status_reports", "Status reports recorded (changed something)", ["status"])
+SHARED = Counter("offerd_shared_caps_closed", "Total caps closed in a cluster: Redis unavailable, or rebuilding "
+                 "its counts", ["why"])
 
 
 def serve_http(address: str, multiprocess: bool) -> int:

@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from .. import lang
+from ..cluster.forward import Peers, Relayed, forwarded
 from ..engine import BadRequest, Engine, ImpossibleMove, NoCatalog, NotFound, UnknownSpace
 from ..lang.diagnostics import CatalogError
 from ..lang.values import InputError, check_attributes
@@ -40,6 +41,8 @@ CODES = [  # most specific first
 
 
 def code_of(e: Exception) -> grpc.StatusCode:
+    if isinstance(e, Relayed):  # the owning shard's own answer
+        return e.code
     for kinds, code in CODES:
         if isinstance(e, kinds):
             return code
@@ -118,11 +121,25 @@ def _contact(contact_id: str) -> Contact:
 
 
 class DecisionService(rpc.DecisionServiceServicer):
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    """In a cluster (`peers`), a request for a contact another shard owns is passed on to it,
+    unless another shard passed it here: a balancer sends whole streams to one shard, and
+    a call for a shard that is down to another."""
+
+    def __init__(self, engine: Engine, peers: Peers | None = None):
+        self.engine, self.peers = engine, peers
+
+    async def _owned(self, request, passed: bool):
+        """The decision, here or by its owner."""
+        if self.peers is not None and not passed and request.contact.id:
+            owner = self.peers.owner(request.contact.id)
+            if owner is not None:
+                return await self.peers.call(owner, 0, "Decide", request, request.contact.id)
+        return await _decide(self.engine, request)
 
     @mapped
     async def Decide(self, request, context):
+        if self.peers is not None:
+            return await self._owned(request, forwarded(context))
         return await _decide(self.engine, request)
 
     async def DecideStream(self, request_iterator, context):
@@ -132,12 +149,13 @@ class DecisionService(rpc.DecisionServiceServicer):
         at all ends the stream, after the answers to those before it."""
         pending: asyncio.Queue = asyncio.Queue(STREAM_DEPTH)
         read_, broken = [0], []
+        passed = self.peers is not None and forwarded(context)
 
         async def read():
             try:
                 async for request in request_iterator:
                     read_[0] += 1
-                    await pending.put((request, asyncio.ensure_future(self._one(request, "DecideStream"))))
+                    await pending.put((request, asyncio.ensure_future(self._one(request, "DecideStream", passed))))
             except DecodeError as e:  # not ending quietly: the client would miss the answers it is owed
                 broken.append(e)
             finally:
@@ -154,7 +172,7 @@ class DecisionService(rpc.DecisionServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
                 f"message #{read_[0] + 1} of the stream is not a DecideRequest ({broken[0]}); the stream ends there"))
 
-    async def _batch(self, batch: pb.DecideBatchRequest, method: str) -> pb.DecideBatchResponse:
+    async def _batch(self, batch: pb.DecideBatchRequest, method: str, passed: bool) -> pb.DecideBatchResponse:
         if len(batch.requests) > MAX_BATCH:
             raise BadRequest(f"a batch holds at most {MAX_BATCH} requests, not {len(batch.requests)}: split it")
         # dry runs write nothing, so nothing is gained by running them as tasks (whose cost
@@ -162,12 +180,12 @@ class DecisionService(rpc.DecisionServiceServicer):
         replies: list = [None] * len(batch.requests)
         recorded = []
         for i, r in enumerate(batch.requests):
-            if r.dry_run:
-                replies[i] = await self._one(r, method)
+            if r.dry_run and (self.peers is None or passed):
+                replies[i] = await self._one(r, method, passed)
             else:
                 recorded.append(i)
         if recorded:
-            done = await asyncio.gather(*(self._one(batch.requests[i], method) for i in recorded))
+            done = await asyncio.gather(*(self._one(batch.requests[i], method, passed) for i in recorded))
             for i, reply in zip(recorded, done):
                 replies[i] = reply
         return pb.DecideBatchResponse(replies=replies)
@@ -175,17 +193,18 @@ class DecisionService(rpc.DecisionServiceServicer):
     @mapped
     async def DecideBatch(self, request, context):
         """Every request decided at once (their writes share commits), answered in order."""
-        return await self._batch(request, "DecideBatch")
+        return await self._batch(request, "DecideBatch", self.peers is not None and forwarded(context))
 
     async def DecideBatchStream(self, request_iterator, context):
         """Batches decided one after the other, each as DecideBatch; an oversized batch ends
         the stream with INVALID_ARGUMENT, as does a message that is not a DecideBatchRequest."""
         n = 0
+        passed = self.peers is not None and forwarded(context)
         try:
             async for batch in request_iterator:
                 n += 1
                 try:
-                    yield await self._batch(batch, "DecideBatchStream")
+                    yield await self._batch(batch, "DecideBatchStream", passed)
                 except BadRequest as e:
                     ERRORS.labels("DecideBatchStream", "INVALID_ARGUMENT").inc()
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(str(e)))
@@ -194,10 +213,12 @@ class DecisionService(rpc.DecisionServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
                 f"message #{n + 1} of the stream is not a DecideBatchRequest ({e}); the stream ends there"))
 
-    async def _one(self, request, method: str) -> pb.StreamReply:
+    async def _one(self, request, method: str, passed: bool = False) -> pb.StreamReply:
         """One request of a stream or a batch: its decision, or its error in its place
         (counted and logged under `method`, the call it came in)."""
         try:
+            if self.peers is not None:
+                return pb.StreamReply(decision=await self._owned(request, passed))
             return pb.StreamReply(decision=await _decide(self.engine, request))
         except Exception as e:
             code = code_of(e)
@@ -208,6 +229,10 @@ class DecisionService(rpc.DecisionServiceServicer):
 
     @mapped
     async def Record(self, request, context):
+        if self.peers is not None and not forwarded(context):
+            owner = self.peers.record_owner(request.proposition)
+            if owner is not None:
+                return await self.peers.call(owner, 0, "Record", request, request.proposition)
         changed = await self.engine.record_async(request.proposition, request.status,
                                                  convert.time_of(request.time_us))
         if changed:
@@ -216,8 +241,14 @@ class DecisionService(rpc.DecisionServiceServicer):
 
 
 class ProfileService(rpc.ProfileServiceServicer):
-    def __init__(self, engine: Engine, store: Store):
-        self.engine, self.store = engine, store
+    def __init__(self, engine: Engine, store: Store, peers: Peers | None = None):
+        self.engine, self.store, self.peers = engine, store, peers
+
+    def _owner(self, contact_id: str, context) -> int | None:
+        """In a cluster, the shard owning a profile, if it is another one."""
+        if self.peers is None or not contact_id or forwarded(context):
+            return None
+        return self.peers.owner(contact_id)
 
     def _checked(self, profile: pb.Profile) -> tuple[Contact, dict]:
         if not profile.contact_id:
@@ -228,11 +259,17 @@ class ProfileService(rpc.ProfileServiceServicer):
 
     @mapped
     async def Upsert(self, request, context):
+        owner = self._owner(request.contact_id, context)
+        if owner is not None:
+            return await self.peers.call(owner, 1, "Upsert", request, request.contact_id)
         await self.store.put_profiles_async([self._checked(request)])
         return pb.UpsertResponse()
 
     @mapped
     async def Get(self, request, context):
+        owner = self._owner(request.contact_id, context)
+        if owner is not None:
+            return await self.peers.call(owner, 1, "Get", request, request.contact_id)
         attrs = self.store.get_profile(_contact(request.contact_id))
         if attrs is None:
             raise NotFound(f"no profile for contact {request.contact_id!r}")
@@ -242,14 +279,18 @@ class ProfileService(rpc.ProfileServiceServicer):
     async def BulkLoad(self, request_iterator, context):
         """Profiles in batches of up to 1,000 per group commit; every profile is checked first,
         and the first bad one ends the load with its position (those before it are stored)."""
-        loaded, batch = 0, []
+        loaded, batch, theirs = 0, [], []  # theirs: (owner, profile) of other shards, in a cluster
 
         async def flush():
-            nonlocal loaded, batch
+            nonlocal loaded, batch, theirs
             items, batch = batch, []
             if items:
                 await self.store.put_profiles_async(items)
                 loaded += len(items)
+            passing, theirs = theirs, []
+            if passing:
+                await asyncio.gather(*(self.peers.call(o, 1, "Upsert", p, p.contact_id) for o, p in passing))
+                loaded += len(passing)
 
         try:
             async for profile in request_iterator:
@@ -257,10 +298,14 @@ class ProfileService(rpc.ProfileServiceServicer):
                     contact, attrs = self._checked(profile)
                 except (BadRequest, InputError) as e:
                     await flush()
-                    raise BadRequest(f"profile #{loaded + len(batch) + 1} ({profile.contact_id!r}): {e}; "
-                                     f"{loaded} loaded before it") from None
-                batch.append((contact, attrs))
-                if len(batch) >= 1000:
+                    raise BadRequest(f"profile #{loaded + len(batch) + len(theirs) + 1} ({profile.contact_id!r}): "
+                                     f"{e}; {loaded} loaded before it") from None
+                owner = self._owner(profile.contact_id, context)
+                if owner is None:
+                    batch.append((contact, attrs))
+                else:
+                    theirs.append((owner, profile))
+                if len(batch) + len(theirs) >= 1000:
                     await flush()
         except DecodeError as e:  # bytes that are not a Profile: a bad profile too
             await flush()
@@ -271,8 +316,22 @@ class ProfileService(rpc.ProfileServiceServicer):
 
 
 class AdminService(rpc.AdminServiceServicer):
-    def __init__(self, store: Store, live, token: str | None):
-        self.store, self.live, self.token = store, live, token
+    """In a cluster (`peers`), a change of the live version reaches every shard."""
+
+    def __init__(self, store: Store, live, token: str | None, peers: Peers | None = None):
+        self.store, self.live, self.token, self.peers = store, live, token, peers
+
+    async def _everywhere(self, digest: str, label: str, context) -> None:
+        """The other shards made to agree with this one's live version; UNAVAILABLE if some
+        could not be reached (live here and on the others, caught up when they are back)."""
+        if self.peers is None or forwarded(context):
+            return
+        token = tuple((k, v) for k, v in context.invocation_metadata() if k == "authorization")
+        files = await asyncio.to_thread(self.store.version, digest)
+        failed = await self.peers.make_live(digest, files, label, token)
+        if failed:
+            raise Relayed(grpc.StatusCode.UNAVAILABLE, f"version {digest} is live on this shard and the others "
+                          f"reached, not yet on: {'; '.join(failed)}; a shard catches up when it is back")
 
     async def _authorize(self, context) -> None:
         if self.token is None:
@@ -307,6 +366,7 @@ class AdminService(rpc.AdminServiceServicer):
         digest = await asyncio.to_thread(self.store.save_version, files, request.label)
         await asyncio.to_thread(self.store.activate, digest)
         await asyncio.to_thread(self.live.refresh)
+        await self._everywhere(digest, request.label, context)
         return pb.DeployResponse(hash=digest, diagnostics=[convert.diagnostic(d, files) for d in catalog.diagnostics])
 
     @mapped
@@ -321,6 +381,7 @@ class AdminService(rpc.AdminServiceServicer):
         await self._authorize(context)
         await asyncio.to_thread(self.store.activate, _version(request.hash))
         await asyncio.to_thread(self.live.refresh)
+        await self._everywhere(request.hash, "", context)
         return pb.LiveResponse(hash=request.hash)
 
     @mapped
@@ -328,6 +389,7 @@ class AdminService(rpc.AdminServiceServicer):
         await self._authorize(context)
         digest = await asyncio.to_thread(self.store.rollback)
         await asyncio.to_thread(self.live.refresh)
+        await self._everywhere(digest, "", context)  # the others made live what is live here
         return pb.LiveResponse(hash=digest)
 
     async def Simulate(self, request, context):

@@ -74,7 +74,7 @@ class Decisions:
         return self._id_prefix + U64.pack(next(self._id_counter))
 
     def op(self, contact: Contact | None, at: float, propositions: list[NewProposition],
-           seen: StoredHistory | None = None, note=None, once=None):
+           seen: StoredHistory | None = None, note=None, once=None, ids=None):
         """The write of one decision. Ids, keys and records are made here, in the caller's
         thread, while the writer is busy committing the batch before; the writer itself only
         checks and puts. Nothing is written unless every check ran. `once`: (keys, fresh),
@@ -85,8 +85,8 @@ class Decisions:
         time_us = us(at)
         at_us = U64.pack(time_us)  # event keys: ref, status, time, id (keys.event_key)
         made = []  # (proposition, id, history key, record, counter refs, event key heads); bad names are refused here
-        for p in propositions:
-            prop_id = self.new_id()
+        for i, p in enumerate(propositions):
+            prop_id = self.new_id() if ids is None else ids[i]
             hkey = history_key(prefix, time_us, prop_id)
             block, refs, heads = _encoded(p)
             made.append((p, prop_id, hkey, encode_new(time_us, block, prefix, prop_id), refs, heads))

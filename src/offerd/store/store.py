@@ -16,7 +16,7 @@ from .encode import encode_attrs
 from .environment import DEFAULT_MAP_SIZE, open_env
 from .errors import Corrupt, StoreError
 from .history import StoredHistory, history_values
-from .keys import STATUS_BYTE, Contact, ref_key
+from .keys import STATUS_BYTE, U64, Contact, ref_key, us
 from .recent import DEFAULT_SIZE as RECENT_SIZE, Recent, Seen
 from .records import ALL, CorruptRecord, Indexer, Record
 from .tracking import Track
@@ -47,6 +47,7 @@ class Store:
         # bound once: a per-decision call costs no more lookups than a method of Store's own
         self._put, self._total = self._writer.put, counts.total
         self._decision_op, self._report_op = decisions.op, decisions.report_op
+        self.new_id = decisions.new_id  # a proposition id made before its write (a cluster's shared counts)
 
     @property
     def commits(self) -> int:
@@ -193,6 +194,21 @@ class Store:
                 return self._total(txn, ref_key(kind, name), status, since, until)
         return self._total(txn, ref_key(kind, name), status, since, until)
 
+    def events(self, kind: str, name: str, status: str, since: float) -> list[tuple[int, bytes]]:
+        """(time µs, proposition id) of (kind, name)'s events in `status` after `since`, oldest
+        first (a cluster's shared counts are rebuilt from them)."""
+        self.check_process()
+        head = ref_key(kind, name) + STATUS_BYTE[status]
+        out = []
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self.db["events"])
+            if cursor.set_range(head + U64.pack(us(since) + 1)):
+                for key in cursor.iternext(values=False):
+                    if not key.startswith(head):
+                        break
+                    out.append((U64.unpack_from(key, len(head))[0], key[len(head) + 8:]))
+        return out
+
     # --- decisions and status reports --------------------------------------------------
 
     def record_decision(self, contact: Contact | None, at: float, propositions: list[NewProposition],
@@ -205,11 +221,12 @@ class Store:
         return self.submit(self._decision_op(contact, at, propositions, seen, note, once)).result()
 
     async def record_decision_async(self, contact: Contact | None, at: float, propositions: list[NewProposition],
-                                    seen: StoredHistory | None = None, note=None, once=None):
+                                    seen: StoredHistory | None = None, note=None, once=None, ids=None):
         """`note(ids)` → (key, value), if given, is stored in the same transaction as the
         decision (the batch command's record that this contact was decided, a retry's first
-        answer). `once`: see Decisions.op (a Replay instead of ids)."""
-        return await self.run(self._decision_op(contact, at, propositions, seen, note, once))
+        answer). `once`: see Decisions.op (a Replay instead of ids). `ids`: the propositions'
+        ids, made by `new_id` (made here if None)."""
+        return await self.run(self._decision_op(contact, at, propositions, seen, note, once, ids))
 
     def note(self, key: bytes) -> bytes | None:
         """One note in `meta` (a retried request's first answer), or None."""

@@ -1,0 +1,92 @@
+"""Calls a shard passes to the shard that owns them: a stream's or a batch's messages for
+other contacts, a call the balancer sent astray (its owner down), and admin calls, which
+reach every shard."""
+from __future__ import annotations
+
+import grpc
+
+from ..v1 import offerd_pb2 as pb
+from ..v1 import offerd_pb2_grpc as rpc
+from .routing import FORWARDED, HEADER, ID_LENGTH
+from .topology import Topology
+
+TIMEOUT = 10.0  # seconds a forwarded call may take
+ADMIN_TIMEOUT = 120.0  # a deploy compiles the catalog on every shard
+
+
+class Relayed(Exception):
+    """The owner's refusal, or the owner unreachable: its gRPC status, passed on."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class Peers:
+    """Channels to the other shards, opened on first use (in each worker process)."""
+
+    def __init__(self, topology: Topology):
+        self.topology = topology
+        self._stubs: dict[int, tuple] = {}
+        self._channels: list = []
+
+    def owner(self, key: str) -> int | None:
+        """The shard that owns a routing key, or None when it is this one."""
+        shard = self.topology.owner(key)
+        return None if shard == self.topology.me else shard
+
+    def record_owner(self, proposition: str) -> int | None:
+        """A proposition id routes like its contact; an id without its routing digits is
+        this shard's to answer (NOT_FOUND, most likely)."""
+        return self.owner(proposition) if len(proposition) == ID_LENGTH else None
+
+    def _stub(self, shard: int):
+        got = self._stubs.get(shard)
+        if got is None:
+            channel = grpc.aio.insecure_channel(self.topology.shards[shard])
+            self._channels.append(channel)
+            got = self._stubs[shard] = (rpc.DecisionServiceStub(channel), rpc.ProfileServiceStub(channel),
+                                        rpc.AdminServiceStub(channel))
+        return got
+
+    async def call(self, shard: int, service: int, method: str, request, key: str = "", metadata=(),
+                   timeout: float = TIMEOUT):
+        """`method` of the owner's decisions (0), profiles (1) or admin (2) service."""
+        md = ((FORWARDED, "1"),) + ((HEADER, key),) * bool(key) + tuple(metadata)
+        try:
+            return await getattr(self._stub(shard)[service], method)(request, metadata=md, timeout=timeout)
+        except grpc.aio.AioRpcError as e:
+            address = self.topology.shards[shard]
+            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Relayed(e.code(), f"shard {shard} ({address}) owns this call and is unreachable: "
+                                        f"{e.details()}") from None
+            raise Relayed(e.code(), e.details() or e.code().name) from None
+
+    async def make_live(self, digest: str, files: dict[str, str], label: str, metadata) -> list[str]:
+        """Every other shard's live version made `digest` (deployed there first if it lacks
+        it); what failed, one line per shard (a shard down catches up when it is back)."""
+        failed = []
+        for shard, address in self.topology.peers():
+            try:
+                try:
+                    await self.call(shard, 2, "Activate", pb.ActivateRequest(hash=digest), metadata=metadata,
+                                    timeout=ADMIN_TIMEOUT)
+                except Relayed as e:
+                    if e.code != grpc.StatusCode.NOT_FOUND:
+                        raise
+                    await self.call(shard, 2, "Deploy", pb.CatalogFiles(files=files, label=label),
+                                    metadata=metadata, timeout=ADMIN_TIMEOUT)
+            except Relayed as e:
+                failed.append(f"shard {shard} ({address}): {e}")
+        return failed
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+        self._stubs.clear()
+        self._channels.clear()
+
+
+def forwarded(context) -> bool:
+    """Whether a call came from another shard (it is answered here, never passed on)."""
+    return any(k == FORWARDED for k, _ in context.invocation_metadata() or ())

@@ -1,0 +1,297 @@
+"""A cluster on loopback: three `offerd serve` shards, Redis and HAProxy, each a real
+process (offerd.cluster.local), called through the balancer as a gateway would."""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+import signal
+import socket
+import time
+from types import SimpleNamespace
+
+import grpc
+import pytest
+
+from offerd.client import Client, decide_request, route
+from offerd.cluster.local import LocalCluster
+from offerd.cluster.routing import FORWARDED, shard_of
+from offerd.v1 import offerd_pb2 as pb
+from offerd.v1 import offerd_pb2_grpc as rpc
+
+import test_conformance as conf
+
+pytestmark = pytest.mark.skipif(not (shutil.which("haproxy") or os.path.exists("/usr/sbin/haproxy"))
+                                or not shutil.which("redis-server"),
+                                reason="haproxy and redis-server are installed by `make test`")
+
+CAPPED = """schema contact { }
+schema context { }
+space web { limit 1 }
+offer rare { spaces web  weight 10  cap 5 total per 1d }
+offer plain { spaces web  weight 1 }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(tmp_path, shards=3, catalog=None) -> LocalCluster:
+    cluster = LocalCluster(str(tmp_path / "cluster"), shards, f"127.0.0.1:{free_port()}",
+                           extra=("--drain", "0", "--grace", "2"), check_every=0.2)
+    cluster.start()
+    if catalog is not None:
+        with Client(cluster.listen) as c:
+            c.deploy(catalog)
+    return cluster
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = start(tmp_path, catalog={"a.offer": CAPPED})
+    wait_ready(c)
+    yield c
+    c.stop(drain=False)
+
+
+def wait_ready(cluster, heads=("offer:rare",), timeout=30) -> None:
+    """Until every shard's part of the shared counts is in Redis (the caps are closed before)."""
+    import redis
+    host, port = cluster.redis_address.rsplit(":", 1)
+    r = redis.Redis(host=host, port=int(port))
+    keys = [f"offerd:ready:{h}:{i}" for h in heads for i in range(len(cluster.shards))]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if all(v is not None for v in r.mget(keys)):
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the shards did not put their counts into Redis")
+
+
+def direct(cluster, shard: int):
+    """The shard's own stubs, asking it to answer itself (as a forwarded call)."""
+    channel = grpc.insecure_channel(cluster.shards[shard])
+    return channel, rpc.DecisionServiceStub(channel), rpc.AdminServiceStub(channel)
+
+
+def offers(d) -> list[str]:
+    return [p.offer for s in d.spaces for p in s.propositions]
+
+
+# --- the engine's conformance scenarios, through the balancer ---------------------------
+
+CODES = {"BadRequest": "INVALID_ARGUMENT", "InputError": "INVALID_ARGUMENT", "UnknownSpace": "NOT_FOUND",
+         "NotFound": "NOT_FOUND", "ImpossibleMove": "FAILED_PRECONDITION", "NoCatalog": "FAILED_PRECONDITION"}
+
+
+class Through:
+    """The engine's calls made over gRPC, through the balancer."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def decide(self, r):
+        # on the wire 0 means "not given": the case's 0 goes as -1, refused the same way
+        max_offers = 0 if r.max_offers is None else r.max_offers or -1
+        d = self.client.decide(r.spaces, r.contact_id, anonymous=r.anonymous, attributes=r.attributes,
+                               context=r.context, max_offers=max_offers, categories=r.categories,
+                               themes=r.themes, dry_run=r.dry_run, explain=r.explain, time=r.time)
+        return SimpleNamespace(spaces=[SimpleNamespace(
+            space=s.space,
+            proposals=[SimpleNamespace(offer=p.offer, id=p.id or None, content=dict(p.content),
+                                       weight=p.weight if p.has_weight else None) for p in s.propositions],
+            explain=[SimpleNamespace(offer=x.offer, kind=x.kind, rule=x.rule) for x in s.explain])
+            for s in d.spaces])
+
+    def record(self, pid, status, at):
+        return self.client.record(pid, status, at)
+
+
+# Propensity reads the presented and accepted counts of every contact: in a cluster, those of
+# the shard's own contacts (docs/cluster.md). These steps weigh with another contact's
+# acceptance, counted on another shard.
+PER_SHARD = {("history_rules.case", 26)}
+
+
+class ClusterScenario(conf.Scenario):
+    def __init__(self, path, cluster: LocalCluster):
+        files, self.steps = conf.split_file(open(path, encoding="utf-8").read())
+        self.path, self.catalog = path, conf.check(files)
+        self.client = Client(cluster.listen)
+        self.client.deploy(files)
+        from offerd.engine.plan import Plan
+        wait_ready(cluster, tuple(Plan(self.catalog, shared=True).shared_heads))
+        self.engine = Through(self.client)
+        self.now = self.last = None
+        self.ids = {}
+        name = os.path.basename(path)
+        self.steps = [(n, line) for n, line in self.steps if (name, n) not in PER_SHARD]
+
+    def do_profile(self, ws, expect, where):
+        self.client.upsert_profile(ws[0], self.values(conf.json.loads(ws[1])))
+
+    def expect_error(self, fn, expect, where):
+        m = conf.re.fullmatch(r"error (\w+)(?: (.*))?", expect)
+        if not m:
+            return fn()
+        with pytest.raises(grpc.RpcError) as info:
+            fn()
+        assert info.value.code().name == CODES[m.group(1)], info.value.details()
+        if m.group(2):
+            assert m.group(2).strip('"') in info.value.details(), info.value.details()
+        return None
+
+
+@pytest.mark.parametrize("case", conf.CASES)
+def test_conformance_through_the_balancer(case, tmp_path):
+    cluster = start(tmp_path)
+    try:
+        scenario = ClusterScenario(os.path.join(conf.HERE, case), cluster)
+        scenario.run()
+        scenario.client.close()
+    finally:
+        cluster.stop(drain=False)
+
+
+# --- routing -----------------------------------------------------------------------------
+
+def test_a_contacts_decisions_land_on_its_shard_and_record_finds_it_from_the_id(cluster):
+    with Client(cluster.listen) as c:
+        ids = {}
+        for who in [f"contact-{i}" for i in range(30)] + ["José", "客户-7"]:  # metadata is ASCII: sent by CRC
+            d = c.decide(["web"], who)
+            ids[who] = d.spaces[0].propositions[0].id
+            assert len(ids[who]) == 44
+            assert shard_of(ids[who], 3) == shard_of(who, 3)
+        for who, pid in ids.items():
+            assert c.record(pid, "presented") is True  # through the balancer, from the id alone
+    owners = {shard_of(w, 3) for w in ids}
+    assert owners == {0, 1, 2}
+    for shard in range(3):  # each shard holds its own contacts' propositions, and no other's
+        channel, decisions, _ = direct(cluster, shard)
+        with channel:
+            for who, pid in ids.items():
+                request = pb.RecordRequest(proposition=pid, status="accepted")
+                if shard_of(who, 3) == shard:
+                    assert decisions.Record(request, metadata=((FORWARDED, "1"),)).changed
+                else:
+                    with pytest.raises(grpc.RpcError) as e:
+                        decisions.Record(request, metadata=((FORWARDED, "1"),))
+                    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_stream_of_many_contacts_is_decided_by_each_owner(cluster):
+    """A stream reaches one shard; it passes each message on to the contact's owner."""
+    with Client(cluster.listen) as c:
+        requests = [decide_request(["web"], f"s-{i}") for i in range(24)]
+        replies = list(c.decisions.DecideStream(iter(requests), metadata=route("s-0")))
+        assert [r.WhichOneof("reply") for r in replies] == ["decision"] * 24
+        for i, r in enumerate(replies):
+            assert shard_of(r.decision.spaces[0].propositions[0].id, 3) == shard_of(f"s-{i}", 3)
+            assert c.record(r.decision.spaces[0].propositions[0].id, "presented")
+
+
+# --- total caps across shards ------------------------------------------------------------
+
+def _burst(cluster, names) -> list:
+    def one(name):
+        with Client(cluster.listen) as c:
+            return offers(c.decide(["web"], name))
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        return list(pool.map(one, names))
+
+
+def test_a_total_cap_holds_across_shards_under_concurrent_decisions(cluster):
+    got = _burst(cluster, [f"burst-{i}" for i in range(200)])
+    assert sum(o == ["rare"] for o in got) == 5
+    assert all(o in (["rare"], ["plain"]) for o in got)
+
+
+def test_a_total_cap_holds_when_redis_restarts_empty_in_the_middle(cluster):
+    first = _burst(cluster, [f"r1-{i}" for i in range(3)])
+    assert sum(o == ["rare"] for o in first) == 3
+    cluster.signal("redis", signal.SIGKILL)
+    cluster.wait("redis")
+    with Client(cluster.listen) as c:  # Redis gone: the capped offer fails closed
+        assert offers(c.decide(["web"], "while-down")) == ["plain"]
+    cluster.start_redis()  # empty: the shards put their counts back before the cap opens
+    deadline = time.monotonic() + 30
+    rare = 0
+    names = iter(f"r2-{i}" for i in range(10_000))
+    while time.monotonic() < deadline and rare < 2:
+        rare += sum(o == ["rare"] for o in _burst(cluster, [next(names) for _ in range(20)]))
+    assert rare == 2  # 3 before, 2 after: never more than 5
+    assert sum(o == ["rare"] for o in _burst(cluster, [next(names) for _ in range(100)])) == 0
+
+
+# --- faults ------------------------------------------------------------------------------
+
+def test_a_killed_shard_loses_nothing_and_only_its_contacts_see_errors(cluster):
+    names = [f"k-{i}" for i in range(60)]
+    acked, failed = {}, []
+
+    def one(name):
+        try:
+            with Client(cluster.listen, timeout=5) as c:
+                acked[name] = c.decide(["web"], name).spaces[0].propositions[0].id
+        except grpc.RpcError as e:
+            failed.append((name, e.code()))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(one, n) for n in names[:30]]
+        time.sleep(0.05)
+        cluster.signal("shard-1", signal.SIGKILL)
+        futures += [pool.submit(one, n) for n in names[30:]]
+        concurrent.futures.wait(futures)
+    cluster.wait("shard-1")
+    assert all(shard_of(n, 3) == 1 and code == grpc.StatusCode.UNAVAILABLE for n, code in failed), failed
+    assert all(n in acked for n in names[30:] if shard_of(n, 3) != 1)  # the others kept answering
+    cluster.start_shard(1)
+    with Client(cluster.listen) as c:
+        for name, pid in acked.items():  # every acknowledged decision is there
+            assert c.record(pid, "presented") is True, name
+
+
+def test_a_retried_request_id_counts_once_through_the_cluster(cluster):
+    with Client(cluster.listen) as c:
+        first = c.decide(["web"], "again", request_id="req-1")
+        second = c.decide(["web"], "again", request_id="req-1")
+        assert first.spaces[0].propositions[0].id == second.spaces[0].propositions[0].id
+        third = c.decide(["web"], "again", request_id="req-2")
+        assert third.spaces[0].propositions[0].id != first.spaces[0].propositions[0].id
+
+
+# --- admin -------------------------------------------------------------------------------
+
+def test_a_deploy_through_the_balancer_reaches_every_shard(cluster):
+    changed = CAPPED.replace("weight 1 }", "weight 2 }")
+    with Client(cluster.listen) as c:
+        digest = c.deploy({"a.offer": changed}).hash
+    for shard in range(3):
+        channel, _, admin = direct(cluster, shard)
+        with channel:
+            live = [v.hash for v in admin.ListVersions(pb.ListVersionsRequest()).versions if v.live]
+        assert live == [digest], shard
+    with Client(cluster.listen) as c:  # and a rollback too
+        back = c.rollback()
+    assert back != digest
+    for shard in range(3):
+        channel, _, admin = direct(cluster, shard)
+        with channel:
+            assert [v.hash for v in admin.ListVersions(pb.ListVersionsRequest()).versions if v.live] == [back]
+
+
+def test_a_deploy_with_a_shard_down_says_which_and_succeeds_on_the_others(cluster):
+    cluster.signal("shard-2", signal.SIGKILL)
+    cluster.wait("shard-2")
+    time.sleep(0.5)  # the balancer's check takes it out
+    with Client(cluster.listen) as c:
+        with pytest.raises(grpc.RpcError) as e:
+            c.deploy({"a.offer": CAPPED.replace("weight 1 }", "weight 3 }")})
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shard 2" in e.value.details()
