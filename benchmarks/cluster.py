@@ -82,7 +82,9 @@ def main() -> int:
             "events {}", f"pid {folder}/nginx.pid;\nerror_log {folder}/nginx.log;\nevents {{}}"))
     nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", conf, "-g", "daemon off;"], start_new_session=True)
     ng = f"127.0.0.1:{nginx_port}"
-    _healthy(ng, 20, nginx)
+    if not _healthy(ng, 20, nginx):
+        cluster.stop(drain=False)
+        raise SystemExit(f"nginx did not start: see {folder}/nginx.log")
     results = {"rounds": [], "threads": args.threads, "seconds": args.seconds}
     try:
         from offerd.client import Client

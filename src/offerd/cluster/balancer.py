@@ -56,7 +56,7 @@ http {{
         listen {listen} http2;
         location / {{
             grpc_pass grpc://shards;
-            grpc_next_upstream error timeout unavailable;
+            grpc_next_upstream error timeout;
             grpc_read_timeout 1h;
         }}
     }}
