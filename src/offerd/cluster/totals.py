@@ -65,8 +65,10 @@ for p = 1, picks do
     for a = 1, adds do
       local head = ARGV[pos + a]
       local keep = tonumber(redis.call('GET', 'offerd:keep:' .. head) or '0')
-      redis.call('ZADD', 'offerd:z:' .. head, now, member)
-      redis.call('ZREMRANGEBYSCORE', 'offerd:z:' .. head, '-inf', '(' .. (now - keep))
+      if keep > 0 then  -- 0: lifetime caps only, or not built yet (never trim what a rebuild puts in)
+        redis.call('ZADD', 'offerd:z:' .. head, now, member)
+        redis.call('ZREMRANGEBYSCORE', 'offerd:z:' .. head, '-inf', '(' .. (now - keep))
+      end
       redis.call('INCR', 'offerd:n:' .. head .. ':' .. me)
     end
   end
@@ -79,10 +81,9 @@ return out
 # ARGV: this shard, then (head, member) pairs: reservations whose write was refused (a
 # per-contact cap taken meanwhile) given back
 RELEASE = """
-for i = 2, #ARGV, 2 do
-  if redis.call('ZREM', 'offerd:z:' .. ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('DECR', 'offerd:n:' .. ARGV[i] .. ':' .. ARGV[1])
-  end
+for i = 2, #ARGV, 2 do  -- only granted reservations come here: each was counted once
+  redis.call('ZREM', 'offerd:z:' .. ARGV[i], ARGV[i + 1])
+  redis.call('DECR', 'offerd:n:' .. ARGV[i] .. ':' .. ARGV[1])
 end
 return 1
 """
@@ -91,10 +92,12 @@ return 1
 # of a head is marked built; the sorted set keeps the longest window any shard asked for
 REBUILT = """
 local head, me, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
-redis.call('SET', 'offerd:n:' .. head .. ':' .. me, ARGV[4])
-redis.call('SET', 'offerd:ready:' .. head .. ':' .. me, keep)
 if keep > tonumber(redis.call('GET', 'offerd:keep:' .. head) or '0') then
   redis.call('SET', 'offerd:keep:' .. head, keep)
+end
+if ARGV[4] ~= '' then
+  redis.call('SET', 'offerd:n:' .. head .. ':' .. me, ARGV[4])
+  redis.call('SET', 'offerd:ready:' .. head .. ':' .. me, keep)
 end
 return 1
 """
@@ -135,6 +138,8 @@ class Totals:
         if self.rebuilding:
             SHARED.labels("rebuilding").inc()
             return [False] * len(picks)
+        # a decision dated ahead counts from now, never trims the window ahead of now
+        now_us = min(now_us, int(time.time() * 1e6))
         argv: list = [len(self.topology.shards), self.topology.me, now_us, len(picks)]
         for member, checks, adds in picks:
             argv += (member, len(checks))
@@ -144,6 +149,9 @@ class Totals:
             argv += adds
         try:
             got = await self._reserve(args=argv)
+        except asyncio.CancelledError:
+            self.inflight -= 1
+            raise
         except (RedisError, OSError) as e:
             SHARED.labels("unavailable").inc()
             self._warn("down", "total caps are closed: Redis at %s does not answer (%s); offers with a total cap "
@@ -192,6 +200,7 @@ class Totals:
                 await asyncio.sleep(0.002)
             parts = await asyncio.to_thread(self._local, missing, time.time())
             for h, (events, lifetime) in parts.items():
+                await self._rebuilt(args=[h, me, missing[h], ""])  # the window kept first: no trim takes the events
                 for i in range(0, len(events), 1000):
                     await self.redis.zadd(f"offerd:z:{h}", {pid.hex(): t for t, pid in events[i:i + 1000]})
                 await self._rebuilt(args=[h, me, missing[h], lifetime])

@@ -163,7 +163,8 @@ class Engine:
                                                               work.history, stored, check,
                                                               None if shared is None else shared[0])
                 if shared is not None:  # reservations whose write was refused, or replayed, given back
-                    refused = range(len(ids)) if isinstance(ids, Replay) else [i for i, x in enumerate(ids) if x is None]
+                    refused = (range(len(shared[0])) if isinstance(ids, Replay)
+                               else [i for i, x in enumerate(ids) if x is None])
                     await self.totals.release([(h, shared[0][i].hex()) for i in refused for h in shared[1][i]])
             finally:
                 if shared is not None and shared[2]:
@@ -183,9 +184,9 @@ class Engine:
             shared = await self._share(work, dropping=False)
             if not shared[3]:
                 return work, shared
-            await self.totals.release([(h, pid.hex()) for pid, heads in zip(shared[0], shared[1]) for h in heads])
             if shared[2]:
                 self.totals.done()
+            await self.totals.release([(h, pid.hex()) for pid, heads in zip(shared[0], shared[1]) for h in heads])
             refused |= shared[3]
             work = self._prepare(request, frozenset(refused))
             if not self._records(work):
