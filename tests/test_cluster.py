@@ -16,6 +16,7 @@ import pytest
 from offerd.client import Client, decide_request, route
 from offerd.cluster.local import LocalCluster
 from offerd.cluster.routing import FORWARDED, shard_of
+from offerd.cluster.topology import load
 from offerd.v1 import offerd_pb2 as pb
 from offerd.v1 import offerd_pb2_grpc as rpc
 
@@ -74,8 +75,13 @@ def wait_ready(cluster, heads=("offer:rare",), timeout=30) -> None:
     raise AssertionError("the shards did not put their counts into Redis")
 
 
+def mark(cluster) -> tuple:
+    """The metadata of a call one shard passes to another: answered where it arrives."""
+    return ((FORWARDED, load(cluster.cluster_file, 0).token),)
+
+
 def direct(cluster, shard: int):
-    """The shard's own stubs, asking it to answer itself (as a forwarded call)."""
+    """The shard's own stubs, called at its own address."""
     channel = grpc.insecure_channel(cluster.shards[shard])
     return channel, rpc.DecisionServiceStub(channel), rpc.AdminServiceStub(channel)
 
@@ -179,11 +185,26 @@ def test_a_contacts_decisions_land_on_its_shard_and_record_finds_it_from_the_id(
             for who, pid in ids.items():
                 request = pb.RecordRequest(proposition=pid, status="accepted")
                 if shard_of(who, 3) == shard:
-                    assert decisions.Record(request, metadata=((FORWARDED, "1"),)).changed
+                    assert decisions.Record(request, metadata=mark(cluster)).changed
                 else:
                     with pytest.raises(grpc.RpcError) as e:
-                        decisions.Record(request, metadata=((FORWARDED, "1"),))
+                        decisions.Record(request, metadata=mark(cluster))
                     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_gateway_cannot_pass_for_a_shard(cluster):
+    """A call to a shard that does not own the contact, with a forged mark, is still passed on
+    to the owner: only the cluster's token makes a shard answer for another's contact."""
+    who = next(f"forged-{i}" for i in range(100) if shard_of(f"forged-{i}", 3) == 1)
+    channel, decisions, _ = direct(cluster, 0)
+    with channel:
+        for md in (((FORWARDED, "1"),), ((FORWARDED, ""),)):
+            d = decisions.Decide(decide_request(["web"], who), metadata=md)
+            assert shard_of(d.spaces[0].propositions[0].id, 3) == 1
+            channel1, decisions1, _ = direct(cluster, 1)
+            with channel1:  # the owner has it: Record answered there with the true mark
+                assert decisions1.Record(pb.RecordRequest(proposition=d.spaces[0].propositions[0].id,
+                                                          status="presented"), metadata=mark(cluster)).changed
 
 
 def test_a_stream_of_many_contacts_is_decided_by_each_owner(cluster):

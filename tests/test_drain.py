@@ -87,39 +87,28 @@ def test_a_second_stop_signal_ends_the_drain_at_once(tmp_path):
     s.log.close()
 
 
-def test_ctrl_c_drains_the_workers_too_and_a_second_one_stops_them(tmp_path):
-    """A terminal's Ctrl-C sends SIGINT to the supervisor and every worker at once: the
-    workers must take it as one stop signal (the supervisor's), not two."""
+@pytest.mark.parametrize("how", ["ctrl-c", "group-sigterm"])
+def test_a_stop_sent_to_every_process_drains_once_and_a_second_one_stops(tmp_path, how):
+    """A terminal's Ctrl-C sends SIGINT to the supervisor and every worker at once; systemd
+    (KillMode=control-group) and `kill -- -PGID` send SIGTERM to every process, and the
+    supervisor forwards its own. Either way the workers must take it as one stop signal
+    (drain, still answering), not two; a second one (Ctrl-C again, or SIGTERM to the
+    supervisor) then stops them."""
+    first = signal.SIGINT if how == "ctrl-c" else signal.SIGTERM
     s = Served(tmp_path, "--drain", "600", "--workers", "2")
     workers = s.workers(2)
     watch = Watcher(s.target)
     watch.wait_for(SERVING)
-    os.killpg(s.proc.pid, signal.SIGINT)
+    os.killpg(s.proc.pid, first)
     watch.wait_for(NOT_SERVING)
     with Client(s.target, timeout=5) as c:
         for i in range(10):  # both workers still answer: the drain was not cut short
-            assert c.decide(["web_home"], f"ctrl-c-{i}", attributes=ADULT).spaces[0].propositions
+            assert c.decide(["web_home"], f"{how}-{i}", attributes=ADULT).spaces[0].propositions
     assert all(os.path.exists(f"/proc/{pid}") for pid in workers), s.output()
-    os.killpg(s.proc.pid, signal.SIGINT)
-    assert s.proc.wait(60) == 0, s.output()
-    s.log.close()
-
-
-def test_a_stop_sent_to_the_whole_process_group_drains_once(tmp_path):
-    """systemd (KillMode=control-group) and `kill -- -PGID` send SIGTERM to every process,
-    and the supervisor forwards its own: the workers must drain, not stop at once. A second
-    SIGTERM to the supervisor then stops them."""
-    s = Served(tmp_path, "--drain", "600", "--workers", "2")
-    workers = s.workers(2)
-    watch = Watcher(s.target)
-    watch.wait_for(SERVING)
-    os.killpg(s.proc.pid, signal.SIGTERM)
-    watch.wait_for(NOT_SERVING)
-    with Client(s.target, timeout=5) as c:
-        for i in range(10):
-            assert c.decide(["web_home"], f"group-{i}", attributes=ADULT).spaces[0].propositions
-    assert all(os.path.exists(f"/proc/{pid}") for pid in workers), s.output()
-    s.proc.send_signal(signal.SIGTERM)
+    if how == "ctrl-c":
+        os.killpg(s.proc.pid, signal.SIGINT)
+    else:
+        s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(60) == 0, s.output()
     s.log.close()
 

@@ -4,6 +4,8 @@ counts once, also when the copies arrive together, also after a restart."""
 import asyncio
 import time
 
+import pytest
+
 from offerd import lang
 from offerd.client import AsyncClient, Client, decide_request
 from offerd.engine import Engine, Request, retries
@@ -18,6 +20,14 @@ def recorded(store: Store, contact: str) -> int:
 
 def ids(answer) -> list[str]:
     return [p.id for s in answer.spaces for p in s.propositions]
+
+
+@pytest.fixture
+def local(tmp_path):
+    """(store, engine) in this process: the bundled catalog on a store in a temp dir."""
+    store = Store(str(tmp_path / "db"))
+    yield store, Engine(store, lang.check(lang.read_dir(EXAMPLE_CATALOG)))
+    store.close()
 
 
 def test_a_retried_decision_gets_the_first_answer_and_counts_once(tmp_path):
@@ -83,42 +93,34 @@ def test_a_retry_after_a_restart_still_gets_the_first_answer(tmp_path):
         s.stop()
 
 
-def test_copies_decided_together_are_written_once_by_the_write_itself(tmp_path):
+def test_copies_decided_together_are_written_once_by_the_write_itself(local):
     """All the copies read before any is written: the write's own check keeps one."""
-    store = Store(str(tmp_path / "db"))
-    try:
-        engine = Engine(store, lang.check(lang.read_dir(EXAMPLE_CATALOG)))
-        request = Request(("web_home",), "frank", attributes=ADULT, request_id="same")
+    store, engine = local
+    request = Request(("web_home",), "frank", attributes=ADULT, request_id="same")
 
-        async def together():
-            return await asyncio.gather(*(engine.decide_async(request) for _ in range(20)))
+    async def together():
+        return await asyncio.gather(*(engine.decide_async(request) for _ in range(20)))
 
-        answers = asyncio.run(together())
-        first = [p.id for p in answers[0].spaces[0].proposals]
-        assert first and all([p.id for p in a.spaces[0].proposals] == first for a in answers)
-        assert recorded(store, "frank") == len(first)
-    finally:
-        store.close()
+    answers = asyncio.run(together())
+    first = [p.id for p in answers[0].spaces[0].proposals]
+    assert first and all([p.id for p in a.spaces[0].proposals] == first for a in answers)
+    assert recorded(store, "frank") == len(first)
 
 
-def test_answers_kept_for_retries_are_pruned_once_their_window_is_over(tmp_path):
-    store = Store(str(tmp_path / "db"))
-    try:
-        engine = Engine(store, lang.check(lang.read_dir(EXAMPLE_CATALOG)))
-        engine.retry_window = 60.0
-        request = Request(("web_home",), "g0", attributes=ADULT, request_id="kept")
-        engine.decide(request)
-        for i in range(1, 5):
-            engine.decide(Request(("web_home",), f"g{i}", attributes=ADULT, request_id="kept"))
-        now = time.time()
-        assert engine._first(engine._once(request)) is not None
-        assert store.prune_notes(retries.PREFIX, retries.expired_below(now, 60.0)) == 0  # this window's and the last
-        assert store.prune_notes(retries.PREFIX, retries.expired_below(now + 180, 60.0)) == 5
-        assert engine._first(engine._once(request)) is None
-        again = engine.decide(request)
-        assert recorded(store, "g0") == 2 * len(again.spaces[0].proposals)  # decided afresh
-    finally:
-        store.close()
+def test_answers_kept_for_retries_are_pruned_once_their_window_is_over(local):
+    store, engine = local
+    engine.retry_window = 60.0
+    request = Request(("web_home",), "g0", attributes=ADULT, request_id="kept")
+    engine.decide(request)
+    for i in range(1, 5):
+        engine.decide(Request(("web_home",), f"g{i}", attributes=ADULT, request_id="kept"))
+    now = time.time()
+    assert engine._first(engine._once(request)) is not None
+    assert store.prune_notes(retries.PREFIX, retries.expired_below(now, 60.0)) == 0  # this window's and the last
+    assert store.prune_notes(retries.PREFIX, retries.expired_below(now + 180, 60.0)) == 5
+    assert engine._first(engine._once(request)) is None
+    again = engine.decide(request)
+    assert recorded(store, "g0") == 2 * len(again.spaces[0].proposals)  # decided afresh
 
 
 def test_the_same_id_for_another_request_of_the_contact_is_decided_on_its_own(tmp_path):
@@ -149,22 +151,18 @@ def test_copies_in_one_batch_count_once(tmp_path):
         srv.stop()
 
 
-def test_a_corrupt_kept_answer_is_decided_again_not_a_failure(tmp_path, caplog):
-    store = Store(str(tmp_path / "db"))
-    try:
-        engine = Engine(store, lang.check(lang.read_dir(EXAMPLE_CATALOG)))
-        request = Request(("web_home",), "jo", attributes=ADULT, request_id="r")
-        first = engine.decide(request)
-        for bad in (b"\x01", retries._U64.pack(round(time.time() * 1e6)) + b"{not json"):  # short, not JSON
-            with store.env.begin(write=True) as txn:
-                txn.put(engine._once(request)[1][0], bad, db=store.db["meta"])
-            again = engine.decide(request)
-            assert [p.id for p in again.spaces[0].proposals] != [p.id for p in first.spaces[0].proposals]
-            kept = engine.decide(request)  # its own answer is kept in place of the corrupt one
-            assert kept.replayed and kept.spaces == again.spaces and kept.time == again.time
-        assert "cannot be read" in caplog.text
-    finally:
-        store.close()
+def test_a_corrupt_kept_answer_is_decided_again_not_a_failure(local, caplog):
+    store, engine = local
+    request = Request(("web_home",), "jo", attributes=ADULT, request_id="r")
+    first = engine.decide(request)
+    for bad in (b"\x01", retries._U64.pack(round(time.time() * 1e6)) + b"{not json"):  # short, not JSON
+        with store.env.begin(write=True) as txn:
+            txn.put(engine._once(request)[1][0], bad, db=store.db["meta"])
+        again = engine.decide(request)
+        assert [p.id for p in again.spaces[0].proposals] != [p.id for p in first.spaces[0].proposals]
+        kept = engine.decide(request)  # its own answer is kept in place of the corrupt one
+        assert kept.replayed and kept.spaces == again.spaces and kept.time == again.time
+    assert "cannot be read" in caplog.text
 
 
 def test_a_replayed_answer_keeps_its_decision_time_to_the_microsecond(tmp_path):
@@ -180,36 +178,28 @@ def test_a_replayed_answer_keeps_its_decision_time_to_the_microsecond(tmp_path):
         srv.stop()
 
 
-def test_a_copy_that_began_in_the_next_window_and_wrote_first_is_found(tmp_path):
+def test_a_copy_that_began_in_the_next_window_and_wrote_first_is_found(local):
     """Copies of one request may take their keys on both sides of a window's end: whichever
     writes first, the other finds it."""
-    store = Store(str(tmp_path / "db"))
-    try:
-        engine = Engine(store, lang.check(lang.read_dir(EXAMPLE_CATALOG)))
-        request = Request(("web_home",), "lee", attributes=ADULT, request_id="edge")
-        first = engine.decide(request)
-        wall, (here, _, _) = engine._once(request)
-        later = retries.keys(Contact("lee"), request, wall + engine.retry_window, engine.retry_window)[0]
-        with store.env.begin(write=True) as txn:  # as if a copy that began in the next window wrote it
-            txn.put(later, txn.pop(here, db=store.db["meta"]), db=store.db["meta"])
-        again = engine.decide(request)
-        assert again.replayed and again.spaces == first.spaces
-        assert recorded(store, "lee") == len(first.spaces[0].proposals)
-    finally:
-        store.close()
+    store, engine = local
+    request = Request(("web_home",), "lee", attributes=ADULT, request_id="edge")
+    first = engine.decide(request)
+    wall, (here, _, _) = engine._once(request)
+    later = retries.keys(Contact("lee"), request, wall + engine.retry_window, engine.retry_window)[0]
+    with store.env.begin(write=True) as txn:  # as if a copy that began in the next window wrote it
+        txn.put(later, txn.pop(here, db=store.db["meta"]), db=store.db["meta"])
+    again = engine.decide(request)
+    assert again.replayed and again.spaces == first.spaces
+    assert recorded(store, "lee") == len(first.spaces[0].proposals)
 
 
-def test_answers_of_any_window_are_pruned_in_time_order_and_all_with_no_window(tmp_path):
-    store = Store(str(tmp_path / "db"))
-    try:
-        engine = Engine(store, lang.check(lang.read_dir(EXAMPLE_CATALOG)))
-        engine.retry_window = 60.0
-        engine.decide(Request(("web_home",), "m1", attributes=ADULT, request_id="a"))
-        now = time.time()
-        assert store.prune_notes(retries.PREFIX, retries.expired_below(now, 3600.0)) == 0
-        # the window grew to an hour: three hours on, the minute-window answer goes by its time
-        assert store.prune_notes(retries.PREFIX, retries.expired_below(now + 3 * 3600, 3600.0)) == 1
-        engine.decide(Request(("web_home",), "m2", attributes=ADULT, request_id="a"))
-        assert store.prune_notes(retries.PREFIX, retries.expired_below(now, 0)) == 1  # no window: all go
-    finally:
-        store.close()
+def test_answers_of_any_window_are_pruned_in_time_order_and_all_with_no_window(local):
+    store, engine = local
+    engine.retry_window = 60.0
+    engine.decide(Request(("web_home",), "m1", attributes=ADULT, request_id="a"))
+    now = time.time()
+    assert store.prune_notes(retries.PREFIX, retries.expired_below(now, 3600.0)) == 0
+    # the window grew to an hour: three hours on, the minute-window answer goes by its time
+    assert store.prune_notes(retries.PREFIX, retries.expired_below(now + 3 * 3600, 3600.0)) == 1
+    engine.decide(Request(("web_home",), "m2", attributes=ADULT, request_id="a"))
+    assert store.prune_notes(retries.PREFIX, retries.expired_below(now, 0)) == 1  # no window: all go

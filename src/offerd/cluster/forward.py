@@ -30,6 +30,11 @@ class Peers:
         self._stubs: dict[int, tuple] = {}
         self._channels: list = []
 
+    def passed(self, context) -> bool:
+        """Whether a call came from another shard (answered here, never passed on again): it
+        carries the cluster's token, which gateways do not know."""
+        return any(k == FORWARDED and v == self.topology.token for k, v in context.invocation_metadata() or ())
+
     def owner(self, key: str) -> int | None:
         """The shard that owns a routing key, or None when it is this one."""
         shard = self.topology.owner(key)
@@ -52,7 +57,7 @@ class Peers:
     async def call(self, shard: int, service: int, method: str, request, key: str = "", metadata=(),
                    timeout: float = TIMEOUT):
         """`method` of the owner's decisions (0), profiles (1) or admin (2) service."""
-        md = ((FORWARDED, "1"),) + ((HEADER, key),) * bool(key) + tuple(metadata)
+        md = ((FORWARDED, self.topology.token),) + ((HEADER, key),) * bool(key) + tuple(metadata)
         try:
             return await getattr(self._stub(shard)[service], method)(request, metadata=md, timeout=timeout)
         except grpc.aio.AioRpcError as e:
@@ -87,6 +92,3 @@ class Peers:
         self._channels.clear()
 
 
-def forwarded(context) -> bool:
-    """Whether a call came from another shard (it is answered here, never passed on)."""
-    return any(k == FORWARDED for k, _ in context.invocation_metadata() or ())

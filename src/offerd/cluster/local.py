@@ -135,7 +135,8 @@ class LocalCluster:
     def start(self) -> None:
         os.makedirs(self.folder, exist_ok=True)
         with open(self.cluster_file, "w") as f:
-            json.dump({"shards": self.shards, "redis": self.redis_address}, f, indent=2)
+            json.dump({"shards": self.shards, "redis": self.redis_address, "secret": os.urandom(16).hex()}, f,
+                      indent=2)
         try:
             self.start_redis()
             for i in range(len(self.shards)):

@@ -1,12 +1,15 @@
 """The cluster file: the shards' own addresses, in shard order, and the counter service.
 
     {"shards": ["10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051"],
-     "redis": "10.0.0.9:6379"}
+     "redis": "10.0.0.9:6379", "secret": "a long random string"}
 
 Every shard reads the same file; `offerd serve --cluster FILE --shard I` says which one it
-is. A shard's address is where the others reach it directly (forwarded calls, admin)."""
+is. A shard's address is where the others reach it directly (forwarded calls, admin). The
+secret marks the calls shards pass to each other, which are answered where they arrive:
+a gateway that sent the mark could skip routing and an admin change's fan-out."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -22,6 +25,12 @@ class Topology:
     shards: tuple[str, ...]
     redis: str | None  # HOST:PORT; None: total caps are counted per shard (a single-shard cluster only)
     me: int
+    secret: str = ""
+
+    @property
+    def token(self) -> str:
+        """The mark of a call passed from shard to shard (gRPC metadata: ASCII)."""
+        return hashlib.sha256(f"offerd-cluster\0{self.secret}\0{self.shards}".encode()).hexdigest()[:32]
 
     def owner(self, key: str) -> int:
         return shard_of(key, len(self.shards))
@@ -46,9 +55,13 @@ def load(path: str, me: int) -> Topology:
         raise TopologyError(f"the cluster file {path} is not JSON: {e}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("shards"), list) or not raw["shards"]:
         raise TopologyError(f"the cluster file {path} needs \"shards\": a list of the shards' HOST:PORT, in order")
-    unknown = sorted(set(raw) - {"shards", "redis"})
+    unknown = sorted(set(raw) - {"shards", "redis", "secret"})
     if unknown:
-        raise TopologyError(f"the cluster file {path} has unknown keys {', '.join(unknown)}: shards and redis only")
+        raise TopologyError(f"the cluster file {path} has unknown keys {', '.join(unknown)}: shards, redis and "
+                            "secret only")
+    secret = raw.get("secret", "")
+    if not isinstance(secret, str):
+        raise TopologyError(f"\"secret\" in the cluster file {path} must be a string")
     shards = tuple(_address(a, f"shard {i} in {path}") for i, a in enumerate(raw["shards"]))
     if len(set(shards)) != len(shards):
         raise TopologyError(f"the cluster file {path} names a shard address twice")
@@ -60,4 +73,4 @@ def load(path: str, me: int) -> Topology:
                             "total caps together")
     if not 0 <= me < len(shards):
         raise TopologyError(f"--shard {me} is not in the cluster file {path}: shards are 0 to {len(shards) - 1}")
-    return Topology(shards, redis, me)
+    return Topology(shards, redis, me, secret)

@@ -13,6 +13,8 @@ import logging
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..server.metrics import SHARED
@@ -21,7 +23,11 @@ from .topology import Topology
 log = logging.getLogger("offerd.cluster")
 TIMEOUT = 0.25  # seconds a Redis call may take before the caps it guards fail closed
 QUIET = 10.0  # seconds between two warnings of the same trouble
+PAUSE = 1.0  # seconds a shard stops asking a Redis that did not answer (the caps stay closed meanwhile)
+SETTLE = 1.0  # seconds a rebuild waits, caps closed, for decisions other workers had counted to be written
 
+# (µs since 1970 are 16 digits: Lua's own number-to-string keeps 14, so the script formats
+# them with %d and passes the score as it came.)
 # ARGV: shards, this shard, now µs, picks; per pick: its member (the proposition id),
 # checks, (head, window µs or -1, limit) each, adds, heads each. Returns -1 while some
 # shard's part of a head a check reads is missing (or built for a shorter window), else 1
@@ -54,7 +60,7 @@ for p = 1, picks do
       if window < 0 then
         for i = 0, n - 1 do count = count + tonumber(redis.call('GET', 'offerd:n:' .. head .. ':' .. i) or '0') end
       else
-        count = redis.call('ZCOUNT', 'offerd:z:' .. head, '(' .. (now - window), '+inf')
+        count = redis.call('ZCOUNT', 'offerd:z:' .. head, string.format('(%d', now - window), '+inf')
       end
       ok = count < limit
     end
@@ -66,8 +72,8 @@ for p = 1, picks do
       local head = ARGV[pos + a]
       local keep = tonumber(redis.call('GET', 'offerd:keep:' .. head) or '0')
       if keep > 0 then  -- 0: lifetime caps only, or not built yet (never trim what a rebuild puts in)
-        redis.call('ZADD', 'offerd:z:' .. head, now, member)
-        redis.call('ZREMRANGEBYSCORE', 'offerd:z:' .. head, '-inf', '(' .. (now - keep))
+        redis.call('ZADD', 'offerd:z:' .. head, ARGV[3], member)
+        redis.call('ZREMRANGEBYSCORE', 'offerd:z:' .. head, '-inf', string.format('(%d', now - keep))
       end
       redis.call('INCR', 'offerd:n:' .. head .. ':' .. me)
     end
@@ -103,25 +109,23 @@ return 1
 """
 
 
-def head(kind: str, name: str) -> str:
-    return f"{kind}:{name}"
-
-
 class Totals:
     """A shard's side of the shared counts. The engine calls `reserve` before a decision's
     write, `release` for what the write refused, and `done` when the write is over."""
 
-    def __init__(self, topology: Topology, store):
+    def __init__(self, topology: Topology, store, rebuilder: bool = True):
         host, port = topology.redis.rsplit(":", 1)
         self.topology, self.store = topology, store
         self.redis = aioredis.Redis(host=host, port=int(port), socket_timeout=TIMEOUT,
-                                    socket_connect_timeout=TIMEOUT, retry_on_timeout=False)
+                                    socket_connect_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0))  # fail closed at once
         self._reserve = self.redis.register_script(RESERVE)
         self._release = self.redis.register_script(RELEASE)
         self._rebuilt = self.redis.register_script(REBUILT)
         self.keep: dict[str, int] = {}  # head → µs its sorted set keeps (the live catalog's longest window)
-        self.inflight = 0  # reservations whose write has not ended
+        self.inflight = 0  # granted reservations whose write has not ended
         self.rebuilding = False  # while this shard puts its counts back, it reserves nothing
+        self.rebuilder = rebuilder  # with several workers, one puts the shard's counts back
+        self._down_until = 0.0  # monotonic time before which Redis is not asked again
         self._task: asyncio.Task | None = None
         self._warned: dict[str, float] = {}
 
@@ -133,12 +137,13 @@ class Totals:
 
     async def reserve(self, picks: list[tuple[str, tuple, tuple[str, ...]]], now_us: int) -> list[bool]:
         """picks: (member, checks, heads it adds to) each, checks as (head, window µs or -1,
-        limit). Per pick, whether it may be proposed. Counted as in flight until `done`."""
-        self.inflight += 1
-        if self.rebuilding:
-            SHARED.labels("rebuilding").inc()
-            return [False] * len(picks)
-        # a decision dated ahead counts from now, never trims the window ahead of now
+        limit). Per pick, whether it may be proposed. If any is, the reservation is in
+        flight until `done`."""
+        closed = [False] * len(picks)
+        if self.rebuilding or time.monotonic() < self._down_until:
+            SHARED.labels("rebuilding" if self.rebuilding else "unavailable").inc()
+            return closed
+        # a decision dated ahead counts from now, and never trims the window ahead of now
         now_us = min(now_us, int(time.time() * 1e6))
         argv: list = [len(self.topology.shards), self.topology.me, now_us, len(picks)]
         for member, checks, adds in picks:
@@ -147,23 +152,28 @@ class Totals:
                 argv += c
             argv.append(len(adds))
             argv += adds
+        self.inflight += 1  # from before the call: a rebuild must not read the store while one may be granted
         try:
             got = await self._reserve(args=argv)
-        except asyncio.CancelledError:
-            self.inflight -= 1
-            raise
         except (RedisError, OSError) as e:
+            self.inflight -= 1
+            self._down_until = time.monotonic() + PAUSE
             SHARED.labels("unavailable").inc()
             self._warn("down", "total caps are closed: Redis at %s does not answer (%s); offers with a total cap "
                        "are not proposed until it does", self.topology.redis, e)
-            return [False] * len(picks)
+            return closed
+        except BaseException:  # cancelled: if the script ran, its count stays (under-delivery, never over)
+            self.inflight -= 1
+            raise
+        if got == -1 or not any(got):
+            self.inflight -= 1
         if got == -1:
             SHARED.labels("rebuilding").inc()
             self._warn("empty", "total caps are closed: Redis at %s lacks some shard's counts (restarted empty, a "
                        "new cap, or a shard not back yet); each shard puts its own back, and the caps open when "
                        "all have", self.topology.redis)
             self.rebuild_soon()
-            return [False] * len(picks)
+            return closed
         return [bool(x) for x in got]
 
     def done(self) -> None:
@@ -182,7 +192,7 @@ class Totals:
             self._warn("release", "a refused proposition stays counted in Redis (%s)", e)
 
     def rebuild_soon(self) -> None:
-        if self._task is None or self._task.done():
+        if self.rebuilder and (self._task is None or self._task.done()):
             self._task = asyncio.ensure_future(self.rebuild())
 
     async def rebuild(self) -> int:
@@ -196,6 +206,7 @@ class Totals:
             if not missing:
                 return 0
             self.rebuilding = True
+            await asyncio.sleep(SETTLE)  # other workers' counted decisions reach the store
             while self.inflight:
                 await asyncio.sleep(0.002)
             parts = await asyncio.to_thread(self._local, missing, time.time())
@@ -217,8 +228,7 @@ class Totals:
         """Put this shard's part back whenever Redis lacks it (a restart, a new cap), even
         if no call here asks for it: every shard's part is needed for any cap to open."""
         while True:
-            if self._task is None or self._task.done():
-                self._task = asyncio.ensure_future(self.rebuild())
+            self.rebuild_soon()
             await asyncio.sleep(every)
 
     def _local(self, heads: dict[str, int], now: float) -> dict[str, tuple[list, int]]:

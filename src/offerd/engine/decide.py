@@ -19,13 +19,13 @@ from ..compiler.space import CompiledSpace, Moment
 from ..lang.catalog import Catalog, OfferDef
 from ..lang.values import InputError, check_attributes
 from ..store import Contact, NotFound, Store, StoredHistory, StoreError
-from ..store.keys import us
 from ..domain import REPORTED, Replay
 from .arbitrate import arbitrate, ranked, top_ranked
 from .model import (BadRequest, Decision, Explained, NoCatalog, Proposal, Request, SpaceResult,
                     UnknownSpace)
 from ..cluster.routing import ID_LENGTH, proposition_id, raw_id
 from . import retries
+from .shared import reserve
 from .plan import Plan
 
 log = logging.getLogger("offerd.engine")
@@ -151,7 +151,7 @@ class Engine:
         if self._records(work):
             shared = None
             if self.totals is not None:
-                work, shared = await self._shared(request, work)
+                work, shared = await reserve(self, request, work)
             try:
                 if not work.picks:  # every pick refused by the shared counts
                     return self._answer(work)
@@ -159,72 +159,24 @@ class Engine:
                 if note is not None:  # a batch: what it proposed goes into the note
                     picks = [(p.space, p.offer.name, p.content) for p in work.picks]
                     stored = lambda ids: note(picks, ids)  # noqa: E731
-                ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
-                                                              work.history, stored, check,
-                                                              None if shared is None else shared[0])
-                if shared is not None:  # reservations whose write was refused, or replayed, given back
-                    refused = (range(len(shared[0])) if isinstance(ids, Replay)
-                               else [i for i, x in enumerate(ids) if x is None])
-                    await self.totals.release([(h, shared[0][i].hex()) for i in refused for h in shared[1][i]])
+                try:
+                    ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
+                                                                  work.history, stored, check,
+                                                                  None if shared is None else shared.ids)
+                except Exception:
+                    if shared is not None and shared.held:  # nothing written: nothing stays counted
+                        await self.totals.release(shared.counted())
+                    raise
+                if shared is not None and shared.held:  # what the write refused, or all of a replay, given back
+                    await self.totals.release(shared.counted(
+                        None if isinstance(ids, Replay) else [i for i, x in enumerate(ids) if x is None]))
             finally:
-                if shared is not None and shared[2]:
+                if shared is not None and shared.held:
                     self.totals.done()
             if isinstance(ids, Replay):  # a copy of this request was written meanwhile
                 return retries.decode(ids.value)
             self._commit(work, ids)
         return self._answer(work)
-
-    async def _shared(self, request: Request, work: _Work, rounds: int = 3):
-        """In a cluster: the decision's total caps checked and counted in Redis. When some
-        pick is refused, what was granted is given back and the request decided again
-        without the refused offers (at most `rounds` times; then they are dropped, as a cap
-        taken at commit is), so the next best offer takes the place."""
-        refused: set = set()
-        for _ in range(rounds - 1):
-            shared = await self._share(work, dropping=False)
-            if not shared[3]:
-                return work, shared
-            if shared[2]:
-                self.totals.done()
-            await self.totals.release([(h, pid.hex()) for pid, heads in zip(shared[0], shared[1]) for h in heads])
-            refused |= shared[3]
-            work = self._prepare(request, frozenset(refused))
-            if not self._records(work):
-                break
-        return work, await self._share(work)
-
-    async def _share(self, work: _Work, dropping: bool = True):
-        """The picks' total caps checked and counted in Redis at once. Returns the picks'
-        ids (made here: Redis counts them by id), the heads each was added to, whether Redis
-        was asked, and the refused picks as (space, offer); `dropping`: those are dropped
-        from the decision, as a cap taken at commit is."""
-        plan, new_id = work.plan, self.store.new_id
-        asks = []
-        for i, p in enumerate(work.picks):
-            checks, adds = plan.shared_caps(p.offer, p.space, p.fallback)
-            if checks or adds:
-                asks.append((i, checks, adds))
-        ids = [new_id() for _ in work.picks]
-        if not asks:
-            return ids, [()] * len(ids), False, set()
-        granted = await self.totals.reserve([(ids[i].hex(), c, a) for i, c, a in asks], us(work.moment.ts))
-        added: list[tuple] = [()] * len(ids)
-        refused = set()
-        for (i, _, adds), ok in zip(asks, granted):
-            if ok:
-                added[i] = adds
-            else:
-                refused.add(i)
-        names = {(work.picks[i].space, work.picks[i].offer.name) for i in refused}
-        if refused and dropping:
-            for i in refused:
-                pick = work.picks[i]
-                work.notes[(pick.space, pick.offer.name)] = Explained(pick.offer.name, "cap at commit",
-                                                                      weight=pick.weight)
-            keep = [i for i in range(len(ids)) if i not in refused]
-            work.picks = [work.picks[i] for i in keep]
-            ids, added = [ids[i] for i in keep], [added[i] for i in keep]
-        return ids, added, True, names
 
     # --- safe retries (retries.py) ---------------------------------------------------
 

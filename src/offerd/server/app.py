@@ -86,7 +86,7 @@ async def create_server(addr: str, config: Config | None = None,
         engine.routed, peers = True, Peers(config.cluster)
         if config.cluster.redis is not None:
             from ..cluster.totals import Totals
-            engine.totals = Totals(config.cluster, store)
+            engine.totals = Totals(config.cluster, store, rebuilder=config.pruner)  # one worker rebuilds
     live = Live(engine, store)
     live.refresh()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),

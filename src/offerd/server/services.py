@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from .. import lang
-from ..cluster.forward import Peers, Relayed, forwarded
+from ..cluster.forward import Peers, Relayed
 from ..engine import BadRequest, Engine, ImpossibleMove, NoCatalog, NotFound, UnknownSpace
 from ..lang.diagnostics import CatalogError
 from ..lang.values import InputError, check_attributes
@@ -139,7 +139,7 @@ class DecisionService(rpc.DecisionServiceServicer):
     @mapped
     async def Decide(self, request, context):
         if self.peers is not None:
-            return await self._owned(request, forwarded(context))
+            return await self._owned(request, self.peers.passed(context))
         return await _decide(self.engine, request)
 
     async def DecideStream(self, request_iterator, context):
@@ -149,7 +149,7 @@ class DecisionService(rpc.DecisionServiceServicer):
         at all ends the stream, after the answers to those before it."""
         pending: asyncio.Queue = asyncio.Queue(STREAM_DEPTH)
         read_, broken = [0], []
-        passed = self.peers is not None and forwarded(context)
+        passed = self.peers is not None and self.peers.passed(context)
 
         async def read():
             try:
@@ -193,13 +193,13 @@ class DecisionService(rpc.DecisionServiceServicer):
     @mapped
     async def DecideBatch(self, request, context):
         """Every request decided at once (their writes share commits), answered in order."""
-        return await self._batch(request, "DecideBatch", self.peers is not None and forwarded(context))
+        return await self._batch(request, "DecideBatch", self.peers is not None and self.peers.passed(context))
 
     async def DecideBatchStream(self, request_iterator, context):
         """Batches decided one after the other, each as DecideBatch; an oversized batch ends
         the stream with INVALID_ARGUMENT, as does a message that is not a DecideBatchRequest."""
         n = 0
-        passed = self.peers is not None and forwarded(context)
+        passed = self.peers is not None and self.peers.passed(context)
         try:
             async for batch in request_iterator:
                 n += 1
@@ -229,7 +229,7 @@ class DecisionService(rpc.DecisionServiceServicer):
 
     @mapped
     async def Record(self, request, context):
-        if self.peers is not None and not forwarded(context):
+        if self.peers is not None and not self.peers.passed(context):
             owner = self.peers.record_owner(request.proposition)
             if owner is not None:
                 return await self.peers.call(owner, 0, "Record", request, request.proposition)
@@ -246,7 +246,7 @@ class ProfileService(rpc.ProfileServiceServicer):
 
     def _owner(self, contact_id: str, context) -> int | None:
         """In a cluster, the shard owning a profile, if it is another one."""
-        if self.peers is None or not contact_id or forwarded(context):
+        if self.peers is None or not contact_id or self.peers.passed(context):
             return None
         return self.peers.owner(contact_id)
 
@@ -324,7 +324,7 @@ class AdminService(rpc.AdminServiceServicer):
     async def _everywhere(self, digest: str, label: str, context) -> None:
         """The other shards made to agree with this one's live version; UNAVAILABLE if some
         could not be reached (live here and on the others, caught up when they are back)."""
-        if self.peers is None or forwarded(context):
+        if self.peers is None or self.peers.passed(context):
             return
         token = tuple((k, v) for k, v in context.invocation_metadata() if k == "authorization")
         files = await asyncio.to_thread(self.store.version, digest)
