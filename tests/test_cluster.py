@@ -307,7 +307,15 @@ def test_a_deploy_through_the_balancer_reaches_every_shard(cluster):
             assert [v.hash for v in admin.ListVersions(pb.ListVersionsRequest()).versions if v.live] == [back]
 
 
-def test_a_deploy_with_a_shard_down_says_which_and_succeeds_on_the_others(cluster):
+def live_on(cluster, shard: int) -> tuple[str, int]:
+    channel, _, admin = direct(cluster, shard)
+    with channel:
+        got = admin.ListVersions(pb.ListVersionsRequest())
+    return next(v.hash for v in got.versions if v.live), got.live_since_us
+
+
+def test_a_deploy_with_a_shard_down_says_which_and_the_shard_catches_up_when_back(cluster):
+    before = live_on(cluster, 2)[0]
     cluster.signal("shard-2", signal.SIGKILL)
     cluster.wait("shard-2")
     time.sleep(0.5)  # the balancer's check takes it out
@@ -316,3 +324,12 @@ def test_a_deploy_with_a_shard_down_says_which_and_succeeds_on_the_others(cluste
             c.deploy({"a.offer": CAPPED.replace("weight 1 }", "weight 3 }")})
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "shard 2" in e.value.details()
+    digest, since = live_on(cluster, 0)
+    assert live_on(cluster, 1)[0] == digest != before and since > 0
+    cluster.start_shard(2)
+    deadline = time.monotonic() + 30
+    while live_on(cluster, 2)[0] != digest and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert live_on(cluster, 2)[0] == digest
+    time.sleep(3)  # and the others were not turned back to what shard 2 had
+    assert [live_on(cluster, i)[0] for i in range(3)] == [digest] * 3

@@ -281,6 +281,23 @@ def test_versions_activate_and_roll_back(store):
         store.activate("0" * 64)
 
 
+def test_the_live_version_says_when_it_was_made_live(store):
+    """A cluster's shards compare it: a catalog made live at start (0) is older than any
+    change through the API."""
+    v1 = store.save_version({"a.offer": "space s { limit 1 }\n"}, "first")
+    v2 = store.save_version({"a.offer": "space s { limit 2 }\n"}, "second")
+    assert store.live_since() == 0
+    store.activate(v1, when=0)
+    assert store.live_since() == 0
+    t = time.time()
+    store.activate(v2)
+    assert abs(store.live_since() / 1e6 - t) < 60
+    store.activate(v1, when=1_000.5)
+    assert store.live_since() == 1_000_500_000
+    store.rollback()
+    assert abs(store.live_since() / 1e6 - t) < 60
+
+
 def test_corrupt_values_give_clear_errors_and_the_rest_works(tmp_path):
     path = str(tmp_path / "db")
     with Store(path) as s:

@@ -63,27 +63,35 @@ class Peers:
         except grpc.aio.AioRpcError as e:
             address = self.topology.shards[shard]
             if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise Relayed(e.code(), f"shard {shard} ({address}) owns this call and is unreachable: "
-                                        f"{e.details()}") from None
+                raise Relayed(e.code(), f"shard {shard} ({address}) is unreachable: {e.details()}") from None
             raise Relayed(e.code(), e.details() or e.code().name) from None
 
     async def make_live(self, digest: str, files: dict[str, str], label: str, metadata) -> list[str]:
-        """Every other shard's live version made `digest` (deployed there first if it lacks
-        it); what failed, one line per shard (a shard down catches up when it is back)."""
+        """Every other shard's live version made `digest`; what failed, one line per shard
+        (a shard down catches up when it is back: catchup.py)."""
         failed = []
-        for shard, address in self.topology.peers():
-            try:
-                try:
-                    await self.call(shard, 2, "Activate", pb.ActivateRequest(hash=digest), metadata=metadata,
-                                    timeout=ADMIN_TIMEOUT)
-                except Relayed as e:
-                    if e.code != grpc.StatusCode.NOT_FOUND:
-                        raise
-                    await self.call(shard, 2, "Deploy", pb.CatalogFiles(files=files, label=label),
-                                    metadata=metadata, timeout=ADMIN_TIMEOUT)
-            except Relayed as e:
-                failed.append(f"shard {shard} ({address}): {e}")
+        for shard, _ in self.topology.peers():
+            why = await self.make_live_on(shard, digest, files, label, metadata)
+            if why:
+                failed.append(why)
         return failed
+
+    async def make_live_on(self, shard: int, digest: str, files: dict[str, str], label: str,
+                           metadata) -> str | None:
+        """`shard`'s live version made `digest`, deployed there first if it lacks it; None,
+        or why not."""
+        try:
+            try:
+                await self.call(shard, 2, "Activate", pb.ActivateRequest(hash=digest), metadata=metadata,
+                                timeout=ADMIN_TIMEOUT)
+            except Relayed as e:
+                if e.code != grpc.StatusCode.NOT_FOUND:
+                    raise
+                await self.call(shard, 2, "Deploy", pb.CatalogFiles(files=files, label=label),
+                                metadata=metadata, timeout=ADMIN_TIMEOUT)
+        except Relayed as e:
+            return str(e) if str(e).startswith(f"shard {shard} ") else f"shard {shard}: {e}"
+        return None
 
     async def close(self) -> None:
         for channel in self._channels:

@@ -119,6 +119,10 @@ async def create_server(addr: str, config: Config | None = None,
         tasks.append(loop.create_task(prune_retries_forever(store, config)))
     if engine.totals is not None:
         tasks.append(loop.create_task(engine.totals.watch()))
+    if peers is not None and config.pruner:  # one worker per shard compares versions with the others
+        from ..cluster.catchup import catch_up_forever
+        token = (("authorization", f"Bearer {config.admin_token}"),) if config.admin_token else ()
+        tasks.append(loop.create_task(catch_up_forever(peers, store, token)))
     server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer, peers=peers)
     return server, port
 

@@ -374,7 +374,7 @@ class AdminService(rpc.AdminServiceServicer):
         await self._authorize(context)
         return pb.ListVersionsResponse(versions=[
             pb.Version(hash=v["hash"], label=v["label"], created_us=int(v["created"] * 1e6), files=v["files"],
-                       live=v["live"]) for v in self.store.versions()])
+                       live=v["live"]) for v in self.store.versions()], live_since_us=self.store.live_since())
 
     @mapped
     async def Activate(self, request, context):

@@ -37,7 +37,7 @@ def start_catalog(store: Store, directory: str | None) -> None:
     digest = store.save_version(files, label=os.path.abspath(directory))
     live = store.live()
     if live is None or live[0] != digest:
-        store.activate(digest)
+        store.activate(digest, when=0)  # in a cluster, any version made live through the API is newer
 
 
 def _metrics_dir(data: str) -> None:

@@ -284,13 +284,18 @@ class Store:
     def versions(self) -> list[dict]:
         return catalog.versions(self)
 
-    def activate(self, digest: str) -> None:
-        """Make a saved version live: one atomic switch."""
-        catalog.activate(self, digest)
+    def activate(self, digest: str, when: float | None = None) -> None:
+        """Make a saved version live: one atomic switch. `when` it was made live (default
+        now; 0: the catalog a server starts with, older than any change through the API)."""
+        catalog.activate(self, digest, when)
 
     def rollback(self) -> str:
         """Make the version live before the current one live again; returns its hash."""
         return catalog.rollback(self)
+
+    def live_since(self) -> int:
+        """When (wall µs) the live version was made live; 0 if at a server's start."""
+        return catalog.live_since(self)
 
     def live_hash(self) -> str | None:
         """The live version's hash alone: one small read (workers poll it)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import time
 
 from ..domain import catalog_hash
@@ -29,12 +30,28 @@ def versions(store) -> list[dict]:
     return sorted(out, key=lambda v: v["created"])
 
 
+_SINCE = struct.Struct(">Q")
+
+
+def _made_live(txn, meta, when: float | None) -> None:
+    """When the live version changed (wall µs; 0: the catalog a server started with, older
+    than any change made through the API)."""
+    txn.put(b"live_since", _SINCE.pack(0 if when == 0 else round((when or time.time()) * 1e6)), db=meta)
+
+
+def live_since(store) -> int:
+    store.check_process()
+    with store.env.begin() as txn:
+        raw = txn.get(b"live_since", db=store.db["meta"])
+    return _SINCE.unpack(raw)[0] if raw else 0
+
+
 def live_stack(txn, meta) -> list[str]:
     raw = txn.get(b"live", db=meta)
     return json.loads(raw) if raw else []
 
 
-def activate(store, digest: str) -> None:
+def activate(store, digest: str, when: float | None = None) -> None:
     db = store.db
 
     def op(txn):
@@ -44,6 +61,7 @@ def activate(store, digest: str) -> None:
         if not stack or stack[-1] != digest:
             stack.append(digest)
         txn.put(b"live", json.dumps(stack[-100:]).encode(), db=db["meta"])
+        _made_live(txn, db["meta"], when)
     store.submit(op).result()
 
 
@@ -56,6 +74,7 @@ def rollback(store) -> str:
             raise NoEarlierVersion("nothing to roll back to: no version was live before this one")
         stack.pop()
         txn.put(b"live", json.dumps(stack).encode(), db=meta)
+        _made_live(txn, meta, None)
         return stack[-1]
     return store.submit(op).result()
 
