@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
-from served import Served
+import grpc
+import pytest
+
+from offerd.client import Client
+from offerd.store import Contact, Store
+from served import ADULT, Served, free_port
 
 GATEWAY = """
 import datetime, json, sys
@@ -36,3 +42,27 @@ def test_the_client_imports_without_the_server_and_decides_on_a_real_one(tmp_pat
     got = json.loads(out.stdout)
     assert got["before"] == [] and got["after"] == [], got  # neither LMDB, lark nor the engine came along
     assert got["offers"] and got["changed"] is True
+
+
+def test_retry_for_waits_out_a_server_that_is_not_up_yet_where_a_retry_is_safe(tmp_path):
+    """A recorded decision is retried with a request id made for it (so it counts once); one
+    for an unknown contact, which nothing could key, is not retried at all."""
+    port = free_port()
+    servers = []
+    starter = threading.Timer(1.0, lambda: servers.append(Served(tmp_path / "data", "--workers", "1", port=port)))
+    starter.start()
+    try:
+        with Client(f"127.0.0.1:{port}", timeout=5, retry_for=60) as c:
+            with pytest.raises(grpc.RpcError) as e:  # before the server is up: not retried
+                c.decide(["web_home"], None, attributes=ADULT)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+            d = c.decide(["web_home"], "late", attributes=ADULT)
+            assert d.spaces[0].propositions and d.request_id  # retried, under an id made for it
+            again = c.decide(["web_home"], "late", attributes=ADULT, request_id=d.request_id)
+            assert again == d  # the id it was given answers the retry of the same request
+    finally:
+        starter.join()
+        for s in servers:
+            s.stop()
+    with Store(str(tmp_path / "data" / "db")) as store:  # counted once
+        assert len(store.read_history(Contact("late"))) == len(d.spaces[0].propositions)

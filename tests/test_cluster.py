@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import threading
 import time
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ import grpc
 import pytest
 
 from offerd.client import Client, decide_request, route
+from offerd.store import Contact, Store
 from offerd.cluster.local import LocalCluster
 from offerd.cluster.routing import FORWARDED, shard_of
 from offerd.cluster.topology import load
@@ -276,6 +278,55 @@ def test_a_killed_shard_loses_nothing_and_only_its_contacts_see_errors(cluster):
     with Client(cluster.listen) as c:
         for name, pid in acked.items():  # every acknowledged decision is there
             assert c.record(pid, "presented") is True, name
+
+
+def test_a_rolling_restart_under_load_fails_no_call_and_counts_each_decision_once(tmp_path):
+    """Each shard in turn drains (health NOT_SERVING, calls still served), stops and starts
+    again while gateways decide; the client retries what the restarting shard's contacts
+    are refused meanwhile, with a request id, so nothing fails and nothing counts twice."""
+    cluster = LocalCluster(str(tmp_path / "cluster"), 3, f"127.0.0.1:{free_port()}",
+                           extra=("--drain", "1", "--grace", "5"), check_every=0.2)
+    cluster.start()
+    acked, failed, stop = {}, [], threading.Event()
+    try:
+        with Client(cluster.listen) as c:
+            c.deploy({"a.offer": CAPPED})
+
+        def load(k):
+            with Client(cluster.listen, timeout=5, retry_for=30) as c:
+                i = 0
+                while not stop.is_set():
+                    name = f"roll-{k}-{i}"
+                    i += 1
+                    try:
+                        acked[name] = c.decide(["web"], name).spaces[0].propositions[0].id
+                    except grpc.RpcError as e:
+                        failed.append((name, e.code(), e.details()))
+        threads = [threading.Thread(target=load, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for i in range(3):
+            time.sleep(0.5)
+            cluster.signal(f"shard-{i}", signal.SIGTERM)
+            assert cluster.wait(f"shard-{i}", 30) == 0
+            cluster.start_shard(i)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
+        cluster.stop(drain=False)
+    assert failed == []
+    assert len(acked) > 100
+    owners = [Store(os.path.join(cluster.folder, f"shard-{i}", "db")) for i in range(3)]
+    try:
+        for name, pid in acked.items():  # every decision there once, with the id it was answered
+            history = owners[shard_of(name, 3)].read_history(Contact(name))
+            assert [r.id.hex() for r in history] == [pid[:32]], name
+    finally:
+        for s in owners:
+            s.close()
 
 
 def test_a_retried_request_id_counts_once_through_the_cluster(cluster):

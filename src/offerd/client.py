@@ -7,10 +7,19 @@
 Attribute values are Python values: str, int, float, bool, datetime.date, or a list/set of
 strings. Errors are grpc.RpcError with the server's status code and message. Every call
 carries its routing key (`x-offerd-route`: the contact id, or the proposition id for
-`record`), so the same client talks to one server or to a cluster's balancer."""
+`record`), so the same client talks to one server or to a cluster's balancer.
+
+`retry_for=SECONDS` retries a call answered UNAVAILABLE (a server stopping or restarting, a
+cluster's shard down), CANCELLED (a balancer passing on the reset of a call that a stopping
+server refused) or a stream a balancer ended without its status, for that long, where it is safe: a dry run, a status report or a
+profile (idempotent), a recorded decision of a known contact (given a request_id if it has
+none, so that it counts once)."""
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time as _time
+import uuid
 
 import grpc
 
@@ -49,10 +58,70 @@ def decide_request(spaces, contact_id=None, *, anonymous=False, attributes=None,
                             time_us=_us(time), request_id=request_id)
 
 
+RETRY_FIRST, RETRY_MOST = 0.05, 1.0  # seconds between retries: doubling from the first, up to the most
+# a caller cancels a blocking call only by its deadline, an async one with CancelledError: a
+# CANCELLED status came from the other side
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+def _retryable(e: grpc.RpcError) -> bool:
+    """UNAVAILABLE or CANCELLED, or a stream a balancer ended without its status (gRPC's
+    UNKNOWN "Stream removed": the call may have been answered, so it is retried only where
+    a retry is safe, as every retry here is)."""
+    code = e.code()
+    return code in RETRIED or code == grpc.StatusCode.UNKNOWN and (e.details() or "").startswith("Stream removed")
+
+
 class _Base:
-    def __init__(self, target: str, admin_token: str | None, timeout: float):
-        self.target, self.timeout = target, timeout
+    def __init__(self, target: str, admin_token: str | None, timeout: float, retry_for: float = 0.0):
+        self.target, self.timeout, self.retry_for = target, timeout, retry_for
         self._admin = (("authorization", f"Bearer {admin_token}"),) if admin_token else ()
+
+    def _decide_call(self, spaces, contact_id, options) -> tuple[pb.DecideRequest, bool]:
+        """The request, and whether it may be retried: a dry run, or a known contact's
+        decision with a request id (one is made for it when retries are on)."""
+        request = decide_request(spaces, contact_id, **options)
+        if not self.retry_for:
+            return request, False
+        if request.dry_run:
+            return request, True
+        if not contact_id:
+            return request, False  # nothing to key a retry by: it could count twice
+        if not request.request_id:
+            request.request_id = uuid.uuid4().hex
+        return request, True
+
+    def _waits(self):
+        """Pauses between retries while `retry_for` lasts."""
+        deadline, pause = _time.monotonic() + self.retry_for, RETRY_FIRST
+        while _time.monotonic() + pause <= deadline:
+            yield pause
+            pause = min(pause * 2, RETRY_MOST)
+
+    def _retried(self, call, safe: bool = True):
+        """`call()` again after each pause while it is answered UNAVAILABLE or CANCELLED."""
+        if not (safe and self.retry_for):
+            return call()
+        for pause in self._waits():
+            try:
+                return call()
+            except grpc.RpcError as e:
+                if not _retryable(e):
+                    raise
+            _time.sleep(pause)
+        return call()
+
+    async def _retried_async(self, call, safe: bool = True):
+        if not (safe and self.retry_for):
+            return await call()
+        for pause in self._waits():
+            try:
+                return await call()
+            except grpc.RpcError as e:
+                if not _retryable(e):
+                    raise
+            await asyncio.sleep(pause)
+        return await call()
 
     def _stubs(self, channel):
         self.channel = channel
@@ -63,15 +132,17 @@ class _Base:
 
 class Client(_Base):
     def __init__(self, target: str = "127.0.0.1:50051", *, admin_token: str | None = None,
-                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0, options=()):
-        super().__init__(target, admin_token, timeout)
+                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0, options=(),
+                 retry_for: float = 0.0):
+        super().__init__(target, admin_token, timeout, retry_for)
         channel = (grpc.secure_channel(target, credentials, options) if credentials
                    else grpc.insecure_channel(target, options))
         self._stubs(channel)
 
     def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:
-        return self.decisions.Decide(decide_request(spaces, contact_id, **options), timeout=self.timeout,
-                                     metadata=route(contact_id))
+        request, safe = self._decide_call(spaces, contact_id, options)
+        return self._retried(lambda: self.decisions.Decide(request, timeout=self.timeout, metadata=route(contact_id)),
+                             safe)
 
     def decide_batch(self, requests: list[pb.DecideRequest]) -> list[pb.StreamReply]:
         """Several decisions in one call (build each with `decide_request`); one reply each,
@@ -79,16 +150,17 @@ class Client(_Base):
         return list(self.decisions.DecideBatch(pb.DecideBatchRequest(requests=requests), timeout=self.timeout).replies)
 
     def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
-        return self.decisions.Record(pb.RecordRequest(proposition=proposition, status=status, time_us=_us(time)),
-                                     timeout=self.timeout, metadata=route(proposition)).changed
+        request = pb.RecordRequest(proposition=proposition, status=status, time_us=_us(time))
+        return self._retried(lambda: self.decisions.Record(request, timeout=self.timeout,
+                                                           metadata=route(proposition))).changed
 
     def upsert_profile(self, contact_id: str, attributes: dict) -> None:
-        self.profiles.Upsert(pb.Profile(contact_id=contact_id, attributes=_values(attributes)), timeout=self.timeout,
-                             metadata=route(contact_id))
+        request = pb.Profile(contact_id=contact_id, attributes=_values(attributes))
+        self._retried(lambda: self.profiles.Upsert(request, timeout=self.timeout, metadata=route(contact_id)))
 
     def get_profile(self, contact_id: str) -> pb.Profile:
-        return self.profiles.Get(pb.GetProfileRequest(contact_id=contact_id), timeout=self.timeout,
-                                 metadata=route(contact_id))
+        request = pb.GetProfileRequest(contact_id=contact_id)
+        return self._retried(lambda: self.profiles.Get(request, timeout=self.timeout, metadata=route(contact_id)))
 
     def validate(self, files: dict[str, str]) -> pb.ValidateResponse:
         return self.admin.Validate(pb.CatalogFiles(files=files), metadata=self._admin, timeout=self.timeout)
@@ -126,19 +198,21 @@ class Client(_Base):
 
 class AsyncClient(_Base):
     def __init__(self, target: str = "127.0.0.1:50051", *, admin_token: str | None = None,
-                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0):
-        super().__init__(target, admin_token, timeout)
+                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0,
+                 retry_for: float = 0.0):
+        super().__init__(target, admin_token, timeout, retry_for)
         channel = (grpc.aio.secure_channel(target, credentials) if credentials else grpc.aio.insecure_channel(target))
         self._stubs(channel)
 
     async def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:
-        return await self.decisions.Decide(decide_request(spaces, contact_id, **options), timeout=self.timeout,
-                                           metadata=route(contact_id))
+        request, safe = self._decide_call(spaces, contact_id, options)
+        return await self._retried_async(
+            lambda: self.decisions.Decide(request, timeout=self.timeout, metadata=route(contact_id)), safe)
 
     async def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
-        reply = await self.decisions.Record(pb.RecordRequest(proposition=proposition, status=status,
-                                                             time_us=_us(time)), timeout=self.timeout,
-                                            metadata=route(proposition))
+        request = pb.RecordRequest(proposition=proposition, status=status, time_us=_us(time))
+        reply = await self._retried_async(
+            lambda: self.decisions.Record(request, timeout=self.timeout, metadata=route(proposition)))
         return reply.changed
 
     def decide_stream(self, requests):
