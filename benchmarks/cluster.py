@@ -36,8 +36,29 @@ offer plain { spaces web  weight 1 }
 UNCAPPED = CATALOG.replace("  cap 1000000000 total per 1d", "")
 
 
-def load(targets: list[str], seconds: float, threads: int, dry: bool, pick) -> float:
-    """Calls/s of unary Decide over `threads` threads, each call sent to pick(contact)."""
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu(group) -> float:
+    """CPU seconds (user + system) of the live processes of a process group (or several)."""
+    if isinstance(group, (list, tuple)):
+        return sum(cpu(g) for g in group)
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group:  # pgrp
+                total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return total
+
+
+def load(targets: list[str], seconds: float, threads: int, dry: bool, pick, groups: dict) -> tuple[float, dict]:
+    """Calls/s of unary Decide over `threads` threads, each call sent to pick(contact), and
+    the CPU µs per call of each process group in `groups` (name → pgid)."""
     done, stop = [0] * threads, threading.Event()
     channels = {t: [grpc.insecure_channel(t) for _ in range(threads)] for t in targets}
 
@@ -53,16 +74,18 @@ def load(targets: list[str], seconds: float, threads: int, dry: bool, pick) -> f
     for t in pool:
         t.start()
     time.sleep(0.5)
+    spent = {name: cpu(g) for name, g in groups.items()}
     before, t0 = sum(done), time.perf_counter()
     time.sleep(seconds)
     n, dt = sum(done) - before, time.perf_counter() - t0
+    spent = {name: round((cpu(g) - spent[name]) * 1e6 / max(n, 1), 1) for name, g in groups.items()}
     stop.set()
     for t in pool:
         t.join()
     for chs in channels.values():
         for ch in chs:
             ch.close()
-    return n / dt
+    return n / dt, spent
 
 
 def main() -> int:
@@ -90,6 +113,8 @@ def main() -> int:
         from offerd.client import Client
         shards = cluster.shards
         owner = lambda who: shards[shard_of(who, 3)]  # noqa: E731
+        groups = {"shards": [cluster.procs[f"shard-{i}"].pid for i in range(3)],
+                  "haproxy": cluster.procs["haproxy"].pid, "nginx": nginx.pid, "redis": cluster.procs["redis"].pid}
         for mode, catalog in (("uncapped", UNCAPPED), ("capped", CATALOG)):
             with Client(cluster.listen) as c:
                 c.deploy({"a.offer": catalog})
@@ -101,7 +126,9 @@ def main() -> int:
                                             ("nginx", [ng], lambda w: ng)):
                     for dry in ((True, False) if mode == "uncapped" else (False,)):
                         key = f"{name}_{'dry' if dry else 'recorded'}"
-                        row[key] = round(load(targets, args.seconds, args.threads, dry, pick))
+                        rate, spent = load(targets, args.seconds, args.threads, dry, pick, groups)
+                        row[key] = round(rate)
+                        row[key + "_cpu_us"] = spent
                 results["rounds"].append(row)
                 print(json.dumps(row), flush=True)
     finally:
@@ -118,6 +145,16 @@ def main() -> int:
             summary[f"{b}_{m}_vs_direct"] = round(mean("uncapped", f"{b}_{m}") / mean("uncapped", f"direct_{m}"), 3)
     summary["direct_recorded_capped_vs_uncapped"] = round(mean("capped", "direct_recorded") /
                                                           mean("uncapped", "direct_recorded"), 3)
+
+    def cpu_mean(catalog, key, part):
+        xs = [r[key + "_cpu_us"][part] for r in results["rounds"] if r["catalog"] == catalog and key in r]
+        return round(sum(xs) / len(xs), 1)
+    for catalog, keys in (("uncapped", ("direct_dry", "haproxy_dry", "nginx_dry", "direct_recorded",
+                                        "haproxy_recorded", "nginx_recorded")),
+                          ("capped", ("direct_recorded", "haproxy_recorded"))):
+        for key in keys:
+            summary[f"cpu_us_per_call_{catalog}_{key}"] = {part: cpu_mean(catalog, key, part)
+                                                           for part in ("shards", "haproxy", "nginx", "redis")}
     results["summary"] = summary
     print(json.dumps(summary, indent=1))
     if args.json:
