@@ -69,3 +69,26 @@ def test_serve_refuses_a_bad_number_of_recent_contacts(tmp_path):
         r = offerd("serve", "--data", tmp_path, "--recent-contacts", bad)
         assert r.returncode == 2 and "--recent-contacts" in r.stderr and "whole number from 0" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_serve_refuses_a_cluster_file_it_cannot_use_with_what_to_fix(tmp_path):
+    good = tmp_path / "cluster.json"
+    good.write_text('{"shards": ["127.0.0.1:7001", "127.0.0.1:7002"], "redis": "127.0.0.1:6379"}')
+    cases = [
+        (["--cluster", good], "--cluster needs --shard I"),
+        (["--shard", "1"], "--shard needs --cluster FILE"),
+        (["--cluster", good, "--shard", "2"], "--shard 2 is not in the cluster file"),
+        (["--cluster", tmp_path / "missing.json", "--shard", "0"], "cannot read the cluster file"),
+    ]
+    for text, want in (('{"shards": []}', 'needs "shards"'),
+                       ('{"shards": ["127.0.0.1:7001", "127.0.0.1:7002"]}', 'needs "redis"'),
+                       ('{"shards": ["nowhere"], "redis": "127.0.0.1:6379"}', "must be HOST:PORT"),
+                       ('{"shards": ["127.0.0.1:7001"], "redis": "127.0.0.1:1", "peers": 3}', "unknown keys peers"),
+                       ("[not json", "is not JSON")):
+        bad = tmp_path / f"bad-{len(cases)}.json"
+        bad.write_text(text)
+        cases.append((["--cluster", bad, "--shard", "0"], want))
+    for args, want in cases:
+        r = offerd("serve", "--data", tmp_path / "data", *args)
+        assert r.returncode == 2 and want in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr

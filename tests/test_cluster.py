@@ -2,6 +2,7 @@
 process (offerd.cluster.local), called through the balancer as a gateway would."""
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import shutil
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
-from offerd.client import Client, decide_request, route
+from offerd.client import AsyncClient, Client, decide_request, route
 from offerd.store import Contact, Store
 from offerd.cluster.local import LocalCluster
 from offerd.cluster.routing import FORWARDED, shard_of
@@ -218,6 +219,47 @@ def test_a_stream_of_many_contacts_is_decided_by_each_owner(cluster):
         for i, r in enumerate(replies):
             assert shard_of(r.decision.spaces[0].propositions[0].id, 3) == shard_of(f"s-{i}", 3)
             assert c.record(r.decision.spaces[0].propositions[0].id, "presented")
+
+
+def test_the_async_client_splits_a_stream_by_shard_and_answers_in_order(cluster):
+    names = [f"split-{i}" for i in range(40)]
+
+    async def run():
+        async with AsyncClient(cluster.listen) as c:
+            requests = [decide_request(["web"], n, request_id=n) for n in names] + [decide_request(["web"])]
+            return [r async for r in c.decide_stream(iter(requests), shards=3)]
+    replies = asyncio.run(run())
+    assert [r.decision.request_id for r in replies] == names + [""]  # in order, the unknown contact too
+    with Client(cluster.listen) as c:
+        for name, r in zip(names, replies):
+            pid = r.decision.spaces[0].propositions[0].id
+            assert shard_of(pid, 3) == shard_of(name, 3) and c.record(pid, "presented")
+
+
+def test_a_streams_messages_for_a_shard_that_is_down_fail_alone_and_work_again_when_it_is_back(cluster):
+    """The shard that receives the stream passes other shards' messages on over one stream
+    per owner: when an owner dies, only its messages fail, and the next ones reopen it."""
+    names = [f"d-{i}" for i in range(30)]
+    first = next(n for n in names if shard_of(n, 3) == 0)  # the stream goes to shard 0
+
+    def stream():
+        with Client(cluster.listen) as c:
+            return list(c.decisions.DecideStream(iter([decide_request(["web"], n) for n in names]),
+                                                 metadata=route(first)))
+    assert all(r.WhichOneof("reply") == "decision" for r in stream())  # shard 0's relays to 1 and 2 are open
+    cluster.signal("shard-2", signal.SIGKILL)
+    cluster.wait("shard-2")
+    replies = stream()
+    for name, r in zip(names, replies):
+        if shard_of(name, 3) == 2:
+            assert r.WhichOneof("reply") == "error" and r.error.code == "UNAVAILABLE", r
+            assert "shard 2" in r.error.message
+        else:
+            assert r.WhichOneof("reply") == "decision", r
+    cluster.start_shard(2)
+    time.sleep(1.0)  # the other shards' channels to it try again within a second
+    got = stream()
+    assert all(r.WhichOneof("reply") == "decision" for r in got), [r.error for r in got if r.error.code]
 
 
 # --- total caps across shards ------------------------------------------------------------

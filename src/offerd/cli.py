@@ -152,8 +152,12 @@ def cmd_serve(args) -> int:
     cluster = None
     if args.cluster:
         from .cluster.topology import TopologyError, load
+        if args.shard is None:
+            print("offerd serve: --cluster needs --shard I, which shard of the cluster file this server is",
+                  file=sys.stderr)
+            return 2
         try:
-            cluster = load(args.cluster, 0 if args.shard is None else args.shard)
+            cluster = load(args.cluster, args.shard)
         except TopologyError as e:
             print(f"offerd serve: {e}", file=sys.stderr)
             return 2

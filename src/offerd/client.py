@@ -23,7 +23,7 @@ import uuid
 
 import grpc
 
-from .cluster.routing import HEADER, proposition_id
+from .cluster.routing import HEADER, proposition_id, shard_of
 from .v1 import offerd_pb2 as pb
 from .v1 import offerd_pb2_grpc as rpc
 from .wire import to_value
@@ -196,6 +196,59 @@ class Client(_Base):
         self.close()
 
 
+def _shard_key(shard: int, shards: int) -> str:
+    """A routing key of `shard`'s: a stream's own key, whichever contacts it carries."""
+    return next(k for k in (f"shard-{shard}-{i}" for i in range(10_000)) if shard_of(k, shards) == shard)
+
+
+async def _split_stream(decisions, requests, shards: int):
+    """One DecideStream per shard; each request goes to its contact's (requests without a
+    contact id to the first), and the answers come back in the order of the requests."""
+    outs = [asyncio.Queue() for _ in range(shards)]  # requests to each shard's stream; None ends it
+    order: asyncio.Queue = asyncio.Queue()  # which shard answers each request, in order; None: no more
+    replies = [asyncio.Queue() for _ in range(shards)]
+
+    async def sent(k):
+        while (r := await outs[k].get()) is not None:
+            yield r
+
+    async def receive(k):
+        try:
+            async for reply in decisions.DecideStream(sent(k), metadata=route(_shard_key(k, shards))):
+                replies[k].put_nowait(reply)
+            replies[k].put_nowait(RuntimeError(f"the stream to shard {k} ended before answering every request"))
+        except grpc.RpcError as e:
+            replies[k].put_nowait(e)
+
+    async def feed():
+        try:
+            if hasattr(requests, "__aiter__"):
+                async for r in requests:
+                    k = shard_of(r.contact.id, shards) if r.contact.id else 0
+                    order.put_nowait(k)
+                    outs[k].put_nowait(r)
+            else:
+                for r in requests:
+                    k = shard_of(r.contact.id, shards) if r.contact.id else 0
+                    order.put_nowait(k)
+                    outs[k].put_nowait(r)
+        finally:
+            for q in outs:
+                q.put_nowait(None)
+            order.put_nowait(None)
+
+    tasks = [asyncio.ensure_future(receive(k)) for k in range(shards)] + [asyncio.ensure_future(feed())]
+    try:
+        while (k := await order.get()) is not None:
+            got = await replies[k].get()
+            if isinstance(got, Exception):
+                raise got
+            yield got
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
 class AsyncClient(_Base):
     def __init__(self, target: str = "127.0.0.1:50051", *, admin_token: str | None = None,
                  credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0,
@@ -215,9 +268,14 @@ class AsyncClient(_Base):
             lambda: self.decisions.Record(request, timeout=self.timeout, metadata=route(proposition)))
         return reply.changed
 
-    def decide_stream(self, requests):
-        """An async iterator of StreamReply for an (async) iterable of DecideRequest."""
-        return self.decisions.DecideStream(requests)
+    def decide_stream(self, requests, shards: int = 0):
+        """An async iterator of StreamReply for an (async) iterable of DecideRequest, in order.
+        `shards`: the number of shards of the cluster behind the address; the requests are then
+        split into one stream per shard, each routed to its shard, so that no shard passes
+        messages on to another (about 1.8x the messages/s: docs/cluster.md)."""
+        if shards <= 1:
+            return self.decisions.DecideStream(requests)
+        return _split_stream(self.decisions, requests, shards)
 
     def decide_batch_stream(self, batches):
         """An async iterator of DecideBatchResponse for an (async) iterable of DecideBatchRequest."""

@@ -3,6 +3,9 @@ other contacts, a call the balancer sent astray (its owner down), and admin call
 reach every shard."""
 from __future__ import annotations
 
+import asyncio
+import collections
+
 import grpc
 
 from ..v1 import offerd_pb2 as pb
@@ -11,6 +14,10 @@ from .routing import FORWARDED, HEADER, ID_LENGTH
 from .topology import Topology
 
 TIMEOUT = 10.0  # seconds a forwarded call may take
+# a shard that comes back is reached again within a second (gRPC's default backoff grows to
+# two minutes, which would keep its contacts refused long after it is up)
+RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+             ("grpc.max_reconnect_backoff_ms", 1000)]
 ADMIN_TIMEOUT = 120.0  # a deploy compiles the catalog on every shard
 
 
@@ -22,6 +29,54 @@ class Relayed(Exception):
         self.code = code
 
 
+class _Relay:
+    """One long-lived DecideStream to another shard, carrying the messages of every stream
+    and batch here that it owns: a message passed on costs a stream message, not a call.
+    Answers come back in the order sent; if the stream breaks, what is waiting fails with
+    UNAVAILABLE and the next message opens a new one."""
+
+    def __init__(self, peers: "Peers", shard: int):
+        self.peers, self.shard = peers, shard
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.waiting: collections.deque = collections.deque()
+        self.task: asyncio.Task | None = None
+
+    async def decide(self, request) -> pb.StreamReply:
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting.append(answer)  # with the put, in one step: answers match messages in order
+        self.queue.put_nowait(request)
+        return await answer
+
+    async def _run(self) -> None:
+        async def messages():
+            while True:
+                yield await self.queue.get()
+        stub = self.peers._stub(self.shard)[0]
+        call = stub.DecideStream(messages(), metadata=((FORWARDED, self.peers.topology.token),))
+        try:
+            async for reply in call:
+                answer = self.waiting.popleft()
+                if not answer.done():  # its caller may have gone
+                    answer.set_result(reply)
+            broken = Relayed(grpc.StatusCode.UNAVAILABLE, "the stream to it ended")
+        except grpc.aio.AioRpcError as e:
+            broken = Relayed(e.code(), e.details() or e.code().name)
+        except asyncio.CancelledError:
+            call.cancel()
+            broken = Relayed(grpc.StatusCode.UNAVAILABLE, "this shard is stopping")
+        address = self.peers.topology.shards[self.shard]
+        if broken.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            broken = Relayed(grpc.StatusCode.UNAVAILABLE, f"shard {self.shard} ({address}) is unreachable: {broken}")
+        while self.waiting:
+            answer = self.waiting.popleft()
+            if not answer.done():
+                answer.set_exception(broken)
+        while not self.queue.empty():  # their answers just failed
+            self.queue.get_nowait()
+
+
 class Peers:
     """Channels to the other shards, opened on first use (in each worker process)."""
 
@@ -29,6 +84,15 @@ class Peers:
         self.topology = topology
         self._stubs: dict[int, tuple] = {}
         self._channels: list = []
+        self._relays: dict[int, _Relay] = {}
+
+    async def relayed(self, shard: int, request) -> pb.StreamReply:
+        """A stream's or a batch's message decided by the shard that owns it: its answer, or
+        its refusal in its place (Relayed if the owner cannot be reached)."""
+        relay = self._relays.get(shard)
+        if relay is None:
+            relay = self._relays[shard] = _Relay(self, shard)
+        return await relay.decide(request)
 
     def passed(self, context) -> bool:
         """Whether a call came from another shard (answered here, never passed on again): it
@@ -48,7 +112,7 @@ class Peers:
     def _stub(self, shard: int):
         got = self._stubs.get(shard)
         if got is None:
-            channel = grpc.aio.insecure_channel(self.topology.shards[shard])
+            channel = grpc.aio.insecure_channel(self.topology.shards[shard], options=RECONNECT)
             self._channels.append(channel)
             got = self._stubs[shard] = (rpc.DecisionServiceStub(channel), rpc.ProfileServiceStub(channel),
                                         rpc.AdminServiceStub(channel))
@@ -94,6 +158,10 @@ class Peers:
         return None
 
     async def close(self) -> None:
+        for relay in self._relays.values():
+            if relay.task is not None:
+                relay.task.cancel()
+        self._relays.clear()
         for channel in self._channels:
             await channel.close()
         self._stubs.clear()

@@ -128,18 +128,17 @@ class DecisionService(rpc.DecisionServiceServicer):
     def __init__(self, engine: Engine, peers: Peers | None = None):
         self.engine, self.peers = engine, peers
 
-    async def _owned(self, request, passed: bool):
-        """The decision, here or by its owner."""
-        if self.peers is not None and not passed and request.contact.id:
-            owner = self.peers.owner(request.contact.id)
-            if owner is not None:
-                return await self.peers.call(owner, 0, "Decide", request, request.contact.id)
-        return await _decide(self.engine, request)
+    def _owner(self, request, passed: bool) -> int | None:
+        """In a cluster, the shard owning a request, if it is another one."""
+        if self.peers is None or passed or not request.contact.id:
+            return None
+        return self.peers.owner(request.contact.id)
 
     @mapped
     async def Decide(self, request, context):
-        if self.peers is not None:
-            return await self._owned(request, self.peers.passed(context))
+        owner = self.peers and self._owner(request, self.peers.passed(context))
+        if owner is not None:
+            return await self.peers.call(owner, 0, "Decide", request, request.contact.id)
         return await _decide(self.engine, request)
 
     async def DecideStream(self, request_iterator, context):
@@ -217,8 +216,9 @@ class DecisionService(rpc.DecisionServiceServicer):
         """One request of a stream or a batch: its decision, or its error in its place
         (counted and logged under `method`, the call it came in)."""
         try:
-            if self.peers is not None:
-                return pb.StreamReply(decision=await self._owned(request, passed))
+            owner = self.peers and self._owner(request, passed)
+            if owner is not None:
+                return await self.peers.relayed(owner, request)
             return pb.StreamReply(decision=await _decide(self.engine, request))
         except Exception as e:
             code = code_of(e)
