@@ -236,30 +236,58 @@ def test_the_async_client_splits_a_stream_by_shard_and_answers_in_order(cluster)
             assert shard_of(pid, 3) == shard_of(name, 3) and c.record(pid, "presented")
 
 
+def test_a_split_stream_ends_with_the_error_of_its_requests_iterator(cluster):
+    def requests():
+        for i in range(5):
+            yield decide_request(["web"], f"it-{i}")
+        raise ValueError("the gateway's source broke")
+
+    async def run(source):
+        got = []
+        async with AsyncClient(cluster.listen) as c:
+            async for r in c.decide_stream(source, shards=3):
+                got.append(r)
+        return got
+    with pytest.raises(ValueError, match="source broke"):
+        asyncio.run(run(requests()))
+    assert asyncio.run(run(iter([]))) == []
+
+
 def test_a_streams_messages_for_a_shard_that_is_down_fail_alone_and_work_again_when_it_is_back(cluster):
     """The shard that receives the stream passes other shards' messages on over one stream
-    per owner: when an owner dies, only its messages fail, and the next ones reopen it."""
-    names = [f"d-{i}" for i in range(30)]
-    first = next(n for n in names if shard_of(n, 3) == 0)  # the stream goes to shard 0
+    per owner: when an owner dies, only its messages fail, and the next ones open a new one,
+    every answer matched to its own message (twice over: a broken stream leaves nothing
+    behind that could shift the next one's answers)."""
+    first = next(f"d-{i}" for i in range(100) if shard_of(f"d-{i}", 3) == 0)  # the stream goes to shard 0
+    rounds = iter(range(100))
 
     def stream():
+        r = next(rounds)
+        names = [first] + [f"d{r}-{i}" for i in range(30)]
         with Client(cluster.listen) as c:
-            return list(c.decisions.DecideStream(iter([decide_request(["web"], n) for n in names]),
-                                                 metadata=route(first)))
-    assert all(r.WhichOneof("reply") == "decision" for r in stream())  # shard 0's relays to 1 and 2 are open
-    cluster.signal("shard-2", signal.SIGKILL)
-    cluster.wait("shard-2")
-    replies = stream()
-    for name, r in zip(names, replies):
-        if shard_of(name, 3) == 2:
-            assert r.WhichOneof("reply") == "error" and r.error.code == "UNAVAILABLE", r
-            assert "shard 2" in r.error.message
-        else:
-            assert r.WhichOneof("reply") == "decision", r
-    cluster.start_shard(2)
-    time.sleep(1.0)  # the other shards' channels to it try again within a second
-    got = stream()
-    assert all(r.WhichOneof("reply") == "decision" for r in got), [r.error for r in got if r.error.code]
+            replies = list(c.decisions.DecideStream(
+                iter([decide_request(["web"], n, request_id=n) for n in names]), metadata=route(first)))
+        for name, reply in zip(names, replies):  # each answer is its own message's
+            got = reply.decision.request_id if reply.WhichOneof("reply") == "decision" else reply.error.request_id
+            assert got == name
+        return names, replies
+
+    for _ in range(2):
+        names, replies = stream()
+        assert all(r.WhichOneof("reply") == "decision" for r in replies)  # shard 0's relays are open
+        cluster.signal("shard-2", signal.SIGKILL)
+        cluster.wait("shard-2")
+        names, replies = stream()
+        for name, r in zip(names, replies):
+            if shard_of(name, 3) == 2:
+                assert r.WhichOneof("reply") == "error" and r.error.code == "UNAVAILABLE", r
+                assert "shard 2" in r.error.message
+            else:
+                assert r.WhichOneof("reply") == "decision", r
+        cluster.start_shard(2)
+        time.sleep(1.0)  # the other shards' channels to it try again within a second
+    names, replies = stream()
+    assert all(r.WhichOneof("reply") == "decision" for r in replies), [r.error for r in replies if r.error.code]
 
 
 # --- total caps across shards ------------------------------------------------------------
@@ -405,6 +433,23 @@ def live_on(cluster, shard: int) -> tuple[str, int]:
     with channel:
         got = admin.ListVersions(pb.ListVersionsRequest())
     return next(v.hash for v in got.versions if v.live), got.live_since_us
+
+
+def test_a_late_push_of_an_older_change_does_not_undo_a_newer_one(cluster):
+    """A change passed on between shards carries when it was made live, and applies only over
+    an older one (a catch-up that read its state before a deploy, arriving after it)."""
+    from offerd.cluster.forward import SINCE
+    old = live_on(cluster, 1)[0]
+    with Client(cluster.listen) as c:
+        new = c.deploy({"a.offer": CAPPED.replace("weight 1 }", "weight 4 }")}).hash
+    digest, since = live_on(cluster, 1)
+    assert digest == new != old and [live_on(cluster, i) for i in (0, 2)] == [(new, since)] * 2
+    channel, _, admin = direct(cluster, 1)
+    with channel:
+        admin.Activate(pb.ActivateRequest(hash=old), metadata=mark(cluster) + ((SINCE, str(since - 1)),))
+        assert live_on(cluster, 1) == (new, since)  # older: refused
+        admin.Activate(pb.ActivateRequest(hash=old), metadata=mark(cluster) + ((SINCE, str(since + 1)),))
+        assert live_on(cluster, 1) == (old, since + 1)  # newer: taken, with its time
 
 
 def test_a_deploy_with_a_shard_down_says_which_and_the_shard_catches_up_when_back(cluster):

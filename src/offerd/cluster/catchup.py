@@ -1,6 +1,8 @@
 """A shard that missed a change of the live version catches up: each shard compares its
 live version with the others' every few seconds, and the one made live last (through the
-API; a catalog given at start is older than any) is made live on those that differ."""
+API; a catalog given at start is older than any) is made live on those that differ. A
+push carries when it was made live, which the receiver takes as its own, and applies only
+over an older one: a push that arrives late never undoes a newer change."""
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +18,7 @@ EVERY = 2.0  # seconds between two comparisons
 async def catch_up(peers: Peers, store, metadata=()) -> list[int]:
     """The shards whose live version differs from this shard's, and was made live before
     it, made to agree with it. Returns them."""
-    mine, since = await asyncio.to_thread(lambda: (store.live_hash(), store.live_since()))
+    mine, since = await asyncio.to_thread(store.live_state)
     if mine is None:
         return []
     behind = []
@@ -32,7 +34,7 @@ async def catch_up(peers: Peers, store, metadata=()) -> list[int]:
     for shard in behind:
         files = await asyncio.to_thread(store.version, mine)
         label = next((v["label"] for v in await asyncio.to_thread(store.versions) if v["hash"] == mine), "")
-        why = await peers.make_live_on(shard, mine, files, label, metadata)
+        why = await peers.make_live_on(shard, mine, since, files, label, metadata)
         if why:
             log.warning("shard %d missed version %s and cannot be given it yet: %s", shard, mine[:12], why)
         else:

@@ -14,6 +14,7 @@ from .routing import FORWARDED, HEADER, ID_LENGTH
 from .topology import Topology
 
 TIMEOUT = 10.0  # seconds a forwarded call may take
+SINCE = "x-offerd-live-since"  # on a change of the live version passed on: when it was made live (µs)
 # a shard that comes back is reached again within a second (gRPC's default backoff grows to
 # two minutes, which would keep its contacts refused long after it is up)
 RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
@@ -32,49 +33,57 @@ class Relayed(Exception):
 class _Relay:
     """One long-lived DecideStream to another shard, carrying the messages of every stream
     and batch here that it owns: a message passed on costs a stream message, not a call.
-    Answers come back in the order sent; if the stream breaks, what is waiting fails with
-    UNAVAILABLE and the next message opens a new one."""
+    Answers come back in the order sent. Each stream has its own queue and waiting list, so
+    nothing of a broken stream reaches the next: when one breaks, what waits on it fails
+    with UNAVAILABLE and the next message opens a new one."""
 
     def __init__(self, peers: "Peers", shard: int):
         self.peers, self.shard = peers, shard
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue: asyncio.Queue | None = None
         self.waiting: collections.deque = collections.deque()
         self.task: asyncio.Task | None = None
 
     async def decide(self, request) -> pb.StreamReply:
         if self.task is None or self.task.done():
-            self.task = asyncio.ensure_future(self._run())
+            self.queue, self.waiting = asyncio.Queue(), collections.deque()
+            self.task = asyncio.ensure_future(self._run(self.queue, self.waiting))
         answer = asyncio.get_running_loop().create_future()
         self.waiting.append(answer)  # with the put, in one step: answers match messages in order
         self.queue.put_nowait(request)
-        return await answer
+        try:
+            return await asyncio.wait_for(answer, TIMEOUT)  # its late answer is skipped: the order holds
+        except TimeoutError:
+            raise Relayed(grpc.StatusCode.DEADLINE_EXCEEDED, f"shard {self.shard} did not answer within "
+                                                             f"{TIMEOUT:g} s") from None
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue, waiting: collections.deque) -> None:
         async def messages():
             while True:
-                yield await self.queue.get()
+                yield await queue.get()
         stub = self.peers._stub(self.shard)[0]
         call = stub.DecideStream(messages(), metadata=((FORWARDED, self.peers.topology.token),))
+        broken = Relayed(grpc.StatusCode.UNAVAILABLE, "the stream to it ended")
         try:
             async for reply in call:
-                answer = self.waiting.popleft()
+                if not waiting:  # more answers than messages: nothing can be matched any more
+                    broken = Relayed(grpc.StatusCode.INTERNAL, "it answered a message it was not sent")
+                    break
+                answer = waiting.popleft()
                 if not answer.done():  # its caller may have gone
                     answer.set_result(reply)
-            broken = Relayed(grpc.StatusCode.UNAVAILABLE, "the stream to it ended")
         except grpc.aio.AioRpcError as e:
             broken = Relayed(e.code(), e.details() or e.code().name)
         except asyncio.CancelledError:
-            call.cancel()
             broken = Relayed(grpc.StatusCode.UNAVAILABLE, "this shard is stopping")
+        finally:
+            call.cancel()  # also ends the task that feeds it from `queue`
         address = self.peers.topology.shards[self.shard]
         if broken.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             broken = Relayed(grpc.StatusCode.UNAVAILABLE, f"shard {self.shard} ({address}) is unreachable: {broken}")
-        while self.waiting:
-            answer = self.waiting.popleft()
+        while waiting:
+            answer = waiting.popleft()
             if not answer.done():
                 answer.set_exception(broken)
-        while not self.queue.empty():  # their answers just failed
-            self.queue.get_nowait()
 
 
 class Peers:
@@ -98,6 +107,14 @@ class Peers:
         """Whether a call came from another shard (answered here, never passed on again): it
         carries the cluster's token, which gateways do not know."""
         return any(k == FORWARDED and v == self.topology.token for k, v in context.invocation_metadata() or ())
+
+    def since(self, context) -> float | None:
+        """On a change of the live version another shard passed on, when it was made live
+        there (s), which it takes too; None on any other call."""
+        if not self.passed(context):
+            return None
+        sent = next((v for k, v in context.invocation_metadata() if k == SINCE), None)
+        return int(sent) / 1e6 if sent is not None and sent.isdigit() else None
 
     def owner(self, key: str) -> int | None:
         """The shard that owns a routing key, or None when it is this one."""
@@ -130,20 +147,21 @@ class Peers:
                 raise Relayed(e.code(), f"shard {shard} ({address}) is unreachable: {e.details()}") from None
             raise Relayed(e.code(), e.details() or e.code().name) from None
 
-    async def make_live(self, digest: str, files: dict[str, str], label: str, metadata) -> list[str]:
-        """Every other shard's live version made `digest`; what failed, one line per shard
-        (a shard down catches up when it is back: catchup.py)."""
+    async def make_live(self, digest: str, since: int, files: dict[str, str], label: str, metadata) -> list[str]:
+        """Every other shard's live version made `digest`, made live here at `since` (µs);
+        what failed, one line per shard (a shard down catches up when it is back: catchup.py)."""
         failed = []
         for shard, _ in self.topology.peers():
-            why = await self.make_live_on(shard, digest, files, label, metadata)
+            why = await self.make_live_on(shard, digest, since, files, label, metadata)
             if why:
                 failed.append(why)
         return failed
 
-    async def make_live_on(self, shard: int, digest: str, files: dict[str, str], label: str,
+    async def make_live_on(self, shard: int, digest: str, since: int, files: dict[str, str], label: str,
                            metadata) -> str | None:
-        """`shard`'s live version made `digest`, deployed there first if it lacks it; None,
-        or why not."""
+        """`shard`'s live version made `digest` (deployed there first if it lacks it), unless
+        what is live there was made live after `since`; None, or why not."""
+        metadata = ((SINCE, str(since)),) + tuple(metadata)
         try:
             try:
                 await self.call(shard, 2, "Activate", pb.ActivateRequest(hash=digest), metadata=metadata,
@@ -158,9 +176,10 @@ class Peers:
         return None
 
     async def close(self) -> None:
-        for relay in self._relays.values():
-            if relay.task is not None:
-                relay.task.cancel()
+        tasks = [r.task for r in self._relays.values() if r.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._relays.clear()
         for channel in self._channels:
             await channel.close()

@@ -92,7 +92,8 @@ async def create_server(addr: str, config: Config | None = None,
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
                                       ("grpc.so_reuseport", 1)])
-    rpc.add_DecisionServiceServicer_to_server(DecisionService(engine, peers), server)
+    decisions = DecisionService(engine, peers)
+    rpc.add_DecisionServiceServicer_to_server(decisions, server)
     rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store, peers), server)
     rpc.add_AdminServiceServicer_to_server(AdminService(store, live, config.admin_token, peers), server)
     health_servicer = Health()
@@ -123,7 +124,8 @@ async def create_server(addr: str, config: Config | None = None,
         from ..cluster.catchup import catch_up_forever
         token = (("authorization", f"Bearer {config.admin_token}"),) if config.admin_token else ()
         tasks.append(loop.create_task(catch_up_forever(peers, store, token)))
-    server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer, peers=peers)
+    server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer, peers=peers,
+                                    decisions=decisions)
     return server, port
 
 
@@ -137,7 +139,10 @@ async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
         await asyncio.wait_for(server.offerd.health.end_watches(), grace)
     except TimeoutError:
         log.warning("health Watch streams did not take the stop within %g s: stopping anyway", grace)
-    await server.stop(grace)
+    stopping = asyncio.ensure_future(server.stop(grace))  # no new calls from here on
+    await asyncio.sleep(0)
+    server.offerd.decisions.end_relays()  # other shards' streams: answered, then ended
+    await stopping
     if server.offerd.peers is not None:
         await server.offerd.peers.close()
     if server.offerd.engine.totals is not None:

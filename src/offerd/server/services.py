@@ -127,6 +127,13 @@ class DecisionService(rpc.DecisionServiceServicer):
 
     def __init__(self, engine: Engine, peers: Peers | None = None):
         self.engine, self.peers = engine, peers
+        self._relays_in: set = set()  # readers of the streams other shards pass messages on over
+
+    def end_relays(self) -> None:
+        """At a stop: the streams of other shards stop being read; what was read is answered
+        and the streams end, so the stop does not wait out its grace for them."""
+        for reader in self._relays_in:
+            reader.cancel()
 
     def _owner(self, request, passed: bool) -> int | None:
         """In a cluster, the shard owning a request, if it is another one."""
@@ -161,11 +168,14 @@ class DecisionService(rpc.DecisionServiceServicer):
                 await pending.put(None)
 
         reader = asyncio.ensure_future(read())
+        if passed:
+            self._relays_in.add(reader)
         try:
             while (item := await pending.get()) is not None:
                 yield await item[1]
         finally:
             reader.cancel()
+            self._relays_in.discard(reader)
         if broken:
             ERRORS.labels("DecideStream", "INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
@@ -321,14 +331,23 @@ class AdminService(rpc.AdminServiceServicer):
     def __init__(self, store: Store, live, token: str | None, peers: Peers | None = None):
         self.store, self.live, self.token, self.peers = store, live, token, peers
 
-    async def _everywhere(self, digest: str, label: str, context) -> None:
+    async def _activate(self, digest: str, context) -> int | None:
+        """Make `digest` live here. A change another shard passed on carries when it was made
+        live there, and applies only over a version made live before it: a late push of an
+        older change never undoes a newer one."""
+        when = self.peers and self.peers.since(context)
+        since = await asyncio.to_thread(self.store.activate, digest, when, when is not None)
+        await asyncio.to_thread(self.live.refresh)
+        return since
+
+    async def _everywhere(self, digest: str, since: int | None, label: str, context) -> None:
         """The other shards made to agree with this one's live version; UNAVAILABLE if some
         could not be reached (live here and on the others, caught up when they are back)."""
-        if self.peers is None or self.peers.passed(context):
+        if self.peers is None or self.peers.passed(context) or since is None:
             return
         token = tuple((k, v) for k, v in context.invocation_metadata() if k == "authorization")
         files = await asyncio.to_thread(self.store.version, digest)
-        failed = await self.peers.make_live(digest, files, label, token)
+        failed = await self.peers.make_live(digest, since, files, label, token)
         if failed:
             raise Relayed(grpc.StatusCode.UNAVAILABLE, f"version {digest} is live on this shard and the others "
                           f"reached, not yet on: {'; '.join(failed)}; a shard catches up when it is back")
@@ -364,9 +383,7 @@ class AdminService(rpc.AdminServiceServicer):
         files = dict(request.files)
         catalog = await asyncio.to_thread(self._check, files)  # CatalogError → INVALID_ARGUMENT, all errors
         digest = await asyncio.to_thread(self.store.save_version, files, request.label)
-        await asyncio.to_thread(self.store.activate, digest)
-        await asyncio.to_thread(self.live.refresh)
-        await self._everywhere(digest, request.label, context)
+        await self._everywhere(digest, await self._activate(digest, context), request.label, context)
         return pb.DeployResponse(hash=digest, diagnostics=[convert.diagnostic(d, files) for d in catalog.diagnostics])
 
     @mapped
@@ -379,17 +396,15 @@ class AdminService(rpc.AdminServiceServicer):
     @mapped
     async def Activate(self, request, context):
         await self._authorize(context)
-        await asyncio.to_thread(self.store.activate, _version(request.hash))
-        await asyncio.to_thread(self.live.refresh)
-        await self._everywhere(request.hash, "", context)
+        await self._everywhere(request.hash, await self._activate(_version(request.hash), context), "", context)
         return pb.LiveResponse(hash=request.hash)
 
     @mapped
     async def Rollback(self, request, context):
         await self._authorize(context)
-        digest = await asyncio.to_thread(self.store.rollback)
+        digest, since = await asyncio.to_thread(self.store.rollback, True)
         await asyncio.to_thread(self.live.refresh)
-        await self._everywhere(digest, "", context)  # the others made live what is live here
+        await self._everywhere(digest, since, "", context)  # the others made live what is live here
         return pb.LiveResponse(hash=digest)
 
     async def Simulate(self, request, context):

@@ -284,18 +284,26 @@ class Store:
     def versions(self) -> list[dict]:
         return catalog.versions(self)
 
-    def activate(self, digest: str, when: float | None = None) -> None:
+    def activate(self, digest: str, when: float | None = None, if_newer: bool = False) -> int | None:
         """Make a saved version live: one atomic switch. `when` it was made live (default
-        now; 0: the catalog a server starts with, older than any change through the API)."""
-        catalog.activate(self, digest, when)
+        now; 0: the catalog a server starts with, older than any change through the API);
+        `if_newer`: only if the live one was made live before that. Returns when it was made
+        live (µs), or None if it was not."""
+        return catalog.activate(self, digest, when, if_newer)
 
-    def rollback(self) -> str:
-        """Make the version live before the current one live again; returns its hash."""
-        return catalog.rollback(self)
+    def rollback(self, stamped: bool = False):
+        """Make the version live before the current one live again; returns its hash (and,
+        `stamped`, when it was made live, in µs)."""
+        digest, stamp = catalog.rollback(self)
+        return (digest, stamp) if stamped else digest
 
     def live_since(self) -> int:
         """When (wall µs) the live version was made live; 0 if at a server's start."""
         return catalog.live_since(self)
+
+    def live_state(self) -> tuple[str | None, int]:
+        """The live version's hash (None: nothing live) and `live_since`, read together."""
+        return catalog.live_state(self)
 
     def live_hash(self) -> str | None:
         """The live version's hash alone: one small read (workers poll it)."""

@@ -33,17 +33,27 @@ def versions(store) -> list[dict]:
 _SINCE = struct.Struct(">Q")
 
 
-def _made_live(txn, meta, when: float | None) -> None:
-    """When the live version changed (wall µs; 0: the catalog a server started with, older
-    than any change made through the API)."""
-    txn.put(b"live_since", _SINCE.pack(0 if when == 0 else round((when or time.time()) * 1e6)), db=meta)
+def _stamp(when: float | None) -> int:
+    """When a version is made live, in wall µs: now, or `when` (0: the catalog a server
+    started with, older than any change made through the API)."""
+    return 0 if when == 0 else round((time.time() if when is None else when) * 1e6)
+
+
+def _since(txn, meta) -> int:
+    raw = txn.get(b"live_since", db=meta)
+    return _SINCE.unpack(raw)[0] if raw else 0
 
 
 def live_since(store) -> int:
+    return live_state(store)[1]
+
+
+def live_state(store) -> tuple[str | None, int]:
+    """The live version's hash and when it was made live (µs), read together."""
     store.check_process()
     with store.env.begin() as txn:
-        raw = txn.get(b"live_since", db=store.db["meta"])
-    return _SINCE.unpack(raw)[0] if raw else 0
+        stack = live_stack(txn, store.db["meta"])
+        return (stack[-1] if stack else None), _since(txn, store.db["meta"])
 
 
 def live_stack(txn, meta) -> list[str]:
@@ -51,22 +61,28 @@ def live_stack(txn, meta) -> list[str]:
     return json.loads(raw) if raw else []
 
 
-def activate(store, digest: str, when: float | None = None) -> None:
-    db = store.db
+def activate(store, digest: str, when: float | None = None, if_newer: bool = False) -> int | None:
+    """`if_newer`: only if the live version was made live before `when` (a change another
+    shard made, passed on). Returns when it was made live (µs), or None if it was not."""
+    db, stamp = store.db, _stamp(when)
 
     def op(txn):
         if txn.get(digest.encode(), db=db["versions"]) is None:
             raise NotFound(f"no catalog version {digest}")
+        if if_newer and _since(txn, db["meta"]) >= stamp:
+            return None
         stack = live_stack(txn, db["meta"])
         if not stack or stack[-1] != digest:
             stack.append(digest)
         txn.put(b"live", json.dumps(stack[-100:]).encode(), db=db["meta"])
-        _made_live(txn, db["meta"], when)
-    store.submit(op).result()
+        txn.put(b"live_since", _SINCE.pack(stamp), db=db["meta"])
+        return stamp
+    return store.submit(op).result()
 
 
-def rollback(store) -> str:
-    meta = store.db["meta"]
+def rollback(store) -> tuple[str, int]:
+    """The version live before the current one made live again: its hash, and when (µs)."""
+    meta, stamp = store.db["meta"], _stamp(None)
 
     def op(txn):
         stack = live_stack(txn, meta)
@@ -74,8 +90,8 @@ def rollback(store) -> str:
             raise NoEarlierVersion("nothing to roll back to: no version was live before this one")
         stack.pop()
         txn.put(b"live", json.dumps(stack).encode(), db=meta)
-        _made_live(txn, meta, None)
-        return stack[-1]
+        txn.put(b"live_since", _SINCE.pack(stamp), db=meta)
+        return stack[-1], stamp
     return store.submit(op).result()
 
 
