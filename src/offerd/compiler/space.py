@@ -20,6 +20,7 @@ class Moment:
     now: datetime.datetime  # aware, UTC
     ts: float  # epoch seconds
     today: datetime.date  # in the catalog's timezone
+    local: datetime.datetime  # `now` in the catalog's timezone (hours, weekdays, calendar periods)
 
     @classmethod
     def at(cls, when: datetime.datetime, timezone: str = "UTC") -> Moment:
@@ -29,7 +30,8 @@ class Moment:
         zone = _ZONES.get(timezone)
         if zone is None:
             zone = _ZONES[timezone] = zoneinfo.ZoneInfo(timezone)  # names come from catalogs: few
-        return cls(now, now.timestamp(), when.astimezone(zone).date())
+        local = when.astimezone(zone)
+        return cls(now, now.timestamp(), local.date(), local)
 
 
 _ZONES: dict[str, zoneinfo.ZoneInfo] = {}
