@@ -13,6 +13,8 @@ A node whose checked type is float yields a float (int widens to float, as `unif
 """
 from __future__ import annotations
 
+import datetime
+
 from offerd.lang import nodes as n
 from offerd.lang.functions import FUNCTIONS
 
@@ -66,6 +68,8 @@ class _Interpreter:
     def _History(self, e: n.History):
         until = self.moment.ts
         since = None if e.window is None else until - e.window
+        if e.calendar is not None:  # the period's first instant, found afresh from the local date
+            since = calendar_start(self.moment.local, e.calendar) - 1e-6
         count = self.history.count if e.scope == "contact" else self.history.total
         return count((e.ref_kind, e.ref), e.status, since, until)
 
@@ -116,6 +120,22 @@ class _Interpreter:
 
 
 # --- the semantics, one function each ------------------------------------------------------
+
+
+def calendar_start(local, kind: str) -> float:
+    """The first instant of the day, week (from Monday) or month holding the aware local
+    datetime `local`: its first day's midnight in local's zone, or where the clocks skip
+    midnight, the first instant whose local date is that day."""
+    day = local.date()
+    if kind == "week":
+        day -= datetime.timedelta(days=day.weekday())
+    elif kind == "month":
+        day = day.replace(day=1)
+    zone = local.tzinfo
+    t = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.timezone.utc).timestamp() - 14 * 3600
+    while datetime.datetime.fromtimestamp(t, zone).date() < day:  # scan by minutes from before any offset
+        t += 60
+    return t
 
 
 def kleene_not(x):

@@ -8,6 +8,8 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from . import periods
+
 # A proposition's life: proposed by a decision, then reported presented, accepted or rejected
 # (accepted and rejected imply presented).
 STATUSES = ("proposed", "presented", "accepted", "rejected")
@@ -62,10 +64,18 @@ class CapCheck:
     ref_kind: str  # offer category space
     ref: str
     status: str
-    window: float | None  # seconds; None = lifetime
+    window: float | None  # seconds; None = lifetime, or the calendar period
     limit: int
     # what a layer derives from it once and keeps with it (the store: its counter key)
     memo: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    calendar: str | None = None  # "day", "week", "month": counts from the period's start in `zone`
+    zone: str = "UTC"
+
+    def since(self, at: float) -> float | None:
+        """The window's start for a decision at `at` (counts are of (since, at]); None: lifetime."""
+        if self.calendar is not None:
+            return periods.since(at, self.calendar, self.zone)
+        return None if self.window is None else at - self.window
 
 
 @dataclass(frozen=True)

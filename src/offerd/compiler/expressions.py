@@ -19,6 +19,7 @@ import re
 from ..lang import nodes as n
 from ..lang.catalog import Catalog
 from ..lang.functions import FUNCTIONS
+from ..periods import KINDS
 from ..lang.types import INT
 from .analysis import LEAVES as _LEAVES
 from .analysis import SIMPLE as _SIMPLE
@@ -185,6 +186,9 @@ class ExprCodegen:
 
     def _v_History(self, e):
         since = "None" if e.window is None else f"_ts - {e.window}"
+        if e.calendar is not None:  # the period's start, found once per call (see prelude)
+            since = f"_p{e.calendar}"
+            self.uses.update((since, "_ts"))
         if e.scope == "contact":  # runtime.counter: the status in the key, the window's end bound once
             self.uses.update(("_hc", "_ts"))
             return f"_hc({self.const((e.ref_kind, e.ref, e.status))}, {since})"
@@ -376,6 +380,9 @@ class ExprCodegen:
                 w.write(f"{name} = _m.{name[1:]}")
         if "_tdo" in uses:
             w.write("_tdo = _today.toordinal()")
+        for kind in KINDS:
+            if f"_p{kind}" in uses:
+                w.write(f"_p{kind} = _rt_since(_ts, {kind!r}, {self.catalog.timezone!r})")
         if "_hc" in uses:
             w.write("_hc = _rt_counter(_h, _ts)")
         for fn, method in (("_ht", "total"), ("_hp", "propensity")):

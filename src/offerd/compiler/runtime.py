@@ -8,6 +8,7 @@ from itertools import chain
 from operator import itemgetter
 
 from ..domain import INT_MAX
+from ..periods import since
 
 _WEIGHT = itemgetter(1)
 
@@ -76,4 +77,5 @@ def namespace() -> dict:
         "_rt_join": "".join,
         "_rt_int_limit": INT_MAX,
         "_rt_best": best,
+        "_rt_since": since,
     }

@@ -104,7 +104,7 @@ def _cap_taken(plan: Plan, offer, space: str, chosen, history, now: float, reche
         mine = chosen.get(key, 0)
         if not mine and not recheck:
             continue
-        since = None if c.window is None else now - c.window
+        since = c.since(now)
         if c.scope == "total":
             count = history.total(key, "proposed", since, now)
         else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..domain import PROPENSITY_WINDOW, CapCheck, NewProposition
 from ..lang import nodes as n
 from ..lang.catalog import Catalog, Check, OfferDef, RuleRef
+from ..periods import LONGEST
 from ..store import Indexer
 
 
@@ -22,14 +23,15 @@ class Cap:
     counted: tuple[str, str, str]  # the same with its status, as the history's counter takes it
 
 
-def _cap(check: Check) -> Cap | None:
+def _cap(check: Check, zone: str) -> Cap | None:
     e = check.expr
     if (check.rule.kind == "cap" and isinstance(e, n.Binary) and e.op == "<"
             and isinstance(e.left, n.History) and isinstance(e.right, n.Literal)):
         h = e.left
         if h.status == "proposed":  # a new proposition moves only `proposed` counts
             return Cap(check.rule, CapCheck(h.scope, h.ref_kind, h.ref, "proposed",
-                                            None if h.window is None else float(h.window), e.right.value),
+                                            None if h.window is None else float(h.window), e.right.value,
+                                            calendar=h.calendar, zone=zone),
                        (h.ref_kind, h.ref), (h.ref_kind, h.ref, "proposed"))
     return None
 
@@ -70,7 +72,7 @@ class Plan:
         self.shared = shared  # in a cluster, `total` caps are counted across shards (cluster.totals)
         self.offers = catalog.offers_by_name
         mine = [h for e in _exprs(catalog) for h in _history_nodes(e) if h.scope == "contact"]
-        windows = [h.window for h in mine]
+        windows = [h.reach() for h in mine]
         self.indexer = Indexer(frozenset((h.ref_kind, h.ref, h.status) for h in mine))
         self.reads_history = bool(windows)
         # a status count reads every proposition kept: one made before its window may reach
@@ -79,9 +81,9 @@ class Plan:
         self.horizon: float | None = None if None in windows or status else float(max(windows, default=0))
         # what pruning must keep: every window, totals' too (lifetime totals have counters
         # that are never pruned); None if a rule reads a contact's whole history
-        every = [PROPENSITY_WINDOW if isinstance(x, n.Propensity) else x.window
+        every = [PROPENSITY_WINDOW if isinstance(x, n.Propensity) else x.reach()
                  for e in _exprs(catalog) for x in _walk(e)
-                 if isinstance(x, n.Propensity) or isinstance(x, n.History) and x.window is not None]
+                 if isinstance(x, n.Propensity) or isinstance(x, n.History) and x.reach() is not None]
         self.retention: float | None = None if None in windows else float(max(every, default=0))
         # what totals read: the store keeps counters at every grain for these only (a lifetime
         # total reads them too, when it ends before the last prune)
@@ -107,7 +109,7 @@ class Plan:
                 for c in self.caps(offer, space):
                     if c.check.scope == "total":
                         h = f"{c.check.ref_kind}:{c.check.ref}"
-                        w = 0 if c.check.window is None else int(c.check.window * 1e6)
+                        w = _reach_us(c.check)
                         self.shared_heads[h] = max(self.shared_heads.get(h, 0), w)
 
     def caps(self, offer: OfferDef, space: str) -> tuple[Cap, ...]:
@@ -118,7 +120,8 @@ class Plan:
             for cat in offer.chain:
                 checks += self.catalog.categories[cat].limits
             checks += offer.limits
-            got = self._caps[key] = tuple(c for c in map(_cap, checks) if c is not None)
+            zone = self.catalog.timezone
+            got = self._caps[key] = tuple(c for c in (_cap(k, zone) for k in checks) if c is not None)
         return got
 
     def proposition(self, offer: OfferDef, space: str, fallback: bool = False) -> NewProposition:
@@ -138,8 +141,23 @@ class Plan:
         got = self._shared.get(key)
         if got is None:
             checks = () if fallback else tuple(
-                (f"{c.check.ref_kind}:{c.check.ref}", -1 if c.check.window is None else int(c.check.window * 1e6),
-                 c.check.limit) for c in self.caps(offer, space) if c.check.scope == "total")
+                (f"{c.check.ref_kind}:{c.check.ref}", _window_us(c.check), c.check.limit) for c in self.caps(offer, space) if c.check.scope == "total")
             counted = [f"offer:{offer.name}", f"space:{space}"] + [f"category:{c}" for c in offer.chain]
             got = self._shared[key] = (checks, tuple(h for h in counted if h in self.shared_heads))
         return got
+
+
+def _reach_us(check: CapCheck) -> int:
+    """How far back a shared count reaches, in µs (0: lifetime, kept as a counter)."""
+    if check.calendar is not None:
+        return LONGEST[check.calendar] * 1_000_000
+    return 0 if check.window is None else int(check.window * 1e6)
+
+
+def _window_us(check: CapCheck):
+    """A shared count's window as Redis takes it: µs back from the decision, -1 for lifetime;
+    a calendar period's stays the CapCheck, whose start each decision finds (engine.shared)."""
+    if check.calendar is not None:
+        return check
+    return -1 if check.window is None else int(check.window * 1e6)
+

@@ -3,6 +3,7 @@ picks' caps checked and counted in Redis before the decision is written, and the
 decided again without what Redis refused."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from ..store.keys import us
@@ -49,8 +50,11 @@ async def _share(engine, work, dropping: bool = True) -> Reservation:
     refused picks are dropped from the decision, as a cap taken at commit is."""
     plan, new_id = work.plan, engine.store.new_id
     asks = []
+    now = min(work.moment.ts, time.time())  # as the shared counts take it: never ahead of the clock
     for i, p in enumerate(work.picks):
         checks, adds = plan.shared_caps(p.offer, p.space, p.fallback)
+        if any(type(c[1]) is not int for c in checks):  # a calendar period: µs back to its start
+            checks = tuple(c if type(c[1]) is int else (c[0], us(now) - us(c[1].since(now)), c[2]) for c in checks)
         if checks or adds:
             asks.append((i, checks, adds))
     ids = [new_id() for _ in work.picks]

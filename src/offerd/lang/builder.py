@@ -170,15 +170,19 @@ class Builder(Transformer):
         status, status_span = None, self._span(c[1])
         if isinstance(c[2], _TOKENS):
             status, status_span = str(c[2]), self._span(c[2])
-        scope, window, _, last = c[-1]
+        scope, (window, _, last, *calendar) = c[-1]
+        kind, kind_span = calendar or (None, NO_SPAN)
         return n.Cap(limit, status, scope, window, span=self._span(c[0], last or c[-2]),
-                     status_span=status_span)
+                     status_span=status_span, calendar=kind, calendar_span=kind_span)
 
     def per_contact(self, c):
-        return ("contact",) + (c[0] if c else (None, None, None))
+        return "contact", c[0] if c else (None, None, None)
 
     def total(self, c):
-        return ("total",) + (c[0] if c else (None, None, None))
+        return "total", c[0] if c else (None, None, None)
+
+    def calendar(self, c):  # like a duration's (seconds, first, last), with the period and its span
+        return None, c[0], c[1], str(c[1]), self._span(c[1])
 
     def suppress(self, c):
         return n.Suppress(c[1][0], str(c[3]), span=self._span(c[0], c[3]), status_span=self._span(c[3]))

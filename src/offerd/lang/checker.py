@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 
 from ..domain import STATUSES, catalog_hash, fmt_duration
+from ..periods import KINDS
 from . import nodes as n
 from .catalog import Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
@@ -210,7 +211,12 @@ class Checker:
         words.append("per contact" if item.scope == "contact" else "total")
         if item.window is not None:
             words.append(f"per {fmt_duration(item.window)}")
-        history = n.History(status, ref_kind, ref, item.window, item.scope, type=INT, nullable=False)
+        if item.calendar is not None:
+            words.append(f"per calendar {item.calendar}")
+            if item.calendar not in KINDS:
+                self.r.error(item.calendar_span, f"unknown calendar period {item.calendar}; periods are "
+                             f"{', '.join(KINDS)}", did_you_mean(item.calendar, KINDS) or "or a duration: per 7d")
+        history = n.History(status, ref_kind, ref, item.window, item.scope, item.calendar, type=INT, nullable=False)
         test = n.Binary("<", history, _int(item.limit), type=BOOL, nullable=False)
         return Check(RuleRef("cap", owner, " ".join(words), item.span), test)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..periods import LONGEST
 from .diagnostics import NO_SPAN, Span
 from .types import Type
 
@@ -114,8 +115,13 @@ class History(Expr):
     status: str  # proposed presented accepted rejected
     ref_kind: str  # "offer", "category" or "space"
     ref: str
-    window: int | None  # seconds; None = lifetime
+    window: int | None  # seconds; None = lifetime, or the calendar period
     scope: str = "contact"
+    calendar: str | None = None  # "day", "week" or "month": counts from the period's start
+
+    def reach(self) -> int | None:
+        """How far back it counts, in seconds at most; None: lifetime."""
+        return LONGEST[self.calendar] if self.calendar is not None else self.window
 
 
 @dataclass(frozen=True)
@@ -168,9 +174,11 @@ class Cap:
     limit: int
     status: str | None  # None = proposed
     scope: str  # "contact" or "total"
-    window: int | None  # seconds; None = lifetime
+    window: int | None  # seconds; None = lifetime (or a calendar period)
     span: Span = _meta()
     status_span: Span = _meta()
+    calendar: str | None = None  # `per calendar week`: "week" (checked: day, week or month)
+    calendar_span: Span = _meta()
 
 
 @dataclass(frozen=True)

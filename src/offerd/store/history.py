@@ -20,9 +20,10 @@ def horizon(propositions: list[NewProposition], at: float) -> float | None:
     for p in propositions:
         for c in p.checks:
             if c.scope == "contact":
-                if c.status != "proposed" or c.window is None:
+                start = c.since(at)
+                if c.status != "proposed" or start is None:
                     return None
-                earliest = at - c.window if earliest is None else min(earliest, at - c.window)
+                earliest = start if earliest is None else min(earliest, start)
     return earliest
 
 
