@@ -13,6 +13,9 @@ import redis
 from offerd.cluster.local import LocalCluster, free_port
 from offerd.cluster.topology import Topology
 from offerd.cluster.totals import Totals
+from offerd import periods
+from offerd.domain import CapCheck
+from offerd.engine.shared import periods_back
 from offerd.store import Store
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is installed by `make test`")
@@ -52,6 +55,25 @@ def test_a_window_edge_is_exact_to_the_microsecond(shared):
     host, port = parts.redis_address.rsplit(":", 1)
     r = redis.Redis(host=host, port=int(port))
     assert int(r.zscore("offerd:z:offer:x", "m2")) == t0 + DAY  # the score as sent, every digit
+
+
+def test_a_calendar_day_counts_from_midnight_in_the_catalogs_timezone(shared):
+    """A shard asks Redis for a calendar period's count from its first instant: yesterday's
+    last second is out of today's cap, today's first is in."""
+    parts, totals = shared
+    cap = CapCheck("total", "offer", "x", "proposed", None, 1, calendar="day", zone="Asia/Kathmandu")
+    now = time.time()
+    start = periods.bounds(now, "day", "Asia/Kathmandu")[0]
+
+    async def run():
+        assert await totals.rebuild() == 1
+        got = []
+        for member, at in (("m1", start - 1), ("m2", start), ("m3", now)):
+            checks = periods_back((("offer:x", cap, 1),), at)
+            got += await totals.reserve([(member, checks, ("offer:x",))], int(at * 1e6))
+        await totals.close()
+        return got
+    assert asyncio.run(run()) == [True, True, False]
 
 
 def test_caps_fail_closed_at_once_when_redis_is_gone_and_open_when_it_is_back(shared):

@@ -25,6 +25,12 @@ class Reservation:
                 for h in self.added[i]]
 
 
+def periods_back(checks: tuple, now: float) -> tuple:
+    """Shared checks with each calendar period's window (a CapCheck, see Plan.shared_caps) as
+    the µs from its start to `now`, as Redis takes a window."""
+    return tuple(c if type(c[1]) is int else (c[0], us(now) - us(c[1].since(now)), c[2]) for c in checks)
+
+
 async def reserve(engine, request, work, rounds: int = 3) -> tuple[object, Reservation]:
     """The decision's total caps checked and counted in Redis. When some pick is refused,
     what was granted is given back and the request decided again without the refused
@@ -53,8 +59,8 @@ async def _share(engine, work, dropping: bool = True) -> Reservation:
     now = min(work.moment.ts, time.time())  # as the shared counts take it: never ahead of the clock
     for i, p in enumerate(work.picks):
         checks, adds = plan.shared_caps(p.offer, p.space, p.fallback)
-        if any(type(c[1]) is not int for c in checks):  # a calendar period: µs back to its start
-            checks = tuple(c if type(c[1]) is int else (c[0], us(now) - us(c[1].since(now)), c[2]) for c in checks)
+        if any(type(c[1]) is not int for c in checks):
+            checks = periods_back(checks, now)
         if checks or adds:
             asks.append((i, checks, adds))
     ids = [new_id() for _ in work.picks]
