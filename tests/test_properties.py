@@ -210,7 +210,8 @@ OFFER_RULES = Gen(propensity=True, refs=SPACE_OFFERS + CATEGORIES)
 
 def limits(owner_is_space: bool = False):
     status = st.sampled_from(("", "proposed ", "presented ", "accepted ", "rejected "))
-    window = st.sampled_from(("", " per 1d", " per 7d", " per 30d", " per 12h"))
+    window = st.sampled_from(("", " per 1d", " per 7d", " per 30d", " per 12h", " per calendar day",
+                              " per calendar week", " per calendar month"))
     cap = st.builds(lambda k, s, scope, w: f"cap {k} {s}{scope}{w}", st.integers(0, 3), status,
                     st.sampled_from(("per contact", "total")), window)
     if owner_is_space:
