@@ -152,3 +152,16 @@ def test_simulation_counts_space_rules_group_caps_and_caps_per_decision():
     assert web["offers"]["loan_b"]["proposed"] == 0
     caps = {rule.split(": ", 1)[1]: v["refused"] for rule, v in web["caps"].items()}
     assert caps == {"group loans: cap 1 per decision": 3, "group loans: cap 3 total per 1d": 3 + 3}
+
+
+def test_a_cluster_counts_a_group_total_under_its_own_head():
+    from offerd.engine.plan import Plan
+
+    catalog = check({"00.offer": SOURCE})
+    plan = Plan(catalog, shared=True)
+    offer = catalog.offers_by_name["loan_b"]
+    checks, heads = plan.shared_caps(offer, "web")
+    assert checks == (("group:loans", 86400 * 10**6, 3),)
+    assert "group:loans" in heads and plan.shared_heads == {"group:loans": 86400 * 10**6}
+    assert plan.proposition(offer, "web").counted[-2:] == [("group", "loans"), ("group", "big")]
+    assert not plan.proposition(offer, "web").checks  # the shared count checks the total
