@@ -216,10 +216,11 @@ def _is_int(v) -> bool:
 
 def explain_offer(catalog, space: str, offer, contact: dict, context: dict, moment, history):
     """("eligible", weight), or ("removed", rule) with `rule` the RuleRef of the first rule
-    that is not exactly true, in explain order: valid; the category chain's eligible rules,
-    root first; the offer's eligible rules; its eligible rules for the space; its caps and
-    suppressions in declaration order; its categories' caps and suppressions, root first;
-    the space's caps. Then a null weight removes the offer (rule = the weight's rule)."""
+    that is not exactly true, in explain order: valid; the space's eligible rules; the
+    category chain's eligible rules, root first, each category's `eligible in` the space
+    after its own; the groups' likewise, in the offer's order; the offer's eligible rules;
+    its eligible rules for the space; its caps and suppressions in declaration order; its
+    categories' caps and suppressions, root first; its groups'; the space's caps. Then a null weight removes the offer (rule = the weight's rule)."""
     o = catalog.offers_by_name[offer] if isinstance(offer, str) else offer
 
     def run(e):
@@ -228,11 +229,15 @@ def explain_offer(catalog, space: str, offer, contact: dict, context: dict, mome
     if o.valid is not None and not o.valid[0] <= moment.today <= o.valid[1]:
         return ("removed", o.valid_rule)
     chain = [catalog.categories[c] for c in o.chain]
-    checks = [k for c in chain for k in c.eligible]
+    groups = [catalog.groups[g] for g in o.groups]
+    checks = list(catalog.spaces[space].eligible)
+    for owner in chain + groups:
+        checks += list(owner.eligible) + list(owner.eligible_in.get(space, ()))
     checks += list(o.eligible)
     checks += list(o.eligible_in.get(space, ()))
     checks += list(o.limits)
     checks += [k for c in chain for k in c.limits]
+    checks += [k for g in groups for k in g.limits]
     checks += list(catalog.spaces[space].caps)
     for check in checks:
         if run(check.expr) is not True:

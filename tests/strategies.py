@@ -316,7 +316,7 @@ def moments(draw):
 
 
 @st.composite
-def histories(draw, moment: Moment, offers=OFFERS, chains=CHAINS, spaces=("web",)):
+def histories(draw, moment: Moment, offers=OFFERS, chains=CHAINS, spaces=("web",), groups=None):
     """A MemoryHistory around the decision time (some events after it), viewed by a known
     contact, another one, or an unknown one."""
     props = []
@@ -329,7 +329,7 @@ def histories(draw, moment: Moment, offers=OFFERS, chains=CHAINS, spaces=("web",
                                             ("presented", "accepted"), ("presented", "rejected")))):
             events[status] = t + draw(st.integers(0, 3 * 86400))
         props.append(Proposition(draw(st.sampled_from(("c1", "c2"))), offer, draw(st.sampled_from(spaces)),
-                                 chains[offer], t, events))
+                                 chains[offer], t, events, () if groups is None else groups[offer]))
     return SeenHistory(props, draw(st.sampled_from(("c1", "c1", "c2", None))))
 
 

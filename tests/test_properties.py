@@ -204,8 +204,9 @@ def test_compiling_an_expression_gives_no_syntax_warning():
 
 SPACE_OFFERS = ("o1", "o2", "o3", "o4", "fb")
 SPACE_CHAINS = {"": (), "loyalty": ("loyalty",), "loyalty.upsell": ("loyalty", "loyalty.upsell")}
-CATEGORY_RULES = Gen(propensity=False, refs=SPACE_OFFERS + CATEGORIES)
-OFFER_RULES = Gen(propensity=True, refs=SPACE_OFFERS + CATEGORIES)
+GROUPS = ("g1", "g2")
+CATEGORY_RULES = Gen(propensity=False, refs=SPACE_OFFERS + CATEGORIES + GROUPS)
+OFFER_RULES = Gen(propensity=True, refs=SPACE_OFFERS + CATEGORIES + GROUPS)
 
 
 def limits(owner_is_space: bool = False):
@@ -225,19 +226,27 @@ def limits(owner_is_space: bool = False):
 def space_catalogs(draw):
     depth = 3
     lines = [SCHEMAS]
+    rule = st.one_of(st.just("true"), CATEGORY_RULES.expr("bool", depth))
     lines.append("space web { channel inbound  limit 3  fallback fb  "
-                 + "  ".join(draw(st.lists(limits(True), max_size=2))) + " }")
-    lines.append("space mail { channel outbound  limit 1 }")
-    for cat in CATEGORIES:
-        rule = st.one_of(st.just("true"), CATEGORY_RULES.expr("bool", depth))
-        items = draw(st.lists(rule.map(lambda x: f"eligible {x}"), max_size=1))
-        items += draw(st.lists(limits(), max_size=2))
-        lines.append(f"category {cat} {{\n  " + "\n  ".join(items) + "\n}")
+                 + "  ".join(draw(st.lists(limits(True), max_size=2))
+                             + draw(st.lists(rule.map(lambda x: f"eligible {x}"), max_size=1))) + " }")
+    lines.append("space mail { channel outbound  limit 1  "
+                 + "  ".join(draw(st.lists(rule.map(lambda x: f"eligible {x}"), max_size=1))) + " }")
+    for kind, owners in (("category", CATEGORIES), ("group", GROUPS)):
+        for owner in owners:
+            items = draw(st.lists(rule.map(lambda x: f"eligible {x}"), max_size=1))
+            items += draw(st.lists(st.tuples(st.sampled_from(("web", "mail")), rule).map(
+                lambda x: f"eligible in {x[0]}: {x[1]}"), max_size=2))
+            items += draw(st.lists(limits(), max_size=2))
+            lines.append(f"{kind} {owner} {{\n  " + "\n  ".join(items) + "\n}")
     for name in SPACE_OFFERS:
         items = []
         category = draw(st.sampled_from(sorted(SPACE_CHAINS)))
         if category:
             items.append(f"category {category}")
+        groups = draw(st.lists(st.sampled_from(GROUPS), unique=True, max_size=2))
+        if groups:
+            items.append("groups " + ", ".join(groups))
         items.append("spaces web, mail" if draw(st.booleans()) or name == "fb" else "spaces web")
         both = "mail" in items[-1]
         if draw(st.integers(0, 3)) == 0:  # decision times are in 2026
@@ -270,7 +279,9 @@ def test_compiled_space_matches_reference(source, data):
     catalog = lang.check({"s.offer": source})
     # propositions carry their offer's category chain, as the server records them
     chains = {o.name: o.chain for o in catalog.offers}
-    env = environments(catalog.contact, catalog.context, offers=SPACE_OFFERS, chains=chains, spaces=("web", "mail"))
+    groups = {o.name: o.groups for o in catalog.offers}
+    env = environments(catalog.contact, catalog.context, offers=SPACE_OFFERS, chains=chains, spaces=("web", "mail"),
+                       groups=groups)
     envs = data.draw(st.lists(env, min_size=1, max_size=4))
     cache = SpaceCache()
     for space in ("web", "mail"):

@@ -14,7 +14,7 @@ from . import periods
 # (accepted and rejected imply presented).
 STATUSES = ("proposed", "presented", "accepted", "rejected")
 REPORTED = STATUSES[1:]  # what a status report may say
-REF_KINDS = ("offer", "category", "space")  # what a history count or a cap counts
+REF_KINDS = ("offer", "category", "space", "group")  # what a history count or a cap counts
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # ODL's int: 64 bits, signed
 DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}  # seconds, longest first
@@ -61,7 +61,7 @@ class CapCheck:
     """A cap to re-check inside the write transaction, against everything committed."""
 
     scope: str  # "contact" or "total"
-    ref_kind: str  # offer category space
+    ref_kind: str  # offer category space group
     ref: str
     status: str
     window: float | None  # seconds; None = lifetime, or the calendar period
@@ -87,13 +87,15 @@ class NewProposition:
     space: str
     categories: tuple[str, ...] = ()
     checks: tuple[CapCheck, ...] = ()
+    groups: tuple[str, ...] = ()
     # what a layer derives from it once and keeps with it (the store: its encoded names and keys)
     memo: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @cached_property
     def counted(self) -> list[tuple[str, str]]:
-        """What a proposition of it counts toward: the offer, the space, each category."""
-        return [("offer", self.offer), ("space", self.space)] + [("category", c) for c in self.categories]
+        """What a proposition of it counts toward: the offer, the space, each category and group."""
+        return ([("offer", self.offer), ("space", self.space)] + [("category", c) for c in self.categories]
+                + [("group", g) for g in self.groups])
 
     @cached_property
     def per_contact(self) -> bool:

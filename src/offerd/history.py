@@ -13,7 +13,7 @@ from typing import Protocol
 
 from .domain import PROPENSITY_WINDOW, propensity
 
-Key = tuple[str, str]  # ("offer" | "category" | "space", name)
+Key = tuple[str, str]  # ("offer" | "category" | "space" | "group", name)
 
 
 class HistoryView(Protocol):
@@ -36,9 +36,11 @@ class Proposition:
     categories: tuple[str, ...]  # the offer's category chain when it was proposed
     time: float
     events: dict[str, float] = field(default_factory=dict)  # status → time
+    groups: tuple[str, ...] = ()  # the offer's groups when it was proposed
 
     def keys(self) -> list[Key]:
-        return [("offer", self.offer), ("space", self.space)] + [("category", c) for c in self.categories]
+        return ([("offer", self.offer), ("space", self.space)] + [("category", c) for c in self.categories]
+                + [("group", g) for g in self.groups])
 
     def times(self) -> dict[str, float]:
         out = {"proposed": self.time, **self.events}

@@ -162,22 +162,13 @@ class SpacePlan:
     def __init__(self, catalog: Catalog, space: str):
         self.catalog = catalog
         self.space = space
-        space_def = catalog.spaces[space]
         self.rules: list[RuleRef] = []
         self.offers: list[OfferPlan] = []
         for pos, offer in enumerate(catalog.offers_in(space)):
             checks = []
             if offer.valid is not None:
                 checks.append((self._rule(offer.valid_rule), None))
-            chain = [catalog.categories[c] for c in offer.chain]
-            for c in chain:
-                checks += [(self._rule(k.rule), k) for k in c.eligible]
-            checks += [(self._rule(k.rule), k) for k in offer.eligible]
-            checks += [(self._rule(k.rule), k) for k in offer.eligible_in.get(space, ())]
-            checks += [(self._rule(k.rule), k) for k in offer.limits]
-            for c in chain:
-                checks += [(self._rule(k.rule), k) for k in c.limits]
-            checks += [(self._rule(k.rule), k) for k in space_def.caps]
+            checks += [(self._rule(k.rule), k) for k in catalog.checks(offer, space)]  # explain order
             weight = offer.weight_in.get(space, offer.weight)
             self.offers.append(OfferPlan(pos, offer, checks, self._rule(weight.rule), weight))
         self.shared, names, lets = self._shared()

@@ -4,7 +4,8 @@ simulations both choose here.
 The eligible offers come by weight, highest first, ties in declaration order; an offer
 already proposed in an earlier space of the decision is passed over, as is one the
 request's filters drop; a `proposed` cap is checked with the offers already chosen in the
-same decision added to the counts the history gives; at most `limit` are chosen."""
+same decision added to the counts the history gives, and a cap per decision with those
+offers alone; at most `limit` are chosen."""
 from __future__ import annotations
 
 import heapq
@@ -97,8 +98,12 @@ def arbitrate(plan: Plan, compiled: CompiledSpace, candidates, limit: int, seen:
 
 
 def _cap_taken(plan: Plan, offer, space: str, chosen, history, now: float, recheck: bool, counting: list):
-    """The first `proposed` cap of the offer that the offers already chosen in this
-    decision would take to its limit, or None."""
+    """The first cap per decision, then `proposed` cap, of the offer that the offers
+    already chosen in this decision would take to its limit, or None."""
+    if plan.decision_caps:
+        for cap in plan.in_decision(offer, space):
+            if chosen.get(cap.key, 0) >= cap.limit:
+                return cap
     for cap in plan.caps(offer, space):
         c, key = cap.check, cap.key
         mine = chosen.get(key, 0)

@@ -1,5 +1,5 @@
 """What the engine derives once per catalog: each offer's caps as the store re-checks them,
-and how far back a decision must read a contact's history."""
+its caps per decision, and how far back a decision must read a contact's history."""
 from __future__ import annotations
 
 import datetime
@@ -36,12 +36,23 @@ def _cap(check: Check, zone: str) -> Cap | None:
     return None
 
 
+@dataclass(frozen=True)
+class DecisionCap:
+    """A `cap N per decision` an offer counts toward: checked in arbitration only, against
+    the offers chosen so far in the same decision."""
+
+    rule: RuleRef
+    key: tuple[str, str]  # (kind, ref), as arbitration's counts are keyed
+    limit: int
+
+
 def _exprs(catalog: Catalog):
     yield from catalog.lets.values()
     for space in catalog.spaces.values():
-        yield from (c.expr for c in space.caps)
-    for cat in catalog.categories.values():
-        yield from (c.expr for c in cat.eligible + cat.limits)
+        yield from (c.expr for c in space.caps + space.eligible)
+    for owner in [*catalog.categories.values(), *catalog.groups.values()]:
+        yield from (c.expr for c in owner.eligible + owner.limits)
+        yield from (c.expr for checks in owner.eligible_in.values() for c in checks)
     for o in catalog.offers:
         yield from (c.expr for c in o.eligible + o.limits)
         yield from (c.expr for checks in o.eligible_in.values() for c in checks)
@@ -100,6 +111,10 @@ class Plan:
         self.compiled: dict = {}  # space → CompiledSpace, filled by the engine on first use
         self.fitted: dict[int, tuple[dict, dict]] = {}  # id(stored profile) → (it, _fit of it), kept alive here
         self._caps: dict[tuple[str, str], tuple[Cap, ...]] = {}
+        self._in_decision: dict[tuple[str, str], tuple[DecisionCap, ...]] = {}
+        # does any space, category or group cap the offers of one decision?
+        self.decision_caps = any(x.decision_caps for x in [*catalog.spaces.values(), *catalog.categories.values(),
+                                                            *catalog.groups.values()])
         self._props: dict[tuple[str, str], NewProposition] = {}
         self._shared: dict[tuple[str, str], tuple] = {}
         # shared counts: what each total cap counts, and the longest sliding window over it (µs)
@@ -119,9 +134,23 @@ class Plan:
             checks = list(self.catalog.spaces[space].caps)
             for cat in offer.chain:
                 checks += self.catalog.categories[cat].limits
+            for group in offer.groups:
+                checks += self.catalog.groups[group].limits
             checks += offer.limits
             zone = self.catalog.timezone
             got = self._caps[key] = tuple(c for c in (_cap(k, zone) for k in checks) if c is not None)
+        return got
+
+    def in_decision(self, offer: OfferDef, space: str) -> tuple[DecisionCap, ...]:
+        """The caps per decision the offer counts toward in the space: the space's, its
+        categories' (root first), its groups'."""
+        key = (offer.name, space)
+        got = self._in_decision.get(key)
+        if got is None:
+            owners = [self.catalog.spaces[space]] + [self.catalog.categories[c] for c in offer.chain] \
+                + [self.catalog.groups[g] for g in offer.groups]
+            got = self._in_decision[key] = tuple(DecisionCap(c.rule, (c.ref_kind, c.ref), c.limit)
+                                                 for o in owners for c in o.decision_caps)
         return got
 
     def proposition(self, offer: OfferDef, space: str, fallback: bool = False) -> NewProposition:
@@ -131,7 +160,7 @@ class Plan:
         if got is None:
             checks = () if fallback else tuple(c.check for c in self.caps(offer, space)
                                                if not (self.shared and c.check.scope == "total"))
-            got = self._props[key] = NewProposition(offer.name, space, offer.chain, checks)
+            got = self._props[key] = NewProposition(offer.name, space, offer.chain, checks, offer.groups)
         return got
 
     def shared_caps(self, offer: OfferDef, space: str, fallback: bool = False) -> tuple[tuple, tuple[str, ...]]:
@@ -141,8 +170,10 @@ class Plan:
         got = self._shared.get(key)
         if got is None:
             checks = () if fallback else tuple(
-                (f"{c.check.ref_kind}:{c.check.ref}", _window_us(c.check), c.check.limit) for c in self.caps(offer, space) if c.check.scope == "total")
-            counted = [f"offer:{offer.name}", f"space:{space}"] + [f"category:{c}" for c in offer.chain]
+                (f"{c.check.ref_kind}:{c.check.ref}", _window_us(c.check), c.check.limit)
+                for c in self.caps(offer, space) if c.check.scope == "total")
+            counted = [f"offer:{offer.name}", f"space:{space}"] + [f"category:{c}" for c in offer.chain] \
+                + [f"group:{g}" for g in offer.groups]
             got = self._shared[key] = (checks, tuple(h for h in counted if h in self.shared_heads))
         return got
 

@@ -105,6 +105,9 @@ class Builder(Transformer):
         name, span = c[0]
         return n.Category(name, tuple(c[1:]), span=span)
 
+    def group(self, c):
+        return n.Group(str(c[0]), tuple(c[1:]), span=self._span(c[0]))
+
     def offer(self, c):
         return n.Offer(str(c[0]), tuple(c[1:]), span=self._span(c[0]))
 
@@ -124,6 +127,10 @@ class Builder(Transformer):
         name, span = c[1]
         return n.Clause("category", name, span=Span(self.file, c[0].line, c[0].column, span.end_line,
                                                     span.end_col), value_spans=(span,))
+
+    def offer_groups(self, c):
+        names = _names(c[1:])
+        return self._clause("groups", c, tuple(map(str, names)), map(self._span, names))
 
     def themes(self, c):
         names = _names(c[1:])
@@ -183,6 +190,9 @@ class Builder(Transformer):
 
     def calendar(self, c):  # like a duration's (seconds, first, last), with the period and its span
         return None, c[0], c[1], str(c[1]), self._span(c[1])
+
+    def per_decision(self, c):
+        return "decision", (None, c[0], c[-1])
 
     def suppress(self, c):
         return n.Suppress(c[1][0], str(c[3]), span=self._span(c[0], c[3]), status_span=self._span(c[3]))

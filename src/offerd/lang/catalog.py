@@ -34,6 +34,17 @@ class Check:
 
 
 @dataclass(frozen=True)
+class DecisionCap:
+    """`cap N per decision`: at most `limit` offers counting toward (ref_kind, ref) in one
+    answer, all spaces of the call together. Not history: arbitration checks it."""
+
+    rule: RuleRef
+    ref_kind: str  # "space", "category" or "group"
+    ref: str
+    limit: int
+
+
+@dataclass(frozen=True)
 class SpaceDef:
     name: str
     channel: str
@@ -42,6 +53,8 @@ class SpaceDef:
     caps: tuple[Check, ...]
     fields: tuple[FieldSpec, ...] | None  # None: the space asks for no particular fields
     span: Span
+    eligible: tuple[Check, ...] = ()  # every offer in the space must pass them
+    decision_caps: tuple[DecisionCap, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,20 @@ class CategoryDef:
     eligible: tuple[Check, ...]
     limits: tuple[Check, ...]  # caps and suppressions, in declaration order
     span: Span
+    eligible_in: dict[str, tuple[Check, ...]] = field(default_factory=dict)  # space → its extra rules
+    decision_caps: tuple[DecisionCap, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupDef:
+    """A flat named set of offers (`groups` in an offer) with rules and caps of its own."""
+
+    name: str
+    eligible: tuple[Check, ...]
+    eligible_in: dict[str, tuple[Check, ...]]
+    limits: tuple[Check, ...]  # caps and suppressions, in declaration order
+    span: Span
+    decision_caps: tuple[DecisionCap, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +97,7 @@ class OfferDef:
     weight_in: dict[str, Check]
     limits: tuple[Check, ...]  # caps and suppressions, in declaration order
     content: dict[str, tuple[tuple[str, Template], ...]]
+    groups: tuple[str, ...] = ()  # in the order the offer lists them
 
 
 @dataclass(frozen=True)
@@ -85,10 +113,32 @@ class Catalog:
     sources: dict[str, str] = field(repr=False)
     hash: str = ""
     diagnostics: tuple[Diagnostic, ...] = ()  # warnings
+    groups: dict[str, GroupDef] = field(default_factory=dict)
 
     @property
     def offers_by_name(self) -> dict[str, OfferDef]:
         return {o.name: o for o in self.offers}
+
+    def checks(self, offer: OfferDef, space: str) -> list[Check]:
+        """The offer's rules in the space, in explain order (its `valid` dates aside): the
+        space's eligible; each category's eligible then eligible in the space, root first;
+        each group's likewise, in the offer's order; the offer's eligible, eligible in the
+        space, caps and suppressions; its categories', then its groups' caps and
+        suppressions; the space's caps."""
+        space_def = self.spaces[space]
+        chain = [self.categories[c] for c in offer.chain]
+        groups = [self.groups[g] for g in offer.groups]
+        out = list(space_def.eligible)
+        for owner in chain + groups:
+            out += owner.eligible
+            out += owner.eligible_in.get(space, ())
+        out += offer.eligible
+        out += offer.eligible_in.get(space, ())
+        out += offer.limits
+        for owner in chain + groups:
+            out += owner.limits
+        out += space_def.caps
+        return out
 
     def offers_in(self, space: str) -> tuple[OfferDef, ...]:
         """The candidates of a space: offers listing it, its fallback excluded."""

@@ -1,4 +1,4 @@
-"""AST → checked catalog: the declarations (schemas, lets, spaces, categories, offers) and
+"""AST → checked catalog: the declarations (schemas, lets, spaces, categories, groups, offers) and
 their clauses, each error reported, with a hint where one helps; expressions are typed by
 lang/expressions.py."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import datetime
 from ..domain import STATUSES, catalog_hash, fmt_duration
 from ..periods import KINDS
 from . import nodes as n
-from .catalog import Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef
+from .catalog import Catalog, CategoryDef, Check, DecisionCap, GroupDef, OfferDef, RuleRef, SpaceDef
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
 from .expressions import Expressions, Scope
 from .types import BOOL, ERROR, INT, LIST_ELEMS, SCALARS, STRING, Type, list_of
@@ -29,11 +29,12 @@ class Checker:
         self.let_decls: dict[str, n.Let] = {}
         self.space_decls: dict[str, n.Space] = {}
         self.category_decls: dict[str, n.Category] = {}
+        self.group_decls: dict[str, n.Group] = {}
         self.offer_decls: dict[str, n.Offer] = {}
         self.offer_spaces: dict[str, tuple[str, ...]] = {}
         # names resolve against the declarations above, once _collect has filled them
         self.exprs = Expressions(self.r, self.contact, self.context, self.let_decls, self.offer_decls,
-                                 self.category_decls)
+                                 self.category_decls, self.group_decls)
 
     # --- entry -------------------------------------------------------------------------
 
@@ -45,6 +46,7 @@ class Checker:
             raise CatalogError(self.r.diagnostics, self.sources)
         self.exprs.check_lets()
         categories = {c.name: self._category(c) for c in self.category_decls.values()}
+        groups = {g.name: self._group(g) for g in self.group_decls.values()}
         for o in self.offer_decls.values():
             self.offer_spaces[o.name] = self._offer_spaces(o)
         spaces = {s.name: self._space(s) for s in self.space_decls.values()}
@@ -60,7 +62,7 @@ class Checker:
             timezone=timezone, contact=self.contact, context=self.context, lets=self.exprs.lets,
             let_order=tuple(self.exprs.let_order), spaces=spaces, categories=categories,
             offers=offers, sources=self.sources, hash=catalog_hash(self.sources),
-            diagnostics=tuple(self.r.diagnostics))
+            diagnostics=tuple(self.r.diagnostics), groups=groups)
 
     def expression(self, e: n.Expr, offer: str | None = None) -> n.Expr:
         """One expression typed against the declarations, as if written in offer `offer` (tests,
@@ -103,8 +105,16 @@ class Checker:
                     self.space_decls[d.name] = d
                 elif isinstance(d, n.Category) and unique("category", d.name, d.span):
                     self.category_decls[d.name] = d
+                elif isinstance(d, n.Group) and unique("group", d.name, d.span):
+                    self.group_decls[d.name] = d
                 elif isinstance(d, n.Offer) and unique("offer", d.name, d.span):
                     self.offer_decls[d.name] = d
+        for g in self.group_decls.values():  # history functions name groups as they name offers
+            for kind, decls in (("offer", self.offer_decls), ("category", self.category_decls)):
+                if g.name in decls:
+                    self.r.error(g.span, f"group {g.name} has the name of {kind} {g.name} (declared at "
+                                 f"{decls[g.name].span}); offers, categories and groups need distinct names",
+                                 "rename the group")
         return timezone
 
     def _check_timezone(self, d: n.Timezone) -> None:
@@ -143,21 +153,41 @@ class Checker:
             self.r.error(c.span, f"category {c.name} has no parent: category {parent} is not declared",
                          f"declare `category {parent} {{ }}`")
         owner = f"category {c.name}"
-        eligible, limits = [], []
-        for item in c.items:
+        eligible, eligible_in, limits, in_decision = self._rules_and_limits(c.items, owner, "category", c.name)
+        return CategoryDef(c.name, parent, eligible, limits, c.span, eligible_in, in_decision)
+
+    def _group(self, g: n.Group) -> GroupDef:
+        owner = f"group {g.name}"
+        eligible, eligible_in, limits, in_decision = self._rules_and_limits(g.items, owner, "group", g.name)
+        return GroupDef(g.name, eligible, eligible_in, limits, g.span, in_decision)
+
+    def _rules_and_limits(self, items, owner: str, kind: str, name: str):
+        """A category's or group's eligible rules (those for one space apart), caps and
+        suppressions, and caps per decision. Rules here have no offer: no `propensity`."""
+        eligible, eligible_in, limits, in_decision = [], {}, [], []
+        for item in items:
             if isinstance(item, n.Rule):
-                eligible.append(self._rule(item, Scope(owner), owner))
+                check = self._rule(item, Scope(owner), owner)
+                if item.space is None:
+                    eligible.append(check)
+                elif item.space not in self.space_decls:
+                    self.r.error(item.space_span, f"unknown space {item.space}",
+                                 did_you_mean(item.space, self.space_decls))
+                else:
+                    eligible_in.setdefault(item.space, []).append(check)
             elif isinstance(item, (n.Cap, n.Suppress)):
-                limits.append(self._limit(item, owner, "category", c.name))
-        return CategoryDef(c.name, parent, tuple(eligible), tuple(limits), c.span)
+                got = self._limit(item, owner, kind, name)
+                (in_decision if isinstance(got, DecisionCap) else limits).append(got)
+        return (tuple(eligible), {k: tuple(v) for k, v in eligible_in.items()}, tuple(limits),
+                tuple(c for c in in_decision if c is not None))
 
     def _space(self, s: n.Space) -> SpaceDef:
         owner = f"space {s.name}"
         once: dict[str, Span] = {}
-        channel, limit, fallback, fields, caps = "inbound", 1, None, None, []
+        channel, limit, fallback, fields, caps, eligible, in_decision = "inbound", 1, None, None, [], [], []
         for item in s.items:
             kind = item.kind if isinstance(item, n.Clause) else type(item).__name__.lower()
-            if kind != "cap" and self._repeated(once, kind, item.span, owner):
+            if kind not in ("cap", "rule") and self._repeated(once, kind, item.span, owner):
                 continue
             if isinstance(item, n.Clause) and kind == "channel":
                 channel = item.value
@@ -178,9 +208,16 @@ class Checker:
                                  f"add {s.name} to the `spaces` of offer {fallback}")
             elif isinstance(item, n.Fields):
                 fields = self._fields(item, owner)
+            elif isinstance(item, n.Rule):  # no offer here: `propensity` is refused
+                eligible.append(self._rule(item, Scope(owner), owner))
             elif isinstance(item, n.Cap):
-                caps.append(self._limit(item, owner, "space", s.name))
-        return SpaceDef(s.name, channel, limit, fallback, tuple(caps), fields, s.span)
+                got = self._limit(item, owner, "space", s.name)
+                if isinstance(got, DecisionCap):
+                    in_decision.append(got)
+                elif got is not None:
+                    caps.append(got)
+        return SpaceDef(s.name, channel, limit, fallback, tuple(caps), fields, s.span, tuple(eligible),
+                        tuple(in_decision))
 
     def _fields(self, item: n.Fields, owner: str):
         seen = set()
@@ -197,7 +234,11 @@ class Checker:
         once[kind] = span
         return False
 
-    def _limit(self, item, owner: str, ref_kind: str, ref: str) -> Check:
+    def _limit(self, item, owner: str, ref_kind: str, ref: str) -> Check | DecisionCap | None:
+        """A cap or suppression as a check on history; a cap per decision as a DecisionCap
+        (None: refused, its error reported)."""
+        if isinstance(item, n.Cap) and item.scope == "decision":
+            return self._decision_cap(item, owner, ref_kind, ref)
         status = item.status or "proposed"
         if status not in STATUSES:
             self.r.error(item.status_span, f"unknown status {status}; statuses are {', '.join(STATUSES)}",
@@ -220,6 +261,35 @@ class Checker:
         test = n.Binary("<", history, _int(item.limit), type=BOOL, nullable=False)
         return Check(RuleRef("cap", owner, " ".join(words), item.span), test)
 
+    def _decision_cap(self, item: n.Cap, owner: str, ref_kind: str, ref: str) -> DecisionCap | None:
+        if ref_kind == "offer":
+            self.r.error(item.span, "an offer cannot have a cap per decision",
+                         "an offer is proposed at most once per decision; put the cap on a space, "
+                         "category or group")
+            return None
+        if item.status is not None:
+            self.r.error(item.status_span, f"a cap per decision counts the offers of one answer; "
+                         f"it takes no status ({item.status})", f"write `cap {item.limit} per decision`")
+            return None
+        if item.limit < 1:
+            self.r.error(item.span, "a cap per decision must be at least 1",
+                         "to leave out every offer, remove them from the space")
+            return None
+        return DecisionCap(RuleRef("cap", owner, f"cap {item.limit} per decision", item.span), ref_kind, ref,
+                           item.limit)
+
+    def _offer_groups(self, item: n.Clause) -> tuple[str, ...]:
+        groups: list[str] = []
+        for name, span in zip(item.value, item.value_spans):
+            if name not in self.group_decls:
+                self.r.error(span, f"unknown group {name}", did_you_mean(name, self.group_decls)
+                             or f"declare `group {name} {{ }}`")
+            elif name in groups:
+                self.r.error(span, f"group {name} is listed twice")
+            else:
+                groups.append(name)
+        return tuple(groups)
+
     def _offer_spaces(self, o: n.Offer) -> tuple[str, ...]:
         spaces: list[str] = []
         for item in o.items:
@@ -238,7 +308,7 @@ class Checker:
         scope = Scope(owner, offer=o.name)
         spaces = self.offer_spaces[o.name]
         once: dict[str, Span] = {}
-        category, chain, themes, valid, valid_rule = None, (), (), None, None
+        category, chain, themes, valid, valid_rule, groups = None, (), (), None, None, ()
         eligible, eligible_in, weight, weight_in, limits, content = [], {}, None, {}, [], {}
         for item in o.items:
             if isinstance(item, n.Clause):
@@ -251,6 +321,8 @@ class Checker:
                                      did_you_mean(category, self.category_decls))
                     else:
                         chain = _chain(category)
+                elif item.kind == "groups":
+                    groups = self._offer_groups(item)
                 elif item.kind == "themes":
                     themes = item.value
                 elif item.kind == "valid":
@@ -274,7 +346,9 @@ class Checker:
                 elif not self._repeated(once, f"weight in {item.space}", item.span, owner):
                     weight_in[item.space] = check
             elif isinstance(item, (n.Cap, n.Suppress)):
-                limits.append(self._limit(item, owner, "offer", o.name))
+                got = self._limit(item, owner, "offer", o.name)
+                if got is not None:
+                    limits.append(got)
             elif isinstance(item, n.Content):
                 if self._repeated(once, f"content {item.space}", item.span, owner):
                     continue
@@ -291,7 +365,7 @@ class Checker:
             name=o.name, index=index, span=o.span, category=category, chain=chain, themes=themes,
             spaces=spaces, valid=valid, valid_rule=valid_rule, eligible=tuple(eligible),
             eligible_in={k: tuple(v) for k, v in eligible_in.items()}, weight=weight,
-            weight_in=weight_in, limits=tuple(limits), content=content)
+            weight_in=weight_in, limits=tuple(limits), content=content, groups=groups)
 
     def _offer_in(self, offer: str, space: str, span: Span, spaces: tuple[str, ...]) -> bool:
         if space in spaces:

@@ -26,13 +26,15 @@ class Expressions:
     declarations it resolves names against are the checker's, collected before."""
 
     def __init__(self, r: Reporter, contact: dict[str, Type], context: dict[str, Type],
-                 let_decls: dict[str, n.Let], offer_decls: dict, category_decls: dict):
+                 let_decls: dict[str, n.Let], offer_decls: dict, category_decls: dict,
+                 group_decls: dict | None = None):
         self.r = r
         self.contact = contact
         self.context = context
         self.let_decls = let_decls
         self.offer_decls = offer_decls
         self.category_decls = category_decls
+        self.group_decls = {} if group_decls is None else group_decls
         self.lets: dict[str, n.Expr] = {}
         self.let_order: list[str] = []
         self.let_stack: list[str] = []
@@ -276,21 +278,25 @@ class Expressions:
     def _history(self, e, scope):
         fn = e.fn
         if len(e.args) != 2:
-            return self._fail(e, f"{fn} takes an offer or category and a duration, like {fn}(gold_upgrade, 30d)")
+            return self._fail(e, f"{fn} takes an offer, category or group and a duration, "
+                                 f"like {fn}(gold_upgrade, 30d)")
         ref, window = e.args
         if isinstance(ref, n.Name):
             name = ref.name
         elif isinstance(ref, n.Path):
             name = ".".join(ref.parts)
         else:
-            return self._fail(ref, f"the first argument of {fn} names an offer or category")
+            return self._fail(ref, f"the first argument of {fn} names an offer, category or group")
         if name in self.offer_decls:
             kind = "offer"
         elif name in self.category_decls:
             kind = "category"
+        elif name in self.group_decls and isinstance(ref, n.Name):
+            kind = "group"
         else:
-            return self._fail(ref, f"unknown offer or category {name}",
-                              did_you_mean(name, list(self.offer_decls) + list(self.category_decls)))
+            return self._fail(ref, f"unknown offer, category or group {name}",
+                              did_you_mean(name, list(self.offer_decls) + list(self.category_decls)
+                                           + list(self.group_decls)))
         if not (isinstance(window, n.Literal) and window.lit_type == DURATION):
             return self._fail(window, f"the second argument of {fn} is a duration, like 30d")
         return n.History(fn, kind, name, window.value, "contact", span=e.span, type=INT,

@@ -113,7 +113,7 @@ class History(Expr):
     """A count of this contact's propositions (scope "contact") or everyone's ("total")."""
 
     status: str  # proposed presented accepted rejected
-    ref_kind: str  # "offer", "category" or "space"
+    ref_kind: str  # "offer", "category", "space" or "group"
     ref: str
     window: int | None  # seconds; None = lifetime, or the calendar period
     scope: str = "contact"
@@ -173,7 +173,7 @@ class Let:
 class Cap:
     limit: int
     status: str | None  # None = proposed
-    scope: str  # "contact" or "total"
+    scope: str  # "contact", "total" or "decision" (one answer; window None)
     window: int | None  # seconds; None = lifetime (or a calendar period)
     span: Span = _meta()
     status_span: Span = _meta()
@@ -191,7 +191,7 @@ class Suppress:
 
 @dataclass(frozen=True)
 class Clause:
-    """A one-value clause: channel, limit, fallback, category, valid, themes, spaces."""
+    """A one-value clause: channel, limit, fallback, category, groups, valid, themes, spaces."""
 
     kind: str
     value: object
@@ -247,6 +247,15 @@ class Space:
 
 @dataclass(frozen=True)
 class Category:
+    name: str
+    items: tuple[object, ...]
+    span: Span = _meta()
+
+
+@dataclass(frozen=True)
+class Group:
+    """`group NAME { ... }`: a flat named set of offers (they join with `groups NAME`)."""
+
     name: str
     items: tuple[object, ...]
     span: Span = _meta()

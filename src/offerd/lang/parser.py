@@ -91,7 +91,7 @@ _NAMES = {
 }
 _EXPR_START = {"NAME", "STRING", "INT", "FLOAT", "DATE", "DURATION", "LPAR", "LSQB",
                "MINUS", "NOT", "IF", "TRUE", "FALSE"}
-_CLAUSES = {"timezone", "schema", "let", "space", "category", "offer", "channel", "limit",
+_CLAUSES = {"timezone", "schema", "let", "space", "category", "group", "groups", "offer", "channel", "limit",
             "fallback", "fields", "themes", "spaces", "valid", "eligible", "weight", "cap",
             "suppress", "content"}
 _HINTS = [

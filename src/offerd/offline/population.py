@@ -192,6 +192,10 @@ def _literals(catalog: Catalog) -> dict[str, list]:
     out: dict[str, list] = {}
     stack = [e for o in catalog.offers for c in o.eligible + o.limits for e in (c.expr,)]
     stack += [c.expr for cat in catalog.categories.values() for c in cat.eligible]
+    stack += [c.expr for space in catalog.spaces.values() for c in space.eligible]
+    stack += [c.expr for g in catalog.groups.values() for c in g.eligible]
+    stack += [c.expr for owner in [*catalog.categories.values(), *catalog.groups.values()]
+              for checks in owner.eligible_in.values() for c in checks]
     stack += list(catalog.lets.values())
     while stack:
         e = stack.pop()

@@ -23,7 +23,7 @@ def _encoded(p: NewProposition) -> tuple[bytes, list[bytes], list[bytes]]:
     got = p.memo.get("store")
     if got is None:
         refs = [ref_key(kind, name) for kind, name in p.counted]
-        got = p.memo["store"] = (names(p.offer, p.space, tuple(p.categories)), refs,
+        got = p.memo["store"] = (names(p.offer, p.space, tuple(p.categories), tuple(p.groups)), refs,
                                  [ref + STATUS_BYTE["proposed"] for ref in refs])
     return got
 
@@ -55,7 +55,7 @@ def _ref_keys(rec: Record, status: str) -> list[bytes]:
     refs = [ref_key("offer", rec.offer), ref_key("space", rec.space)]
     if status != "proposed":  # the (offer, space) pair feeds propensity: presented, accepted
         refs.append(ref_key("pair", f"{rec.offer}/{rec.space}"))
-    return refs + [ref_key("category", c) for c in rec.categories]
+    return refs + [ref_key("category", c) for c in rec.categories] + [ref_key("group", g) for g in rec.groups]
 
 
 class Decisions:

@@ -46,7 +46,7 @@ def is_stamp(key: bytes) -> bool:
 
 
 def ref_key(kind: str, name: str) -> bytes:
-    """An offer, category, space, or (offer, space) pair for propensity."""
+    """An offer, category, space, group, or (offer, space) pair for propensity."""
     return kind[0].encode() + name.encode("utf-8") + b"\0"
 
 

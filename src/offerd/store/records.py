@@ -16,13 +16,17 @@ class CorruptRecord(ValueError):
     pass
 
 
-def names(offer: str, space: str, categories: tuple[str, ...]) -> bytes:
-    """The record's names block: offer, space and categories, each preceded by its length.
-    The same for every proposition of an offer in a space, so it is encoded once (the store
-    keeps it with each NewProposition) and decoded through a cache."""
-    raw = [offer.encode(), space.encode()] + [c.encode() for c in categories]
-    if any(len(x) > 255 for x in raw) or len(categories) > 255:
-        raise ValueError("offer, space and category names are at most 255 bytes")
+GROUP = "+"  # marks a group in the names block: no category name starts with it
+
+
+def names(offer: str, space: str, categories: tuple[str, ...], groups: tuple[str, ...] = ()) -> bytes:
+    """The record's names block: offer, space, categories, then groups marked `+`, each
+    preceded by its length. (Records written before groups existed have none: they read
+    the same.) The same for every proposition of an offer in a space, so it is encoded once
+    (the store keeps it with each NewProposition) and decoded through a cache."""
+    raw = [offer.encode(), space.encode()] + [c.encode() for c in categories] + [(GROUP + g).encode() for g in groups]
+    if any(len(x) > 255 for x in raw) or len(raw) > 257:
+        raise ValueError("offer, space, category and group names are at most 255 bytes")
     return b"".join(bytes((len(x),)) + x for x in raw)
 
 
@@ -31,11 +35,12 @@ def encode_new(time_us: int, names: bytes, contact: bytes, prop_id: bytes, event
                      bytes((len(contact),)), contact, prop_id))
 
 
-_blocks: dict[bytes, tuple[str, str, tuple[str, ...]]] = {}
+_blocks: dict[bytes, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {}
 _block_keys: dict[bytes, dict[str, list[tuple[str, str, str]]]] = {}
 
 
-def _decode_names(block: bytes) -> tuple[str, str, tuple[str, ...]]:
+def _decode_names(block: bytes) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
+    """(offer, space, categories, groups)."""
     out, i = [], 0
     while i < len(block):
         n = block[i]
@@ -48,7 +53,9 @@ def _decode_names(block: bytes) -> tuple[str, str, tuple[str, ...]]:
         raise CorruptRecord("a record names an offer and a space")
     if len(_blocks) >= 4096:  # names come from the catalog: few; a flood of odd ones stays bounded
         _blocks.clear()
-    got = _blocks[block] = (out[0], out[1], tuple(out[2:]))
+    rest = out[2:]
+    got = _blocks[block] = (out[0], out[1], tuple(x for x in rest if not x.startswith(GROUP)),
+                            tuple(x[1:] for x in rest if x.startswith(GROUP)))
     return got
 
 
@@ -61,11 +68,12 @@ class Record:
     categories: tuple[str, ...]
     time_us: int
     events: dict[str, int] = field(default_factory=dict)  # status → time µs
+    groups: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         mask = sum(1 << i for i, s in enumerate(_STATUSES) if s in self.events)
         times = b"".join(U64.pack(self.events[s]) for s in _STATUSES if s in self.events)
-        return encode_new(self.time_us, names(self.offer, self.space, self.categories), self.contact,
+        return encode_new(self.time_us, names(self.offer, self.space, self.categories, self.groups), self.contact,
                           self.id, bytes((mask,)) + times)
 
     @classmethod
@@ -90,7 +98,7 @@ class Record:
             prop_id = data[i + 1 + n:]
             if len(contact) != n or len(prop_id) != 16 or len(block) != ln:
                 raise CorruptRecord("truncated record")
-            return cls(prop_id, contact, got[0], got[1], got[2], time_us, events)
+            return cls(prop_id, contact, got[0], got[1], got[2], time_us, events, got[3])
         except (struct.error, IndexError, UnicodeDecodeError) as e:
             raise CorruptRecord(f"undecodable proposition record: {e}") from None
 
@@ -113,8 +121,9 @@ class Indexer:
     def keys(self, block: bytes) -> dict[str, list[tuple[str, str, str]]]:
         keys = self._keys.get(block)
         if keys is None:
-            offer, space, cats = _blocks.get(block) or _decode_names(block)
-            refs = [("offer", offer), ("space", space)] + [("category", c) for c in cats]
+            offer, space, cats, groups = _blocks.get(block) or _decode_names(block)
+            refs = ([("offer", offer), ("space", space)] + [("category", c) for c in cats]
+                    + [("group", g) for g in groups])
             keys = {s: [(k, n, s) for k, n in refs if self.wanted is None or (k, n, s) in self.wanted]
                     for s in _INDEX_STATUSES}
             if len(self._keys) >= 4096:  # names come from the catalog: few; odd ones stay bounded
