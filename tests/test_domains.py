@@ -8,6 +8,8 @@ import json
 
 import grpc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from offerd import lang
 from offerd.client import Client
@@ -170,3 +172,45 @@ def test_generated_populations_stay_inside(tmp_path):
     seen = {k: {r.attributes[k] for r in read if k in r.attributes} for k in ("segment", "age", "temp")}
     assert seen["segment"] == {"gold", "platinum", "basic"}
     assert 120 in seen["age"] and min(seen["temp"]) < 0  # near the rules' literals, and across the range
+
+
+OPS = {"==": lambda x, c: x == c, "!=": lambda x, c: x != c, "<": lambda x, c: x < c,
+       "<=": lambda x, c: x <= c, ">": lambda x, c: x > c, ">=": lambda x, c: x >= c}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.integers(-20, 20), st.integers(0, 15), st.sampled_from(sorted(OPS)), st.integers(-40, 40),
+       st.booleans())
+def test_range_warnings_match_every_value(low, width, op, c, flipped):
+    """A comparison of a ranged int with a literal is warned never true exactly when no value
+    of the range makes it true, always true exactly when every value does."""
+    high = low + width
+    rule = f"{c} {op} contact.x" if flipped else f"contact.x {op} {c}"
+    catalog = lang.check({"a.offer": f"schema contact {{ x: int in {low} to {high} }}\nspace web {{ limit 1 }}\n"
+                                     f"offer o {{ spaces web  eligible {rule} }}\n"})
+    truths = {OPS[op](c, x) if flipped else OPS[op](x, c) for x in range(low, high + 1)}
+    messages = " ".join(d.message for d in catalog.diagnostics)
+    assert ("never true" in messages) == (truths == {False}), (rule, low, high, messages)
+    assert ("always true" in messages) == (truths == {True}), (rule, low, high, messages)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.integers(-20, 20), st.integers(0, 15), st.lists(st.integers(-40, 40), max_size=4),
+       st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=4))
+def test_check_attributes_refuses_exactly_the_values_outside(low, width, items, words):
+    catalog = lang.check({"a.offer": f'schema contact {{ x: int in {low} to {low + width}  ys: list<int> in {low} to {low + width}'
+                                     f'  w: set<string> in ["a", "b"] }}'})
+    for values in ({"x": i} for i in items):
+        inside = all(low <= v <= low + width for v in values.values())
+        try:
+            check_attributes(catalog.contact, values, "contact", catalog.domains)
+            assert inside, values
+        except InputError:
+            assert not inside, values
+    for values in ({"ys": items}, {"w": words}):
+        inside = all(low <= v <= low + width for v in items) if "ys" in values else set(words) <= {"a", "b"}
+        try:
+            check_attributes(catalog.contact, values, "contact", catalog.domains)
+            assert inside, values
+        except InputError:
+            assert not inside, values

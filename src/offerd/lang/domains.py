@@ -152,14 +152,13 @@ def check_literals(e: n.Binary, r: Reporter, domains: dict, let_domains: dict) -
         return
     v, low, high = lit.value, d.low, d.high
     if op in ("==", "!="):
-        if low <= v <= high:
-            return
-        always = op == "!="
+        same, outside = low == high == v, not low <= v <= high
+        always, never = (same, outside) if op == "==" else (outside, same)
     else:
         always = {"<": high < v, "<=": high <= v, ">": low > v, ">=": low >= v}[op]
         never = {"<": low >= v, "<=": low > v, ">": high <= v, ">=": high < v}[op]
-        if not (always or never):
-            return
+    if not (always or never):
+        return
     if always:
         r.warning(e.span, f"this comparison is always true when {name} is present: it is in {d.describe()}")
     else:
