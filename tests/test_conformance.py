@@ -157,7 +157,7 @@ class Scenario:
         self.time(ws[0])
 
     def do_profile(self, ws, expect, where):
-        attrs = check_attributes(self.catalog.contact, self.values(json.loads(ws[1])), "contact")
+        attrs = check_attributes(self.catalog.contact, self.values(json.loads(ws[1])), "contact", self.catalog.domains)
         self.store.put_profile(Contact(ws[0]), attrs)
 
     def do_decide(self, ws, expect, where):

@@ -248,8 +248,10 @@ class Engine:
         moment = Moment.at(when, catalog.timezone)
         contact = self._contact(request)
         try:
-            passed = check_attributes(catalog.contact, request.attributes, "contact") if request.attributes else {}
-            context = check_attributes(catalog.context, request.context, "context") if request.context else {}
+            passed = check_attributes(catalog.contact, request.attributes, "contact",
+                                      catalog.domains) if request.attributes else {}
+            context = check_attributes(catalog.context, request.context, "context",
+                                       catalog.domains) if request.context else {}
         except InputError as e:
             raise BadRequest(str(e)) from None
         stored, history = self._read(plan, contact, moment)
@@ -414,8 +416,9 @@ def _keeper(request: Request):
 
 def _fit(plan: Plan, stored: dict) -> dict:
     """The stored profile under the live schema: attributes it no longer declares, or whose
-    type changed, are left out (the profile was written under another catalog). Scalars of
-    the declared type pass as they are; the rest goes through the schema's conversion."""
+    type changed, or whose value is now outside their closed set or range, are left out (the
+    profile was written under another catalog). Scalars of the declared type pass as they
+    are (attributes with a domain never do); the rest goes through the schema's conversion."""
     out, rest, scalars, sets = {}, {}, plan.scalars, plan.sets
     for k, v in stored.items():
         t = scalars.get(k)
@@ -426,19 +429,19 @@ def _fit(plan: Plan, stored: dict) -> dict:
         else:
             rest[k] = v
     if rest:
-        out.update(_convert(plan.catalog.contact, rest))
+        out.update(_convert(plan.catalog.contact, rest, plan.catalog.domains))
     return out
 
 
-def _convert(schema: dict, stored: dict) -> dict:
+def _convert(schema: dict, stored: dict, domains: dict) -> dict:
     known = {k: v for k, v in stored.items() if k in schema}
     try:
-        return check_attributes(schema, known, "contact")
+        return check_attributes(schema, known, "contact", domains)
     except InputError:
         out = {}
         for k, v in known.items():
             try:
-                out.update(check_attributes(schema, {k: v}, "contact"))
+                out.update(check_attributes(schema, {k: v}, "contact", domains))
             except InputError:
                 pass
         return out

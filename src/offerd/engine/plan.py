@@ -105,9 +105,12 @@ class Plan:
                                             for space in catalog.spaces for status in ("presented", "accepted")})
         simple = {"string": str, "int": int, "float": float, "bool": bool, "date": datetime.date}
         # stored attributes of these Python types need no conversion (the codec keeps ints in 64 bits)
-        self.scalars = {k: simple[t.name] for k, t in catalog.contact.items() if t.name in simple}
+        # (attributes with a closed set or range are checked against it: not listed here)
+        self.scalars = {k: simple[t.name] for k, t in catalog.contact.items()
+                        if t.name in simple and ("contact", k) not in catalog.domains}
         self.sets = {k: simple[t.elem.name] for k, t in catalog.contact.items()
-                     if t.name == "set" and t.elem.name in ("string", "int", "bool", "date")}
+                     if t.name == "set" and t.elem.name in ("string", "int", "bool", "date")
+                     and ("contact", k) not in catalog.domains}
         self.compiled: dict = {}  # space → CompiledSpace, filled by the engine on first use
         self.fitted: dict[int, tuple[dict, dict]] = {}  # id(stored profile) → (it, _fit of it), kept alive here
         self._caps: dict[tuple[str, str], tuple[Cap, ...]] = {}

@@ -90,7 +90,42 @@ class Builder(Transformer):
         return n.Schema(str(c[0]), tuple(c[1:]), span=self._span(c[0]))
 
     def field(self, c):
-        return n.SchemaField(str(c[0]), c[1], span=self._span(c[0]))
+        domain = c[2] if len(c) > 2 else None
+        return n.SchemaField(str(c[0]), c[1], span=self._span(c[0]), domain=domain)
+
+    def closed_set(self, c):
+        members = tuple(self._member(x) for x in c[2:-1] if x is not None and str(x) != ",")
+        return n.DomainSpec("set", members, span=self._span(c[0], c[-1]))
+
+    def _member(self, x):
+        if isinstance(x, tuple):  # a bound, or true/false
+            return x
+        return self._string(x), self._span(x)
+
+    def range(self, c):
+        end = c[3][1]
+        span = Span(self.file, c[0].line, c[0].column, end.end_line, end.end_col)
+        return n.DomainSpec("range", (c[1], c[3]), span=span)
+
+    def bound(self, c):
+        tok = c[-1]
+        span = self._span(c[0], tok)
+        if tok.type == "DATE":
+            return self._date(tok), span
+        if tok.type == "INT":
+            value = self._int(tok)
+        else:
+            value = float(tok.value)
+            if not math.isfinite(value) or len(tok.value) > 40:
+                self.report.error(span, "number literal too large")
+                value = 0.0
+        return (-value if len(c) > 1 else value), span
+
+    def true_member(self, c):
+        return True, self._span(c[0])
+
+    def false_member(self, c):
+        return False, self._span(c[0])
 
     def type(self, c):
         return n.TypeRef(str(c[0]), c[2] if len(c) > 1 else None, span=self._span(c[0], c[-1]))

@@ -5,6 +5,7 @@ History). Treat instances as immutable values."""
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import dataclass, field
 
 from .diagnostics import Diagnostic, Span
@@ -101,6 +102,40 @@ class OfferDef:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """The values a schema attribute (or each item of a set or list attribute) may take: a
+    closed set of strings (`values`, with `listed` their written order), or an inclusive
+    range `low` to `high` (ints, floats or dates). Inputs outside it are refused."""
+
+    values: frozenset | None = None
+    low: object = None
+    high: object = None
+    listed: tuple = ()
+
+    def admits(self, v) -> bool:
+        if self.values is not None:
+            return v in self.values
+        return self.low <= v <= self.high
+
+    def describe(self, limit: int = 20) -> str:
+        """`"gold", "platinum", "basic"` or `0 to 120`, as messages show it."""
+        if self.values is None:
+            return f"{show(self.low)} to {show(self.high)}"
+        shown = ", ".join(show(v) for v in self.listed[:limit])
+        more = len(self.listed) - limit
+        return shown + (f", and {more} more" if more > 0 else "")
+
+
+def show(v) -> str:
+    """A value as ODL writes it: strings quoted, dates ISO."""
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    return repr(v)
+
+
+@dataclass(frozen=True)
 class Catalog:
     timezone: str
     contact: dict[str, Type]
@@ -114,6 +149,7 @@ class Catalog:
     hash: str = ""
     diagnostics: tuple[Diagnostic, ...] = ()  # warnings
     groups: dict[str, GroupDef] = field(default_factory=dict)
+    domains: dict[tuple[str, str], Domain] = field(default_factory=dict)  # (root, name) → its closed set or range
 
     @property
     def offers_by_name(self) -> dict[str, OfferDef]:

@@ -8,8 +8,9 @@ import datetime
 from ..domain import STATUSES, catalog_hash, fmt_duration
 from ..periods import KINDS
 from . import nodes as n
-from .catalog import Catalog, CategoryDef, Check, DecisionCap, GroupDef, OfferDef, RuleRef, SpaceDef
+from .catalog import Catalog, CategoryDef, Check, DecisionCap, Domain, GroupDef, OfferDef, RuleRef, SpaceDef
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
+from .domains import build as build_domain
 from .expressions import Expressions, Scope
 from .types import BOOL, ERROR, INT, LIST_ELEMS, SCALARS, STRING, Type, list_of
 
@@ -26,6 +27,7 @@ class Checker:
         self.r = Reporter()
         self.contact: dict[str, Type] = {}
         self.context: dict[str, Type] = {}
+        self.domains: dict[tuple[str, str], Domain] = {}
         self.let_decls: dict[str, n.Let] = {}
         self.space_decls: dict[str, n.Space] = {}
         self.category_decls: dict[str, n.Category] = {}
@@ -34,7 +36,7 @@ class Checker:
         self.offer_spaces: dict[str, tuple[str, ...]] = {}
         # names resolve against the declarations above, once _collect has filled them
         self.exprs = Expressions(self.r, self.contact, self.context, self.let_decls, self.offer_decls,
-                                 self.category_decls, self.group_decls)
+                                 self.category_decls, self.group_decls, self.domains)
 
     # --- entry -------------------------------------------------------------------------
 
@@ -62,7 +64,7 @@ class Checker:
             timezone=timezone, contact=self.contact, context=self.context, lets=self.exprs.lets,
             let_order=tuple(self.exprs.let_order), spaces=spaces, categories=categories,
             offers=offers, sources=self.sources, hash=catalog_hash(self.sources),
-            diagnostics=tuple(self.r.diagnostics), groups=groups)
+            diagnostics=tuple(self.r.diagnostics), groups=groups, domains=self.domains)
 
     def expression(self, e: n.Expr, offer: str | None = None) -> n.Expr:
         """One expression typed against the declarations, as if written in offer `offer` (tests,
@@ -134,6 +136,10 @@ class Checker:
                 self.r.error(f.span, f"attribute {d.name}.{f.name} is declared twice")
                 continue
             fields[f.name] = self._type(f.type)
+            if f.domain is not None:
+                domain = build_domain(f.domain, fields[f.name], f"{d.name}.{f.name}", self.r)
+                if domain is not None:
+                    self.domains[(d.name, f.name)] = domain
 
     def _type(self, t: n.TypeRef) -> Type:
         if t.name in SCALARS and t.arg is None:

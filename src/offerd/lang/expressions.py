@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from . import nodes as n
 from .diagnostics import Reporter, did_you_mean
+from .domains import COMPARED, check_literals, derive
 from .functions import CALLABLE, FUNCTIONS, HISTORY_FUNCTIONS, Function
 from .types import (BOOL, DATE, DURATION, ERROR, FLOAT, INT, LIST_ELEMS, ORDERED, STRING, TIME, Type,
                     list_of, unify)
@@ -27,8 +28,10 @@ class Expressions:
 
     def __init__(self, r: Reporter, contact: dict[str, Type], context: dict[str, Type],
                  let_decls: dict[str, n.Let], offer_decls: dict, category_decls: dict,
-                 group_decls: dict | None = None):
+                 group_decls: dict | None = None, domains: dict | None = None):
         self.r = r
+        self.domains = {} if domains is None else domains  # (root, name) → Domain
+        self.let_domains: dict = {}  # let → the Domain its value falls in, when known
         self.contact = contact
         self.context = context
         self.let_decls = let_decls
@@ -88,6 +91,8 @@ class Expressions:
         self.let_stack.pop()
         self.lets[name] = e
         self.let_order.append(name)
+        if self.domains:
+            self.let_domains[name] = derive(e, self.domains, self.let_domains)
         return e
 
     def check(self, e: n.Expr, scope: Scope) -> n.Expr:
@@ -176,6 +181,12 @@ class Expressions:
         return self._typed(e, x.type, x.nullable, operand=x)
 
     def _e_Binary(self, e, scope):
+        out = self._binary(e, scope)
+        if self.domains and out.type == BOOL and out.op in COMPARED:
+            check_literals(out, self.r, self.domains, self.let_domains)
+        return out
+
+    def _binary(self, e, scope):
         left, right = self.check(e.left, scope), self.check(e.right, scope)
         e = n.evolve(e, left=left, right=right)
         lt, rt, op = left.type, right.type, e.op

@@ -153,6 +153,17 @@ class SchemaField:
     name: str
     type: TypeRef
     span: Span = _meta()
+    domain: DomainSpec | None = None  # `in [...]` or `in LOW to HIGH`
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """A schema field's closed set (kind "set": its members) or range (kind "range": low,
+    high), as written: each value with its span; the checker turns it into a Domain."""
+
+    kind: str
+    values: tuple[tuple[object, Span], ...]
+    span: Span = _meta()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import datetime
 import math
 
 from ..domain import INT_MAX, INT_MIN
+from .catalog import show
 from .diagnostics import did_you_mean
 from .types import Type
 
@@ -45,9 +46,11 @@ def _convert(t: Type, v):
     raise TypeError(f"expected {t}, got {type(v).__name__}")
 
 
-def check_attributes(schema: dict[str, Type], values: dict, root: str) -> dict:
+def check_attributes(schema: dict[str, Type], values: dict, root: str, domains: dict | None = None) -> dict:
     """A copy of `values` converted to the schema's types (ints widen to float, lists of a
-    set become frozensets). None means absent. Raises InputError listing every problem."""
+    set become frozensets). None means absent. `domains` (a catalog's: (root, name) →
+    Domain) refuses values outside an attribute's closed set or range, and each item of a
+    set or list outside it. Raises InputError listing every problem."""
     out, problems = {}, []
     for key, v in values.items():
         t = schema.get(key)
@@ -61,6 +64,20 @@ def check_attributes(schema: dict[str, Type], values: dict, root: str) -> dict:
             out[key] = _convert(t, v)
         except (TypeError, ValueError) as e:
             problems.append(f"{root}.{key}: {e}")
+    if domains:  # only catalogs that declare closed sets or ranges pay for this
+        _outside(out, root, domains, problems)
     if problems:
         raise InputError(problems)
     return out
+
+
+def _outside(out: dict, root: str, domains: dict, problems: list[str]) -> None:
+    for key, v in out.items():
+        d = domains.get((root, key))
+        if d is None:
+            continue
+        for x in (v if isinstance(v, (frozenset, tuple)) else (v,)):
+            if not d.admits(x):
+                how = "is not one of" if d.values is not None else "is outside"
+                problems.append(f"{root}.{key}: {show(x)} {how} {d.describe()}")
+                break

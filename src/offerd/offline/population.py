@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..lang import nodes as n
-from ..lang.catalog import Catalog
+from ..lang.catalog import Catalog, Domain
 from ..lang.types import Type
 from ..lang.values import InputError, check_attributes
 
@@ -38,14 +38,14 @@ def read(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
     """The rows of a .jsonl/.json or .csv file, in order; a row that cannot be read or does
     not fit the schema comes as a BadRow, and reading goes on."""
     if path.endswith(".csv"):
-        yield from _read_csv(path, catalog.contact)
+        yield from _read_csv(path, catalog.contact, catalog.domains)
     else:
-        yield from _read_jsonl(path, catalog.contact)
+        yield from _read_jsonl(path, catalog.contact, catalog.domains)
 
 
-def _read_jsonl(path: str, schema: dict[str, Type]) -> Iterator[Row | BadRow]:
+def _read_jsonl(path: str, schema: dict[str, Type], domains: dict) -> Iterator[Row | BadRow]:
     for line_no, text in jsonl_lines(path):
-        row = text if isinstance(text, BadRow) else parse_json_line(line_no, text, schema)
+        row = text if isinstance(text, BadRow) else parse_json_line(line_no, text, schema, domains)
         if row is not None:
             yield row
 
@@ -62,8 +62,10 @@ def jsonl_lines(path: str) -> Iterator[tuple[int, str | BadRow]]:
                 yield line_no, BadRow(line_no, f"not UTF-8: {e.reason} at byte {e.start + 1}")
 
 
-def parse_json_line(line_no: int, line: str, schema: dict[str, Type]) -> Row | BadRow | None:
-    """One JSON Lines row typed by the schema; None for a blank line."""
+def parse_json_line(line_no: int, line: str, schema: dict[str, Type],
+                    domains: dict | None = None) -> Row | BadRow | None:
+    """One JSON Lines row typed by the schema (and in the catalog's `domains`); None for a
+    blank line."""
     if not line.strip():
         return None
     try:
@@ -74,10 +76,10 @@ def parse_json_line(line_no: int, line: str, schema: dict[str, Type]) -> Row | B
         return BadRow(line_no, f"not readable JSON: {e}")
     if not isinstance(value, dict):
         return BadRow(line_no, f"a row is a JSON object, not {type(value).__name__}")
-    return _row(line_no, value, schema, from_text=False)
+    return _row(line_no, value, schema, False, domains)
 
 
-def _read_csv(path: str, schema: dict[str, Type]) -> Iterator[Row | BadRow]:
+def _read_csv(path: str, schema: dict[str, Type], domains: dict) -> Iterator[Row | BadRow]:
     # surrogateescape: a field that is not UTF-8 comes through marked, and only its row is bad
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.DictReader(f)
@@ -97,14 +99,15 @@ def _read_csv(path: str, schema: dict[str, Type]) -> Iterator[Row | BadRow]:
                 yield BadRow(line_no, "not UTF-8")
                 continue
             values = {k: v for k, v in record.items() if v not in (None, "")}
-            yield _row(line_no, values, schema, from_text=True)
+            yield _row(line_no, values, schema, True, domains)
 
 
 def _escaped(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def _row(line_no: int, values: dict, schema: dict[str, Type], from_text: bool) -> Row | BadRow:
+def _row(line_no: int, values: dict, schema: dict[str, Type], from_text: bool,
+         domains: dict | None) -> Row | BadRow:
     contact_id = values.pop(ID_FIELD, None)
     if not isinstance(contact_id, str) or not contact_id:
         return BadRow(line_no, f'every row needs a non-empty string "{ID_FIELD}"')
@@ -118,7 +121,7 @@ def _row(line_no: int, values: dict, schema: dict[str, Type], from_text: bool) -
     if problems:
         return BadRow(line_no, "; ".join(problems))
     try:
-        return Row(line_no, contact_id, check_attributes(schema, values, "contact"))
+        return Row(line_no, contact_id, check_attributes(schema, values, "contact", domains))
     except InputError as e:
         return BadRow(line_no, "; ".join(e.problems))
 
@@ -155,7 +158,8 @@ def _parse(t: Type, v, from_text: bool):
 def generate(catalog: Catalog, count: int, seed: int) -> Iterator[dict]:
     """`count` JSON-ready rows for the catalog's contact schema, the same for the same seed.
     Values come mostly from the literals the rules compare each attribute with, so the
-    population meets the rules on both sides; about 1 in 10 attributes is left out."""
+    population meets the rules on both sides; about 1 in 10 attributes is left out. An
+    attribute with a closed set or range is drawn from it."""
     rnd = random.Random(seed)
     seen = _literals(catalog)
     fields = sorted(catalog.contact.items())
@@ -164,13 +168,15 @@ def generate(catalog: Catalog, count: int, seed: int) -> Iterator[dict]:
         for name, t in fields:
             if rnd.random() < 0.1:
                 continue
-            row[name] = _value(rnd, t, seen.get(name, []))
+            row[name] = _value(rnd, t, seen.get(name, []), catalog.domains.get(("contact", name)))
         yield row
 
 
-def _value(rnd: random.Random, t: Type, known: list):
+def _value(rnd: random.Random, t: Type, known: list, domain: Domain | None = None):
     if t.name in ("set", "list"):
-        return sorted({_value(rnd, t.elem, known) for _ in range(rnd.randint(0, 3))}, key=str)
+        return sorted({_value(rnd, t.elem, known, domain) for _ in range(rnd.randint(0, 3))}, key=str)
+    if domain is not None:
+        return _within(rnd, t, known, domain)
     if known and rnd.random() < 0.7:
         v = rnd.choice(known)
         if t.name in ("int", "float") and not isinstance(v, bool):
@@ -185,6 +191,32 @@ def _value(rnd: random.Random, t: Type, known: list):
     if t.name == "date":
         return (datetime.date(1950, 1, 1) + datetime.timedelta(days=rnd.randrange(365 * 70))).isoformat()
     return f"v{rnd.randrange(20)}"
+
+
+def _within(rnd: random.Random, t: Type, known: list, d: Domain):
+    """A value in the closed set (the rules' literals half the time, else any member) or
+    in the range (near a rule's literal 7 times in 10, else uniform), JSON-ready."""
+    if d.values is not None:
+        members = [v for v in known if v in d.values]
+        return rnd.choice(members if members and rnd.random() < 0.5 else d.listed)
+    low, high = d.low, d.high
+    if t.name == "date":
+        near = [v for v in known if isinstance(v, datetime.date)]
+        if near and rnd.random() < 0.7:
+            v = rnd.choice(near)
+        else:
+            v = low + datetime.timedelta(days=rnd.randrange((high - low).days + 1))
+        return min(max(v, low), high).isoformat()
+    near = [v for v in known if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if near and rnd.random() < 0.7:
+        v = rnd.choice(near) + rnd.choice((-1, 0, 1)) * (1 if t.name == "int" else rnd.random())
+    else:
+        v = rnd.randint(low, high) if t.name == "int" else rnd.uniform(low, high)
+    if t.name == "int":
+        v = int(v)
+    else:
+        v = round(v, 2)
+    return min(max(v, low), high)
 
 
 def _literals(catalog: Catalog) -> dict[str, list]:

@@ -35,6 +35,7 @@ def _init(catalogs: list[Catalog], spaces: list[str]) -> None:
     cache = SpaceCache()
     _worker["versions"] = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
     _worker["schema"] = catalogs[0].contact
+    _worker["domains"] = catalogs[0].domains
 
 
 def _outcomes(task) -> list:
@@ -45,7 +46,8 @@ def _outcomes(task) -> list:
     for item in items:
         if raw:
             line_no, text = item
-            item = text if isinstance(text, BadRow) else population.parse_json_line(line_no, text, _worker["schema"])
+            item = text if isinstance(text, BadRow) else population.parse_json_line(
+                line_no, text, _worker["schema"], _worker["domains"])
             if item is None:
                 continue
             if isinstance(item, BadRow):

@@ -265,7 +265,8 @@ class ProfileService(rpc.ProfileServiceServicer):
             raise BadRequest("a profile needs its contact_id")
         contact = _contact(profile.contact_id)
         values = convert.attributes("contact", profile.attributes)
-        return contact, check_attributes(self.engine.catalog.contact, values, "contact")
+        catalog = self.engine.catalog
+        return contact, check_attributes(catalog.contact, values, "contact", catalog.domains)
 
     @mapped
     async def Upsert(self, request, context):
@@ -440,12 +441,12 @@ def _simulation_inputs(store: Store, request):
     lines = text.split("\n")  # as files are read: U+2028 and the like may sit inside a JSON string
     if lines and lines[-1] == "":
         lines.pop()
-    rows = (r for r in (parse_json_line(i, line, catalog.contact) for i, line in enumerate(lines, 1)) if r is not None)
+    rows = (r for r in (parse_json_line(i, line, catalog.contact, catalog.domains) for i, line in enumerate(lines, 1)) if r is not None)
     try:
         ctx = json.loads(request.context_json) if request.context_json else {}
         if not isinstance(ctx, dict):
             raise BadRequest("context_json must be a JSON object")
-        ctx = check_attributes(catalog.context, ctx, "context")
+        ctx = check_attributes(catalog.context, ctx, "context", catalog.domains)
     except (ValueError, InputError) as e:
         raise BadRequest(f"context_json: {e}") from None
     at = convert.time_of(request.time_us) or datetime.datetime.now(datetime.timezone.utc)
