@@ -112,6 +112,8 @@ class _Interpreter:
             return None
         if fn.today:
             return fn.reference(self.moment.today, *args)
+        if fn.local:
+            return fn.reference(self.moment.local, *args)
         return fn.reference(*args)
 
 

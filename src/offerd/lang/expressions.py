@@ -268,6 +268,9 @@ class Expressions:
         result = fn.result(*types)
         if result is None:
             return self._fail(e, f"{fn.name} takes {fn.takes}, not {', '.join(map(str, types))}")
+        if fn.check is not None and (problem := fn.check(args)) is not None:
+            index, message, hint = problem
+            return self._fail(args[index], message, hint)
         if fn.widen:
             args = tuple(_widen(a, result) for a in args)
         nullable = any(a.nullable for a in args) if fn.null is None else fn.null
