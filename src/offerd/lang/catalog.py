@@ -11,6 +11,11 @@ from .diagnostics import Diagnostic, Span
 from .nodes import Expr, FieldSpec, Template
 from .types import Type
 
+# `contact.id`, the request's contact id (a visitor id for an anonymous visitor): compiled code
+# reads it from the contact's attributes under this key, which no schema may declare; the
+# engine puts it there only for catalogs that read it (engine.plan.reads_contact_id)
+CONTACT_ID = "id"
+
 
 @dataclass(frozen=True)
 class RuleRef:

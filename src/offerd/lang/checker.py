@@ -7,7 +7,7 @@ import datetime
 
 from ..domain import STATUSES, catalog_hash, fmt_duration
 from . import nodes as n
-from .catalog import Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef
+from .catalog import CONTACT_ID, Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
 from .expressions import Expressions, Scope
 from .types import BOOL, ERROR, INT, LIST_ELEMS, SCALARS, STRING, Type, list_of
@@ -119,6 +119,10 @@ class Checker:
     def _schema(self, d: n.Schema) -> None:
         fields = self.contact if d.name == "contact" else self.context
         for f in d.fields:
+            if d.name == "contact" and f.name == CONTACT_ID:
+                self.r.error(f.span, "contact.id is the request's contact id; a schema cannot declare it",
+                             "rename the attribute (say, customer_id); rules read the id as contact.id")
+                continue
             if f.name in fields:
                 self.r.error(f.span, f"attribute {d.name}.{f.name} is declared twice")
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import nodes as n
+from .catalog import CONTACT_ID
 from .diagnostics import Reporter, did_you_mean
 from .functions import CALLABLE, FUNCTIONS, HISTORY_FUNCTIONS, Function
 from .types import (BOOL, DATE, DURATION, ERROR, FLOAT, INT, LIST_ELEMS, ORDERED, STRING, TIME, Type,
@@ -126,6 +127,8 @@ class Expressions:
             return self._fail(e, f"{'.'.join(e.parts)}: attributes have one level, {root}.name")
         fields = self.contact if root == "contact" else self.context
         name = rest[0]
+        if root == "contact" and name == CONTACT_ID:  # the request's contact id (never in a schema)
+            return n.Attr(root, name, span=e.span, type=STRING, nullable=True, depth=e.depth)
         if name not in fields:
             other = self.context if root == "contact" else self.contact
             other_root = "context" if root == "contact" else "contact"
