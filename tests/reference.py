@@ -13,6 +13,8 @@ A node whose checked type is float yields a float (int widens to float, as `unif
 """
 from __future__ import annotations
 
+import datetime
+
 from offerd.lang import nodes as n
 from offerd.lang.functions import FUNCTIONS
 
@@ -193,6 +195,18 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def within(valid, moment) -> bool:
+    """Inside a `valid` range: a date end compares with today (the day in the catalog's
+    timezone, whole); a date-time end with the decision time, read in that timezone."""
+    zone = moment.local.tzinfo
+    start, end = valid
+    after = (moment.now >= start.replace(tzinfo=zone) if isinstance(start, datetime.datetime)
+             else moment.today >= start)
+    before = (moment.now <= end.replace(tzinfo=zone) if isinstance(end, datetime.datetime)
+              else moment.today <= end)
+    return after and before
+
+
 # --- a whole offer in a space --------------------------------------------------------------
 
 
@@ -207,7 +221,7 @@ def explain_offer(catalog, space: str, offer, contact: dict, context: dict, mome
     def run(e):
         return evaluate(e, contact, context, moment, history, catalog.lets, space)
 
-    if o.valid is not None and not o.valid[0] <= moment.today <= o.valid[1]:
+    if o.valid is not None and not within(o.valid, moment):
         return ("removed", o.valid_rule)
     chain = [catalog.categories[c] for c in o.chain]
     checks = [k for c in chain for k in c.eligible]

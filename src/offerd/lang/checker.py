@@ -7,7 +7,7 @@ import datetime
 
 from ..domain import STATUSES, catalog_hash, fmt_duration
 from . import nodes as n
-from .catalog import CONTACT_ID, Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef
+from .catalog import CONTACT_ID, Catalog, CategoryDef, Check, OfferDef, RuleRef, SpaceDef, valid_local
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
 from .expressions import Expressions, Scope
 from .types import BOOL, ERROR, INT, LIST_ELEMS, SCALARS, STRING, Type, list_of
@@ -252,12 +252,15 @@ class Checker:
                 elif item.kind == "themes":
                     themes = item.value
                 elif item.kind == "valid":
-                    valid = item.value
-                    valid_rule = RuleRef("valid", owner, f"valid {valid[0]} to {valid[1]}", item.span)
-                    if valid[0] > valid[1]:
-                        self.r.error(item.span, f"valid range ends ({valid[1]}) before it starts ({valid[0]})")
-                    elif self.today is not None and valid[1] < self.today:
-                        self.r.warning(item.span, f"offer {o.name} stopped being valid on {valid[1]}")
+                    start, end, written = item.value
+                    valid = (start, end)
+                    valid_rule = RuleRef("valid", owner, f"valid {written}", item.span)
+                    first, last = valid_local(valid)
+                    start_text, end_text = written.split(" to ")
+                    if first > last:
+                        self.r.error(item.span, f"valid range ends ({end_text}) before it starts ({start_text})")
+                    elif self.today is not None and last.date() < self.today:
+                        self.r.warning(item.span, f"offer {o.name} stopped being valid on {end_text}")
             elif isinstance(item, n.Rule):
                 if item.space is not None and not self._offer_in(o.name, item.space, item.space_span, spaces):
                     continue
