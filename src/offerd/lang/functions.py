@@ -138,7 +138,7 @@ def _format_date(local, x, pattern):
 
 
 def _date_pattern(args) -> tuple[int, str, str] | None:
-    allowed = " ".join("%" + d for d in DATE_DIRECTIVES + TIME_DIRECTIVES)
+    allowed = " ".join("%" + d for d in (DATE_DIRECTIVES + TIME_DIRECTIVES).replace("%", ""))
     pattern = args[1]
     if not (isinstance(pattern, n.Literal) and isinstance(pattern.value, str)):
         return 1, "format_date's pattern must be a string literal", 'write it in the rule, like "%d %B %Y"'
