@@ -47,9 +47,8 @@ ARGUMENTS = {
     TIME: (None, ["now"]),
     DURATION: (None, ["7d", "1d 12h"]),
 }
-# arguments checked at compile time when literals, and what they take
-LITERAL_ARGUMENTS = {("format_date", 1): ['"%Y-%m-%d"', '"%a %d %b %y, %A %B %j %U %W %u %%"', '""', '"x%%%%y"'],
-                     ("format_number", 1): ["0", "2", "20", "contact.i", "(contact.i ?? 3)"]}
+# arguments that must be literals (checked at compile time), and literals they take
+LITERAL_ARGUMENTS = {("format_date", 1): ['"%Y-%m-%d"', '"%a %d %b %y, %A %B %j %U %W %u %%"', '""', '"x%%%%y"']}
 PYTHON = {"string": str, "int": int, "float": float, "bool": bool, "date": datetime.date,
           "time": datetime.datetime, "duration": int}
 

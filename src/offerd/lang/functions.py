@@ -154,13 +154,6 @@ def _date_pattern(args) -> tuple[int, str, str] | None:
     return None
 
 
-def _decimals(args) -> tuple[int, str, str] | None:
-    places = args[1]
-    if isinstance(places, n.Literal) and not 0 <= places.value <= 20:
-        return 1, f"format_number shows 0 to 20 decimals, not {places.value}", None
-    return None
-
-
 def _round_bounds(x, places):
     """round(x, n) is within half a unit of n's last decimal of x: the most for the least n."""
     if not places[0] >= -20:
@@ -215,9 +208,10 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in (
     Function("round", 2, "a number and an int (decimals)",
              lambda x, k: x if x.numeric and k == INT else None, "_rt_round({0}, {1})",
              lambda x, k: None if x is None or k is None else _round(x, k), null=True, bounds=_round_bounds),
+    # decimals outside 0..20 are taken as the nearest of those
     Function("format_number", 2, "a number and an int (decimals, 0 to 20)",
              lambda x, k: STRING if x.numeric and k == INT else None, "_rt_format_number({0}, {1})",
-             _format_number, cost=40, check=_decimals),
+             _format_number, cost=40),
     Function("format_date", 2, 'a date or a time, and a pattern like "%d %B %Y"',
              lambda x, p: STRING if x in (DATE, TIME) and p == STRING else None, "_rt_format_date({0}, {1}, _local)",
              _format_date, local=True, cost=40, check=_date_pattern),
