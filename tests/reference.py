@@ -116,6 +116,8 @@ class _Interpreter:
             return None
         if fn.today:
             return fn.reference(self.moment.today, *args)
+        if fn.local:
+            return fn.reference(self.moment.local, *args)
         return fn.reference(*args)
 
 
@@ -211,6 +213,18 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def within(valid, moment) -> bool:
+    """Inside a `valid` range: a date end compares with today (the day in the catalog's
+    timezone, whole); a date-time end with the decision time, read in that timezone."""
+    zone = moment.local.tzinfo
+    start, end = valid
+    after = (moment.now >= start.replace(tzinfo=zone) if isinstance(start, datetime.datetime)
+             else moment.today >= start)
+    before = (moment.now <= end.replace(tzinfo=zone) if isinstance(end, datetime.datetime)
+              else moment.today <= end)
+    return after and before
+
+
 # --- a whole offer in a space --------------------------------------------------------------
 
 
@@ -226,7 +240,7 @@ def explain_offer(catalog, space: str, offer, contact: dict, context: dict, mome
     def run(e):
         return evaluate(e, contact, context, moment, history, catalog.lets, space)
 
-    if o.valid is not None and not o.valid[0] <= moment.today <= o.valid[1]:
+    if o.valid is not None and not within(o.valid, moment):
         return ("removed", o.valid_rule)
     chain = [catalog.categories[c] for c in o.chain]
     groups = [catalog.groups[g] for g in o.groups]

@@ -76,6 +76,8 @@ SPECIAL_FLOATS = [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 3.0, 18.0, 0.1, 1e15, 2.
 HUGE_FLOATS = [1e300, -1e300, 1e-300, 1.7976931348623157e308]
 STRINGS = ["", "a", "b", "A", "ab", "abc", "é", "É", "ß", "x y", "1", "-5", "gold", 'q"', "\\"]
 DURATIONS = ["1d", "7d", "30d", "12h", "90m", "45s", "1d 12h", "400d"]
+DATE_PATTERNS = ['"%Y-%m-%d"', '"%a %d %b %y"', '"%A %B %j %U %W %u %%"', '""', '"%%Y"']
+TIME_PATTERNS = ['"%H:%M:%S"', '"%I %p"']
 DATES = [datetime.date(2026, 11, 1), datetime.date(2026, 6, 15), datetime.date(1, 1, 1),
          datetime.date(9999, 12, 31), datetime.date(2000, 2, 29)]
 
@@ -203,6 +205,9 @@ class Gen:
                 b(call, st.sampled_from(("days_since", "days_until")), e("date")),
                 b(lambda x, k: call("bucket", x, k), st.one_of(e("string"), e("int")),
                   st.one_of(e("int"), st.sampled_from(("1", "2", "10", "100", "0", "(-3)")))),
+                b(lambda x: call("hour", x), e("time")),
+                b(call, st.sampled_from(("weekday", "month")), st.one_of(e("date"), e("time"))),
+                b(lambda x, k: call("round", x, k), e("int"), self.places(d)),
             ]
         elif t == "float":  # at least one float operand, or a division
             mixed = st.one_of(st.tuples(e("float"), num), st.tuples(num, e("float")))
@@ -214,11 +219,17 @@ class Gen:
                 b(lambda c, xy: par(f"if {c} then {xy[0]} else {xy[1]}"), e("bool"), mixed),
                 b(lambda fn, xy: call(fn, *xy), st.sampled_from(("min", "max")), mixed),
                 b(lambda x: call("abs", x), e("float")),
+                b(lambda x, k: call("round", x, k), e("float"), self.places(d)),
             ]
         elif t == "string":
             options += [
                 b(lambda x, y: par(f"{x} + {y}"), e("string"), e("string")),
                 b(call, st.sampled_from(("lower", "upper")), e("string")),
+                b(lambda x, k: call("format_number", x, k), num,
+                  st.one_of(st.sampled_from(("0", "1", "2", "20")), e("int"))),
+                b(lambda x, p: call("format_date", x, p), e("date"), st.sampled_from(DATE_PATTERNS)),
+                b(lambda x, p: call("format_date", x, p), e("time"), st.sampled_from(DATE_PATTERNS + TIME_PATTERNS)),
+                b(lambda xs, sep: call("join", xs, sep), self.collection(d), e("string")),
             ]
         elif t == "bool":
             options += [
@@ -230,6 +241,10 @@ class Gen:
                 b(lambda x, y: call("starts_with", x, y), e("string"), e("string")),
             ]
         return st.one_of(*options)
+
+    def places(self, d: int):
+        """round's decimals: mostly small, some any int (huge ones included)."""
+        return st.one_of(st.sampled_from(("0", "1", "2", "(-1)", "(-2)", "(-19)", "20", "400")), self.expr("int", d))
 
     def comparison(self, d: int):
         e = lambda u: self.expr(u, d)  # noqa: E731

@@ -47,6 +47,8 @@ ARGUMENTS = {
     TIME: (None, ["now"]),
     DURATION: (None, ["7d", "1d 12h"]),
 }
+# arguments that must be literals (checked at compile time), and literals they take
+LITERAL_ARGUMENTS = {("format_date", 1): ['"%Y-%m-%d"', '"%a %d %b %y, %A %B %j %U %W %u %%"', '""', '"x%%%%y"']}
 PYTHON = {"string": str, "int": int, "float": float, "bool": bool, "date": datetime.date,
           "time": datetime.datetime, "duration": int}
 
@@ -83,7 +85,8 @@ def test_every_function_takes_some_arguments():
 def test_templates_name_only_what_generated_code_can_see(fn):
     code = fn.code.format(*["_p0"] * fn.arity, first=["_p0"] * fn.arity)
     names = {x.id for x in ast.walk(ast.parse(code, mode="eval")) if isinstance(x, ast.Name)}
-    assert names <= set(runtime.namespace()) | {"_p0"} | ({"_tdo"} if fn.today else set())
+    assert names <= (set(runtime.namespace()) | {"_p0"} | ({"_tdo"} if fn.today else set())
+                     | ({"_local"} if fn.local else set()))
 
 
 def same(actual, expected) -> bool:
@@ -99,8 +102,11 @@ def same(actual, expected) -> bool:
 @given(data=st.data())
 def test_compiled_call_agrees_with_the_table(fn, types, data):
     args = []
-    for t in types:
+    for i, t in enumerate(types):
         attr, others = ARGUMENTS[t]
+        if (fn.name, i) in LITERAL_ARGUMENTS:  # checked at compile time: a literal only
+            args.append(data.draw(st.sampled_from(LITERAL_ARGUMENTS[fn.name, i])))
+            continue
         args.append(data.draw(st.sampled_from(([attr] if attr else []) + ([] if fn.attribute else others))))
     text = f"{fn.name}({', '.join(args)})"
     compiled = compile_expression(CATALOG, text)

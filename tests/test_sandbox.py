@@ -40,7 +40,7 @@ RUNTIME = set(runtime.namespace()) - {"__builtins__"}
 # attributes the generator reads: dict.get on the inputs, Moment and history fields,
 # list.append, and the methods the functions' templates call (str.lower, date.toordinal ...);
 # nothing else, and nothing starting with _
-METHODS = {"get", "now", "ts", "today", "count", "total", "propensity", "append"} | template_attributes()
+METHODS = {"get", "now", "ts", "today", "local", "count", "total", "propensity", "append"} | template_attributes()
 ENTRY_POINTS = {"_evaluate", "_explain", "_top", "_renderers", "_value", "_truth", "_falsity"}
 CONST = re.compile(r"_k[0-9]+\Z")
 RENDERER = re.compile(r"_render_[0-9]+\Z")
@@ -121,7 +121,9 @@ offer @O@ {
   cap 30 per contact per 7d
   suppress 1d after rejected
   content @S@ { @F@ "Hi {contact.@A@ ?? \"you\"} {{0.__class__}} {{x.__init__.__globals__}} %s %(x)s {@L2@}", @F2@ "{contact.@B@}\"\"\"'''\\ # not a comment {starts_with(@L2@, \"{\")}" }
-  content @S2@ { @F@ "{bucket(contact.@A@, 10)}" }
+  content @S2@ { @F@ "{bucket(contact.@A@, 10)} {format_date(now, \"%A %d %B %Y %H:%M %% %%(x)s\")} {format_number(contact.@B@ ?? 0, 2)} {round((contact.@B@ ?? 0) / 3, 2)} {join(contact.@TAGS@, \"{0.__class__}\")} {hour(now)}/{weekday(today)}/{month(now)} {contact.id}" }
+  eligible in @S2@: bucket(contact.id ?? "", 100) >= 0
+  valid 2026-01-01T00:00 to 2099-12-31
 }
 offer @FB@ { spaces @S@  content @S@ { @F@ "fallback {@L@}" } }
 """

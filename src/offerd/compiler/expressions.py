@@ -19,13 +19,14 @@ import re
 from ..lang import nodes as n
 from ..lang.catalog import Catalog
 from ..lang.functions import FUNCTIONS
+from ..lang.types import INT, TIME
 from ..periods import KINDS
-from ..lang.types import INT
 from .analysis import LEAVES as _LEAVES
 from .analysis import SIMPLE as _SIMPLE
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_.]*\Z")  # names allowed in comments: checked identifiers
 ARGS = "_c, _x, _m, _h"  # contact, context, Moment, history
+_LOCAL = n.Clock("local", type=TIME, nullable=False)  # `now` in the catalog's timezone, for functions
 _INVERSE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 
@@ -176,7 +177,7 @@ class ExprCodegen:
         return self.let(e.name)
 
     def _v_Clock(self, e):
-        name = "_now" if e.which == "now" else "_today"
+        name = {"now": "_now", "today": "_today", "local": "_local"}[e.which]
         self.uses.add(name)
         return name
 
@@ -307,6 +308,10 @@ class ExprCodegen:
         fn, args = FUNCTIONS[e.fn], e.args
         if fn.today:
             self.uses.update(("_tdo", "_today"))
+        if fn.local:
+            self.uses.add("_local")
+            # `now` in the catalog's timezone is the moment's `local`: no conversion at run time
+            args = tuple(_LOCAL if type(a) is n.Clock and a.which == "now" else a for a in args)
         if fn.null is not None:  # the template takes nulls itself
             return fn.code.format(*map(self.value, args))
         if not fn.bind:
@@ -375,7 +380,7 @@ class ExprCodegen:
         reads itself, `lazy`), lets, clocks."""
         let_lines = self._let_lines()
         uses = self.frame.uses
-        for name in ("_now", "_ts", "_today"):
+        for name in ("_now", "_ts", "_today", "_local"):
             if name in uses:
                 w.write(f"{name} = _m.{name[1:]}")
         if "_tdo" in uses:

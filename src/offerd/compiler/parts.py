@@ -5,7 +5,7 @@ parts) with one Frame per generated function.
 """
 from __future__ import annotations
 
-from ..lang.catalog import Catalog
+from ..lang.catalog import Catalog, has_time, valid_instants
 from .analysis import OfferPlan, SpacePlan
 from .expressions import ARGS, Constants, ExprCodegen, Frame, Writer, comment
 
@@ -224,9 +224,15 @@ class SpaceCodegen:
 
     @staticmethod
     def _valid_test(ex: ExprCodegen, offer, negate=False) -> str:
-        ex.uses.add("_today")
-        lo, hi = (ex.literal(d) for d in offer.valid)
-        return f"not ({lo} <= _today <= {hi})" if negate else f"{lo} <= _today <= {hi}"
+        if has_time(offer.valid):  # a time of day: the decision time's instant, as epoch seconds
+            ex.uses.add("_ts")
+            lo, hi = (repr(t) for t in valid_instants(offer.valid, ex.catalog.timezone))
+            clock = "_ts"
+        else:
+            ex.uses.add("_today")
+            lo, hi = (ex.literal(d) for d in offer.valid)
+            clock = "_today"
+        return f"not ({lo} <= {clock} <= {hi})" if negate else f"{lo} <= {clock} <= {hi}"
 
     def render_source(self) -> str:
         """`_renderers[pos](...)` → ((field, text), ...) for an offer of this space; the

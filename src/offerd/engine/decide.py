@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..compiler import SpaceCache, default_cache
 from ..compiler.space import CompiledSpace, Moment
-from ..lang.catalog import Catalog, OfferDef
+from ..lang.catalog import CONTACT_ID, Catalog, OfferDef
 from ..lang.values import InputError, check_attributes
 from ..store import Contact, NotFound, Store, StoredHistory, StoreError
 from ..domain import REPORTED, Replay
@@ -266,6 +266,8 @@ class Engine:
             attrs = {**fitted[1], **passed} if passed else fitted[1]  # read only, from here on
         else:
             attrs = passed
+        if plan.reads_contact_id and contact is not None:  # contact.id: a copy, the cached dicts stay as they are
+            attrs = {**attrs, CONTACT_ID: contact.id}
         work = _Work(request, plan, when, moment, contact, attrs, context, history)
         seen: set[str] = set()
         for name in dict.fromkeys(request.spaces):  # a space named twice is decided once

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..domain import PROPENSITY_WINDOW, CapCheck, NewProposition
 from ..lang import nodes as n
-from ..lang.catalog import Catalog, Check, OfferDef, RuleRef
+from ..lang.catalog import CONTACT_ID, Catalog, Check, OfferDef, RuleRef
 from ..periods import LONGEST
 from ..store import Indexer
 
@@ -70,6 +70,13 @@ def _walk(expr):
         stack.extend(n.children(e))
 
 
+def reads_contact_id(catalog: Catalog) -> bool:
+    """Does a rule, weight, let or content read `contact.id`? Then whoever decides puts the
+    contact's id among its attributes (under CONTACT_ID); other catalogs pay nothing."""
+    return any(type(x) is n.Attr and x.root == "contact" and x.name == CONTACT_ID
+               for e in _exprs(catalog) for x in _walk(e))
+
+
 def _history_nodes(expr):
     return (e for e in _walk(expr) if isinstance(e, n.History))
 
@@ -111,6 +118,7 @@ class Plan:
         self.sets = {k: simple[t.elem.name] for k, t in catalog.contact.items()
                      if t.name == "set" and t.elem.name in ("string", "int", "bool", "date")
                      and ("contact", k) not in catalog.domains}
+        self.reads_contact_id = reads_contact_id(catalog)
         self.compiled: dict = {}  # space → CompiledSpace, filled by the engine on first use
         self.fitted: dict[int, tuple[dict, dict]] = {}  # id(stored profile) → (it, _fit of it), kept alive here
         self._caps: dict[tuple[str, str], tuple[Cap, ...]] = {}

@@ -176,7 +176,9 @@ class Builder(Transformer):
         return self._clause("spaces", c, tuple(map(str, names)), map(self._span, names))
 
     def valid(self, c):
-        return self._clause("valid", c, (self._date(c[1]), self._date(c[3])), (self._span(c[1]), self._span(c[3])))
+        # (start, end, the range as written): each end a date or a wall-clock datetime
+        bounds = tuple(self._datetime(t) if t.type == "DATETIME" else self._date(t) for t in (c[1], c[3]))
+        return self._clause("valid", c, (*bounds, f"{c[1]} to {c[3]}"), (self._span(c[1]), self._span(c[3])))
 
     def fields(self, c):
         specs = tuple(x for x in c if isinstance(x, n.FieldSpec))
@@ -355,6 +357,13 @@ class Builder(Transformer):
         except ValueError:
             self.report.error(self._span(tok), f"invalid date {tok}", "dates are YYYY-MM-DD")
             return datetime.date(1970, 1, 1)
+
+    def _datetime(self, tok) -> datetime.datetime:
+        try:
+            return datetime.datetime.fromisoformat(str(tok))
+        except ValueError:
+            self.report.error(self._span(tok), f"invalid date-time {tok}", "date-times are YYYY-MM-DDTHH:MM[:SS]")
+            return datetime.datetime(1970, 1, 1)
 
     def _string(self, tok) -> str:
         return _unescape(tok, self._span(tok), self.report)[0]

@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import datetime
 import json
+import zoneinfo
 from dataclasses import dataclass, field
 
 from .diagnostics import Diagnostic, Span
 from .nodes import Expr, FieldSpec, Template
 from .types import Type
+
+# `contact.id`, the request's contact id (a visitor id for an anonymous visitor): compiled code
+# reads it from the contact's attributes under this key, which no schema may declare; the
+# engine puts it there only for catalogs that read it (engine.plan.reads_contact_id)
+CONTACT_ID = "id"
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class OfferDef:
     chain: tuple[str, ...]  # categories, root first
     themes: tuple[str, ...]
     spaces: tuple[str, ...]
+    # as written: each end a date or a wall-clock datetime in the catalog's timezone (valid_local)
     valid: tuple[datetime.date, datetime.date] | None
     valid_rule: RuleRef | None
     eligible: tuple[Check, ...]
@@ -133,6 +140,30 @@ def show(v) -> str:
     if isinstance(v, datetime.date):
         return v.isoformat()
     return repr(v)
+
+
+def valid_local(valid: tuple) -> tuple[datetime.datetime, datetime.datetime]:
+    """A `valid` range as wall-clock datetimes in the catalog's timezone, both inclusive: a
+    date start is its 00:00, a date end its whole day (to 23:59:59.999999)."""
+    start, end = valid
+    if type(start) is datetime.date:
+        start = datetime.datetime.combine(start, datetime.time.min)
+    if type(end) is datetime.date:
+        end = datetime.datetime.combine(end, datetime.time.max)
+    return start, end
+
+
+def valid_instants(valid: tuple, timezone: str) -> tuple[float, float]:
+    """A `valid` range as epoch seconds, both inclusive. A wall-clock time a clock change
+    skips or repeats is read with the offset in force before the change (fold 0)."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    start, end = valid_local(valid)
+    return start.replace(tzinfo=zone).timestamp(), end.replace(tzinfo=zone).timestamp()
+
+
+def has_time(valid: tuple | None) -> bool:
+    """Does a `valid` range name a time of day (so it is tested on the decision time, not its date)?"""
+    return valid is not None and any(type(v) is datetime.datetime for v in valid)
 
 
 @dataclass(frozen=True)

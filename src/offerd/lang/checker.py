@@ -8,7 +8,8 @@ import datetime
 from ..domain import STATUSES, catalog_hash, fmt_duration
 from ..periods import KINDS
 from . import nodes as n
-from .catalog import Catalog, CategoryDef, Check, DecisionCap, Domain, GroupDef, OfferDef, RuleRef, SpaceDef
+from .catalog import (CONTACT_ID, Catalog, CategoryDef, Check, DecisionCap, Domain, GroupDef, OfferDef, RuleRef,
+                      SpaceDef, valid_local)
 from .diagnostics import CatalogError, Reporter, Span, did_you_mean
 from .domains import build as build_domain
 from .expressions import Expressions, Scope
@@ -132,6 +133,10 @@ class Checker:
     def _schema(self, d: n.Schema) -> None:
         fields = self.contact if d.name == "contact" else self.context
         for f in d.fields:
+            if d.name == "contact" and f.name == CONTACT_ID:
+                self.r.error(f.span, "contact.id is the request's contact id; a schema cannot declare it",
+                             "rename the attribute (say, customer_id); rules read the id as contact.id")
+                continue
             if f.name in fields:
                 self.r.error(f.span, f"attribute {d.name}.{f.name} is declared twice")
                 continue
@@ -332,12 +337,15 @@ class Checker:
                 elif item.kind == "themes":
                     themes = item.value
                 elif item.kind == "valid":
-                    valid = item.value
-                    valid_rule = RuleRef("valid", owner, f"valid {valid[0]} to {valid[1]}", item.span)
-                    if valid[0] > valid[1]:
-                        self.r.error(item.span, f"valid range ends ({valid[1]}) before it starts ({valid[0]})")
-                    elif self.today is not None and valid[1] < self.today:
-                        self.r.warning(item.span, f"offer {o.name} stopped being valid on {valid[1]}")
+                    start, end, written = item.value
+                    valid = (start, end)
+                    valid_rule = RuleRef("valid", owner, f"valid {written}", item.span)
+                    first, last = valid_local(valid)
+                    start_text, end_text = written.split(" to ")
+                    if first > last:
+                        self.r.error(item.span, f"valid range ends ({end_text}) before it starts ({start_text})")
+                    elif self.today is not None and last.date() < self.today:
+                        self.r.warning(item.span, f"offer {o.name} stopped being valid on {end_text}")
             elif isinstance(item, n.Rule):
                 if item.space is not None and not self._offer_in(o.name, item.space, item.space_span, spaces):
                     continue

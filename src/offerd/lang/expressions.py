@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import nodes as n
+from .catalog import CONTACT_ID
 from .diagnostics import Reporter, did_you_mean
 from .domains import COMPARED, check_literals, derive
 from .functions import CALLABLE, FUNCTIONS, HISTORY_FUNCTIONS, Function
@@ -133,6 +134,8 @@ class Expressions:
             return self._fail(e, f"{'.'.join(e.parts)}: attributes have one level, {root}.name")
         fields = self.contact if root == "contact" else self.context
         name = rest[0]
+        if root == "contact" and name == CONTACT_ID:  # the request's contact id (never in a schema)
+            return n.Attr(root, name, span=e.span, type=STRING, nullable=True, depth=e.depth)
         if name not in fields:
             other = self.context if root == "contact" else self.contact
             other_root = "context" if root == "contact" else "contact"
@@ -281,6 +284,9 @@ class Expressions:
         result = fn.result(*types)
         if result is None:
             return self._fail(e, f"{fn.name} takes {fn.takes}, not {', '.join(map(str, types))}")
+        if fn.check is not None and (problem := fn.check(args)) is not None:
+            index, message, hint = problem
+            return self._fail(args[index], message, hint)
         if fn.widen:
             args = tuple(_widen(a, result) for a in args)
         nullable = any(a.nullable for a in args) if fn.null is None else fn.null

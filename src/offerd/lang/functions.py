@@ -7,12 +7,16 @@ compiler/runtime.py, the only names generated code can see.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable
 
-from ..domain import STATUSES
-from .types import BOOL, DATE, INT, ORDERED, STRING, Type, unify
+from ..domain import INT_MAX, STATUSES
+from . import nodes as n
+from .types import BOOL, DATE, INT, ORDERED, STRING, TIME, Type, unify
 
 # proposed(ref, 30d), presented(...), accepted(...), rejected(...): they count history, so the
 # checker makes History nodes of them (an offer or category name and a duration literal are
@@ -43,6 +47,12 @@ class Function:
     # reference as a first argument
     bounds: Callable | None = None  # the arguments' (low, high) bounds → the result's; None: unbounded
     attribute: bool = False  # takes an attribute, unevaluated (has): not its value
+    # reads the decision time in the catalog's timezone (Moment.local): the template as
+    # `_local`, the reference as a first argument; `now` as an argument is written `_local`
+    local: bool = False
+    # the checked arguments → None, or (argument index, message, hint): what types cannot
+    # say (format_date's pattern must be a literal of known directives)
+    check: Callable | None = None
 
 
 def _ordered(a: Type, b: Type) -> Type | None:
@@ -56,6 +66,112 @@ def _bucket(x, count):
         return None
     digest = hashlib.blake2b(str(x).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % count
+
+
+def _in_zone(local: datetime.datetime, x):
+    """A date as it is; a time in the zone of `local` (the catalog's)."""
+    return x.astimezone(local.tzinfo) if isinstance(x, datetime.datetime) else x
+
+
+def _date_or_time(x: Type) -> Type | None:
+    return INT if x in (DATE, TIME) else None
+
+
+def _round_fraction(v: Fraction, places: int) -> Fraction:
+    """v to `places` decimals, half away from zero, exactly."""
+    scale = Fraction(10) ** places
+    units = math.floor(abs(v) * scale + Fraction(1, 2))
+    return (units if v >= 0 else -units) / scale
+
+
+def _round(x, places):
+    """Half away from zero on the decimal Python prints for x; an int stays an int (null
+    outside 64 bits), a float's infinities and NaN stay."""
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return x
+        if places > 400:  # a float has no digit that far
+            return x + 0.0
+        if places < -400:
+            return 0.0
+        return float(_round_fraction(Fraction(repr(x)), places)) + 0.0
+    if places >= 0:
+        return x
+    if places < -30:
+        return 0
+    r = int(_round_fraction(Fraction(x), places))
+    return r if abs(r) <= INT_MAX else None
+
+
+def _format_number(x, places):
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    places = max(0, min(20, places))
+    v = Fraction(repr(x)) if isinstance(x, float) else Fraction(x)
+    units = abs(_round_fraction(v, places) * 10**places)
+    digits = str(int(units)).rjust(places + 1, "0")
+    whole, decimals = digits[:len(digits) - places], digits[len(digits) - places:]
+    groups = []
+    while whole:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    return ("-" if v < 0 and units else "") + ",".join(groups) + ("." + decimals if places else "")
+
+
+DATE_DIRECTIVES = "YymdjAaBbuUW%"  # format_date's, for dates and times
+TIME_DIRECTIVES = "HIpMS"  # for times only
+
+
+def _format_date(local, x, pattern):
+    x = _in_zone(local, x)
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern[i] != "%":
+            out += pattern[i]
+        else:
+            i += 1
+            d = pattern[i]
+            # strftime as the C locale has it, but the year always in four digits
+            out += f"{x.year:04d}" if d == "Y" else x.strftime("%" + d)
+        i += 1
+    return out
+
+
+def _date_pattern(args) -> tuple[int, str, str] | None:
+    allowed = " ".join("%" + d for d in (DATE_DIRECTIVES + TIME_DIRECTIVES).replace("%", ""))
+    pattern = args[1]
+    if not (isinstance(pattern, n.Literal) and isinstance(pattern.value, str)):
+        return 1, "format_date's pattern must be a string literal", 'write it in the rule, like "%d %B %Y"'
+    text, i, time = pattern.value, 0, args[0].type == TIME
+    while (i := text.find("%", i)) >= 0:
+        d = text[i + 1:i + 2]
+        if not d or d not in DATE_DIRECTIVES + TIME_DIRECTIVES:
+            what = f"%{d}" if d else "a lone % at its end"
+            return 1, f"format_date's pattern has {what}, not a directive it knows", f"use {allowed}; %% is a percent sign"
+        if d in TIME_DIRECTIVES and not time:
+            return 1, f"format_date's %{d} needs a time (now); a date has no time of day", None
+        i += 2
+    return None
+
+
+def _round_bounds(x, places):
+    """round(x, n) is within half a unit of n's last decimal of x: the most for the least n."""
+    if not places[0] >= -20:
+        return (-math.inf, math.inf)
+    half = 0.5 * 10.0 ** -places[0]
+    return (math.nextafter(x[0] - half, -math.inf), math.nextafter(x[1] + half, math.inf))
+
+
+def _join(items, sep):
+    if isinstance(items, frozenset):
+        items = sorted(items)
+    texts = []
+    for i in items:
+        if i is None:
+            continue
+        texts.append("true" if i is True else "false" if i is False else i.isoformat()
+                     if isinstance(i, datetime.date) else str(i))
+    return sep.join(texts)
 
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in (
@@ -82,6 +198,26 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in (
     Function("bucket", 2, "a string or int, and an int",
              lambda x, k: INT if x in (STRING, INT) and k == INT else None, "_rt_bucket({0}, {1})", _bucket,
              null=True, cost=40),
+    Function("hour", 1, "a time (now)", lambda t: INT if t == TIME else None, "_rt_hour({0}, _local)",
+             lambda local, t: t.astimezone(local.tzinfo).hour, local=True, bounds=lambda t: (0.0, 23.0)),
+    Function("weekday", 1, "a date or a time", _date_or_time, "_rt_weekday({0}, _local)",
+             lambda local, x: _in_zone(local, x).weekday() + 1, local=True, bounds=lambda x: (1.0, 7.0)),
+    Function("month", 1, "a date or a time", _date_or_time, "_rt_month({0}, _local)",
+             lambda local, x: _in_zone(local, x).month, local=True, bounds=lambda x: (1.0, 12.0)),
+    # null also for an int rounded outside 64 bits (round(9e18, -19))
+    Function("round", 2, "a number and an int (decimals)",
+             lambda x, k: x if x.numeric and k == INT else None, "_rt_round({0}, {1})",
+             lambda x, k: None if x is None or k is None else _round(x, k), null=True, bounds=_round_bounds),
+    # decimals outside 0..20 are taken as the nearest of those
+    Function("format_number", 2, "a number and an int (decimals, 0 to 20)",
+             lambda x, k: STRING if x.numeric and k == INT else None, "_rt_format_number({0}, {1})",
+             _format_number, cost=40),
+    Function("format_date", 2, 'a date or a time, and a pattern like "%d %B %Y"',
+             lambda x, p: STRING if x in (DATE, TIME) and p == STRING else None, "_rt_format_date({0}, {1}, _local)",
+             _format_date, local=True, cost=40, check=_date_pattern),
+    Function("join", 2, "a list or set, and a string (the separator)",
+             lambda xs, sep: STRING if xs.collection and sep == STRING else None, "_rt_join_items({0}, {1})",
+             _join, cost=40),
 )}
 
 CALLABLE = (*FUNCTIONS, *HISTORY_FUNCTIONS)  # every name that may be called

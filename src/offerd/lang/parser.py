@@ -86,7 +86,7 @@ _builder = Builder(_template_expr)
 
 _NAMES = {
     "NAME": "a name", "STRING": "a string", "INT": "an integer", "FLOAT": "a number",
-    "DATE": "a date", "DURATION": "a duration", "COMPARE": "a comparison",
+    "DATE": "a date", "DATETIME": "a date-time", "DURATION": "a duration", "COMPARE": "a comparison",
     "ADD_OP": "+ or -", "MUL_OP": "* / or %", "OPTIONAL": "?", "$END": "end of input",
 }
 _EXPR_START = {"NAME", "STRING", "INT", "FLOAT", "DATE", "DURATION", "LPAR", "LSQB",
@@ -99,6 +99,8 @@ _HINTS = [
     (re.compile(r"^&&|^\|\|"), "write `and` / `or`"),
     (re.compile(r"^'"), 'strings use double quotes: "text"'),
     (re.compile(r"^!(?!=)"), "write `not`"),
+    (re.compile(r"^T[0-9]|^[0-9]{4}-[0-9]{2}-[0-9]{2}T"),
+     "date-times (2027-11-26T08:00) are written only in `valid`; rules read hour(now) and today"),
     (re.compile(r"^[A-Z]"), "names are lower case: [a-z_][a-z0-9_]*"),
 ]
 

@@ -18,9 +18,9 @@ from operator import itemgetter
 from ..compiler import SpaceCache
 from ..compiler.space import Moment
 from ..history import EMPTY
-from ..lang.catalog import Catalog
+from ..lang.catalog import CONTACT_ID, Catalog
 from ..engine.arbitrate import arbitrate, ranked
-from ..engine.plan import Plan
+from ..engine.plan import Plan, reads_contact_id
 from . import population
 from .population import BadRow
 from .report import Comparison, OfferStats, Report, SpaceStats
@@ -36,6 +36,7 @@ def _init(catalogs: list[Catalog], spaces: list[str]) -> None:
     _worker["versions"] = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
     _worker["schema"] = catalogs[0].contact
     _worker["domains"] = catalogs[0].domains
+    _worker["ids"] = any(map(reads_contact_id, catalogs))  # contact.id: the row's id among its attributes
 
 
 def _outcomes(task) -> list:
@@ -53,7 +54,8 @@ def _outcomes(task) -> list:
             if isinstance(item, BadRow):
                 out.append(item)
                 continue
-        out.append((item.line, [[space.outcomes(item.attributes, context, moment, EMPTY) for space in spaces]
+        attrs = {**item.attributes, CONTACT_ID: item.contact_id} if _worker["ids"] else item.attributes
+        out.append((item.line, [[space.outcomes(attrs, context, moment, EMPTY) for space in spaces]
                                 for spaces in versions]))
     return out
 
