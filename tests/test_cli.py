@@ -15,7 +15,7 @@ def offerd(*args):
 def test_check_ok_prints_a_summary():
     r = offerd("check", EXAMPLE)
     assert r.returncode == 0, r.stderr
-    assert "ok — 7 offers, 3 spaces, 2 categories, 1 lets, 0 warnings" in r.stdout
+    assert "ok — 9 offers, 4 spaces, 2 categories, 1 groups, 1 lets, 0 warnings" in r.stdout
 
 
 def test_check_broken_catalog_exits_1_with_every_error(tmp_path):
@@ -61,7 +61,7 @@ def test_compile_all_spaces_summary():
     r = offerd("compile", EXAMPLE)
     assert r.returncode == 0
     assert sorted(line.split()[2].rstrip(":") for line in r.stdout.splitlines()) == [
-        "callcenter_next", "newsletter", "web_home"]
+        "callcenter_next", "newsletter", "sms", "web_home"]
 
 
 def test_serve_refuses_a_bad_number_of_recent_contacts(tmp_path):

@@ -21,10 +21,10 @@ T0 = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 _NAMES = re.compile(r"_(?:[cxm]|now|ts|today|h|hc|ht|hp|tdo|el|ap|fails|fa|w|renderers|"
                     r"[pltsk]\d+|render_\d+|evaluate|explain|value|truth|falsity|"
                     r"top|need|tw|tn|go|skip|thr|"  # best first's
-                    r"pday|pweek|pmonth)\Z")  # calendar periods' starts
+                    r"pday|pweek|pmonth|local)\Z")  # calendar periods' starts, the local time
 _RUNTIME = set(runtime.namespace()) - {"__builtins__"}
 # the generator's own attribute reads, and those of the functions' templates (lower, toordinal ...)
-_METHODS = {"now", "ts", "today", "get", "append", "count", "total", "propensity"} | template_attributes()
+_METHODS = {"now", "ts", "today", "local", "get", "append", "count", "total", "propensity"} | template_attributes()
 
 
 def assert_sandboxed(source: str) -> None:

@@ -3,4 +3,8 @@ from offerd import lang
 
 def test_example_catalog_checks():
     catalog = lang.load("examples/catalog")
-    assert {"web_home", "callcenter_next", "newsletter"} <= set(catalog.spaces)
+    assert {"web_home", "callcenter_next", "newsletter", "sms"} <= set(catalog.spaces)
+    # the second edition's constructs, shown to new rule authors
+    assert catalog.groups["card_offers"].decision_caps
+    assert catalog.spaces["sms"].eligible
+    assert ("contact", "segment") in catalog.domains and ("contact", "satisfaction") in catalog.domains

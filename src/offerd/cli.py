@@ -32,7 +32,7 @@ def cmd_check(args) -> int:
         return 1
     warnings = len(catalog.diagnostics)
     print(f"{args.catalog}: ok — {len(catalog.offers)} offers, {len(catalog.spaces)} spaces, "
-          f"{len(catalog.categories)} categories, {len(catalog.lets)} lets, "
+          f"{len(catalog.categories)} categories, {len(catalog.groups)} groups, {len(catalog.lets)} lets, "
           f"{warnings} warning{'s' if warnings != 1 else ''} "
           f"({(time.perf_counter() - started) * 1000:.0f} ms; catalog {catalog.hash[:12]})")
     return 0
