@@ -5,6 +5,7 @@ import datetime
 import threading
 import zoneinfo
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..lang import gc_paused
 from ..lang.catalog import Catalog, OfferDef, RuleRef
@@ -13,9 +14,9 @@ from .analysis import SpacePlan
 from .parts import SpaceCodegen
 
 
-@dataclass(frozen=True, slots=True)
-class Moment:
-    """A decision time, as generated code reads it."""
+class Moment(NamedTuple):
+    """A decision time, as generated code reads it. A named tuple: made once per decision,
+    it costs one allocation (a frozen dataclass sets each field through object.__setattr__)."""
 
     now: datetime.datetime  # aware, UTC
     ts: float  # epoch seconds

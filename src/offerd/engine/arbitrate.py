@@ -109,7 +109,7 @@ def _cap_taken(plan: Plan, offer, space: str, chosen, history, now: float, reche
         mine = chosen.get(key, 0)
         if not mine and not recheck:
             continue
-        since = c.since(now)
+        since = (None if c.window is None else now - c.window) if c.calendar is None else c.since(now)  # inline: hot
         if c.scope == "total":
             count = history.total(key, "proposed", since, now)
         else:

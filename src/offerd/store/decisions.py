@@ -165,7 +165,7 @@ class Decisions:
         """A cap is a capacity: the re-check counts every committed event from the window's
         start on, also those dated after this decision (concurrent callers' clocks differ,
         replays go back in time), so no interleaving can take it past its limit."""
-        since = check.since(at)
+        since = (None if check.window is None else at - check.window) if check.calendar is None else check.since(at)
         if check.scope == "total":
             return self._total_below(txn, pending, _cap_ref(check), check.status, since, check.limit)
         times = mine.get((check.ref_kind, check.ref, check.status), ())

@@ -20,7 +20,7 @@ def horizon(propositions: list[NewProposition], at: float) -> float | None:
     for p in propositions:
         for c in p.checks:
             if c.scope == "contact":
-                start = c.since(at)
+                start = (None if c.window is None else at - c.window) if c.calendar is None else c.since(at)
                 if c.status != "proposed" or start is None:
                     return None
                 earliest = start if earliest is None else min(earliest, start)
