@@ -92,3 +92,23 @@ def test_serve_refuses_a_cluster_file_it_cannot_use_with_what_to_fix(tmp_path):
         r = offerd("serve", "--data", tmp_path / "data", *args)
         assert r.returncode == 2 and want in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_simulate_refuses_a_context_outside_the_schema(tmp_path):
+    """The simulation's one context is checked as a request's is: a value outside a closed
+    set, or of the wrong type, exits 2 naming the attribute, before any row is decided."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a.offer").write_text(
+        'schema context { device: string in ["web", "app"]  visits: int }\n'
+        'space web { limit 1 }\noffer o { spaces web  eligible context.device != "web" }\n')
+    people = tmp_path / "people.jsonl"
+    people.write_text('{"id": "p1"}\n')
+    r = offerd("simulate", tmp_path / "c", "--space", "web", "--population", people, "--context", "device=tv", "--quiet")
+    assert r.returncode == 2, r.stdout
+    assert 'context.device: "tv" is not one of "web", "app"' in r.stderr and "Traceback" not in r.stderr
+    r = offerd("simulate", tmp_path / "c", "--space", "web", "--population", people, "--context", "visits=many",
+               "--quiet")
+    assert r.returncode == 2 and "context.visits: expected int, got str" in r.stderr
+    r = offerd("simulate", tmp_path / "c", "--space", "web", "--population", people, "--context", "device=app",
+               "--quiet")
+    assert r.returncode == 0, r.stderr

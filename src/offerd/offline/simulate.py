@@ -19,6 +19,7 @@ from ..compiler import SpaceCache
 from ..compiler.space import Moment
 from ..history import EMPTY
 from ..lang.catalog import CONTACT_ID, Catalog
+from ..lang.values import check_attributes
 from ..engine.arbitrate import arbitrate, ranked
 from ..engine.plan import Plan, reads_contact_id
 from . import population
@@ -102,7 +103,9 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
     raw = isinstance(source, str) and not source.endswith(".csv") and workers > 1
     items = population.jsonl_lines(source) if raw else (
         population.read(source, catalog) if isinstance(source, str) else source)
-    context = context or {}
+    # one context for every row: checked as a request's would be (types, closed sets, ranges);
+    # InputError is a ValueError, which callers report
+    context = check_attributes(catalog.context, context, "context", catalog.domains) if context else {}
 
     def tasks():
         chunk: list = []
