@@ -62,6 +62,24 @@ def test_the_remembered_period_never_answers_for_another_instant():
         assert start <= at < end and end - start == 86400
 
 
+def test_no_period_is_longer_than_the_history_kept_for_it():
+    """Where clocks move most: two hours (Antarctica/Troll), half an hour (Lord Howe), a day
+    across the date line (Apia, 2011; Kwajalein, 1993): each period fits in LONGEST."""
+    longest = {kind: 0.0 for kind in periods.KINDS}
+    for zone, year in (("Antarctica/Troll", 2024), ("Australia/Lord_Howe", 2024), ("Pacific/Apia", 2011),
+                       ("Pacific/Kwajalein", 1993), ("America/Sao_Paulo", 2018)):
+        tz = zoneinfo.ZoneInfo(zone)
+        at = datetime.datetime(year, 1, 1, 12, tzinfo=tz).timestamp()
+        while datetime.datetime.fromtimestamp(at, tz).year == year:
+            for kind in periods.KINDS:
+                start, end = periods.bounds(at, kind, zone)
+                longest[kind] = max(longest[kind], end - start)
+            at += 86400
+    assert longest["day"] == 26 * 3600  # Troll
+    for kind in periods.KINDS:
+        assert longest[kind] <= periods.LONGEST[kind], kind
+
+
 ZONES = ["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "Africa/Cairo",
          "America/Sao_Paulo", "Pacific/Apia", "UTC"]
 
@@ -107,7 +125,7 @@ def test_history_is_read_and_kept_for_the_longest_calendar_period():
     catalog = lang.check({"a.offer": 'timezone "Europe/Paris"\nspace web { limit 1 }\n'
                           "offer a { spaces web  cap 1 per contact per calendar month  cap 9 total per calendar week }\n"})
     plan = Plan(catalog)
-    assert plan.horizon == periods.LONGEST["month"]  # a month of 31 days and a daylight-saving hour
+    assert plan.horizon == periods.LONGEST["month"] == 32 * 86400  # 31 days and a clock change
     assert plan.retention == periods.LONGEST["month"]
     assert plan.totals == frozenset({("offer", "a", "proposed")})
     texts = [c.rule.text for c in catalog.offers[0].limits]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import zoneinfo
 
 import pytest
 
@@ -15,6 +16,7 @@ from offerd.compiler.analysis import interval
 from offerd.engine import Engine, Request
 from offerd.engine.plan import Plan
 from offerd.history import MemoryHistory
+from offerd.lang.functions import _round
 from offerd.lang import CatalogError
 from offerd.offline import population, simulate
 
@@ -89,6 +91,9 @@ def test_round_nulls_non_finite_and_bounds():
     assert value("round(contact.f, 2)") is None and value("round(1.5, contact.i)") is None
     assert value("round(contact.f, 0)", {"f": 1e300}) == 1e300
     assert value("round(contact.f * contact.f, 2)", {"f": 1e300}) == math.inf  # inf stays inf
+    # rounded up past the largest float: infinite, in the compiled code and in the reference alike
+    biggest = {"f": 1.7976931348623157e308}
+    assert value("round(contact.f, (-293))", biggest) == math.inf == _round(biggest["f"], -293)
     assert math.isnan(value("round(contact.f * contact.f - contact.f * contact.f, 2)", {"f": 1e300}))
     assert str(value("round(contact.f, 0)", {"f": -0.2})) == "0.0"  # no -0.0 in content
     assert "round takes a number and an int (decimals), not float, float" in error("round(1.5, 2.0)")
@@ -263,3 +268,16 @@ def test_valid_date_time_warnings_and_errors():
         lang.check({"c.offer": "space web {}\noffer o { spaces web  valid 2027-11-26 to 2027-11-26T24:00 }"})
     with pytest.raises(CatalogError, match="written only in `valid`"):
         lang.check({"c.offer": "space web {}\noffer o { spaces web  eligible today > 2027-11-26T07:59 }"})
+
+
+def test_a_valid_date_end_keeps_a_last_hour_the_clocks_repeat():
+    """Beirut fell back at midnight on 30 October 2022 (00:00 to 23:00): the 29th's last
+    hour came twice, and a range ending on the 29th holds both, as `today` would."""
+    from offerd.lang.catalog import valid_instants
+
+    beirut = zoneinfo.ZoneInfo("Asia/Beirut")
+    lo, hi = valid_instants((datetime.datetime(2022, 10, 29, 12), datetime.date(2022, 10, 29)), "Asia/Beirut")
+    second = datetime.datetime(2022, 10, 29, 23, 30, fold=1, tzinfo=beirut).timestamp()
+    assert datetime.datetime.fromtimestamp(second, beirut).utcoffset() == datetime.timedelta(hours=2)
+    assert lo <= second <= hi
+    assert datetime.datetime.fromtimestamp(hi + 1e-6, beirut).date() == datetime.date(2022, 10, 30)

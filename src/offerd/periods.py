@@ -8,8 +8,10 @@ import datetime
 import zoneinfo
 
 KINDS = ("day", "week", "month")
-# The longest a period lasts, daylight-saving hour included: how far back its counts reach.
-LONGEST = {"day": 25 * 3600, "week": 7 * 86400 + 3600, "month": 31 * 86400 + 3600}
+# How far back a period's counts may reach: its longest length, with a day to spare for clock
+# changes (an hour in most zones, two in Antarctica/Troll, a whole day where a zone moved
+# across the date line). What the history reads and keeps for calendar caps.
+LONGEST = {"day": 2 * 86400, "week": 8 * 86400, "month": 32 * 86400}
 
 _ZONES: dict[str, zoneinfo.ZoneInfo] = {}
 _LAST: dict[tuple[str, str], tuple[float, float]] = {}  # (kind, zone) → the last period found, [start, end)
@@ -38,7 +40,7 @@ def _next_first_day(first: datetime.date, kind: str) -> datetime.date:
     return (first.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
 
 
-def _midnight(day: datetime.date, tz: zoneinfo.ZoneInfo) -> float:
+def midnight(day: datetime.date, tz: zoneinfo.ZoneInfo) -> float:
     """The first instant of `day` in `tz`. Where the clocks skip midnight, local 00:00 does
     not exist, and zoneinfo reads it with the offset before the change: that instant is the
     change itself, the day's first. Where midnight happens twice, fold 0 is the first."""
@@ -53,11 +55,11 @@ def bounds(ts: float, kind: str, tz_name: str) -> tuple[float, float]:
         return last
     tz = zone(tz_name)
     first = _first_day(datetime.datetime.fromtimestamp(ts, tz).date(), kind)
-    start = _midnight(first, tz)
+    start = midnight(first, tz)
     if ts < start:  # fromtimestamp rounds to the microsecond: an instant just before midnight
         first = _first_day(first - datetime.timedelta(days=1), kind)  # belongs to the period before
-        start = _midnight(first, tz)
-    got = (start, _midnight(_next_first_day(first, kind), tz))
+        start = midnight(first, tz)
+    got = (start, midnight(_next_first_day(first, kind), tz))
     _LAST[key] = got  # one tuple, swapped whole: safe across threads
     return got
 

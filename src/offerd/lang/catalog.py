@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import datetime
 import json
-import zoneinfo
 from dataclasses import dataclass, field
 
+from .. import periods
 from .diagnostics import Diagnostic, Span
 from .nodes import Expr, FieldSpec, Template
 from .types import Type
@@ -155,10 +155,16 @@ def valid_local(valid: tuple) -> tuple[datetime.datetime, datetime.datetime]:
 
 def valid_instants(valid: tuple, timezone: str) -> tuple[float, float]:
     """A `valid` range as epoch seconds, both inclusive. A wall-clock time a clock change
-    skips or repeats is read with the offset in force before the change (fold 0)."""
-    zone = zoneinfo.ZoneInfo(timezone)
-    start, end = valid_local(valid)
-    return start.replace(tzinfo=zone).timestamp(), end.replace(tzinfo=zone).timestamp()
+    skips or repeats is read with the offset in force before the change (fold 0). A date
+    is whole: from its first instant to the microsecond before the next day's, so a last
+    hour the clocks repeat is in it, as `today` would have it."""
+    zone = periods.zone(timezone)
+    start, end = valid
+    lo = (periods.midnight(start, zone) if type(start) is datetime.date
+          else start.replace(tzinfo=zone).timestamp())
+    hi = (periods.midnight(end + datetime.timedelta(days=1), zone) - 1e-6 if type(end) is datetime.date
+          else end.replace(tzinfo=zone).timestamp())
+    return lo, hi
 
 
 def has_time(valid: tuple | None) -> bool:

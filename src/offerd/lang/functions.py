@@ -94,7 +94,10 @@ def _round(x, places):
             return x + 0.0
         if places < -400:
             return 0.0
-        return float(_round_fraction(Fraction(repr(x)), places)) + 0.0
+        try:
+            return float(_round_fraction(Fraction(repr(x)), places)) + 0.0
+        except OverflowError:  # rounded up past the largest float: infinite, as a float sum would be
+            return math.copysign(math.inf, x)
     if places >= 0:
         return x
     if places < -30:

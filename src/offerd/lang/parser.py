@@ -144,6 +144,12 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, origin, parser: Lark
         # `eligible contact.age >=` then `content ...`: the keyword was read as a name
         line, col, width = previous.line, previous.column, len(str(previous))
         message = f"`{previous}` starts a new clause, but the expression before it is incomplete"
+    if isinstance(e, UnexpectedToken) and previous is not None and str(previous) == "in" \
+            and previous.type != "NAME" and str(e.token) == ":":
+        # `a: string  in: int`: after a type, `in` starts a closed set or range
+        line, col, width = previous.line, previous.column, 2
+        message = "`in` after an attribute's type starts a closed set or range, so no attribute can be named `in`"
+        return Span(file, line, col, line, col + width), message, "rename the attribute"
     rest = ""
     if isinstance(e, (UnexpectedCharacters, UnexpectedToken)) and e.pos_in_stream is not None:
         rest = text[e.pos_in_stream : e.pos_in_stream + 3]
