@@ -42,11 +42,14 @@ TOKEN = "soak"
 
 def fast_catalog() -> dict[str, str]:
     """The example catalog, each day a tenth of a second (30d is 3s; so windows slide within the run),
-    and `propensity` (which reads 30 days of counters) a constant."""
+    calendar periods likewise (a month 3s), and `propensity` (which reads 30 days of counters) a
+    constant: pruning then has history to delete within the run."""
     def shorter(m):
         return f"{max(1, int(m.group(1)) // 10)}s"
 
-    return {name: re.sub(r"\b(\d+)d\b", shorter, text).replace("propensity", "0.5")
+    periods = {"day": "1s", "week": "1s", "month": "3s"}
+    return {name: re.sub(r"\bcalendar (day|week|month)\b", lambda m: periods[m.group(1)],
+                         re.sub(r"\b(\d+)d\b", shorter, text)).replace("propensity", "0.5")
             for name, text in lang.read_dir(CATALOG).items()}
 
 
