@@ -282,3 +282,21 @@ def test_with_caps_that_cannot_bind_a_simulation_picks_what_a_dry_run_decision_p
         assert simulated[row.line] == decided, row
         ties += len({p.weight for p in d.spaces[0].proposals}) < len(d.spaces[0].proposals)
     assert ties > 50  # ties on weight are common: declaration order decided them alike
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_spaces_own_rule_holds_back_its_fallback(tmp_path, workers):
+    """As in a decision: a contact who fails the space's `eligible` gets nothing there, not
+    the fallback; one who passes it but wins nothing gets the fallback."""
+    catalog = lang.check({"c.offer": """\
+schema contact { opt_in_sms: bool  age: int }
+schema context { }
+space sms { channel outbound  limit 1  fallback generic  eligible contact.opt_in_sms ?? false }
+offer promo { spaces sms  eligible contact.age >= 18 }
+offer generic { spaces sms }
+"""})
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "opt_in_sms": true, "age": 30}\n{"id": "b", "opt_in_sms": true, "age": 10}\n'
+                    '{"id": "c", "opt_in_sms": false, "age": 30}\n{"id": "d"}\n')
+    r = simulate.simulate(catalog, ["sms"], str(path), AT, workers=workers).to_json()["spaces"]["sms"]
+    assert r["ranks"] == [{"promo": 1}] and r["fallback_only"] == 1 and r["nothing"] == 2

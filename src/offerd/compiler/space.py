@@ -48,6 +48,14 @@ class Outcome:
     rule: RuleRef | None
 
 
+def _truth(catalog: Catalog, expr, label: str):
+    """One checked bool expression compiled alone: whether it is exactly true."""
+    from .expressions import expression_source
+
+    consts: dict = {}
+    return _compile(expression_source(catalog, expr, consts), consts, label, "_truth")
+
+
 def _compile(source: str, consts: dict, label: str, name: str):
     namespace = runtime.namespace()
     namespace.update(consts)
@@ -79,12 +87,20 @@ class CompiledSpace:
         self.fallback: OfferDef | None = catalog.offers_by_name[fallback] if fallback else None
         self.rules: tuple[RuleRef, ...] = tuple(plan.rules)
         self.ranks_by_bound = plan.ranks_by_bound  # `top` can stop early (see SpacePlan)
+        # the space's own rules, alone: they hold back its fallback too (see `admits`)
+        self._gate = tuple(_truth(catalog, check.expr, f"space {space} rule")
+                           for check in catalog.spaces[space].eligible)
         self.source = gen.evaluate_source()
         self._evaluate = _compile(self.source, gen.consts, f"space {space}", "_evaluate")
         self.evaluate = self._evaluate
         self._catalog = catalog
         self._lock = threading.Lock()
         self._lazy: dict[str, object] = {}
+
+    def admits(self, contact: dict, context: dict, moment: Moment, history) -> bool:
+        """Whether the space's own `eligible` rules are all exactly true: without them, its
+        fallback is not given either (a consent rule holds for every offer of the space)."""
+        return all(truth(contact, context, moment, history) for truth in self._gate)
 
     def moment(self, when: datetime.datetime) -> Moment:
         return Moment.at(when, self.timezone)

@@ -322,7 +322,7 @@ class Engine:
                 offer = compiled.offers[pos].name
                 work.notes[(name, offer)] = Explained(offer, why, rule=None if cap is None else str(cap.rule),
                                                       weight=weight)
-        if not won and compiled.fallback is not None:
+        if not won and compiled.fallback is not None and compiled.admits(*args):
             content = compiled.render_fallback(*args)
             work.picks.append(_Pick(name, compiled.fallback, None, content, fallback=True))
 

@@ -56,7 +56,8 @@ def _outcomes(task) -> list:
                 out.append(item)
                 continue
         attrs = {**item.attributes, CONTACT_ID: item.contact_id} if _worker["ids"] else item.attributes
-        out.append((item.line, [[space.outcomes(attrs, context, moment, EMPTY) for space in spaces]
+        out.append((item.line, [[(*space.outcomes(attrs, context, moment, EMPTY),
+                                  space.admits(attrs, context, moment, EMPTY)) for space in spaces]
                                 for spaces in versions]))
     return out
 
@@ -196,7 +197,7 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run: 
     seen: set[str] = set()
     picks = []
     mine: dict[tuple[str, str], int] = {}  # this contact's propositions so far, per (kind, ref)
-    for space, (eligible, fails) in zip(compiled, per_space):
+    for space, (eligible, fails, admitted) in zip(compiled, per_space):
         stats = report.spaces[space.space.name]
         stats.eliminations.update(fails)
         stats.eligibility.update(map(_POSITION, eligible))
@@ -226,7 +227,7 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run: 
             stats.ranks[rank][offer] = stats.ranks[rank].get(offer, 0) + 1
             stats.offers[offer].proposed += 1
         if not won:
-            if space.fallback is not None:
+            if space.fallback is not None and admitted:  # the space's own rules hold it back too
                 stats.fallback_only += 1
                 names.append(space.fallback.name)
             else:
@@ -240,7 +241,7 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run: 
 def _diff(comparison: Comparison, base, compiled, before, after, outcomes) -> None:
     """Who changes offers between the versions, and why each lost offer was lost: the rule
     that removed it in the other version, or that it was eligible there but not chosen."""
-    for mine, space, old, new, (eligible, fails) in zip(base, compiled, before, after, outcomes):
+    for mine, space, old, new, (eligible, fails, _) in zip(base, compiled, before, after, outcomes):
         if old == new:
             continue
         name = space.space.name
