@@ -104,7 +104,9 @@ def test_stored_values_outside_a_new_domain_are_absent(engine):
                             .replace(" in 0 to 120", "") + OFFERS}))
     engine.store.put_profile(Contact("al"), {"segment": "silver", "age": 150, "name": "Al"})
     engine.store.put_profile(Contact("bo"), {"segment": "gold", "age": 40})
-    engine.load(lang.check(CATALOG))
+    # `segmented` would win for al if the stored "silver" were read
+    engine.load(lang.check({"00.offer": SCHEMA + OFFERS
+                            + "offer segmented { spaces web  weight 3  eligible has(contact.segment) }\n"}))
     assert engine.decide(Request(("web",), "al", time=T, dry_run=True)).offers("web") == ["none"]
     assert engine.decide(Request(("web",), "bo", time=T, dry_run=True)).offers("web") == ["gold"]
     # a value given with the request still counts

@@ -162,6 +162,8 @@ def test_join():
     assert value('join(["a", contact.s, "b"], "-")') == "a-b"  # null items left out
     assert value('join(contact.fl, " ")', {"fl": (1.0, 2.5)}) == "1.0 2.5"  # each as content text
     assert value('join(contact.ds, ",")', {"ds": (datetime.date(2026, 1, 2),)}) == "2026-01-02"
+    assert value('join([1, 2.5], "-")') == "1.0-2.5"  # a list mixing ints and floats holds floats
+    assert value('join([contact.i, 2.5], "-")', {"i": 1}) == "1.0-2.5"
     assert value('join(contact.tags, ",")') is None and value('join(["a"], contact.s)') is None
     assert value('join(contact.nums, ",")', {"nums": ()}) == ""
     assert "join takes a list or set, and a string" in error('join(contact.s, ",")')

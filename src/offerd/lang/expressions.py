@@ -123,6 +123,7 @@ class Expressions:
             t = u
         if t != ERROR and t.name not in LIST_ELEMS:
             return self._fail(e, f"a list holds strings, numbers or dates, not {t}")
+        items = tuple(_widen(i, t) for i in items)  # [1, 2.5] holds floats: join writes 1.0
         return self._typed(e, list_of(t) if t != ERROR else ERROR, False, items=items)
 
     def _e_Path(self, e, scope):
