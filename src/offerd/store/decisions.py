@@ -167,12 +167,14 @@ class Decisions:
         replays go back in time), so no interleaving can take it past its limit."""
         since = (None if check.window is None else at - check.window) if check.calendar is None else check.since(at)
         if check.scope == "total":
-            return self._total_below(txn, pending, _cap_ref(check), check.status, since, check.limit)
+            return self._total_below(txn, pending, _cap_ref(check), check.status, since, check.limit,
+                                     check.calendar or check.window)
         times = mine.get((check.ref_kind, check.ref, check.status), ())
         count = len(times) - (0 if since is None else bisect_right(times, us(since)))
         return count < check.limit
 
-    def _total_below(self, txn, pending, ref: bytes, status: str, since: float | None, limit: int) -> bool:
+    def _total_below(self, txn, pending, ref: bytes, status: str, since: float | None, limit: int,
+                     shape=None) -> bool:
         """Whether the events from `since` on are fewer than `limit`. A cap's first check
         counts them; a later one, in this batch or a later one, with a window starting no
         earlier, bounds them by that count plus the events added since, by any process, read
@@ -183,13 +185,15 @@ class Decisions:
         if life is None:
             life = pending.life[key] = self._bucket_sum(txn, None, ref, status, b"L", 0, 1)
         life += pending.added.get(key, 0)
-        counted = self._counted.get((ref, status, lo >= 0))
+        # one entry per window shape (1d, calendar month, lifetime): two caps on one ref, a day's
+        # and a month's, would otherwise evict each other and count afresh at every check
+        counted = self._counted.get((ref, status, shape))
         if counted is not None and lo >= counted[0] and counted[1] + life - counted[2] < limit:
             return True
         count = self._total(txn, ref, status, since, FOREVER, pending)
         if len(self._counted) >= 65536:
             self._counted.clear()
-        self._counted[(ref, status, lo >= 0)] = (lo, count, life)
+        self._counted[(ref, status, shape)] = (lo, count, life)
         return count < limit
 
     def report_op(self, prop_id: bytes, status: str, at: float | None):
