@@ -12,6 +12,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import nodes as n
 from .builder import Builder, LimitExceeded
+from ..periods import KINDS as PERIODS
 from .diagnostics import Reporter, Span
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -144,6 +145,13 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, origin, parser: Lark
         # `eligible contact.age >=` then `content ...`: the keyword was read as a name
         line, col, width = previous.line, previous.column, len(str(previous))
         message = f"`{previous}` starts a new clause, but the expression before it is incomplete"
+    if isinstance(e, UnexpectedToken) and (str(e.token) == "calendar" or (
+            previous is not None and str(previous) == "calendar" and str(e.token) in PERIODS)):
+        # `suppress calendar week ...`, `proposed(x, calendar week)`: periods are for caps
+        at = e.token if str(e.token) == "calendar" else previous
+        return (Span(file, at.line, at.column, at.line, at.column + 8),
+                "calendar periods are for caps only (`cap 1 per contact per calendar week`)",
+                "write a duration here, such as 7d")
     if isinstance(e, UnexpectedToken) and previous is not None and str(previous) == "in" \
             and previous.type != "NAME" and str(e.token) == ":":
         # `a: string  in: int`: after a type, `in` starts a closed set or range
