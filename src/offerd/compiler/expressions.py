@@ -19,7 +19,7 @@ import re
 from ..lang import nodes as n
 from ..lang.catalog import Catalog
 from ..lang.functions import FUNCTIONS
-from ..lang.types import INT, TIME
+from ..lang.types import DATE, INT, TIME
 from ..periods import KINDS
 from .analysis import LEAVES as _LEAVES
 from .analysis import SIMPLE as _SIMPLE
@@ -309,9 +309,11 @@ class ExprCodegen:
         if fn.today:
             self.uses.update(("_tdo", "_today"))
         if fn.local:
-            self.uses.add("_local")
             # `now` in the catalog's timezone is the moment's `local`: no conversion at run time
             args = tuple(_LOCAL if type(a) is n.Clock and a.which == "now" else a for a in args)
+            if fn.plain is not None and (args[0] is _LOCAL or args[0].type == DATE):
+                return self._null_guard(args, fn.plain.format)  # hour(now) is `_local.hour`
+            self.uses.add("_local")
         if fn.null is not None:  # the template takes nulls itself
             return fn.code.format(*map(self.value, args))
         if not fn.bind:

@@ -60,11 +60,6 @@ def in_list(x, items):
     return None if saw_null else False
 
 
-def local(t: datetime.datetime, moment_local: datetime.datetime) -> datetime.datetime:
-    """A time value in the catalog's timezone (the zone of the moment's `local`)."""
-    return t.astimezone(moment_local.tzinfo)
-
-
 def hour(t, moment_local):
     return t.astimezone(moment_local.tzinfo).hour
 

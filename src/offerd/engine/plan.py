@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..domain import PROPENSITY_WINDOW, CapCheck, NewProposition
 from ..lang import nodes as n
-from ..lang.catalog import CONTACT_ID, Catalog, Check, OfferDef, RuleRef
+from ..lang.catalog import CONTACT_ID, Catalog, Check, DecisionCap, OfferDef, RuleRef
 from ..periods import LONGEST
 from ..store import Indexer
 
@@ -34,16 +34,6 @@ def _cap(check: Check, zone: str) -> Cap | None:
                                             calendar=h.calendar, zone=zone),
                        (h.ref_kind, h.ref), (h.ref_kind, h.ref, "proposed"))
     return None
-
-
-@dataclass(frozen=True)
-class DecisionCap:
-    """A `cap N per decision` an offer counts toward: checked in arbitration only, against
-    the offers chosen so far in the same decision."""
-
-    rule: RuleRef
-    key: tuple[str, str]  # (kind, ref), as arbitration's counts are keyed
-    limit: int
 
 
 def _exprs(catalog: Catalog):
@@ -160,8 +150,7 @@ class Plan:
         if got is None:
             owners = [self.catalog.spaces[space]] + [self.catalog.categories[c] for c in offer.chain] \
                 + [self.catalog.groups[g] for g in offer.groups]
-            got = self._in_decision[key] = tuple(DecisionCap(c.rule, (c.ref_kind, c.ref), c.limit)
-                                                 for o in owners for c in o.decision_caps)
+            got = self._in_decision[key] = tuple(c for o in owners for c in o.decision_caps)
         return got
 
     def proposition(self, offer: OfferDef, space: str, fallback: bool = False) -> NewProposition:

@@ -50,6 +50,11 @@ class DecisionCap:
     ref: str
     limit: int
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """(kind, ref), as arbitration counts a decision's picks."""
+        return self.ref_kind, self.ref
+
 
 @dataclass(frozen=True)
 class SpaceDef:

@@ -188,9 +188,9 @@ class Checker:
                     eligible_in.setdefault(item.space, []).append(check)
             elif isinstance(item, (n.Cap, n.Suppress)):
                 got = self._limit(item, owner, kind, name)
-                (in_decision if isinstance(got, DecisionCap) else limits).append(got)
-        return (tuple(eligible), {k: tuple(v) for k, v in eligible_in.items()}, tuple(limits),
-                tuple(c for c in in_decision if c is not None))
+                if got is not None:  # None: refused, its error reported
+                    (in_decision if isinstance(got, DecisionCap) else limits).append(got)
+        return tuple(eligible), {k: tuple(v) for k, v in eligible_in.items()}, tuple(limits), tuple(in_decision)
 
     def _space(self, s: n.Space) -> SpaceDef:
         owner = f"space {s.name}"

@@ -53,6 +53,9 @@ class Function:
     # the checked arguments → None, or (argument index, message, hint): what types cannot
     # say (format_date's pattern must be a literal of known directives)
     check: Callable | None = None
+    # with `local`: the template when the argument needs no conversion (`now`, which the
+    # moment holds in the catalog's timezone already, or a date): an attribute read, no call
+    plain: str | None = None
 
 
 def _ordered(a: Type, b: Type) -> Type | None:
@@ -202,11 +205,14 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in (
              lambda x, k: INT if x in (STRING, INT) and k == INT else None, "_rt_bucket({0}, {1})", _bucket,
              null=True, cost=40),
     Function("hour", 1, "a time (now)", lambda t: INT if t == TIME else None, "_rt_hour({0}, _local)",
-             lambda local, t: t.astimezone(local.tzinfo).hour, local=True, bounds=lambda t: (0.0, 23.0)),
+             lambda local, t: t.astimezone(local.tzinfo).hour, local=True, bounds=lambda t: (0.0, 23.0),
+             plain="{0}.hour"),
     Function("weekday", 1, "a date or a time", _date_or_time, "_rt_weekday({0}, _local)",
-             lambda local, x: _in_zone(local, x).weekday() + 1, local=True, bounds=lambda x: (1.0, 7.0)),
+             lambda local, x: _in_zone(local, x).weekday() + 1, local=True, bounds=lambda x: (1.0, 7.0),
+             plain="{0}.isoweekday()"),
     Function("month", 1, "a date or a time", _date_or_time, "_rt_month({0}, _local)",
-             lambda local, x: _in_zone(local, x).month, local=True, bounds=lambda x: (1.0, 12.0)),
+             lambda local, x: _in_zone(local, x).month, local=True, bounds=lambda x: (1.0, 12.0),
+             plain="{0}.month"),
     # null also for an int rounded outside 64 bits (round(9e18, -19))
     Function("round", 2, "a number and an int (decimals)",
              lambda x, k: x if x.numeric and k == INT else None, "_rt_round({0}, {1})",
@@ -231,5 +237,6 @@ def template_attributes() -> set[str]:
     generator's own, the only ones generated code may read (the sandbox tests hold it to that)."""
     import ast
 
-    trees = (ast.parse(f.code.format(*["x"] * f.arity, first=["x"] * f.arity)) for f in FUNCTIONS.values())
+    codes = [f.code for f in FUNCTIONS.values()] + [f.plain for f in FUNCTIONS.values() if f.plain]
+    trees = (ast.parse(code.format(*["x"] * 2, first=["x"] * 2)) for code in codes)
     return {a.attr for tree in trees for a in ast.walk(tree) if isinstance(a, ast.Attribute)}
