@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +13,6 @@ import time
 
 import grpc
 
-from offerd.cluster.local import free_port  # ports below the ephemeral range
 from offerd.server.app import Config, create_server, stop_server
 from offerd.server.workers import start_catalog
 from offerd.store import Store
@@ -21,6 +21,10 @@ from offerd.store.records import Record
 ADULT = {"age": 30, "country": "FR", "segment": "gold", "cart_total": 80.0}  # the bundled catalog offers to them
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Served:

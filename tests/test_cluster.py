@@ -7,6 +7,7 @@ import concurrent.futures
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from types import SimpleNamespace
@@ -16,7 +17,7 @@ import pytest
 
 from offerd.client import AsyncClient, Client, decide_request, route
 from offerd.store import Contact, Store
-from offerd.cluster.local import LocalCluster, free_port  # ports below the ephemeral range
+from offerd.cluster.local import LocalCluster
 from offerd.cluster.routing import FORWARDED, shard_of
 from offerd.cluster.topology import load
 from offerd.v1 import offerd_pb2 as pb
@@ -36,6 +37,10 @@ offer plain { spaces web  weight 1 }
 """
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start(tmp_path, shards=3, catalog=None) -> LocalCluster:

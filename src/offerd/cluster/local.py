@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -23,19 +22,7 @@ class ClusterError(RuntimeError):
 
 
 def free_port() -> int:
-    """A free port on the loopback, below the kernel's ephemeral range (32768 and up on
-    Linux): a port the kernel hands out for bind(0) is as likely to be taken by an outgoing
-    connection before the server binds it, which made a shard fail to start now and then."""
-    rnd = random.SystemRandom()
-    for _ in range(200):
-        port = rnd.randrange(20000, 32768)
-        with socket.socket() as s:
-            try:
-                s.bind((LOOPBACK, port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:  # a crowded range: let the kernel choose
+    with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
 
