@@ -472,3 +472,24 @@ def test_a_deploy_with_a_shard_down_says_which_and_the_shard_catches_up_when_bac
     assert live_on(cluster, 2)[0] == digest
     time.sleep(3)  # and the others were not turned back to what shard 2 had
     assert [live_on(cluster, i)[0] for i in range(3)] == [digest] * 3
+
+
+def test_a_shard_port_taken_before_it_binds_is_chosen_again(tmp_path):
+    """Ports are free when chosen, but another process may bind one first: the cluster then
+    starts on new ports instead of failing (it did, now and then, in the full suite)."""
+    import socket
+
+    cluster = LocalCluster(str(tmp_path / "c"), 2, f"127.0.0.1:{free_port()}")
+    host, port = cluster.shards[0].rsplit(":", 1)
+    taken = cluster.shards[0]
+    with socket.socket() as blocker:
+        blocker.bind((host, int(port)))
+        blocker.listen()
+        try:
+            cluster.start()
+            assert cluster.shards[0] != taken
+            with Client(cluster.listen) as c:
+                c.deploy({"a.offer": CAPPED})
+                assert c.decide(["web"], "someone", dry_run=True).spaces[0].propositions
+        finally:
+            cluster.stop(drain=False)

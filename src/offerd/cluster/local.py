@@ -133,6 +133,31 @@ class LocalCluster:
     # --- the whole -----------------------------------------------------------------------
 
     def start(self) -> None:
+        """Redis, the shards, then the balancer. The ports of Redis and the shards were free
+        when chosen, but another process may bind one before a part does: then they are
+        chosen again and everything restarted (at most three times)."""
+        for attempt in range(3):
+            try:
+                return self._start()
+            except ClusterError:
+                if attempt == 2 or not self._port_taken():
+                    raise
+                self.shards = [f"{LOOPBACK}:{free_port()}" for _ in self.shards]
+                self.redis_address = f"{LOOPBACK}:{free_port()}"
+
+    def _port_taken(self) -> bool:
+        """Did Redis or a shard just fail to bind its port?"""
+        for name in ["redis"] + [f"shard-{i}" for i in range(len(self.shards))]:
+            try:
+                with open(os.path.join(self.folder, f"{name}.log"), "rb") as f:
+                    f.seek(max(0, os.path.getsize(f.name) - 400))
+                    if b"Address already in use" in f.read():
+                        return True
+            except OSError:
+                continue
+        return False
+
+    def _start(self) -> None:
         os.makedirs(self.folder, exist_ok=True)
         with open(self.cluster_file, "w") as f:
             json.dump({"shards": self.shards, "redis": self.redis_address, "secret": os.urandom(16).hex()}, f,
