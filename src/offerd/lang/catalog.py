@@ -218,6 +218,19 @@ class Catalog:
         out += space_def.caps
         return out
 
+    def text(self, span: Span, limit: int = 240) -> str:
+        """The source text a span covers, its whitespace runs made one space (a rule or a
+        clause as written, for explain and reports), cut at `limit` characters with …."""
+        lines = self.sources.get(span.file, "").splitlines()[span.line - 1:span.end_line]
+        if not lines or span.line < 1:
+            return ""
+        if span.end_line == span.line:
+            lines[0] = lines[0][span.col - 1:span.end_col - 1]
+        else:
+            lines[0], lines[-1] = lines[0][span.col - 1:], lines[-1][:span.end_col - 1]
+        text = " ".join(" ".join(lines).split())
+        return text if len(text) <= limit else text[:limit - 1] + "…"
+
     def offers_in(self, space: str) -> tuple[OfferDef, ...]:
         """The candidates of a space: offers listing it, its fallback excluded."""
         fallback = self.spaces[space].fallback
