@@ -12,6 +12,7 @@ from ..lang.catalog import Catalog, OfferDef, RuleRef
 from . import runtime
 from .analysis import SpacePlan
 from .parts import SpaceCodegen
+from .why import Explainer, Why
 
 
 class Moment(NamedTuple):
@@ -46,6 +47,7 @@ class Outcome:
     eligible: bool
     weight: float | None
     rule: RuleRef | None
+    index: int | None = None  # the rule's index, for `why`
 
 
 def _truth(catalog: Catalog, expr, label: str):
@@ -114,8 +116,17 @@ class CompiledSpace:
         for pos, weight in eligible:
             out[pos] = Outcome(self.offers[pos], True, weight, None)
         for pos, rule in fails:
-            out[pos] = Outcome(self.offers[pos], False, None, self.rules[rule])
+            out[pos] = Outcome(self.offers[pos], False, None, self.rules[rule], rule)
         return out
+
+    def why(self, rule: int, contact: dict, context: dict, moment: Moment, history) -> Why:
+        """Why the rule at index `rule` (as `explain` numbers them) is not true: its first
+        clause not true and the values that clause read, or a cap's count and free-up time."""
+        return self._part("why").why(rule, contact, context, moment, history)
+
+    def failing(self, pos: int, contact: dict, context: dict, moment: Moment, history) -> list[int]:
+        """Every rule of the offer at `pos` that is not true, in explain order."""
+        return self._part("why").failing(pos, contact, context, moment, history)
 
     def top(self, need: int, contact: dict, context: dict, moment: Moment, history) -> tuple[list, bool]:
         """(eligible, complete): like `evaluate`, but the offers come by their weight's upper
@@ -158,6 +169,9 @@ class CompiledSpace:
         return self._lazy[part]
 
     def _build_part(self, part: str) -> None:
+        if part == "why":  # compiles each rule when first asked
+            self._lazy[part] = Explainer(self._catalog, self.space.name, self._plan)
+            return
         gen = SpaceCodegen(self._catalog, self.space.name, self._plan)
         if part == "explain":
             source, name = gen.evaluate_source(explain=True), "_explain"

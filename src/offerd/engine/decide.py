@@ -361,7 +361,8 @@ class Engine:
         compiled = self.space(name, work.plan)
         won = {p.offer: p for p in proposals}
         out = []
-        for outcome in compiled.explain(work.attrs, work.context, work.moment, work.history):
+        args = (work.attrs, work.context, work.moment, work.history)
+        for pos, outcome in enumerate(compiled.explain(*args)):
             offer = outcome.offer.name
             note = work.notes.get((name, offer))
             if offer in won:
@@ -369,7 +370,7 @@ class Engine:
             elif note is not None and note.kind == "cap at commit":
                 out.append(note)  # explain re-reads totals, which by now include the decision that took the cap
             elif not outcome.eligible:
-                out.append(Explained(offer, outcome.rule.kind, rule=str(outcome.rule)))
+                out.append(_removed(compiled, pos, outcome.index, args, work.request.explain_all))
             else:
                 out.append(note or Explained(offer, "arbitration", weight=outcome.weight))
         if compiled.fallback is not None and compiled.fallback.name in won:
@@ -447,3 +448,15 @@ def _convert(schema: dict, stored: dict, domains: dict) -> dict:
             except InputError:
                 pass
         return out
+
+
+def _removed(compiled, pos: int, rule: int, args, everything: bool) -> Explained:
+    """An offer a rule removed: the rule, why it was not true, and with `everything` the
+    offer's other rules not true either."""
+    also = ()
+    if everything:
+        also = tuple(_removed(compiled, pos, other, args, False)
+                     for other in compiled.failing(pos, *args) if other != rule)
+    ref = compiled.rules[rule]
+    return Explained(compiled.offers[pos].name, ref.kind, rule=str(ref),
+                     why=compiled.why(rule, *args), also=also)

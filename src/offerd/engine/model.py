@@ -5,6 +5,8 @@ import datetime
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..compiler.why import Why
+
 
 class EngineError(Exception):
     """A request the engine refuses, with a message a person can act on."""
@@ -37,6 +39,7 @@ class Request:
     themes: tuple[str, ...] = ()  # keep offers with at least one of these themes
     dry_run: bool = False  # decide, record nothing
     explain: bool = False
+    explain_all: bool = False  # with explain: every rule that removed an offer, not only the first
     time: datetime.datetime | None = None  # aware; None: the clock
     request_id: str | None = None  # a recorded decision retried with it gets its first answer
 
@@ -64,6 +67,8 @@ class Explained:
     rule: str | None = None  # "file:line:col: owner: text"
     weight: float | None = None
     rank: int | None = None
+    why: Why | None = None  # a rule that removed the offer: why it was not true
+    also: tuple[Explained, ...] = ()  # with explain_all: its other rules not true either
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def request(m: pb.DecideRequest) -> Request:
         max_offers=m.max_offers or None,
         categories=tuple(m.categories) if m.categories else (),
         themes=tuple(m.themes) if m.themes else (),
-        dry_run=m.dry_run, explain=m.explain,
+        dry_run=m.dry_run, explain=m.explain or m.explain_all, explain_all=m.explain_all,
         time=time_of(m.time_us) if m.time_us else None,
         request_id=m.request_id or None,
     )
@@ -73,9 +73,32 @@ def response(d: Decision, request_id: str = "") -> pb.DecideResponse:
                                    has_weight=p.weight is not None, content=p.content, id=p.id or "",
                                    fallback=p.fallback)
         for x in r.explain or ():
-            space.explain.add(offer=x.offer, kind=x.kind, rule=x.rule or "", weight=x.weight or 0.0,
-                              rank=x.rank or 0)
+            _explanation(space.explain.add(), x)
     return out
+
+
+def _explanation(out: pb.Explanation, x) -> None:
+    out.offer, out.kind, out.rule, out.weight, out.rank = x.offer, x.kind, x.rule or "", x.weight or 0.0, x.rank or 0
+    why = x.why
+    if why is not None:
+        out.why.rule_text = why.rule_text
+        if why.clause is not None:
+            _clause(out.why.clause, why.clause)
+        for c in why.operands:
+            _clause(out.why.operands.add(), c)
+        if why.limit is not None:
+            lim = why.limit
+            out.why.limit.CopyFrom(pb.Limit(
+                count=lim.count, limit=lim.limit, window=lim.window, counts=lim.counts,
+                frees_at_us=0 if lim.frees_at is None else (lim.frees_at - EPOCH) // _MICROSECOND))
+    for other in x.also:
+        _explanation(out.also.add(), other)
+
+
+def _clause(out: pb.Clause, c) -> None:
+    out.text, out.location, out.result = c.text, c.location, c.result
+    for r in c.reads:
+        out.reads.add(name=r.name, value=r.value or "", absent=r.value is None)
 
 
 def diagnostic(d: Diagnostic, sources: dict[str, str]) -> pb.Diagnostic:

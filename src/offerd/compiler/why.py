@@ -1,0 +1,308 @@
+"""Why a rule was not true for a contact: its first clause not true, the values that clause
+read, and for a cap or suppression its count, limit and when it frees up.
+
+Only explain asks, so each rule's clauses and reads are compiled on first need, from the
+checked AST like every generated part, and a decision without explain never pays for them.
+"""
+from __future__ import annotations
+
+import datetime
+import threading
+from dataclasses import dataclass
+
+from .. import periods
+from ..domain import fmt_duration
+from ..lang import nodes as n
+from ..lang.catalog import Catalog, Check, RuleRef, has_time
+from .expressions import ARGS, Constants, ExprCodegen, Frame, Writer
+
+
+@dataclass(frozen=True)
+class Read:
+    """A value a clause read: `value` as ODL writes it, None when absent (null)."""
+
+    name: str
+    value: str | None
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One clause of a rule: its text and location, its result ("false" or "null", and
+    "true" for an `or`'s operand) and the values it read."""
+
+    text: str
+    location: str
+    result: str
+    reads: tuple[Read, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A cap's or suppression's state: `count` in the window against `limit`, and when the
+    count falls below it if nothing more is counted (None: never, a lifetime cap)."""
+
+    count: int
+    limit: int
+    window: str
+    counts: str
+    frees_at: datetime.datetime | None
+
+
+@dataclass(frozen=True)
+class Why:
+    """Why a rule was not true: the whole rule as written, its first clause not true (with
+    an `or`'s operands), and for a cap or suppression its Limit."""
+
+    rule_text: str
+    clause: Clause | None = None
+    operands: tuple[Clause, ...] = ()
+    limit: Limit | None = None
+
+
+_CLOCK_FUNCTIONS = frozenset(("hour", "weekday", "month"))
+
+
+def _split(e: n.Expr, op: str) -> list[n.Expr]:
+    """The operands of a chain of `op` (`a and b and c` → [a, b, c]), left to right."""
+    if isinstance(e, n.Binary) and e.op == op:
+        return _split(e.left, op) + _split(e.right, op)
+    return [e]
+
+
+def _reads(e: n.Expr) -> list[n.Expr]:
+    """The values an expression reads, in the order written, each once: attributes, lets,
+    clocks, history counts, propensities, and clock functions (`hour(now)`) whole."""
+    out: dict[n.Expr, None] = {}
+
+    def walk(x: n.Expr) -> None:
+        if isinstance(x, (n.Attr, n.LetRef, n.Clock, n.History, n.Propensity)):
+            out.setdefault(x)
+        elif isinstance(x, n.Call) and x.fn in _CLOCK_FUNCTIONS and all(isinstance(a, n.Clock) for a in x.args):
+            out.setdefault(x)
+        elif isinstance(x, n.ListLiteral):
+            for item in x.items:
+                walk(item)
+        else:
+            for child in n.children(x):
+                walk(child)
+
+    walk(e)
+    return list(out)
+
+
+def odl(value, zone) -> str | None:
+    """A value as a rule author reads it: ODL's literals; None stays None (absent)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return repr(round(value, 6))
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(zone).isoformat(timespec="seconds")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return "[" + ", ".join(sorted(odl(v, zone) for v in value)) + "]"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(odl(v, zone) for v in value) + "]"
+    return str(value)
+
+
+class _Compiled:
+    """Expressions compiled to one module, one function each: `fns[i](c, x, m, h)` is the
+    value of the i-th."""
+
+    def __init__(self, catalog: Catalog, space: str, exprs: list[n.Expr]):
+        from .space import _compile  # the same namespace and guards as every generated part
+
+        consts: dict = {}
+        constants, out = Constants(consts), Writer()
+        for i, e in enumerate(exprs):
+            gen = ExprCodegen(catalog, constants, Frame(), space)
+            body = Writer(level=1)
+            body.write(f"return {gen.value(e)}")
+            out.write(f"def _f{i}({ARGS}):")
+            out.indent()
+            gen.prelude(out, body, [])
+            out.dedent()
+        out.write("_fns = (" + "".join(f"_f{i}, " for i in range(len(exprs))) + ")")
+        self.fns = _compile(out.source(), consts, f"why {space}", "_fns")
+
+
+class _RuleWhy:
+    """One rule's clauses, each with its operands (an `or`) and its reads, compiled together."""
+
+    def __init__(self, catalog: Catalog, space: str, rule: RuleRef, expr: n.Expr):
+        self.catalog, self.rule = catalog, rule
+        exprs: list[n.Expr] = []
+
+        def add(e: n.Expr) -> int:
+            exprs.append(e)
+            return len(exprs) - 1
+
+        self.clauses = []  # (expr, its index, [(operand, index, reads)], reads)
+        for clause in _split(expr, "and"):
+            operands = _split(clause, "or")
+            ors = [(o, add(o), self._reads(o, add)) for o in operands] if len(operands) > 1 else []
+            self.clauses.append((clause, add(clause), ors, [] if ors else self._reads(clause, add)))
+        self.whole = add(expr)  # what `Explainer.failing` tests
+        self.fns = _Compiled(catalog, space, exprs).fns
+
+    def passes(self, value) -> bool:
+        """A rule holds when exactly true; a weight, when not null."""
+        return value is not None if self.rule.kind == "weight" else value is True
+
+    def _reads(self, e: n.Expr, add) -> list:
+        """(name, index, the let's own reads or None) of each value `e` reads."""
+        out = []
+        for r in _reads(e):
+            inner = self._reads(self.catalog.lets[r.name], add) if isinstance(r, n.LetRef) else None
+            out.append((self._name(r), add(r), inner))
+        return out
+
+    def _name(self, r: n.Expr) -> str:
+        if isinstance(r, n.Attr):
+            return f"{r.root}.{r.name}"
+        if isinstance(r, n.LetRef):
+            return r.name
+        if isinstance(r, n.Clock):
+            return r.which
+        if isinstance(r, n.Propensity):
+            return "propensity"
+        if r.span.line > 0:
+            return self.catalog.text(r.span, 80)
+        return f"{r.status}({r.ref_kind} {r.ref})"  # a cap's own count: no text of its own
+
+    def explain(self, args, zone) -> Why:
+        fns = self.fns
+        for clause, idx, ors, reads in self.clauses:
+            value = fns[idx](*args)
+            if self.passes(value):
+                continue
+            text = self._clause(clause, "null" if value is None else "false", reads, args, zone)
+            operands = tuple(self._clause(o, _result(fns[i](*args)), r, args, zone) for o, i, r in ors)
+            return Why(self.catalog.text(self.rule.span), text, operands)
+        return Why(self.catalog.text(self.rule.span))  # true now: a concurrent write changed it
+
+    def _clause(self, e: n.Expr, result: str, reads, args, zone) -> Clause:
+        reads = tuple(dict.fromkeys(self._values(reads, args, zone)))  # a let and its clause may read one value
+        return Clause(self.catalog.text(e.span), str(e.span), result, reads)
+
+    def _values(self, reads, args, zone):
+        for name, idx, inner in reads:
+            yield Read(name, odl(self.fns[idx](*args), zone))
+            if inner:  # a let: what it read too
+                yield from self._values(inner, args, zone)
+
+
+def _result(value) -> str:
+    return "null" if value is None else "true" if value is True else "false"
+
+
+class Explainer:
+    """A compiled space's `why`: rule index (as explain numbers rules) → why it was not true."""
+
+    def __init__(self, catalog: Catalog, space: str, plan):
+        self.catalog, self.space = catalog, space
+        self.zone = periods.zone(catalog.timezone)
+        self.checks: dict[int, tuple] = {}  # rule index → (offer, check or None for `valid`)
+        self.rules_of: dict[int, list[int]] = {}  # offer position → its rules, in explain order
+        for o in plan.offers:
+            for idx, check in o.checks:
+                self.checks[idx] = (o.offer, check)
+            self.checks[o.weight_rule] = (o.offer, o.weight)
+            self.rules_of[o.pos] = [idx for idx, _ in o.checks] + [o.weight_rule]
+        self.rules = plan.rules
+        self._compiled: dict[RuleRef, _RuleWhy] = {}
+        self._lock = threading.Lock()
+
+    def why(self, idx: int, contact: dict, context: dict, moment, history) -> Why:
+        offer, check = self.checks[idx]
+        rule = self.rules[idx]
+        if check is None:
+            return self._valid(offer, rule, moment)
+        limit = _limit_of(check)
+        if limit is not None:
+            return Why(self.catalog.text(rule.span), limit=self._limit(*limit, moment, history))
+        return self._rule(rule, check.expr).explain((contact, context, moment, history), self.zone)
+
+    def failing(self, pos: int, contact: dict, context: dict, moment, history) -> list[int]:
+        """Every rule of the offer at `pos` that is not true, in explain order (a null
+        weight among them)."""
+        args = (contact, context, moment, history)
+        out = []
+        for idx in self.rules_of[pos]:
+            offer, check = self.checks[idx]
+            if check is None:
+                ok = self._valid_now(offer, moment)
+            else:
+                rule = self._rule(self.rules[idx], check.expr)
+                ok = rule.passes(rule.fns[rule.whole](*args))
+            if not ok:
+                out.append(idx)
+        return out
+
+    def _rule(self, rule: RuleRef, expr: n.Expr) -> _RuleWhy:
+        got = self._compiled.get(rule)
+        if got is None:
+            with self._lock:
+                got = self._compiled.get(rule)
+                if got is None:
+                    got = _RuleWhy(self.catalog, self.space, rule, expr)
+                    self._compiled[rule] = got
+        return got
+
+    def _valid_now(self, offer, moment) -> bool:
+        from ..lang.catalog import valid_instants
+
+        if has_time(offer.valid):
+            lo, hi = valid_instants(offer.valid, self.catalog.timezone)
+            return lo <= moment.ts <= hi
+        return offer.valid[0] <= moment.today <= offer.valid[1]
+
+    def _valid(self, offer, rule: RuleRef, moment) -> Why:
+        read = (Read("now", odl(moment.now, self.zone)) if has_time(offer.valid)
+                else Read("today", moment.today.isoformat()))
+        text = self.catalog.text(rule.span)
+        return Why(text, Clause(text, str(rule.span), "false", (read,)))
+
+    def _limit(self, h: n.History, limit: int, moment, history) -> Limit:
+        ts, key = moment.ts, (h.ref_kind, h.ref)
+        count = history.count if h.scope == "contact" else history.total
+        if h.calendar is not None:
+            since = periods.since(ts, h.calendar, self.catalog.timezone)
+            window = f"calendar {h.calendar}"
+        else:
+            since = None if h.window is None else ts - h.window
+            window = "lifetime" if h.window is None else fmt_duration(h.window)
+        held = count(key, h.status, since, ts)
+        frees = None
+        if held >= limit and h.calendar is not None:
+            frees = periods.bounds(ts, h.calendar, self.catalog.timezone)[1]
+        elif held >= limit and since is not None:
+            # the limit-th latest event leaves the window first: the least start that holds
+            # fewer than `limit`, found to the microsecond by halving (counts fall as it grows)
+            lo, hi = since, ts
+            while hi - lo > 1e-6:
+                mid = (lo + hi) / 2
+                if count(key, h.status, mid, ts) < limit:
+                    hi = mid
+                else:
+                    lo = mid
+            frees = hi + h.window
+        who = "this contact" if h.scope == "contact" else "all contacts"
+        return Limit(held, limit, window, f"{h.status} of {h.ref_kind} {h.ref}, {who}",
+                     None if frees is None else datetime.datetime.fromtimestamp(frees, datetime.timezone.utc))
+
+
+def _limit_of(check: Check) -> tuple[n.History, int] | None:
+    """A cap (`count < limit`) or suppression (`count == 0`): (its history count, its limit)."""
+    if check.rule.kind not in ("cap", "suppress"):
+        return None
+    e = check.expr
+    if isinstance(e, n.Binary) and isinstance(e.left, n.History) and isinstance(e.right, n.Literal):
+        return e.left, (e.right.value if e.op == "<" else 1)
+    return None

@@ -1,0 +1,166 @@
+"""Explain says why: the first clause not true and the values it read (absent marked), a
+cap's or suppression's count, limit and free-up time, and with explain_all every rule that
+removed an offer. Real LMDB in a temp dir; times exact to the microsecond."""
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from offerd.engine import Engine, Request
+from offerd.lang import check
+from offerd.store import Store
+
+UTC = datetime.timezone.utc
+T = datetime.datetime(2026, 11, 4, 9, 30, tzinfo=UTC)  # a Wednesday
+CATALOG = {"00_schema.offer": """
+schema contact { age: int  income: int  savings: int  marketing_consent: bool  segment: string
+                 products: set<string> }
+schema context { channel: string }
+timezone "Europe/Paris"
+let adult = contact.age >= 18
+space call { limit 1  fallback none }
+""", "10_sales.offer": """
+category sales {
+  eligible contact.marketing_consent and adult and contact.income >= 20000 and context.channel != "kiosk"
+  suppress 90d after rejected
+}
+offer loan {
+  category sales  spaces call  weight 10
+  eligible contact.segment == "mass" or "card" in contact.products
+  cap 2 per contact per 7d
+}
+offer card {
+  category sales  spaces call  weight 5
+  cap 1 per contact per calendar week
+}
+offer saver {
+  spaces call  weight 4 + contact.savings / 1000
+  valid 2026-12-01 to 2026-12-31
+}
+offer rare {
+  spaces call  weight 1
+  cap 1 total
+}
+offer none { spaces call }
+"""}
+RICH = {"age": 40, "income": 50000, "marketing_consent": True, "segment": "mass", "products": {"card"},
+        "savings": 1000}
+
+
+@pytest.fixture
+def engine(tmp_path):
+    with Store(str(tmp_path / "db")) as store:
+        yield Engine(store, check(CATALOG))
+
+
+def _explain(engine, at, contact="c1", attributes=RICH, everything=False, **context):
+    d = engine.decide(Request(("call",), contact, attributes=dict(attributes), context=context or {"channel": "web"},
+                              dry_run=True, explain=True, explain_all=everything, time=at))
+    return {x.offer: x for x in d.spaces[0].explain}
+
+
+def _propose(engine, offer, at, contact="c1"):
+    """Record a decision at `at` that proposes `offer`, the best offer the attributes leave."""
+    attributes = {"loan": RICH, "card": {**RICH, "segment": "young", "products": set()}, "rare": {"age": 10}}[offer]
+    d = engine.decide(Request(("call",), contact, attributes=dict(attributes), context={"channel": "web"}, time=at))
+    assert d.offers("call") == [offer], d.offers("call")
+    return d.spaces[0].proposals[0].id
+
+
+def test_the_first_clause_not_true_and_the_values_it_read(engine):
+    x = _explain(engine, T, attributes={**RICH, "income": 12000})["loan"]
+    assert x.kind == "eligible" and "category sales: eligible" in x.rule
+    assert x.why.rule_text.startswith("eligible contact.marketing_consent and adult and contact.income")
+    c = x.why.clause
+    assert (c.text, c.result, c.location) == ("contact.income >= 20000", "false", "10_sales.offer:3:52")
+    assert [(r.name, r.value) for r in c.reads] == [("contact.income", "12000")]
+
+
+def test_an_absent_value_is_named_absent_not_false(engine):
+    attributes = {k: v for k, v in RICH.items() if k != "marketing_consent"}
+    c = _explain(engine, T, attributes=attributes)["loan"].why.clause
+    assert (c.text, c.result) == ("contact.marketing_consent", "null")
+    assert [(r.name, r.value) for r in c.reads] == [("contact.marketing_consent", None)]
+    # a call with no attributes and no profile: the same, the input is missing
+    c = _explain(engine, T, contact=None, attributes={})["card"].why.clause
+    assert c.result == "null" and c.reads[0].value is None
+
+
+def test_a_let_shows_what_it_read(engine):
+    c = _explain(engine, T, attributes={**RICH, "age": 16})["card"].why.clause
+    assert c.text == "adult" and c.result == "false"
+    assert [(r.name, r.value) for r in c.reads] == [("adult", "false"), ("contact.age", "16")]
+
+
+def test_an_or_shows_each_operand(engine):
+    why = _explain(engine, T, attributes={**RICH, "segment": "affluent", "products": set()})["loan"].why
+    assert why.clause.text == 'contact.segment == "mass" or "card" in contact.products'
+    assert [(o.text, o.result) for o in why.operands] == [('contact.segment == "mass"', "false"),
+                                                          ('"card" in contact.products', "false")]
+    assert [(r.name, r.value) for r in why.operands[0].reads] == [("contact.segment", '"affluent"')]
+    assert why.operands[1].reads[0].value == "[]"
+
+
+def test_a_sliding_cap_frees_when_its_oldest_counted_leaves(engine):
+    first = T - datetime.timedelta(days=2, microseconds=123)
+    _propose(engine, "loan", first)
+    _propose(engine, "loan", T - datetime.timedelta(hours=5))
+    lim = _explain(engine, T)["loan"].why.limit
+    assert (lim.count, lim.limit, lim.window) == (2, 2, "7d")
+    assert lim.counts == "proposed of offer loan, this contact"
+    assert lim.frees_at == first + datetime.timedelta(days=7)  # to the microsecond
+
+
+def test_a_suppression_frees_after_the_last_event(engine):
+    pid = _propose(engine, "card", T - datetime.timedelta(days=20))
+    rejected = T - datetime.timedelta(days=10)
+    engine.record(pid, "rejected", rejected)
+    x = _explain(engine, T + datetime.timedelta(days=7))["loan"]  # the card's week is over
+    assert x.kind == "suppress" and "category sales" in x.rule
+    lim = x.why.limit
+    assert (lim.count, lim.limit, lim.window) == (1, 1, "90d")
+    assert lim.frees_at == rejected + datetime.timedelta(days=90)
+
+
+def test_a_calendar_cap_frees_at_the_next_period(engine):
+    _propose(engine, "card", T)
+    lim = _explain(engine, T + datetime.timedelta(hours=1))["card"].why.limit
+    assert (lim.count, lim.limit, lim.window) == (1, 1, "calendar week")
+    # next Monday, midnight in Paris (UTC+1 in November)
+    assert lim.frees_at == datetime.datetime(2026, 11, 8, 23, tzinfo=UTC)
+
+
+def test_a_lifetime_total_cap_never_frees(engine):
+    _propose(engine, "rare", T, contact="other")
+    lim = _explain(engine, T)["rare"].why.limit
+    assert (lim.count, lim.limit, lim.window, lim.frees_at) == (1, 1, "lifetime", None)
+    assert lim.counts == "proposed of offer rare, all contacts"
+
+
+def test_valid_dates_and_a_null_weight(engine):
+    x = _explain(engine, T)["saver"]
+    assert x.kind == "valid" and x.why.clause.reads[0].name == "today"
+    assert x.why.clause.reads[0].value == "2026-11-04"
+    x = _explain(engine, datetime.datetime(2026, 12, 2, tzinfo=UTC),
+                 attributes={k: v for k, v in RICH.items() if k != "savings"})["saver"]
+    assert x.kind == "weight" and x.why.clause.result == "null"
+    assert [(r.name, r.value) for r in x.why.clause.reads] == [("contact.savings", None)]
+
+
+def test_explain_all_shows_every_rule_that_removed_an_offer(engine):
+    pid = _propose(engine, "loan", T - datetime.timedelta(days=3))
+    _propose(engine, "loan", T - datetime.timedelta(days=2))
+    engine.record(pid, "rejected", T - datetime.timedelta(days=1))
+    x = _explain(engine, T, attributes={**RICH, "segment": "young", "products": set()}, everything=True)["loan"]
+    assert x.kind == "eligible" and "offer loan: eligible" in x.rule  # the offer's own rule comes first
+    assert [(a.kind, a.rule.split(": ", 1)[1]) for a in x.also] == [
+        ("cap", "offer loan: cap 2 per contact per 7d"), ("suppress", "category sales: suppress 90d after rejected")]
+    assert x.also[1].why.limit.count == 1
+    assert not _explain(engine, T, attributes={**RICH, "segment": "young", "products": set()})["loan"].also
+
+
+def test_explain_off_carries_no_why(engine):
+    d = engine.decide(Request(("call",), "c1", attributes=dict(RICH), context={"channel": "web"}, dry_run=True,
+                              time=T))
+    assert d.spaces[0].explain is None
