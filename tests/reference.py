@@ -235,13 +235,25 @@ def explain_offer(catalog, space: str, offer, contact: dict, context: dict, mome
     after its own; the groups' likewise, in the offer's order; the offer's eligible rules;
     its eligible rules for the space; its caps and suppressions in declaration order; its
     categories' caps and suppressions, root first; its groups'; the space's caps. Then a null weight removes the offer (rule = the weight's rule)."""
+    removed = removing_rules(catalog, space, offer, contact, context, moment, history, first=True)
+    if removed:
+        return ("removed", removed[0])
+    o = catalog.offers_by_name[offer] if isinstance(offer, str) else offer
+    weight = o.weight_in.get(space, o.weight)
+    return ("eligible", evaluate(weight.expr, contact, context, moment, history, catalog.lets, space))
+
+
+def removing_rules(catalog, space: str, offer, contact: dict, context: dict, moment, history, first=False):
+    """Every rule that removes the offer, in explain order (with `first`, only the first),
+    its weight's rule last if the weight is null."""
     o = catalog.offers_by_name[offer] if isinstance(offer, str) else offer
 
     def run(e):
         return evaluate(e, contact, context, moment, history, catalog.lets, space)
 
+    out = []
     if o.valid is not None and not within(o.valid, moment):
-        return ("removed", o.valid_rule)
+        out.append(o.valid_rule)
     chain = [catalog.categories[c] for c in o.chain]
     groups = [catalog.groups[g] for g in o.groups]
     checks = list(catalog.spaces[space].eligible)
@@ -254,10 +266,11 @@ def explain_offer(catalog, space: str, offer, contact: dict, context: dict, mome
     checks += [k for g in groups for k in g.limits]
     checks += list(catalog.spaces[space].caps)
     for check in checks:
+        if out and first:
+            return out
         if run(check.expr) is not True:
-            return ("removed", check.rule)
+            out.append(check.rule)
     weight = o.weight_in.get(space, o.weight)
-    value = run(weight.expr)
-    if value is None:
-        return ("removed", weight.rule)
-    return ("eligible", value)
+    if not (out and first) and run(weight.expr) is None:
+        out.append(weight.rule)
+    return out

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from offerd import lang
 from offerd.compiler import Moment, SpaceCache, compile_expression, compile_space
 from offerd.history import MemoryHistory, Proposition
+from offerd.lang import nodes as n
 from offerd.lang.values import check_attributes
 
 import reference  # tests/reference.py
@@ -272,6 +273,32 @@ def space_catalogs(draw):
 
 
 
+def _same_why(catalog, space, compiled, outcome, args, where) -> None:
+    """`why` names the first conjunct the reference finds not true, with its result, and
+    `failing` every rule the reference finds removing the offer."""
+    pos = compiled.offers.index(outcome.offer)
+    assert [compiled.rules[i] for i in compiled.failing(pos, *args)] == reference.removing_rules(
+        catalog, space, outcome.offer, *args), f"{outcome.offer.name}: failing rules differ" + where
+    why = compiled.why(outcome.index, *args)
+    rule = outcome.rule
+    if rule.kind in ("valid", "cap", "suppress"):
+        return  # no clauses: a date range, or a count (its limit is tested on a store)
+    checks = [k for k in catalog.checks(outcome.offer, space) if k.rule == rule]
+    expr = checks[0].expr if checks else outcome.offer.weight_in.get(space, outcome.offer.weight).expr
+
+    def conjuncts(e):
+        return conjuncts(e.left) + conjuncts(e.right) if isinstance(e, n.Binary) and e.op == "and" else [e]
+
+    for part in conjuncts(expr):
+        value = reference.evaluate(part, *args, catalog.lets, space)
+        if (value is not None) if rule.kind == "weight" else (value is True):
+            continue
+        assert (why.clause.text, why.clause.result) == (catalog.text(part.span), "null" if value is None else "false"), (
+            f"{outcome.offer.name}: why {why.clause}, reference {catalog.text(part.span)} = {value!r}" + where)
+        return
+    raise AssertionError(f"{outcome.offer.name}: the reference finds {rule} true" + where)
+
+
 @settings(max_examples=200 * SCALE, deadline=None, report_multiple_bugs=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(source=space_catalogs(), data=st.data())
@@ -303,6 +330,7 @@ def test_compiled_space_matches_reference(source, data):
                     assert not outcome.eligible and outcome.rule == detail, (
                         f"{offer.name}: explain says {outcome.rule or 'eligible'}, reference says removed by {detail}"
                         + where)
+                    _same_why(catalog, space, compiled, outcome, (contact, context, moment, history), where)
             fast = run(compiled.evaluate, "evaluate", where, contact, context, moment, history)
             want = [(pos, w) for pos, (verdict, w) in enumerate(expected) if verdict == "eligible"]
             assert [p for p, _ in fast] == [p for p, _ in want], f"evaluate {fast}, reference {want}" + where
