@@ -164,3 +164,32 @@ def test_explain_off_carries_no_why(engine):
     d = engine.decide(Request(("call",), "c1", attributes=dict(RICH), context={"channel": "web"}, dry_run=True,
                               time=T))
     assert d.spaces[0].explain is None
+
+
+def test_explain_through_the_api_matches_its_golden_file(tmp_path):
+    """Explain's JSON as a gateway gets it (explain_all, every kind of why), against a
+    reviewed golden file: tests/fixtures/explain/call.json."""
+    from google.protobuf import json_format
+
+    from golden import FIXTURES, compare
+    from offerd.client import Client
+    from served import Running
+
+    server = Running(str(tmp_path))
+    try:
+        with Client(server.target) as c:
+            c.deploy(CATALOG, "why")
+            first = c.decide(["call"], "c1", attributes=RICH, context={"channel": "web"},
+                             time=T - datetime.timedelta(days=3)).spaces[0].propositions[0].id
+            c.record(first, "rejected", T - datetime.timedelta(days=2))
+            c.decide(["call"], "c1", attributes=RICH, context={"channel": "web"}, time=T - datetime.timedelta(days=1))
+            answers = [
+                c.decide(["call"], "c1", attributes={**RICH, "segment": "young", "products": []},
+                         context={"channel": "web"}, time=T, dry_run=True, explain_all=True),
+                c.decide(["call"], None, time=datetime.datetime(2026, 12, 24, 18, tzinfo=UTC), dry_run=True,
+                         explain=True),
+            ]
+    finally:
+        server.stop()
+    text = "[\n" + ",\n".join(json_format.MessageToJson(a, indent=2, sort_keys=True) for a in answers) + "\n]\n"
+    compare(FIXTURES / "explain" / "call.offer", ".json", text)
