@@ -54,8 +54,9 @@ def decide_request(spaces, contact_id=None, *, anonymous=False, attributes=None,
                    request_id="", explain_all=False) -> pb.DecideRequest:
     return pb.DecideRequest(spaces=list(spaces), contact=pb.Contact(id=contact_id or "", anonymous=anonymous),
                             attributes=_values(attributes), context=_values(context), max_offers=max_offers,
-                            categories=list(categories), themes=list(themes), dry_run=dry_run, explain=explain or explain_all,
-                            time_us=_us(time), request_id=request_id, explain_all=explain_all)
+                            categories=list(categories), themes=list(themes), dry_run=dry_run,
+                            explain=explain or explain_all, explain_all=explain_all, time_us=_us(time),
+                            request_id=request_id)
 
 
 RETRY_FIRST, RETRY_MOST = 0.05, 1.0  # seconds between retries: doubling from the first, up to the most
