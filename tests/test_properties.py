@@ -293,7 +293,8 @@ def _same_why(catalog, space, compiled, outcome, args, where) -> None:
         value = reference.evaluate(part, *args, catalog.lets, space)
         if (value is not None) if rule.kind == "weight" else (value is True):
             continue
-        assert (why.clause.text, why.clause.result) == (catalog.text(part.span), "null" if value is None else "false"), (
+        expected = (catalog.text(part.span), "null" if value is None else "false")
+        assert (why.clause.text, why.clause.result) == expected, (
             f"{outcome.offer.name}: why {why.clause}, reference {catalog.text(part.span)} = {value!r}" + where)
         return
     raise AssertionError(f"{outcome.offer.name}: the reference finds {rule} true" + where)

@@ -37,7 +37,8 @@ def fingerprint(r: Request) -> bytes:
     spaces, attributes, filters) is decided on its own."""
     body = [list(r.spaces), r.anonymous, sorted((k, _canon(v)) for k, v in r.attributes.items()),
             sorted((k, _canon(v)) for k, v in r.context.items()), r.max_offers, list(r.categories),
-            list(r.themes), r.explain and ("all" if r.explain_all else True), None if r.time is None else (r.time - EPOCH) // _US]
+            list(r.themes), r.explain and ("all" if r.explain_all else True),
+            None if r.time is None else (r.time - EPOCH) // _US]
     return json.dumps(body, separators=(",", ":"), default=repr).encode()
 
 
