@@ -193,3 +193,22 @@ def test_explain_through_the_api_matches_its_golden_file(tmp_path):
         server.stop()
     text = "[\n" + ",\n".join(json_format.MessageToJson(a, indent=2, sort_keys=True) for a in answers) + "\n]\n"
     compare(FIXTURES / "explain" / "call.offer", ".json", text)
+
+
+def test_clause_counts_what_why_names(engine):
+    """`clause` (what a simulation counts) picks the clause `why` shows, without reading values."""
+    from offerd.compiler.space import Moment
+    from offerd.history import EMPTY
+
+    compiled = engine.space("call")
+    moment = Moment.at(T, "Europe/Paris")
+    loan = compiled.offers.index(next(o for o in compiled.offers if o.name == "loan"))
+    rule = next(i for i, r in enumerate(compiled.rules) if r.owner == "category sales" and r.kind == "eligible"
+                and i in compiled._part("why").rules_of[loan])
+    texts = compiled.clauses(rule)
+    assert texts == ("contact.marketing_consent", "adult", "contact.income >= 20000", 'context.channel != "kiosk"')
+    for attributes, k in (({**RICH, "income": 1}, 2), ({**RICH, "age": 3}, 1), ({}, 0)):
+        args = (attributes, {"channel": "web"}, moment, EMPTY)
+        assert compiled.clause(rule, *args) == k
+        assert compiled.why(rule, *args).clause.text == texts[k]
+    assert compiled.clauses(compiled.rules.index(next(r for r in compiled.rules if r.kind == "cap"))) == ()

@@ -124,6 +124,14 @@ class CompiledSpace:
         clause not true and the values that clause read, or a cap's count and free-up time."""
         return self._part("why").why(rule, contact, context, moment, history)
 
+    def clauses(self, rule: int) -> tuple[str, ...]:
+        """The clauses of the rule at index `rule`, as written (none for valid, caps, suppressions)."""
+        return self._part("why").clauses(rule)
+
+    def clause(self, rule: int, contact: dict, context: dict, moment: Moment, history) -> int | None:
+        """Which of the rule's clauses is the first not true (its index in `clauses`)."""
+        return self._part("why").clause(rule, contact, context, moment, history)
+
     def failing(self, pos: int, contact: dict, context: dict, moment: Moment, history) -> list[int]:
         """Every rule of the offer at `pos` that is not true, in explain order."""
         return self._part("why").failing(pos, contact, context, moment, history)

@@ -245,6 +245,29 @@ class Explainer:
                 out.append(idx)
         return out
 
+    def clauses(self, idx: int) -> tuple[str, ...]:
+        """The rule's clauses as written (none for `valid`, a cap or a suppression)."""
+        offer, check = self.checks[idx]
+        if check is None or _limit_of(check) is not None:
+            return ()
+        rule = self._rule(self.rules[idx], check.expr)
+        return tuple(self.catalog.text(c[0].span) for c in rule.clauses)
+
+    def clause(self, idx: int, contact: dict, context: dict, moment, history) -> int | None:
+        """The index of the rule's first clause not true (None: it has no clauses, or all
+        are true); cheaper than `why` (no values read), for counting in simulations."""
+        offer, check = self.checks[idx]
+        if check is None or _limit_of(check) is not None:
+            return None
+        rule = self._rule(self.rules[idx], check.expr)
+        if len(rule.clauses) == 1:
+            return 0
+        args = (contact, context, moment, history)
+        for k, (_, i, _, _) in enumerate(rule.clauses):
+            if not rule.passes(rule.fns[i](*args)):
+                return k
+        return None
+
     def _rule(self, rule: RuleRef, expr: n.Expr) -> _RuleWhy:
         got = self._compiled.get(rule)
         if got is None:
