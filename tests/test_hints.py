@@ -1,0 +1,71 @@
+"""Syntax errors as a rule author meets them (lang/hints.py): each names the mistake where it
+was made and says how to fix it."""
+import pytest
+
+from offerd.lang.diagnostics import Reporter
+from offerd.lang.parser import parse
+
+
+def error_of(src: str):
+    report = Reporter()
+    parse(src, "s.offer", report)
+    errors = [d for d in report.diagnostics if d.severity == "error"]
+    assert len(errors) == 1, [d.render({"s.offer": src}) for d in report.diagnostics]
+    return errors[0]
+
+
+def underlined(src: str, d) -> str:
+    """The text the caret underlines."""
+    return src.splitlines()[d.span.line - 1][d.span.col - 1 : d.span.end_col - 1]
+
+
+# --- misspelled keywords
+
+
+@pytest.mark.parametrize("src,typo,keyword", [
+    ("offer o {\n  eligable contact.age > 18\n}", "eligable", "eligible"),
+    ("offer o { spaces web  wieght 10 }", "wieght", "weight"),
+    ("offer o { eligible true\n  wieght 10 }", "wieght", "weight"),
+    ("offer o { cpa 3 per contact }", "cpa", "cap"),
+    ("offer o { supress 7d after rejected }", "supress", "suppress"),
+    ('offer o { contnet web { t "x" } }', "contnet", "content"),
+    ("offer o { vaild 2026-01-01 to 2026-02-01 }", "vaild", "valid"),
+    ("offer o { theme a }", "theme", "themes"),
+    ("offer o { space web }", "space", "spaces"),  # a declaration's keyword, but no declaration follows
+    ("offer o { categroy a }", "categroy", "category"),
+    ("offer o { gruops g }", "gruops", "groups"),
+    ("space s { chanel inbound }", "chanel", "channel"),
+    ("space s { limt 1 }", "limt", "limit"),
+    ("space s { falback o }", "falback", "fallback"),
+    ("space s { feilds title }", "feilds", "fields"),
+    ("ofer o { }", "ofer", "offer"),
+    ("shcema contact { }", "shcema", "schema"),
+    ("catgory c { }", "catgory", "category"),
+    ("gruop g { }", "gruop", "group"),
+    ("spcae s { }", "spcae", "space"),
+    ('timezon "UTC"', "timezon", "timezone"),
+    ("let x = if true than 1 else 2", "than", "then"),
+    ("offer o { suppress 7d afer rejected }", "afer", "after"),
+    ("offer o { cap 3 per contat per 7d }", "contat", "contact"),
+    # where no name may follow a keyword, the lexer splits `lett` into `let` and `t`
+    ("lett x = 1", "lett", "let"),
+    ("offers o { }", "offers", "offer"),
+    ("space s { limitt 3 }", "limitt", "limit"),
+    ("offer o { eligiblee contact.age > 1 }", "eligiblee", "eligible"),
+])
+def test_a_misspelled_keyword_gets_did_you_mean(src, typo, keyword):
+    d = error_of(src)
+    assert d.hint == f"did you mean {keyword}?"
+    assert underlined(src, d) == typo
+
+
+def test_a_word_near_no_keyword_gets_no_guess():
+    d = error_of("offer o { banana 1 }")
+    assert d.message == "unexpected 'banana'" and d.hint is None
+
+
+def test_a_keyword_in_capitals_is_told_keywords_are_lower_case():
+    src = "offer o {\n  Eligible true\n}"
+    d = error_of(src)
+    assert d.hint == "keywords are lower case: eligible"
+    assert underlined(src, d) == "Eligible"
