@@ -69,3 +69,42 @@ def test_a_keyword_in_capitals_is_told_keywords_are_lower_case():
     d = error_of(src)
     assert d.hint == "keywords are lower case: eligible"
     assert underlined(src, d) == "Eligible"
+
+
+# --- blocks left open
+
+
+def test_a_block_left_open_is_named_at_its_opening_when_the_next_declaration_starts():
+    src = "# gold\n\noffer gold_upgrade {\n  spaces web\n  weight 1\n\noffer silver {\n  spaces web\n}\n"
+    d = error_of(src)
+    assert d.message == "block `offer gold_upgrade {` is not closed before `offer` on line 7"
+    assert (d.span.line, d.span.col) == (3, 1) and underlined(src, d) == "offer gold_upgrade {"
+    assert d.hint == "add `}` at its end, before line 7; a declaration cannot go inside a block"
+
+
+def test_a_block_left_open_at_the_end_of_the_file():
+    src = 'offer a {\n  spaces web\n  content web { title "A" }\n'
+    d = error_of(src)
+    assert d.message == "block `offer a {` is not closed at the end of the file"
+    assert (d.span.line, d.span.col) == (1, 1) and d.hint == "add `}` at its end"
+
+
+@pytest.mark.parametrize("src,opened,line", [
+    ('offer a {\n  content web { title "A"\n}\noffer b { }', "offer a {", 1),  # content took the `}`
+    ("schema contact {\n  age: int\noffer b { }", "schema contact {", 1),  # `offer` read as a field
+    ("category a.b {\n  cap 1 per decision\nlet x = 1", "category a.b {", 1),
+    ('space s {\n  limit 1\ntimezone "UTC"', "space s {", 1),
+    ("group g {\n  cap 1 per decision\n", "group g {", 1),
+])
+def test_the_open_block_is_named_whatever_comes_next(src, opened, line):
+    d = error_of(src)
+    assert d.message.startswith(f"block `{opened}` is not closed")
+    assert d.span.line == line and underlined(src, d) == opened
+
+
+def test_blocks_open_around_the_open_block_are_named_in_the_hint():
+    src = 'offer a {\n  content web { title "A"\n\noffer b { }'  # `offer` read as a content field
+    d = error_of(src)
+    assert d.message == "block `content web {` is not closed before `offer` on line 4"
+    assert (d.span.line, d.span.col) == (2, 3)
+    assert d.hint.startswith("add `}` at its end, and one for `offer a {` (line 1), before line 4")
