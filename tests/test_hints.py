@@ -2,6 +2,7 @@
 was made and says how to fix it."""
 import pytest
 
+from offerd.domain import DURATION_UNITS
 from offerd.lang.diagnostics import Reporter
 from offerd.lang.parser import parse
 
@@ -108,3 +109,62 @@ def test_blocks_open_around_the_open_block_are_named_in_the_hint():
     assert d.message == "block `content web {` is not closed before `offer` on line 4"
     assert (d.span.line, d.span.col) == (2, 3)
     assert d.hint.startswith("add `}` at its end, and one for `offer a {` (line 1), before line 4")
+
+
+# --- durations
+
+
+@pytest.mark.parametrize("clause,written,fix", [
+    ("cap 3 per contact per 7days", "7days", "7d"),
+    ("suppress 2w after rejected", "2w", "14d"),
+    ("suppress 1.5h after rejected", "1.5h", "1h 30m"),
+    ("suppress 1d12h after rejected", "1d12h", "1d 12h"),
+    ("cap 1 total per 2 weeks", "2 weeks", "14d"),
+    ("suppress 7D after rejected", "7D", "7d"),
+    ("suppress 1y after rejected", "1y", "365d"),
+    ("eligible proposed(o, 7days) == 0", "7days", "7d"),
+    ("eligible proposed(o, 30 mins) == 0", "30 mins", "30m"),
+    ("eligible proposed(o, 12H) == 0", "12H", "12h"),
+])
+def test_a_duration_with_a_unit_odl_lacks_gets_the_units_and_the_fix(clause, written, fix):
+    src = f"offer o {{ {clause} }}"
+    d = error_of(src)
+    assert d.message == (f"`{written}` is not a duration: the units are "
+                         "d (days), h (hours), m (minutes) and s (seconds)")
+    assert d.hint == f"write {fix}"
+    assert underlined(src, d) == written
+
+
+def test_the_units_named_are_the_language_s():
+    d = error_of("offer o { suppress 2w after rejected }")
+    assert [u for u in DURATION_UNITS if f" {u} (" in d.message] == list(DURATION_UNITS)
+
+
+@pytest.mark.parametrize("clause,message,hint", [
+    ("suppress 7 after rejected", "`7` is not a duration: a number needs a unit",
+     "write a number and a unit, such as 7d, 12h or 1d 12h"),
+    ("suppress 7x after rejected", "`7x` is not a duration: the units are",
+     "write a number and a unit, such as 7d, 12h or 1d 12h"),
+    # past 100 years, the most a duration may be: no fix offered
+    ("suppress 99999w after rejected", "`99999w` is not a duration",
+     "write a number and a unit, such as 7d, 12h or 1d 12h"),
+    ("suppress 999999999999999999999w after rejected", "`999999999999999999999w` is not a duration",
+     "write a number and a unit, such as 7d, 12h or 1d 12h"),
+    ("suppress after rejected", "unexpected 'after'; expected a duration",
+     "a duration is a number and a unit, d (days), h (hours), m (minutes) or s (seconds): such as 7d, 12h or 1d 12h"),
+    ("cap 1 per contact per week", "unexpected 'week'",
+     "write 7d (the last 7d) or calendar week (from the week's start)"),
+    ("cap 1 per contact per 1month", "`1month` is not a duration",
+     "write 30d (the last 30d) or calendar month (from the month's start)"),
+])
+def test_what_is_not_a_duration_is_explained(clause, message, hint):
+    d = error_of(f"offer o {{ {clause} }}")
+    assert d.message.startswith(message) and d.hint == hint
+
+
+@pytest.mark.parametrize("number", ["9" * 5000, "1." + "9" * 5000])  # int() refuses 4,300 digits
+def test_a_huge_number_before_a_unit_is_a_clean_error(number):
+    d = error_of(f"offer o {{ suppress {number}w after rejected }}\n")
+    assert d.message.startswith(f"`{number[:10]}") and d.message.endswith("…` is not a duration: the units are "
+                                                            "d (days), h (hours), m (minutes) and s (seconds)")
+    assert d.span.end_col - d.span.col == len(number) + 1

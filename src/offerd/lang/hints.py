@@ -1,12 +1,16 @@
 """What a syntax error means to a rule author: parser.py's generic "unexpected X; expected Y"
-made specific where the text shows the mistake: a misspelled keyword, a block left open."""
+made specific where the text shows the mistake: a misspelled keyword, a block left open, a
+duration with a unit ODL lacks."""
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import NamedTuple
 
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
+from ..domain import DURATION_UNITS, fmt_duration
+from ..periods import KINDS as PERIODS
 from .diagnostics import did_you_mean
 
 
@@ -21,7 +25,7 @@ class Found(NamedTuple):
 def explain(e, text: str, expected: set[str], keywords: set[str], previous, in_template: bool) -> Found | None:
     """A clearer diagnostic for lark's error `e`, or None. `expected`: the terminals the parser
     wanted; `keywords`: the keywords among them; `previous`: the token before the error."""
-    for find in (_unclosed_block, _glued, _keyword):
+    for find in (_unclosed_block, _duration, _glued, _keyword):
         found = find(e, text, expected, keywords, previous, in_template)
         if found is not None:
             return found
@@ -122,3 +126,109 @@ def _open_blocks(stack) -> list:
             name = name[0] if isinstance(name, tuple) else str(name)  # a category's dotted name
             out.append((keyword, f"{keyword} {name} {{", item) if hasattr(keyword, "line") else None)
     return [b for b in out if b is not None]
+
+
+# --- durations
+
+_UNIT_NAMES = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_UNITS = [f"{u} ({_UNIT_NAMES.get(u, u)})" for u in DURATION_UNITS]
+UNITS = ", ".join(_UNITS[:-1]) + " and " + _UNITS[-1]
+EXAMPLES = "such as 7d, 12h or 1d 12h"
+DURATION_HINT = f"a duration is a number and a unit, {UNITS.replace(' and ', ' or ')}: {EXAMPLES}"
+# Words authors write for a unit, in seconds. Months and years have no unit: 30d and 365d.
+_WORDS = {
+    **{w: DURATION_UNITS["d"] for w in ("d", "day", "days")},
+    **{w: DURATION_UNITS["h"] for w in ("h", "hr", "hrs", "hour", "hours")},
+    **{w: DURATION_UNITS["m"] for w in ("m", "min", "mins", "minute", "minutes")},
+    **{w: DURATION_UNITS["s"] for w in ("s", "sec", "secs", "second", "seconds")},
+    **{w: 7 * DURATION_UNITS["d"] for w in ("w", "wk", "wks", "week", "weeks")},
+    **{w: 30 * DURATION_UNITS["d"] for w in ("mo", "month", "months")},
+    **{w: 365 * DURATION_UNITS["d"] for w in ("y", "yr", "yrs", "year", "years")},
+}
+MAX_SECONDS = 100 * 365 * 86400  # past this the builder refuses a duration anyway
+_NUMBER_WORD = re.compile(r"([0-9]+(?:\.[0-9]+)?)([ \t]*)([A-Za-z]*)")
+
+
+def _duration(e, text, expected, keywords, previous, in_template):
+    """`7days`, `2w`, `1.5h`, `7` where a duration is wanted: the units, and the fix."""
+    start = None
+    if isinstance(e, UnexpectedToken) and "DURATION" in expected:
+        if e.token.type in ("INT", "FLOAT"):
+            start = e.token.start_pos
+        elif e.token.type == "NAME" and str(e.token).lower() in _WORDS:  # `per week`
+            fix = fmt_duration(_WORDS[str(e.token).lower()])
+            word = str(e.token).lower().rstrip("s")
+            hint = _with_calendar(fix, word) if "CALENDAR" in expected and word in PERIODS else f"write {fix}"
+            return Found(e.token.line, e.token.column, len(str(e.token)), None, hint)
+        elif e.token.type != "$END" and getattr(previous, "type", None) != "DURATION":  # `30d afer`: not this
+            return Found(e.token.line, e.token.column, len(str(e.token)), None, DURATION_HINT)
+    elif previous is not None and getattr(previous, "type", None) in ("INT", "FLOAT"):
+        # in an expression: a number, then a unit word right after it (`proposed(o, 7days)`)
+        at = e.pos_in_stream if isinstance(e, UnexpectedCharacters) else e.token.start_pos
+        if at is None or previous.end_pos is None or getattr(e, "token", None) and e.token.type == "$END":
+            return None
+        word = re.match(r"[A-Za-z]*", text[at:]).group()
+        adjacent = previous.end_pos == at
+        same_line = "\n" not in text[previous.end_pos:at]
+        if word and same_line and word.lower() in _WORDS and (adjacent or isinstance(e, UnexpectedToken)):
+            start = previous.start_pos
+    if start is None:
+        return None
+    written, seconds = _read_duration(text, start)
+    line, col = _line_col(text, start)
+    shown = _shown(written)
+    if not re.search(r"[A-Za-z]", written):
+        return Found(line, col, len(written), f"`{shown}` is not a duration: a number needs a unit, "
+                     f"{UNITS.replace(' and ', ' or ')}", f"write a number and a unit, {EXAMPLES}")
+    message = f"`{shown}` is not a duration: the units are {UNITS}"
+    if not seconds or seconds > MAX_SECONDS:
+        return Found(line, col, len(written), message, f"write a number and a unit, {EXAMPLES}")
+    hint = f"write {fmt_duration(seconds)}"
+    period = re.fullmatch(r"1[ \t]*([A-Za-z]+)", written)
+    word = period and period.group(1).lower().rstrip("s")
+    if "CALENDAR" in expected and word in PERIODS:
+        hint = _with_calendar(fmt_duration(seconds), word)
+    return Found(line, col, len(written), message, hint)
+
+
+def _with_calendar(fix: str, period: str) -> str:
+    return f"write {fix} (the last {fix}) or calendar {period} (from the {period}'s start)"
+
+
+def _read_duration(text: str, start: int) -> tuple[str, int | None]:
+    """The duration-like text at `start` (`7days`, `1d12h`, `2 w`) and its length in seconds,
+    or None when a part has no unit or one no author would mean."""
+    pos, seconds, end = start, 0, start
+    while True:
+        m = _NUMBER_WORD.match(text, pos)
+        if m is None:
+            break
+        number, gap, word = m.groups()
+        size = _WORDS.get(word.lower()) if word else None
+        if size is None and word and gap:  # `7 after`: the word is the next token, not a unit
+            end, seconds = m.start(2), None
+            break
+        end = m.end()
+        if size is None or seconds is None or len(number) > 18:
+            seconds = None
+        else:
+            value = Fraction(number) * size
+            seconds = seconds + int(value) if value.denominator == 1 else None
+        gap = re.match(r"[ \t]*", text[end:]).group()
+        if size is None or not text[end + len(gap) : end + len(gap) + 1].isdigit():
+            break
+        pos = end + len(gap)
+    return text[start:end], seconds
+
+
+# --- helpers
+
+
+def _shown(written: str) -> str:
+    """Text quoted in a message, cut: the caret shows all of it."""
+    return written if len(written) <= 40 else written[:39] + "…"
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
