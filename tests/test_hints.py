@@ -168,3 +168,45 @@ def test_a_huge_number_before_a_unit_is_a_clean_error(number):
     assert d.message.startswith(f"`{number[:10]}") and d.message.endswith("…` is not a duration: the units are "
                                                             "d (days), h (hours), m (minutes) and s (seconds)")
     assert d.span.end_col - d.span.col == len(number) + 1
+
+
+# --- strings left open, text without quotes
+
+
+@pytest.mark.parametrize("src,line,col", [
+    ('offer o {\n  content web { title "Hello }\n}\n', 2, 23),
+    ('let x = contact.country == "FR\nlet y = 1\n', 1, 28),
+    ('let x = "ends in a backslash\\\n', 1, 9),
+    ('let x = "no newline at the end', 1, 9),
+])
+def test_an_unclosed_string_is_named_at_its_opening_quote(src, line, col):
+    d = error_of(src)
+    assert d.message == "string is not closed"
+    assert (d.span.line, d.span.col) == (line, col) and underlined(src, d).startswith('"')
+    assert d.hint == 'add the closing " on the same line: a string cannot span lines (write \\n for a line break)'
+
+
+@pytest.mark.parametrize("expr,word", [
+    ("contact.product == CRD-BT", "CRD-BT"),
+    ("contact.country == FR", "FR"),
+    ('contact.product in ["A", CRD-BT]', "CRD-BT"),
+    ("contact.product == crd-BT", "crd-BT"),
+])
+def test_unquoted_text_is_told_to_quote_it(expr, word):
+    src = f"let x = {expr}\n"
+    d = error_of(src)
+    assert d.message == f"unexpected '{word}'; expected an expression"
+    assert d.hint == f'text must be quoted: "{word}"'
+    assert underlined(src, d) == word
+
+
+def test_unquoted_text_inside_content_is_quoted_with_escapes():
+    src = 'offer o { content web { title "{contact.product == CRD-BT}" } }'
+    d = error_of(src)
+    assert d.hint == 'text must be quoted: \\"CRD-BT\\"'
+    assert underlined(src, d) == "CRD-BT"
+
+
+def test_a_name_in_capitals_is_still_told_names_are_lower_case():
+    d = error_of("let x = Contact.age > 1")
+    assert d.hint == "names are lower case: [a-z_][a-z0-9_]*"

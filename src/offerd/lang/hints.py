@@ -1,6 +1,6 @@
 """What a syntax error means to a rule author: parser.py's generic "unexpected X; expected Y"
 made specific where the text shows the mistake: a misspelled keyword, a block left open, a
-duration with a unit ODL lacks."""
+duration with a unit ODL lacks, a string left open, text written without quotes."""
 from __future__ import annotations
 
 import re
@@ -25,7 +25,7 @@ class Found(NamedTuple):
 def explain(e, text: str, expected: set[str], keywords: set[str], previous, in_template: bool) -> Found | None:
     """A clearer diagnostic for lark's error `e`, or None. `expected`: the terminals the parser
     wanted; `keywords`: the keywords among them; `previous`: the token before the error."""
-    for find in (_unclosed_block, _duration, _glued, _keyword):
+    for find in (_unclosed_string, _unclosed_block, _duration, _unquoted_text, _glued, _keyword):
         found = find(e, text, expected, keywords, previous, in_template)
         if found is not None:
             return found
@@ -219,6 +219,42 @@ def _read_duration(text: str, start: int) -> tuple[str, int | None]:
             break
         pos = end + len(gap)
     return text[start:end], seconds
+
+
+# --- strings left open, text without quotes
+
+_TEXT_CHAR = re.compile(r"[A-Za-z0-9_-]")
+
+
+def _unclosed_string(e, text, expected, keywords, previous, in_template):
+    # the lexer stops at a `"` only when no `"` closes it on the same line
+    if not isinstance(e, UnexpectedCharacters) or text[e.pos_in_stream : e.pos_in_stream + 1] != '"':
+        return None
+    end = text.find("\n", e.pos_in_stream)
+    width = (len(text) if end < 0 else end) - e.pos_in_stream
+    return Found(e.line, e.column, width, "string is not closed",
+                 'add the closing " on the same line: a string cannot span lines (write \\n for a line break)')
+
+
+def _unquoted_text(e, text, expected, keywords, previous, in_template):
+    """`contact.product == CRD-BT`: text where a value is expected, without its quotes."""
+    if not isinstance(e, UnexpectedCharacters) or "STRING" not in expected:
+        return None
+    pos = e.pos_in_stream
+    if not text[pos : pos + 1].isupper():
+        return None
+    start, end = pos, pos
+    while start > 0 and _TEXT_CHAR.match(text[start - 1]):
+        start -= 1
+    while end < len(text) and _TEXT_CHAR.match(text[end]):
+        end += 1
+    if text[end : end + 1] in (".", "("):  # `Contact.age`, `Round(x)`: a name in capitals
+        return None
+    word = text[start:end]
+    line, col = _line_col(text, start)
+    quoted = f'\\"{_shown(word)}\\"' if in_template else f'"{_shown(word)}"'
+    return Found(line, col, len(word), f"unexpected '{_shown(word)}'; expected an expression",
+                 f"text must be quoted: {quoted}")
 
 
 # --- helpers
