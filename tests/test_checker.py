@@ -132,3 +132,49 @@ def test_long_lines_are_cut_around_the_caret():
     _, line, caret, _ = e.value.errors[0].render({"t.offer": src}).splitlines()
     assert len(line) <= 125 and line.startswith("…") and "contact.agee" in line
     assert line[caret.index("^"):].startswith("contact.agee")
+
+
+COALESCE_SCHEMA = "schema contact { a: int  b: int }\n"
+
+
+def coalesce_warnings(expr):
+    catalog = lang.check({"c.offer": f"{COALESCE_SCHEMA}let x = {expr}\nlet y = x\nspace s {{ limit 1  eligible y }}\n"})
+    return [d for d in catalog.diagnostics if "`??`" in d.message]
+
+
+@pytest.mark.parametrize("expr,op,read,meant", [
+    ("contact.a ?? 0 + contact.b ?? 0 >= 75000", "`+`", "contact.a ?? (0 + contact.b) ?? 0",
+     "(contact.a ?? 0) + (contact.b ?? 0)"),
+    ("contact.a + contact.b ?? 0 > 1", "`+`", "(contact.a + contact.b) ?? 0", "contact.a + (contact.b ?? 0)"),
+    ("contact.a ?? 1 - 2 > 1", "`-`", "contact.a ?? (1 - 2)", "(contact.a ?? 1) - 2"),
+    ("contact.a ?? 1 * 2 > 1", "`*`", "contact.a ?? (1 * 2)", "(contact.a ?? 1) * 2"),
+    ("contact.a ?? 1 / 2 > 1", "`/`", "contact.a ?? (1 / 2)", "(contact.a ?? 1) / 2"),
+    ("contact.a ?? 1 % 2 > 1", "`%`", "contact.a ?? (1 % 2)", "(contact.a ?? 1) % 2"),
+    ("contact.a ?? 0 * 2 + 1 > 1", "`+`", "contact.a ?? (0 * 2 + 1)", "(contact.a ?? 0) * 2 + 1"),
+    ("1 + (contact.a) ?? contact.b > 1", "`+`", "(1 + (contact.a)) ?? contact.b", "1 + ((contact.a) ?? contact.b)"),
+])
+def test_arithmetic_beside_coalesce_warns_showing_how_it_reads(expr, op, read, meant):
+    (d,) = coalesce_warnings(expr)  # a warning: the catalog still loads
+    assert d.severity == "warning"
+    assert d.message == f"`??` binds looser than {op}, so this reads as `{read}`"
+    assert d.hint == f"write `{meant}` to apply each `??` first, or the brackets shown above to keep this reading"
+    assert (d.span.line, d.span.col) == (2, 9)
+
+
+@pytest.mark.parametrize("expr", [
+    "(contact.a ?? 0) + (contact.b ?? 0) >= 75000",
+    "contact.a ?? (0 + contact.b) ?? 0 >= 75000",
+    "(contact.a + contact.b) ?? 0 > 1",
+    "contact.a ?? (1 * 2) > 1",
+    "contact.a ?? contact.b ?? 0 > 1",
+    "contact.a ?? 0 >= 18",
+    "-contact.a ?? -1 > 0",
+    "(contact.a ?? 1) * 2 + 1 > 0",
+])
+def test_brackets_or_no_arithmetic_mean_no_coalesce_warning(expr):
+    assert coalesce_warnings(expr) == []
+
+
+def test_one_coalesce_warning_per_chain():
+    (d,) = coalesce_warnings("contact.a ?? 0 + contact.b ?? 0 + contact.a ?? 0 > 1")
+    assert "contact.a ?? (0 + contact.b) ?? (0 + contact.a) ?? 0" in d.message

@@ -234,3 +234,17 @@ def test_nesting_past_the_limit_is_one_clean_error():
     assert parse_expr("not " * 10_000 + "true", "<t>", report) is None
     assert len(report.diagnostics) == 1
     assert "nested more than 48 levels" in report.diagnostics[0].message
+
+
+@pytest.mark.parametrize("text", [
+    'f(contact.a, [1, 2.5], "q\\"x\\n\\\\", 2026-01-02, 1d 12h, true, false) ?? -(x) + 1',
+    "(if a then b else not c) and d not in [1] or (e.f ?? 2) * 3 % (4 - 5) / 6",
+])
+def test_expressions_are_written_back_as_read(text):
+    """precedence.source, which the `??` warning quotes: the same text, brackets where written."""
+    from offerd.lang.precedence import source
+
+    report = Reporter()
+    e = parse_expr(text, "<t>", report)
+    assert source(e) == text
+    assert parse_expr(source(e), "<t>", report) == e and not report.diagnostics

@@ -298,6 +298,7 @@ class Builder(Transformer):
 
     def atom(self, c):  # ( expr ): a chain in brackets is one operand of what is outside
         self.chains.pop(id(c[1]), None)
+        c[1].__dict__["parens"] = True  # frozen; like nodes' cached hash, set once, in place
         return c[1]
 
     def _lit(self, tok, value, t):

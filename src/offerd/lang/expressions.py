@@ -9,6 +9,7 @@ from .catalog import CONTACT_ID
 from .diagnostics import Reporter, did_you_mean
 from .domains import COMPARED, check_literals, derive
 from .functions import CALLABLE, FUNCTIONS, HISTORY_FUNCTIONS, Function
+from .precedence import check_coalesce
 from .types import (BOOL, DATE, DURATION, ERROR, FLOAT, INT, LIST_ELEMS, ORDERED, STRING, TIME, Type,
                     list_of, unify)
 
@@ -44,6 +45,7 @@ class Expressions:
         self.let_stack: list[str] = []
         self.let_cycles: set[tuple[str, str]] = set()  # (let, let it uses): cycles already reported
         self.used_lets: set[str] = set()
+        self.coalesced: set[int] = set()  # `??` nodes inside a chain already warned about
 
     def check_lets(self) -> None:
         """Type every let, each after the lets it uses."""
@@ -191,6 +193,8 @@ class Expressions:
         return out
 
     def _binary(self, e, scope):
+        if e.op == "??":  # before its operands: the outermost `??` of a chain warns for it all
+            check_coalesce(e, self.r, self.coalesced)
         left, right = self.check(e.left, scope), self.check(e.right, scope)
         e = n.evolve(e, left=left, right=right)
         lt, rt, op = left.type, right.type, e.op

@@ -8,6 +8,7 @@ returns new trees with `type` and `nullable` filled and names resolved.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..periods import LONGEST
 from .diagnostics import NO_SPAN, Span
@@ -31,6 +32,9 @@ class Expr:
     type: Type | None = _derived()  # set by the checker
     nullable: bool = _derived(True)  # set by the checker: may this evaluate to null?
     depth: int = _derived(1)  # nesting depth, bounded at parse time
+    # Written in brackets: the parser sets it on those nodes alone (no field: most nodes have
+    # none, and a catalog makes hundreds of thousands); the `??` precedence warning reads it.
+    parens: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)

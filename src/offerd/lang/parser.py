@@ -1,6 +1,6 @@
 """Source text → AST: the Lark LALR parser, run with builder.py's inline transformer (trees
-are built while parsing, without recursion); lark's errors become our diagnostics here and
-go no further."""
+are built while parsing, without recursion); lark's errors become our diagnostics here (made
+specific by hints.py) and go no further."""
 from __future__ import annotations
 
 import re
@@ -10,6 +10,7 @@ from importlib import resources
 from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from . import hints
 from . import nodes as n
 from .builder import Builder, LimitExceeded
 from ..periods import KINDS as PERIODS
@@ -121,7 +122,8 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, origin, parser: Lark
     if isinstance(e, UnexpectedEOF) or line in (None, -1):
         lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
-    expected = set(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
+    allowed = frozenset(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
+    expected = set(allowed)
     wanted = []
     if len(expected & _EXPR_START) >= 4:
         wanted.append("an expression")
@@ -140,8 +142,9 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, origin, parser: Lark
     elif 0 < len(wanted) <= 6:
         message += "; expected " + (wanted[0] if len(wanted) == 1 else "one of " + ", ".join(wanted))
     previous = (getattr(e, "token_history", None) or [None])[-1]
-    if isinstance(e, UnexpectedToken) and previous is not None and str(previous) in _CLAUSES \
-            and previous.type == "NAME":
+    read_as_name = isinstance(e, UnexpectedToken) and previous is not None and str(previous) in _CLAUSES \
+        and previous.type == "NAME"
+    if read_as_name:
         # `eligible contact.age >=` then `content ...`: the keyword was read as a name
         line, col, width = previous.line, previous.column, len(str(previous))
         message = f"`{previous}` starts a new clause, but the expression before it is incomplete"
@@ -162,6 +165,12 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, origin, parser: Lark
     if isinstance(e, (UnexpectedCharacters, UnexpectedToken)) and e.pos_in_stream is not None:
         rest = text[e.pos_in_stream : e.pos_in_stream + 3]
     hint = next((h for pattern, h in _HINTS if pattern.search(rest)), None)
+    # the mistakes hints.py recognises get their own message or hint; the rest keep the above
+    keywords = {k.strip("'") for k in (_describe(t, parser) for t in allowed) if k.strip("'").isalpha()}
+    found = hints.explain(e, text, allowed, keywords, previous, origin is not None)
+    if found is not None and (found.message is not None or not read_as_name):
+        line, col, width = found.line, found.col, found.width
+        message, hint = found.message or message, found.hint
     if origin is not None:
         base_line, col_of = origin
         line, col = base_line, col_of(col - 1)
