@@ -1,8 +1,13 @@
-"""`offerd decide` as a user runs it, against a real server process on loopback: --attr and
---context typed by the live schema."""
+"""`offerd decide` as a user runs it, against a real server process on loopback: the table
+(propositions; with --explain each offer's outcome, the clause not true, the values it read,
+an `or`'s operands, a cap's count and when it frees), --json, and --attr/--context typed by
+the live schema."""
 from __future__ import annotations
 
+import datetime
+import json
 import os
+import re
 import subprocess
 import sys
 from concurrent import futures
@@ -10,6 +15,7 @@ from concurrent import futures
 import grpc
 import pytest
 
+from offerd.client import Client
 from offerd.v1 import offerd_pb2 as pb
 from offerd.v1 import offerd_pb2_grpc as rpc
 from served import Served, free_port
@@ -77,6 +83,98 @@ def decide(server, *args, attrs=RICH, columns=100):
     return r
 
 
+def test_the_table_shows_each_propositions_rank_offer_weight_id_and_content_shortened(server):
+    r = decide(server, "call", "table1", "--context", "channel=web", columns=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert re.match(r"decided at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by catalog [0-9a-f]{12}$", lines[0]), lines[0]
+    assert "call: 2 propositions" in lines
+    row = next(line for line in lines if " loan " in line)
+    m = re.match(r"  1\s+loan\s+10\s+([0-9a-f]{32})\s+script\s+(Offer the personal loan: up to 150000 EUR .*)$", row)
+    assert m, row
+    assert m[2].endswith("…") and len(row) == 120 and "for members since" not in row  # cut to the width
+    assert re.search(r"^  2\s+card\s+5\s+[0-9a-f]{32}\s+script\s+Offer the gold card\.$", r.stdout, re.M)
+    with Client(server.target) as c:  # the id shown is the proposition's: it can be recorded
+        assert c.record(m[1], "presented") is True
+    r = decide(server, "call", "--dry-run", attrs=[])  # no id in a dry run; the fallback has no weight
+    assert re.search(r"^  1\s+thanks\s+fallback\s+dry run\s+script\s+Thank the customer\.$", r.stdout, re.M), r.stdout
+    assert "call: 1 proposition (dry run)" in r.stdout and "outcome" not in r.stdout  # no explain asked
+
+
+def test_explain_says_which_rule_removed_each_offer_and_why(server):
+    """A contact lacking an attribute (null, not false), an `or` that fails, a cap full after
+    two recorded decisions, a suppression after a rejection; --explain-all lists them all."""
+    with Client(server.target) as c:
+        attributes = {"age": 40, "income": 50000, "savings": 1000, "marketing_consent": True, "segment": "mass",
+                      "products": ["card"]}
+        first = c.decide(["call"], "ex1", attributes=attributes, context={"channel": "web"})
+        c.decide(["call"], "ex1", attributes=attributes, context={"channel": "web"})
+        assert [p.offer for p in first.spaces[0].propositions] == ["loan", "card"]
+        c.record(first.spaces[0].propositions[1].id, "rejected")  # the card: category sales is suppressed
+    lacking = ["income=50000", "marketing_consent=true", "segment=affluent", "products=", "savings=1000"]  # no age
+    r = decide(server, "call", "ex1", "--context", "channel=web", "--dry-run", "--explain-all", attrs=lacking,
+               columns=200)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    loan = out[out.index("\n  loan "):out.index("\n  card ")]
+    assert re.search(r"^  loan\s+not eligible, by category sales at bank\.offer:11:3$", loan, re.M), loan
+    assert ('rule    eligible contact.marketing_consent and adult and contact.income >= 20000 and '
+            'context.channel != "kiosk"') in loan
+    assert "clause  adult is null — a value it needs is absent (bank.offer:11:42)" in loan
+    assert "read    adult absent, contact.age absent" in loan
+    assert re.search(r"^\s+also not eligible, by offer loan at bank\.offer:16:3$", loan, re.M)
+    assert ('clause  contact.segment == "mass" or "card" in contact.products is false (bank.offer:16:12)') in loan
+    assert 'either  contact.segment == "mass" is false: contact.segment = "affluent"' in loan
+    assert 'or      "card" in contact.products is false: contact.products = []' in loan
+    assert re.search(r"^\s+also capped, by offer loan at bank\.offer:17:3$", loan, re.M)
+    m = re.search(r"count   2 of 2 in 7d \(proposed of offer loan, this contact\); "
+                  r"frees (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", loan)
+    assert m, loan
+    frees = datetime.datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    week = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=7)
+    assert abs((frees - week).total_seconds()) < 120  # a week after the first of the two
+    assert re.search(r"^\s+also suppressed, by category sales at bank\.offer:12:3$", loan, re.M)
+    assert re.search(r"count   1 in 90d \(rejected of category sales, this contact\), none allowed; frees ", loan)
+    assert "local_branch  not eligible" in out and "read    contact.zip absent" in out
+    assert re.search(r"^  saver\s+won: rank 1, weight 5$", out, re.M)
+    # --explain alone: the first rule only
+    r = decide(server, "call", "ex1", "--context", "channel=web", "--dry-run", "--explain", attrs=lacking)
+    assert "not eligible, by category sales" in r.stdout and "also" not in r.stdout
+
+
+def test_a_lifetime_cap_never_frees(server):
+    with Client(server.target) as c:  # nothing else is left to an unknown contact: `rare` is proposed, once for all
+        assert [p.offer for p in c.decide(["call"], context={"channel": "branch"}).spaces[0].propositions] == ["rare"]
+    r = decide(server, "call", "someone", "--context", "channel=branch", "--dry-run", "--explain", attrs=[],
+               columns=200)
+    assert "rare          capped, by offer rare at bank.offer:37:3" in r.stdout, r.stdout
+    assert "count   1 of 1 ever (proposed of offer rare, all contacts); frees never (lifetime)" in r.stdout
+
+
+def test_json_is_still_there(server):
+    r = decide(server, "call", "js1", "--context", "channel=web", "--dry-run", "--explain", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [p["offer"] for p in d["spaces"][0]["propositions"]] == ["loan", "card"]
+    assert "why" in next(x for x in d["spaces"][0]["explain"] if x["offer"] == "local_branch")
+
+
+def test_attributes_are_typed_by_the_live_schema_not_by_their_shape(server):
+    # a set<string> of one item, a string that looks like an int, a date
+    attrs = ["income=50000", "marketing_consent=true", "age=40", "segment=young", "products=current",
+             "zip=01235", "member_since=2020-02-29"]
+    r = decide(server, "call", "ty1", "--context", "channel=web", "--dry-run", "--explain", attrs=attrs, columns=200)
+    assert r.returncode == 0, r.stderr
+    assert 'or      "card" in contact.products is false: contact.products = ["current"]' in r.stdout
+    assert 'read    contact.zip = "01235"' in r.stdout
+    attrs = ["income=50000", "marketing_consent=true", "age=40", "segment=young", "products=current, card",
+             "zip=01234", "member_since=2020-02-29"]
+    r = decide(server, "call", "ty1", "--context", "channel=web", "--dry-run", "--json", attrs=attrs)
+    assert r.returncode == 0, r.stderr
+    content = {p["offer"]: p["content"]["script"] for p in json.loads(r.stdout)["spaces"][0]["propositions"]}
+    assert content["loan"].endswith("for members since 2020-02-29.")  # a date, and "card" among the products
+
+
 @pytest.mark.parametrize("option, value, said", [
     ("--attr", "age=seventeen", 'offerd: --attr age=seventeen: contact.age is an int, and "seventeen" is not a '
                                 "whole number such as 42"),
@@ -126,6 +224,7 @@ def test_a_server_without_schema_gets_values_typed_by_their_shape():
     finally:
         server.stop(0)
     assert r.returncode == 0, r.stderr
+    assert "call: no proposition" in r.stdout
     (request,) = older.requests
     assert request.attributes["zip"].int_value == 1234  # as before: by its shape
     assert list(request.attributes["products"].strings_value.values) == ["a", "b"]

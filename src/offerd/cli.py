@@ -203,6 +203,7 @@ def cmd_decide(args) -> int:
 
     from .client import Client
     from .decide_args import ArgError, inputs
+    from .decide_view import render
 
     with Client(args.server) as c:
         try:
@@ -211,8 +212,9 @@ def cmd_decide(args) -> int:
             print(f"offerd: {e}", file=sys.stderr)
             return 2
         d = c.decide(args.spaces.split(","), args.contact, anonymous=args.anonymous, attributes=attributes,
-                     context=context, max_offers=args.max, dry_run=args.dry_run, explain=args.explain)
-    print(json_format.MessageToJson(d, indent=2))
+                     context=context, max_offers=args.max, dry_run=args.dry_run,
+                     explain=args.explain or args.explain_all, explain_all=args.explain_all)
+    sys.stdout.write(json_format.MessageToJson(d, indent=2) + "\n" if args.json else render(d))
     return 0
 
 
@@ -435,7 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE", help="context value, likewise")
     p.add_argument("--max", type=int, default=0)
     p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--explain", action="store_true")
+    p.add_argument("--explain", action="store_true",
+                   help="every offer's outcome, and for one a rule removed: the rule, its clause not true, "
+                        "the values it read, a cap's count")
+    p.add_argument("--explain-all", action="store_true", help="--explain, with every rule that removed an offer")
+    p.add_argument("--json", action="store_true", help="the answer as protobuf JSON, not a table")
     _server_options(p)
     p.set_defaults(fn=cmd_decide)
 
