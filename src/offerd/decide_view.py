@@ -22,6 +22,7 @@ OUTCOMES = {  # an Explanation's kind, as its line says it
 }
 RESULTS = {"false": "is false", "true": "is true", "null": "is null — a value it needs is absent"}
 CONTENT_MIN = 40  # characters of a content value shown however narrow the terminal
+_KEEP = "\xa0"  # a space a wrapped line does not break at (a value read, a time), made a space again
 
 
 def render(d, width: int | None = None) -> str:
@@ -106,7 +107,7 @@ def _wrapped(pairs, pad: str, width: int) -> list[str]:
         first, rest = f"{pad}{label:<6}  ", " " * (len(pad) + 8)
         lines += textwrap.wrap(text, max(width, len(rest) + 40), initial_indent=first, subsequent_indent=rest,
                                break_long_words=False, break_on_hyphens=False) or [first.rstrip()]
-    return lines
+    return [line.replace(_KEEP, " ") for line in lines]
 
 
 def _outcome(x, fallback: bool) -> str:
@@ -138,15 +139,15 @@ def _why(x) -> list[tuple[str, str]]:
     out = [("rule", why.rule_text)]
     if why.HasField("clause"):
         c = why.clause
-        result = f"{RESULTS.get(c.result, c.result)} ({c.location})"
+        result = _whole(f"{RESULTS.get(c.result, c.result)} ({c.location})")
         if c.text == why.rule_text:  # a rule of one clause (`valid ...`): the rule line shows it already
-            out.append(("result", result.removeprefix("is ")))
+            out.append(("result", result.removeprefix(_whole("is "))))
         else:
             out.append(("clause", f"{c.text} {result}"))
         if c.reads:
             out.append(("read", _reads(c.reads)))
         for i, o in enumerate(why.operands):
-            said = f"{o.text} {RESULTS.get(o.result, o.result)}" + (f": {_reads(o.reads)}" if o.reads else "")
+            said = f"{o.text} {_whole(RESULTS.get(o.result, o.result))}" + (f": {_reads(o.reads)}" if o.reads else "")
             out.append(("either" if i == 0 else "or", said))
     if why.HasField("limit"):
         out.append(("count", limit(why.limit, x.kind)))
@@ -154,7 +155,11 @@ def _why(x) -> list[tuple[str, str]]:
 
 
 def _reads(reads) -> str:
-    return ", ".join(f"{r.name} absent" if r.absent else f"{r.name} = {r.value}" for r in reads)
+    return ", ".join(_whole(f"{r.name} absent" if r.absent else f"{r.name} = {r.value}") for r in reads)
+
+
+def _whole(text: str) -> str:
+    return text.replace(" ", _KEEP)
 
 
 def limit(lim, kind: str) -> str:
@@ -165,4 +170,4 @@ def limit(lim, kind: str) -> str:
         held = f"{lim.count} {window} ({lim.counts}), none allowed"
     else:
         held = f"{lim.count} of {lim.limit} {window} ({lim.counts})"
-    return held + "; frees " + (when(lim.frees_at_us) if lim.frees_at_us else "never (lifetime)")
+    return held + "; " + _whole("frees " + (when(lim.frees_at_us) if lim.frees_at_us else "never (lifetime)"))
