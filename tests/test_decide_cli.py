@@ -142,6 +142,20 @@ def test_explain_says_which_rule_removed_each_offer_and_why(server):
     assert "not eligible, by category sales" in r.stdout and "also" not in r.stdout
 
 
+def test_long_lines_wrap_at_the_terminal_width_between_values_never_inside_one(server):
+    lacking = ["income=50000", "marketing_consent=true", "segment=affluent", "products=current,savings",
+               "savings=1000"]
+    r = decide(server, "call", "wrap1", "--context", "channel=web", "--dry-run", "--explain-all", attrs=lacking,
+               columns=80)
+    assert r.returncode == 0, r.stderr
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80, r.stdout
+    # the rule wrapped under itself; the clause's result whole, its location on the next line
+    assert re.search(r"^ {26}contact\.income >= 20000 and context\.channel != \"kiosk\"$", r.stdout, re.M), r.stdout
+    assert re.search(r"^ +clause  adult is null — a value it needs is absent$", r.stdout, re.M), r.stdout
+    assert re.search(r'^ +either  contact.segment == "mass" is false:\n +contact.segment = "affluent"$', r.stdout,
+                     re.M), r.stdout
+
+
 def test_a_lifetime_cap_never_frees(server):
     with Client(server.target) as c:  # nothing else is left to an unknown contact: `rare` is proposed, once for all
         assert [p.offer for p in c.decide(["call"], context={"channel": "branch"}).spaces[0].propositions] == ["rare"]

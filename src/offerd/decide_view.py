@@ -139,7 +139,7 @@ def _why(x) -> list[tuple[str, str]]:
     out = [("rule", why.rule_text)]
     if why.HasField("clause"):
         c = why.clause
-        result = _whole(f"{RESULTS.get(c.result, c.result)} ({c.location})")
+        result = f"{_whole(RESULTS.get(c.result, c.result))} ({c.location})"
         if c.text == why.rule_text:  # a rule of one clause (`valid ...`): the rule line shows it already
             out.append(("result", result.removeprefix(_whole("is "))))
         else:
