@@ -420,6 +420,11 @@ def test_a_deploy_through_the_balancer_reaches_every_shard(cluster):
         with channel:
             live = [v.hash for v in admin.ListVersions(pb.ListVersionsRequest()).versions if v.live]
         assert live == [digest], shard
+        channel, decisions, _ = direct(cluster, shard)
+        with channel:  # and its engine decides with it: the schema a CLI asks for, from any shard
+            assert decisions.Schema(pb.SchemaRequest()).catalog == digest, shard
+    with Client(cluster.listen) as c:  # through the balancer, no routing key: whichever shard, the same
+        assert {c.schema().catalog for _ in range(6)} == {digest}
     with Client(cluster.listen) as c:  # and a rollback too
         back = c.rollback()
     assert back != digest

@@ -89,6 +89,55 @@ def test_error_codes_and_messages(client):
     assert client.decide(["web_home"], "al", dry_run=True).spaces  # the server is fine afterwards
 
 
+def test_schema_gives_the_live_catalogs_attributes_typed_as_odl_writes_them(client):
+    s = client.schema()
+    assert s.catalog == client.decide(["web_home"], dry_run=True).catalog and s.timezone == "Europe/Paris"
+    types = {a.name: a.type for a in s.contact}
+    assert types == {"first_name": "string", "age": "int", "country": "string", "segment": "string",
+                     "cart_total": "float", "tags": "set<string>", "birthday": "date", "vip": "bool",
+                     "opt_in_sms": "bool", "satisfaction": "int"}
+    assert list(types) == ["first_name", "age", "country", "segment", "cart_total", "tags", "birthday", "vip",
+                           "opt_in_sms", "satisfaction"]  # as declared
+    by_name = {a.name: a for a in s.contact}
+    assert list(by_name["segment"].values) == ["basic", "silver", "gold", "platinum"]
+    assert not by_name["segment"].HasField("low") and not by_name["age"].HasField("low")
+    sat = by_name["satisfaction"]
+    assert (sat.low.int_value, sat.high.int_value, list(sat.values)) == (1, 5, [])
+    assert [(a.name, a.type) for a in s.context] == [("page", "string"), ("device", "string")]
+    files = {"a.offer": 'schema contact { scores: list<int>  ratio: float in 0.5 to 2.5  '
+                        'since: date in 2020-01-01 to 2030-12-31  kinds: set<string> in ["a", "b"] }\n'
+                        'schema context { }\nspace web { limit 1 }\noffer o { spaces web }\n'}
+    live = client.deploy(files).hash
+    s = client.schema()
+    assert s.catalog == live and s.timezone == "UTC" and not s.context
+    got = {a.name: a for a in s.contact}
+    assert [(a.name, a.type) for a in s.contact] == [("scores", "list<int>"), ("ratio", "float"), ("since", "date"),
+                                                     ("kinds", "set<string>")]
+    assert (got["ratio"].low.float_value, got["ratio"].high.float_value) == (0.5, 2.5)
+    assert got["since"].low.date_value == pb.Date(year=2020, month=1, day=1)
+    assert list(got["kinds"].values) == ["a", "b"]
+
+
+def test_schema_without_a_live_catalog_is_a_failed_precondition_and_the_async_client_asks_too(tmp_path):
+    from offerd.server.app import Config, create_server, stop_server
+
+    async def main():
+        store = Store(str(tmp_path / "db"))  # nothing deployed: no live version
+        server, port = await create_server("127.0.0.1:0", Config(listen="127.0.0.1:0", data=str(tmp_path)), store)
+        try:
+            async with AsyncClient(f"127.0.0.1:{port}") as c:
+                with pytest.raises(grpc.RpcError) as e:
+                    await c.schema()
+                await c.admin.Deploy(pb.CatalogFiles(files=lang.read_dir(CATALOG)))  # no admin token here
+                return e.value, await c.schema()
+        finally:
+            await stop_server(server, 1)
+
+    error, schema = asyncio.run(main())
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "no catalog is live" in error.details()
+    assert schema.catalog and [a.name for a in schema.context] == ["page", "device"]
+
+
 def test_decide_stream_answers_in_order_and_survives_bad_requests(server):
     async def main():
         async with AsyncClient(server.target) as c:

@@ -202,12 +202,19 @@ def cmd_decide(args) -> int:
     from google.protobuf import json_format
 
     from .client import Client
+    from .decide_args import ArgError, inputs
+    from .decide_view import render
 
     with Client(args.server) as c:
-        d = c.decide(args.spaces.split(","), args.contact, anonymous=args.anonymous,
-                     attributes=dict(map(_typed, args.attr)), context=dict(map(_typed, args.context)),
-                     max_offers=args.max, dry_run=args.dry_run, explain=args.explain)
-    print(json_format.MessageToJson(d, indent=2))
+        try:
+            attributes, context = inputs(c, args.attr, args.context, by_shape=_typed)
+        except ArgError as e:
+            print(f"offerd: {e}", file=sys.stderr)
+            return 2
+        d = c.decide(args.spaces.split(","), args.contact, anonymous=args.anonymous, attributes=attributes,
+                     context=context, max_offers=args.max, dry_run=args.dry_run,
+                     explain=args.explain or args.explain_all, explain_all=args.explain_all)
+    sys.stdout.write(json_format.MessageToJson(d, indent=2) + "\n" if args.json else render(d))
     return 0
 
 
@@ -425,11 +432,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("spaces", help="space[,space...]")
     p.add_argument("contact", nargs="?", default=None, help="contact id (none: an unknown contact)")
     p.add_argument("--anonymous", action="store_true", help="the id is a visitor id")
-    p.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE", help="contact attribute")
-    p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE", help="context value")
+    p.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
+                   help="contact attribute, typed by the live schema (a set or list: a,b,c)")
+    p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE", help="context value, likewise")
     p.add_argument("--max", type=int, default=0)
     p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--explain", action="store_true")
+    p.add_argument("--explain", action="store_true",
+                   help="every offer's outcome, and for one a rule removed: the rule, its clause not true, "
+                        "the values it read, a cap's count")
+    p.add_argument("--explain-all", action="store_true", help="--explain, with every rule that removed an offer")
+    p.add_argument("--json", action="store_true", help="the answer as protobuf JSON, not a table")
     _server_options(p)
     p.set_defaults(fn=cmd_decide)
 

@@ -155,6 +155,11 @@ class Client(_Base):
         return self._retried(lambda: self.decisions.Record(request, timeout=self.timeout,
                                                            metadata=route(proposition))).changed
 
+    def schema(self) -> pb.SchemaResponse:
+        """The live catalog's hash, timezone, and contact and context attributes with their
+        types (as ODL writes them) and closed sets or ranges."""
+        return self._retried(lambda: self.decisions.Schema(pb.SchemaRequest(), timeout=self.timeout))
+
     def upsert_profile(self, contact_id: str, attributes: dict) -> None:
         request = pb.Profile(contact_id=contact_id, attributes=_values(attributes))
         self._retried(lambda: self.profiles.Upsert(request, timeout=self.timeout, metadata=route(contact_id)))
@@ -296,6 +301,9 @@ class AsyncClient(_Base):
         reply = await self._retried_async(
             lambda: self.decisions.Record(request, timeout=self.timeout, metadata=route(proposition)))
         return reply.changed
+
+    async def schema(self) -> pb.SchemaResponse:
+        return await self._retried_async(lambda: self.decisions.Schema(pb.SchemaRequest(), timeout=self.timeout))
 
     def decide_stream(self, requests, shards: int = 0):
         """An async iterator of StreamReply for an (async) iterable of DecideRequest, in order.

@@ -8,7 +8,7 @@ from ..engine import Decision, Request
 from ..engine.model import BadRequest
 from ..lang.diagnostics import Diagnostic
 from ..v1 import offerd_pb2 as pb
-from ..wire import from_value
+from ..wire import from_value, to_value
 
 UTC = datetime.timezone.utc
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
@@ -99,6 +99,21 @@ def _clause(out: pb.Clause, c) -> None:
     out.text, out.location, out.result = c.text, c.location, c.result
     for r in c.reads:
         out.reads.add(name=r.name, value=r.value or "", absent=r.value is None)
+
+
+def schema(catalog) -> pb.SchemaResponse:
+    """The live catalog's contact and context schemas, each attribute typed as ODL writes it."""
+    out = pb.SchemaResponse(catalog=catalog.hash, timezone=catalog.timezone)
+    for root, fields, into in (("contact", catalog.contact, out.contact), ("context", catalog.context, out.context)):
+        for name, t in fields.items():
+            a = into.add(name=name, type=str(t))
+            d = catalog.domains.get((root, name))
+            if d is not None and d.values is not None:
+                a.values.extend(d.listed)
+            elif d is not None:
+                a.low.CopyFrom(to_value(d.low))
+                a.high.CopyFrom(to_value(d.high))
+    return out
 
 
 def diagnostic(d: Diagnostic, sources: dict[str, str]) -> pb.Diagnostic:

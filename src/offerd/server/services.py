@@ -249,6 +249,11 @@ class DecisionService(rpc.DecisionServiceServicer):
             REPORTS.labels(request.status).inc()
         return pb.RecordResponse(changed=changed)
 
+    @mapped
+    async def Schema(self, request, context):
+        # answered by whichever shard the call reaches: a deploy makes a version live on all
+        return convert.schema(self.engine.catalog)  # NoCatalog: FAILED_PRECONDITION
+
 
 class ProfileService(rpc.ProfileServiceServicer):
     def __init__(self, engine: Engine, store: Store, peers: Peers | None = None):
