@@ -300,3 +300,32 @@ offer generic { spaces sms }
                     '{"id": "c", "opt_in_sms": false, "age": 30}\n{"id": "d"}\n')
     r = simulate.simulate(catalog, ["sms"], str(path), AT, workers=workers).to_json()["spaces"]["sms"]
     assert r["ranks"] == [{"promo": 1}] and r["fallback_only"] == 1 and r["nothing"] == 2
+
+
+def test_generated_populations_are_plausible_and_have_distinct_ids(tmp_path):
+    catalog = lang.check({"c.offer": """\
+schema contact { age: int  birthday: date  cart_total: float  segment: string in ["basic", "gold"]
+                 score: int in 1 to 5  customer_id: string  first_name: string  tags: set<string>  visits: int }
+schema context { }
+space web { limit 1 }
+offer a { spaces web  eligible contact.age >= 18 and contact.cart_total ?? 0 > 100 and "vip" in contact.tags
+                            and contact.visits > 0 }
+"""})
+    rows = list(population.generate(catalog, 3000, seed=5))
+    assert rows == list(population.generate(catalog, 3000, seed=5))
+    assert [r["id"] for r in rows[:2]] == ["c0000001", "c0000002"] and len({r["id"] for r in rows}) == 3000
+    ages = [r["age"] for r in rows if "age" in r]
+    assert 0 <= min(ages) and max(ages) <= 110 and sum(a >= 18 for a in ages) > 0.85 * len(ages)
+    assert {17, 18, 19} <= set(ages)  # either side of the rule's threshold
+    born = [datetime.date.fromisoformat(r["birthday"]) for r in rows if "birthday" in r]
+    assert all(datetime.date(1930, 1, 1) <= d <= datetime.date(2008, 1, 1) for d in born)  # adults' birthdays
+    assert len({r["customer_id"] for r in rows if "customer_id" in r}) == sum("customer_id" in r for r in rows)
+    assert {r["segment"] for r in rows if "segment" in r} == {"basic", "gold"}
+    assert {r["score"] for r in rows if "score" in r} == {1, 2, 3, 4, 5}
+    totals = [r["cart_total"] for r in rows if "cart_total" in r]
+    assert min(totals) >= 0 and any(99 < t <= 101 for t in totals) and any(t > 200 for t in totals)
+    assert min(r["visits"] for r in rows if "visits" in r) >= 0
+    assert any("vip" in r.get("tags", ()) for r in rows)
+    path = tmp_path / "g.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert all(isinstance(x, population.Row) for x in population.read(str(path), catalog))

@@ -1,17 +1,15 @@
 """Populations for simulations and outbound batches: contacts read from JSON Lines or CSV,
 typed by the catalog's contact schema, each bad row reported with its line number and
-skipped; and a seeded generator whose values exercise the catalog's own rules."""
+skipped. The seeded generator is offline/generate.py."""
 from __future__ import annotations
 
 import csv
 import datetime
 import json
-import random
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..lang import nodes as n
-from ..lang.catalog import Catalog, Domain
+from ..lang.catalog import Catalog
 from ..lang.types import Type
 from ..lang.values import InputError, check_attributes
 
@@ -153,89 +151,8 @@ def _parse(t: Type, v, from_text: bool):
     return v
 
 
-# --- generation ---------------------------------------------------------------------------
-
 def generate(catalog: Catalog, count: int, seed: int) -> Iterator[dict]:
-    """`count` JSON-ready rows for the catalog's contact schema, the same for the same seed.
-    Values come mostly from the literals the rules compare each attribute with, so the
-    population meets the rules on both sides; about 1 in 10 attributes is left out. An
-    attribute with a closed set or range is drawn from it."""
-    rnd = random.Random(seed)
-    seen = _literals(catalog)
-    fields = sorted(catalog.contact.items())
-    for i in range(count):
-        row = {ID_FIELD: f"p{i}"}
-        for name, t in fields:
-            if rnd.random() < 0.1:
-                continue
-            row[name] = _value(rnd, t, seen.get(name, []), catalog.domains.get(("contact", name)))
-        yield row
+    """A seeded population for the catalog (offline/generate.py)."""
+    from .generate import generate as rows  # that module imports this one
 
-
-def _value(rnd: random.Random, t: Type, known: list, domain: Domain | None = None):
-    if t.name in ("set", "list"):
-        return sorted({_value(rnd, t.elem, known, domain) for _ in range(rnd.randint(0, 3))}, key=str)
-    if domain is not None:
-        return _within(rnd, t, known, domain)
-    if known and rnd.random() < 0.7:
-        v = rnd.choice(known)
-        if t.name in ("int", "float") and not isinstance(v, bool):
-            v = v + rnd.choice((-1, 0, 1)) * (1 if t.name == "int" else rnd.random())
-        return v.isoformat() if isinstance(v, datetime.date) else v
-    if t.name == "int":
-        return rnd.randint(0, 100)
-    if t.name == "float":
-        return round(rnd.uniform(0, 500), 2)
-    if t.name == "bool":
-        return rnd.random() < 0.5
-    if t.name == "date":
-        return (datetime.date(1950, 1, 1) + datetime.timedelta(days=rnd.randrange(365 * 70))).isoformat()
-    return f"v{rnd.randrange(20)}"
-
-
-def _within(rnd: random.Random, t: Type, known: list, d: Domain):
-    """A value in the closed set (the rules' literals half the time, else any member) or
-    in the range (near a rule's literal 7 times in 10, else uniform), JSON-ready."""
-    if d.values is not None:
-        members = [v for v in known if v in d.values]
-        return rnd.choice(members if members and rnd.random() < 0.5 else d.listed)
-    low, high = d.low, d.high
-    if t.name == "date":
-        near = [v for v in known if isinstance(v, datetime.date)]
-        if near and rnd.random() < 0.7:
-            v = rnd.choice(near)
-        else:
-            v = low + datetime.timedelta(days=rnd.randrange((high - low).days + 1))
-        return min(max(v, low), high).isoformat()
-    near = [v for v in known if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if near and rnd.random() < 0.7:
-        v = rnd.choice(near) + rnd.choice((-1, 0, 1)) * (1 if t.name == "int" else rnd.random())
-    else:
-        v = rnd.randint(low, high) if t.name == "int" else rnd.uniform(low, high)
-    if t.name == "int":
-        v = int(v)
-    else:
-        v = round(v, 2)
-    return min(max(v, low), high)
-
-
-def _literals(catalog: Catalog) -> dict[str, list]:
-    """For each contact attribute, the literal values rules compare it with."""
-    out: dict[str, list] = {}
-    stack = [e for o in catalog.offers for c in o.eligible + o.limits for e in (c.expr,)]
-    stack += [c.expr for cat in catalog.categories.values() for c in cat.eligible]
-    stack += [c.expr for space in catalog.spaces.values() for c in space.eligible]
-    stack += [c.expr for g in catalog.groups.values() for c in g.eligible]
-    stack += [c.expr for owner in [*catalog.categories.values(), *catalog.groups.values()]
-              for checks in owner.eligible_in.values() for c in checks]
-    stack += list(catalog.lets.values())
-    while stack:
-        e = stack.pop()
-        if isinstance(e, n.Binary):
-            for a, b in ((e.left, e.right), (e.right, e.left)):
-                if isinstance(a, n.Attr) and a.root == "contact":
-                    items = b.items if isinstance(b, n.ListLiteral) else (b,)
-                    vals = [x.value for x in items if isinstance(x, n.Literal)]
-                    out.setdefault(a.name, []).extend(v for v in vals if v not in out[a.name])
-        stack.extend(n.children(e))
-    return out
+    return rows(catalog, count, seed)
