@@ -302,6 +302,57 @@ offer generic { spaces sms }
     assert r["ranks"] == [{"promo": 1}] and r["fallback_only"] == 1 and r["nothing"] == 2
 
 
+CONTEXTUAL = """\
+schema contact { age: int }
+schema context { channel: string in ["web", "app"]  visits: int }
+space home { limit 1  fallback f }
+offer app_only { spaces home  weight 5  eligible context.channel == "app" }
+offer regular { spaces home  weight 1  eligible context.visits ?? 0 >= 3 }
+offer f { spaces home }
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_contacts_own_context_values_win_over_the_runs(tmp_path, workers):
+    """`context.NAME` keys and a nested `context` object in JSON Lines, `context.NAME`
+    columns in CSV: each contact is decided with the run's context under its own values."""
+    catalog = lang.check({"c.offer": CONTEXTUAL})
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"id": "a", "context.channel": "app"}\n'  # app_only
+                     '{"id": "b", "context": {"visits": 5}}\n'  # regular (channel: the run's web)
+                     '{"id": "c"}\n'  # the run's context alone: the fallback
+                     '{"id": "d", "context": {"channel": "app"}, "context.visits": 4}\n')  # app_only outweighs
+    picks = {}
+    simulate.simulate(catalog, ["home"], str(jsonl), AT, workers=workers, context={"channel": "web"},
+                      each=lambda line, p: picks.__setitem__(line, p["home"]))
+    assert picks == {1: ("app_only",), 2: ("regular",), 3: ("f",), 4: ("app_only",)}
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_text("id,age,context.channel,context.visits\na,30,app,\nb,30,,7\nc,30,,\n")
+    picks.clear()
+    simulate.simulate(catalog, ["home"], str(csv_path), AT, workers=workers, context={"channel": "web"},
+                      each=lambda line, p: picks.__setitem__(line, p["home"]))
+    assert picks == {2: ("app_only",), 3: ("regular",), 4: ("f",)}
+
+
+def test_a_rows_bad_context_values_make_it_a_bad_row_naming_them(tmp_path):
+    catalog = lang.check({"c.offer": CONTEXTUAL})
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "context.channel": "tv"}\n{"id": "b", "context": {"chanel": "app"}}\n'
+                    '{"id": "c", "context": [1]}\n{"id": "d", "context.visits": "many", "age": "old"}\n'
+                    '{"id": "e", "context": {"visits": 1}, "context.visits": 2}\n{"id": "f", "context.visits": 2}\n')
+    r = simulate.simulate(catalog, ["home"], str(path), AT, workers=2).to_json()
+    assert r["contacts"] == 1 and r["bad_row_examples"] == [
+        'line 1: context.channel: "tv" is not one of "web", "app"',
+        "line 2: context.chanel is not in schema context (did you mean context.channel?)",
+        "line 3: context: a JSON object of context values, not list",
+        "line 4: contact.age: expected int, got str; context.visits: expected int, got str",
+        "line 5: context.visits is given twice"]
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_text("id,context.visits\na,3\nb,x\n")
+    r = simulate.simulate(catalog, ["home"], str(csv_path), AT, workers=1).to_json()
+    assert r["contacts"] == 1 and r["bad_row_examples"] == ["line 3: context.visits: 'x' is not a int"]
+
+
 def test_generated_populations_are_plausible_and_have_distinct_ids(tmp_path):
     catalog = lang.check({"c.offer": """\
 schema contact { age: int  birthday: date  cart_total: float  segment: string in ["basic", "gold"]

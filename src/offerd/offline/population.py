@@ -1,6 +1,7 @@
 """Populations for simulations and outbound batches: contacts read from JSON Lines or CSV,
-typed by the catalog's contact schema, each bad row reported with its line number and
-skipped. The seeded generator is offline/generate.py."""
+typed by the catalog's contact schema, each with its own context values if it has any
+(`context.NAME` columns or keys, or a `context` object), each bad row reported with its
+line number and skipped. The seeded generator is offline/generate.py."""
 from __future__ import annotations
 
 import csv
@@ -11,9 +12,11 @@ from typing import Iterator
 
 from ..lang.catalog import Catalog
 from ..lang.types import Type
+from ..lang.diagnostics import did_you_mean
 from ..lang.values import InputError, check_attributes
 
-ID_FIELD = "id"  # a row's contact id; every other field is a contact attribute
+ID_FIELD = "id"  # a row's contact id; every other field is a contact attribute or a context value
+CONTEXT = "context"  # `context.NAME` fields, or a JSON object under this key: the row's own context
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class Row:
     line: int
     contact_id: str
     attributes: dict  # typed by the schema
+    context: dict | None = None  # the row's own context values, typed; they win over the run's context
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,15 @@ def read(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
     """The rows of a .jsonl/.json or .csv file, in order; a row that cannot be read or does
     not fit the schema comes as a BadRow, and reading goes on."""
     if path.endswith(".csv"):
-        yield from _read_csv(path, catalog.contact, catalog.domains)
+        yield from _read_csv(path, catalog)
     else:
-        yield from _read_jsonl(path, catalog.contact, catalog.domains)
+        yield from _read_jsonl(path, catalog)
 
 
-def _read_jsonl(path: str, schema: dict[str, Type], domains: dict) -> Iterator[Row | BadRow]:
+def _read_jsonl(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
     for line_no, text in jsonl_lines(path):
-        row = text if isinstance(text, BadRow) else parse_json_line(line_no, text, schema, domains)
+        row = text if isinstance(text, BadRow) else parse_json_line(line_no, text, catalog.contact, catalog.domains,
+                                                                   catalog.context)
         if row is not None:
             yield row
 
@@ -60,10 +65,10 @@ def jsonl_lines(path: str) -> Iterator[tuple[int, str | BadRow]]:
                 yield line_no, BadRow(line_no, f"not UTF-8: {e.reason} at byte {e.start + 1}")
 
 
-def parse_json_line(line_no: int, line: str, schema: dict[str, Type],
-                    domains: dict | None = None) -> Row | BadRow | None:
-    """One JSON Lines row typed by the schema (and in the catalog's `domains`); None for a
-    blank line."""
+def parse_json_line(line_no: int, line: str, schema: dict[str, Type], domains: dict | None = None,
+                    context: dict[str, Type] | None = None) -> Row | BadRow | None:
+    """One JSON Lines row typed by the contact schema (and in the catalog's `domains`), its
+    context values by the `context` schema; None for a blank line."""
     if not line.strip():
         return None
     try:
@@ -74,10 +79,35 @@ def parse_json_line(line_no: int, line: str, schema: dict[str, Type],
         return BadRow(line_no, f"not readable JSON: {e}")
     if not isinstance(value, dict):
         return BadRow(line_no, f"a row is a JSON object, not {type(value).__name__}")
-    return _row(line_no, value, schema, False, domains)
+    return _row(line_no, value, schema, False, domains, context)
 
 
-def _read_csv(path: str, schema: dict[str, Type], domains: dict) -> Iterator[Row | BadRow]:
+def check_columns(path: str, catalog: Catalog) -> None:
+    """A CSV file's header: each column is the id, a contact attribute or `context.NAME`,
+    else ValueError naming the column (a bad column would make every row bad)."""
+    if not path.endswith(".csv"):
+        return
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        header = next(csv.reader(f), [])
+    for column in header:
+        if column == ID_FIELD or column in catalog.contact:
+            continue
+        root, dot, name = column.partition(".")
+        if dot and root == CONTEXT and name in catalog.context:
+            continue
+        if dot and root == CONTEXT:
+            hint = did_you_mean(name, catalog.context, "context.")
+            problem = "is not in schema context" + (f" ({hint})" if hint else "")
+        else:
+            hint = did_you_mean(column, [ID_FIELD, *catalog.contact, *(f"context.{k}" for k in catalog.context)])
+            problem = (f"is neither {ID_FIELD!r}, a contact attribute nor context.NAME"
+                       + (f" ({hint})" if hint else ""))
+        raise ValueError(f"{path}: column {column!r} {problem}")
+
+
+def _read_csv(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
+    check_columns(path, catalog)
+    schema, domains = catalog.contact, catalog.domains
     # surrogateescape: a field that is not UTF-8 comes through marked, and only its row is bad
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.DictReader(f)
@@ -97,7 +127,7 @@ def _read_csv(path: str, schema: dict[str, Type], domains: dict) -> Iterator[Row
                 yield BadRow(line_no, "not UTF-8")
                 continue
             values = {k: v for k, v in record.items() if v not in (None, "")}
-            yield _row(line_no, values, schema, True, domains)
+            yield _row(line_no, values, schema, True, domains, catalog.context)
 
 
 def _escaped(text: str) -> bool:
@@ -105,23 +135,53 @@ def _escaped(text: str) -> bool:
 
 
 def _row(line_no: int, values: dict, schema: dict[str, Type], from_text: bool,
-         domains: dict | None) -> Row | BadRow:
+         domains: dict | None, context_schema: dict[str, Type] | None = None) -> Row | BadRow:
     contact_id = values.pop(ID_FIELD, None)
     if not isinstance(contact_id, str) or not contact_id:
         return BadRow(line_no, f'every row needs a non-empty string "{ID_FIELD}"')
-    problems = []
+    problems: list[str] = []
+    context = _own_context(values, schema, problems) if context_schema is not None else {}
+    attributes = _typed(values, schema, "contact", from_text, domains, problems)
+    if context:
+        context = _typed(context, context_schema, CONTEXT, from_text, domains, problems)
+    if problems:
+        return BadRow(line_no, "; ".join(problems))
+    return Row(line_no, contact_id, attributes, context or None)
+
+
+def _own_context(values: dict, schema: dict[str, Type], problems: list[str]) -> dict:
+    """The row's context values, taken out of `values`: `context.NAME` keys, and a JSON
+    object under `context` (unless the contact schema has an attribute of that name)."""
+    context = {}
+    if CONTEXT in values and CONTEXT not in schema:
+        nested = values.pop(CONTEXT)
+        if isinstance(nested, dict):
+            context.update(nested)
+        else:
+            problems.append(f"context: a JSON object of context values, not {type(nested).__name__}")
+    for key in [k for k in values if k.startswith("context.")]:
+        name = key[len("context."):]
+        if name in context:
+            problems.append(f"context.{name} is given twice")
+        context[name] = values.pop(key)
+    return context
+
+
+def _typed(values: dict, schema: dict[str, Type], root: str, from_text: bool, domains: dict | None,
+           problems: list[str]) -> dict:
+    """`values` typed by the schema, as a request's are checked; problems are added."""
     for key, t in schema.items():
         if key in values:
             try:
                 values[key] = _parse(t, values[key], from_text)
             except ValueError as e:
-                problems.append(f"contact.{key}: {e}")
-    if problems:
-        return BadRow(line_no, "; ".join(problems))
+                problems.append(f"{root}.{key}: {e}")
+                values.pop(key)
     try:
-        return Row(line_no, contact_id, check_attributes(schema, values, "contact", domains))
+        return check_attributes(schema, values, root, domains)
     except InputError as e:
-        return BadRow(line_no, "; ".join(e.problems))
+        problems.extend(e.problems)
+        return {}
 
 
 def _parse(t: Type, v, from_text: bool):

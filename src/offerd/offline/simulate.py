@@ -37,6 +37,7 @@ def _init(catalogs: list[Catalog], spaces: list[str]) -> None:
     _worker["versions"] = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
     _worker["schema"] = catalogs[0].contact
     _worker["domains"] = catalogs[0].domains
+    _worker["context"] = catalogs[0].context
     _worker["ids"] = any(map(reads_contact_id, catalogs))  # contact.id: the row's id among its attributes
 
 
@@ -49,15 +50,16 @@ def _outcomes(task) -> list:
         if raw:
             line_no, text = item
             item = text if isinstance(text, BadRow) else population.parse_json_line(
-                line_no, text, _worker["schema"], _worker["domains"])
+                line_no, text, _worker["schema"], _worker["domains"], _worker["context"])
             if item is None:
                 continue
             if isinstance(item, BadRow):
                 out.append(item)
                 continue
         attrs = {**item.attributes, CONTACT_ID: item.contact_id} if _worker["ids"] else item.attributes
-        out.append((item.line, [[(*space.outcomes(attrs, context, moment, EMPTY),
-                                  space.admits(attrs, context, moment, EMPTY)) for space in spaces]
+        ctx = {**context, **item.context} if item.context else context  # the row's own values win
+        out.append((item.line, [[(*space.outcomes(attrs, ctx, moment, EMPTY),
+                                  space.admits(attrs, ctx, moment, EMPTY)) for space in spaces]
                                 for spaces in versions]))
     return out
 
@@ -101,10 +103,12 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
     catalogs = [catalog] + ([compare] if compare is not None else [])
     moment = Moment.at(at, catalog.timezone)
     started = time.perf_counter()
+    if isinstance(source, str):
+        population.check_columns(source, catalog)
     raw = isinstance(source, str) and not source.endswith(".csv") and workers > 1
     items = population.jsonl_lines(source) if raw else (
         population.read(source, catalog) if isinstance(source, str) else source)
-    # one context for every row: checked as a request's would be (types, closed sets, ranges);
+    # one context under every row's own: checked as a request's would be (types, closed sets, ranges);
     # InputError is a ValueError, which callers report
     context = check_attributes(catalog.context, context, "context", catalog.domains) if context else {}
 
