@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from golden import cases, compare
 
 from offerd import lang
 from offerd.offline import population, simulate
@@ -572,3 +573,31 @@ def test_every_report_states_its_inputs_and_text_and_html_show_the_same_tables(t
         for v in (v for row in t.rows for v in row):
             assert cell(v) in shown and escape(cell(v)) in html, (t.title, v)
     assert "most eliminated by (contacts)" in shown and "line 5: not JSON" in html
+
+
+@pytest.mark.parametrize("path", cases("simulate", "*.run"))
+def test_report_golden(path):
+    """A fixture's run (catalog, population, spaces, context, --by, --compare, time) gives
+    exactly its golden report, as JSON and as text, timings left out; on one process and
+    on two alike. OFFERD_UPDATE_GOLDEN=1 rewrites them."""
+    from offerd.offline.report_text import text
+
+    spec = json.loads(path.read_text())
+    folder = path.parent
+
+    def catalog(name):
+        return lang.check({name: (folder / name).read_text()})
+
+    def report(workers):
+        r = simulate.simulate(catalog(spec["catalog"]), spec["spaces"], str(folder / spec["population"]),
+                              datetime.datetime.fromisoformat(spec["at"]), workers=workers, context=spec["context"],
+                              by=spec["by"], compare=catalog(spec["compare"]), label=spec["catalog"],
+                              compare_label=spec["compare"], population_file=spec["population"]).to_json()
+        r = {k: v for k, v in r.items() if k not in VOLATILE}
+        r["compare"]["report"] = {k: v for k, v in r["compare"]["report"].items() if k not in VOLATILE}
+        return r
+
+    one = report(1)
+    assert report(2) == one
+    compare(path, ".report.json", json.dumps(one, indent=2, ensure_ascii=False) + "\n")
+    compare(path, ".report.txt", text(one) + "\n")
