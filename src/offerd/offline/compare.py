@@ -46,7 +46,7 @@ class Comparison:
 
     def add(self, versions, results, outcomes) -> None:
         """One contact: per version its arbitration `results` (per space (won, state,
-        rules, lost)) and its rules' `outcomes` (per space (eligible, fails, admitted))."""
+        rules, lost)) and its rules' `outcomes` (per space (eligible, fails, admitted, ...))."""
         (mine, other), (a, b), (out_a, out_b) = versions, results, outcomes
         for i, name in enumerate(self.spaces):
             old, new = a[i][0], b[i][0]
@@ -71,7 +71,7 @@ class Comparison:
         and the rule if a rule is the reason (where and as written: the same in both versions
         if written the same at the same place)."""
         space = version.compiled[i]
-        _, fails, admitted = outcome
+        fails, admitted = outcome[1], outcome[2]
         lost = result[3]
         fallback = space.fallback
         pos = version.positions[i].get(offer)

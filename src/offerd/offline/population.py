@@ -140,7 +140,9 @@ def _row(line_no: int, values: dict, schema: dict[str, Type], from_text: bool,
     if not isinstance(contact_id, str) or not contact_id:
         return BadRow(line_no, f'every row needs a non-empty string "{ID_FIELD}"')
     problems: list[str] = []
-    context = _own_context(values, schema, problems) if context_schema is not None else {}
+    # most rows have no context of their own: one C-level scan of the keys tells
+    own = context_schema is not None and (CONTEXT in values or "." in "".join(values))
+    context = _own_context(values, schema, problems) if own else {}
     attributes = _typed(values, schema, "contact", from_text, domains, problems)
     if context:
         context = _typed(context, context_schema, CONTEXT, from_text, domains, problems)

@@ -14,6 +14,8 @@ import multiprocessing
 import os
 import random
 import time
+from collections import Counter
+from itertools import chain
 from operator import itemgetter
 
 from ..compiler import SpaceCache
@@ -32,11 +34,14 @@ CHUNK = 256  # contacts per task sent to a worker
 SAMPLE = 2000  # contacts whose weights make the weight distributions (a uniform sample)
 
 _worker: dict = {}  # the catalog and compiled spaces, in each worker process
+_NONE: frozenset = frozenset()
+_POSITION = itemgetter(0)
 
 
 def _init(catalogs: list[Catalog], spaces: list[str], by: list[tuple[str, str]]) -> None:
     cache = SpaceCache()
-    _worker["versions"] = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
+    _worker["versions"] = versions = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
+    _worker["canon"] = [[distinct_rules(space)[0] for space in v] for v in versions]
     _worker["schema"] = catalogs[0].contact
     _worker["context"] = catalogs[0].context
     _worker["domains"] = catalogs[0].domains
@@ -44,12 +49,26 @@ def _init(catalogs: list[Catalog], spaces: list[str], by: list[tuple[str, str]])
     _worker["by"] = by
 
 
-def _outcomes(task) -> list:
-    """Per row: (line, per version, per space (eligible [(pos, weight)], fails [(pos, rule
-    index)], admitted), the row's --by values or None), or a BadRow. The rows come typed,
-    or as JSON Lines text parsed here."""
+def distinct_rules(space) -> tuple[tuple[int, ...], list]:
+    """A compiled space's rules made distinct: rule index → distinct id, and the distinct
+    RuleRefs (equal RuleRefs are one rule, whatever the offer they were compiled for)."""
+    ids: dict = {}
+    return tuple(ids.setdefault(rule, len(ids)) for rule in space.rules), list(ids)
+
+
+def _outcomes(task) -> tuple[list, list]:
+    """(rows, counts) of a chunk. Per row: (line, per version, per space (eligible [(pos,
+    weight)], fails [(pos, rule index)], admitted, the distinct rules that removed an offer
+    if --by needs them), the row's --by values or None), or a BadRow. Counts, per version
+    and space: (position, rule index) → contacts, position → contacts eligible, distinct
+    rule → contacts it removed any offer for: counted here, in the workers, each contact
+    once per rule, so the arbitrating process only adds them up. The rows come typed, or as
+    JSON Lines text parsed here."""
     moment, context, raw, items = task
-    versions, by, out = _worker["versions"], _worker["by"], []
+    versions, canons, by, out = _worker["versions"], _worker["canon"], _worker["by"], []
+    # per version and space: each contact's fails, eligible offers and distinct rules,
+    # gathered with list appends (cheap per contact) and counted once per chunk
+    gathered = [[([], [], []) for _ in spaces] for spaces in versions]
     for item in items:
         if raw:
             line_no, text = item
@@ -61,12 +80,23 @@ def _outcomes(task) -> list:
                 out.append(item)
                 continue
         attrs = {**item.attributes, CONTACT_ID: item.contact_id} if _worker["ids"] else item.attributes
-        ctx = {**context, **item.context} if item.context else context
+        ctx = {**context, **item.context} if item.context else context  # the row's own values win
+        per_version = []
+        for spaces, canon_v, gathered_v in zip(versions, canons, gathered):
+            per_space = []
+            for space, canon, (all_fails, all_eligible, all_rules) in zip(spaces, canon_v, gathered_v):
+                eligible, fails = space.outcomes(attrs, ctx, moment, EMPTY)
+                all_fails.append(fails)
+                all_eligible.append(eligible)
+                rules = {canon[r] for _, r in fails} if fails else _NONE  # a contact once per rule
+                all_rules.append(rules)
+                per_space.append((eligible, fails, space.admits(attrs, ctx, moment, EMPTY), rules if by else None))
+            per_version.append(per_space)
         values = tuple((item.attributes if root == "contact" else ctx).get(name) for root, name in by) if by else None
-        out.append((item.line, [[(*space.outcomes(attrs, ctx, moment, EMPTY),
-                                  space.admits(attrs, ctx, moment, EMPTY)) for space in spaces]
-                                for spaces in versions], values))
-    return out
+        out.append((item.line, per_version, values))
+    counts = [[(Counter(chain.from_iterable(f)), Counter(map(_POSITION, chain.from_iterable(e))),
+                Counter(chain.from_iterable(r))) for f, e, r in v] for v in gathered]
+    return out, counts
 
 
 class _Version:
@@ -84,11 +114,8 @@ class _Version:
         cache = SpaceCache()
         self.compiled = [cache.get(catalog, s) for s in spaces]
         self.positions = [{o.name: pos for pos, o in enumerate(c.offers)} for c in self.compiled]
-        self.canon, self.distinct = [], []  # per space: rule index → distinct id; distinct id → RuleRef
-        for c in self.compiled:
-            ids: dict = {}
-            self.canon.append(tuple(ids.setdefault(rule, len(ids)) for rule in c.rules))
-            self.distinct.append(list(ids))
+        # per space: rule index → distinct id, distinct id → RuleRef
+        self.canon, self.distinct = map(list, zip(*map(distinct_rules, self.compiled)))
         self.report = Report(inputs, {
             s: SpaceStats([{} for _ in range(c.space.limit)], {o.name: OfferStats() for o in c.offers})
             for s, c in zip(spaces, self.compiled)}, workers=workers)
@@ -167,7 +194,13 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
             for r in pending:
                 yield r.get()
 
-    for outcomes in results():
+    for outcomes, counts in results():
+        for v, counts_v in zip(versions, counts):
+            for c, (removed, eligibility, by_rule) in zip(v.compiled, counts_v):
+                stats = v.report.spaces[c.space.name]
+                stats.eliminations.update(removed)
+                stats.eligibility.update(eligibility)
+                stats.rule_contacts.update(by_rule)
         for entry in outcomes:
             if isinstance(entry, BadRow):
                 _bad(report, entry)
@@ -223,25 +256,17 @@ class _RunHistory:
             self.proposed[ref] = self.proposed.get(ref, 0) + k
 
 
-_NONE: frozenset = frozenset()
-_RULE = itemgetter(1)
-
-
 def _arbitrate(v: _Version, line: int, per_space, now: float) -> list[tuple]:
     """The engine's arbitration for one contact, with `total` caps counted over the run
     (no run: caps ignored). Per space: (the offers chosen, or the fallback; 1 if the
-    fallback was given, else 0; the distinct rules that removed an offer; the offers
-    passed over in arbitration, as `arbitrate` lists them)."""
+    fallback was given, else 0; the distinct rules that removed an offer, if the worker
+    sent them; the offers passed over in arbitration, as `arbitrate` lists them)."""
     report, plan, run = v.report, v.plan, v.run
     seen: set[str] = set()
     out = []
     mine: dict[tuple[str, str], int] = {}  # this contact's propositions so far, per (kind, ref)
-    for space, canon, (eligible, fails, admitted) in zip(v.compiled, v.canon, per_space):
+    for space, (eligible, _, admitted, rules) in zip(v.compiled, per_space):
         stats = report.spaces[space.space.name]
-        stats.eliminations.update(fails)
-        rules = set(map(canon.__getitem__, map(_RULE, fails))) if fails else _NONE  # a contact once per rule
-        stats.rule_contacts.update(rules)
-        stats.eligibility.update(map(_POSITION, eligible))
         stats.decided += 1
         if len(stats.sampled) < SAMPLE:  # reservoir sampling of contacts
             stats.sampled.append(eligible)
@@ -279,7 +304,7 @@ def _arbitrate(v: _Version, line: int, per_space, now: float) -> list[tuple]:
                 state = 1
             else:
                 stats.nothing += 1
-        out.append((tuple(names), state, rules, lost))
+        out.append((tuple(names), state, rules or _NONE, lost))
     if run is not None:
         run.add(mine)
     return out
@@ -292,9 +317,6 @@ def _scope(cap) -> str:
     if cap.check.scope == "total":
         return "total: filled earlier in population order"
     return "per contact: offers chosen earlier in the call"
-
-
-_POSITION = itemgetter(0)
 
 
 def _finish(v: _Version) -> None:
