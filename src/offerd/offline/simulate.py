@@ -115,7 +115,8 @@ class _Version:
         self.compiled = [cache.get(catalog, s) for s in spaces]
         self.positions = [{o.name: pos for pos, o in enumerate(c.offers)} for c in self.compiled]
         # per space: rule index → distinct id, distinct id → RuleRef
-        self.canon, self.distinct = map(list, zip(*map(distinct_rules, self.compiled)))
+        rules = [distinct_rules(c) for c in self.compiled]
+        self.canon, self.distinct = [r[0] for r in rules], [r[1] for r in rules]
         self.report = Report(inputs, {
             s: SpaceStats([{} for _ in range(c.space.limit)], {o.name: OfferStats() for o in c.offers})
             for s, c in zip(spaces, self.compiled)}, workers=workers)
