@@ -127,3 +127,25 @@ def test_batch_rows_the_engine_refuses_are_bad_rows_and_the_key_covers_the_conte
     unknown = subprocess.run(batch(folder, data, people, out, "--workers", "1") + ["--space", "nope"],
                              capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "no space 'nope'" in unknown.stderr
+
+
+def test_a_batch_decides_each_row_with_its_own_context_values(tmp_path):
+    """`context.NAME` columns win over --context, row by row; a column in neither schema
+    stops the batch before anything is decided."""
+    import csv
+
+    catalog = CATALOG.replace("schema context { }", "schema context { page: string }").replace(
+        "offer b { spaces mail  weight 5 }", 'offer b { spaces mail  weight 5  eligible context.page == "cart" }')
+    folder, people = setup(tmp_path, ["id,age,context.page", "ann,30,cart", "bob,30,", "kid,10,home"],
+                           catalog=catalog, name="people.csv")
+    out = tmp_path / "out.csv"
+    done = subprocess.run(batch(folder, tmp_path / "data", people, out, "--context", "page=cart"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["id"], r["offer"]) for r in rows] == [("ann", "a"), ("ann", "b"), ("bob", "a"), ("bob", "b"),
+                                                    ("kid", "kids")]
+    people.write_text("id,age,context.pag\nann,30,cart\n")
+    bad = subprocess.run(batch(folder, tmp_path / "data2", people, out), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "column 'context.pag' is not in schema context" in bad.stderr
+    assert not (tmp_path / "data2" / "db").exists()

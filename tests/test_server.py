@@ -460,10 +460,13 @@ def test_admin_simulate_streams_progress_then_the_report(client, server):
     assert report["bad_row_examples"][0].startswith("line 1501: contact.age")
     assert sum(report["spaces"]["web_home"]["ranks"][0].values()) + report["spaces"]["web_home"]["fallback_only"] == 1500
     assert server.store.read_history(Contact("p1")) == []  # nothing recorded
-    live = next(v.hash for v in client.versions() if v.live)
+    live, label = next((v.hash, v.label) for v in client.versions() if v.live)
     by_hash = json.loads(list(client.simulate(["web_home"], people.encode(), version=live,
                                               time_us=1_795_000_000_000_000))[-1].report_json)
     assert by_hash["catalog"] == live and by_hash["contacts"] == 1500
+    assert label and report["run"]["catalog"] == by_hash["run"]["catalog"] == {"label": label, "hash": live}
+    assert report["run"]["context"] == {"page": "cart", "device": "mobile"}
+    assert report["run"]["population"] == {"file": None, "contacts": 1500, "bad_rows": 1}
     with pytest.raises(grpc.RpcError) as e:
         list(client.simulate(["web_home"], people.encode(), version="0" * 64))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND

@@ -8,9 +8,11 @@ import subprocess
 import sys
 
 import pytest
+from golden import cases, compare
 
 from offerd import lang
 from offerd.offline import population, simulate
+from offerd.offline.report import VOLATILE
 
 AT = datetime.datetime(2026, 11, 23, 10, tzinfo=datetime.timezone.utc)
 CATALOG = """\
@@ -51,6 +53,16 @@ def run(catalog, path, **kw):
     return simulate.simulate(catalog, ["web"], population.read(path, catalog), AT, **kw).to_json()
 
 
+def same_run(report: dict) -> dict:
+    """A report less what differs between runs of the same inputs (timings, processes) and
+    how the rows were given (a file's path, or rows read already)."""
+    report = {k: v for k, v in report.items() if k not in VOLATILE}
+    report["run"] = {**report["run"], "population": {**report["run"]["population"], "file": None}}
+    if "compare" in report:
+        report["compare"] = {**report["compare"], "report": same_run(report["compare"]["report"])}
+    return report
+
+
 def test_the_report_matches_the_population_worked_out_by_hand(catalog, people):
     r = run(catalog, people, workers=1)
     assert r["contacts"] == 6 and r["bad_rows"] == 3
@@ -67,18 +79,17 @@ def test_the_report_matches_the_population_worked_out_by_hand(catalog, people):
     assert all("eligible" in rule for rule in a["eliminated"])
     assert a["share"] == pytest.approx(0.5)
     (cap, bound), = web["caps"].items()
-    assert "cap 3 total" in cap and bound == {"offer": "a", "first_bound_line": 6, "refused": 1}
+    assert "cap 3 total" in cap and (bound["offers"], bound["first_bound_line"], bound["refused"]) == ({"a": 1}, 6, 1)
+    assert bound["scope"] == "total: filled earlier in population order" and bound["at"] == "c.offer:4:62"
     assert a["weight"]["min"] == a["weight"]["max"] == 10
 
 
 def test_rows_parsed_by_the_workers_give_the_same_report(catalog, people):
     """Given the file's path, JSON Lines are parsed in the worker processes."""
     other = lang.check({"c.offer": CATALOG.replace("weight 5", "weight 50")})
-    typed = run(catalog, people, workers=1, compare=other)
-    raw = simulate.simulate(catalog, ["web"], people, AT, workers=2, compare=other).to_json()
-    for r in (typed, raw, typed["compare"]["report"], raw["compare"]["report"]):
-        del r["seconds"], r["contacts_per_second"], r["workers"]
-    assert raw == typed
+    typed = run(catalog, people, workers=1, compare=other, by=["country"])
+    raw = simulate.simulate(catalog, ["web"], people, AT, workers=2, compare=other, by=["country"]).to_json()
+    assert same_run(raw) == same_run(typed)
     web = typed["compare"]["spaces"]["web"]
     assert web["contacts_changed"] == web["only_reordered"] == 2  # p1, p5: b now outweighs a
 
@@ -108,8 +119,8 @@ def test_all_cores_give_the_report_of_one(tmp_path):
 
     def report(workers):
         source = population.read(str(path), catalog) if workers == 1 else str(path)  # typed here, or by the workers
-        r = simulate.simulate(catalog, spaces, source, AT, workers=workers, context=ctx).to_json()
-        return {k: v for k, v in r.items() if k not in ("seconds", "contacts_per_second", "workers")}
+        r = simulate.simulate(catalog, spaces, source, AT, workers=workers, context=ctx, by=["segment", "age"])
+        return same_run(r.to_json())
 
     one, two = report(1), report(2)
     assert one == two
@@ -137,7 +148,9 @@ def test_command_line_simulates_and_writes_json(tmp_path, people):
                           capture_output=True, text=True, timeout=120)
     assert run_.returncode == 0, run_.stderr
     assert "line 3:" in run_.stderr and "simulate: 9/9 rows (100%)" in run_.stderr
-    assert "cap bound from line 6" in run_.stdout
+    caps = run_.stdout[run_.stdout.index("Caps that refused offers during the run in web"):].splitlines()
+    assert caps[1].split() == ["refused", "first", "at", "line", "cap", "filled", "by", "offers", "refused"]
+    assert caps[2].split()[:6] == ["1", "6", "c.offer:4:62", "offer", "a:", "cap"]
     assert json.loads(out.read_text())["spaces"]["web"]["ranks"][0] == {"a": 3, "b": 1, "c": 1}
     bad = subprocess.run([sys.executable, "-m", "offerd.cli", "simulate", str(folder), "--space", "nope",
                           "--population", people], capture_output=True, text=True, timeout=60)
@@ -167,17 +180,61 @@ def test_comparing_two_versions_says_who_changes_offers_and_why(catalog, people,
                         .replace('contact.country == "FR"', 'contact.country in ["FR", "DE"]')})
     r = run(catalog, people, workers=1, compare=other)
     c = r["compare"]["spaces"]["web"]
-    assert c["contacts_changed"] == 2 and c["only_reordered"] == 0  # p5 (20: too young for a now), p6 (DE: a and b)
-    assert c["gained"] == {"a": 1, "b": 1}
-    lost_a, lost_c = c["lost"]["a"], c["lost"]["c"]
-    assert lost_a["contacts"] == 1 and all("offer a: eligible" in why for why in lost_a["because"])
-    assert lost_c == {"contacts": 1, "because": {
-        "eligible, not chosen (outweighed, capped, or proposed in an earlier space)": 1}}
+    # p5 (20, FR): a,b here, b there (too young for a); p6 (25, DE): c here (a capped), a,b there
+    assert c["contacts_changed"] == 2 and c["only_reordered"] == 0
+    o = c["offers"]
+    assert {k: (v["gained"], v["lost"]) for k, v in o.items()} == {"a": (1, 1), "b": (1, 0), "c": (0, 1)}
+    why = {k: [(w["reason"], w["rule"] and (w["rule"]["at"], w["rule"]["text"]), w["this"], w["other"])
+               for w in v["why_not"]] for k, v in o.items()}
+    assert sorted(why["a"]) == [
+        ("a total cap filled earlier in population order", ("c.offer:4:62", "cap 3"), 1, 0),  # p6, here
+        ("not eligible", ("c.offer:4:34", "eligible contact.age >= 21"), 0, 1)]  # p5, there
+    assert why["b"] == [("not eligible", ("c.offer:5:33", 'eligible contact.country == "FR"'), 1, 0)]
+    assert why["c"] == [("outweighed by other offers (weight, then the space's limit)", None, 0, 1)]
     assert r["compare"]["report"]["spaces"]["web"]["offers"]["a"]["proposed"] == 3  # p1, p2, p6
     assert r["spaces"]["web"]["ranks"] == [{"a": 3, "b": 1, "c": 1}, {"b": 2}]  # unchanged
     different = lang.check({"c.offer": CATALOG.replace("country: string", "country: string  vip: bool")})
     with pytest.raises(ValueError, match="same contact schema"):
         run(catalog, people, workers=1, compare=different)
+
+
+def test_compare_separates_earlier_spaces_caps_per_decision_and_weight(tmp_path):
+    """Two spaces, a group capped once per decision: x (30) and y (10) change offers for
+    every reason arbitration has, each counted under the version that does not propose."""
+    base = """\
+schema contact { age: int }
+schema context { }
+space web { limit 1 }
+space mail { limit 1 }
+group pair { cap 1 per decision }
+offer a { spaces web, mail  weight 6  weight in web: 4 }
+offer c { spaces web  weight 3  groups pair }
+offer b { spaces mail  weight 5  groups pair }
+offer d { spaces mail  weight 1 }
+"""
+    other = base.replace("weight in web: 4", "weight in web: 2  eligible contact.age >= 18")
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "x", "age": 30}\n{"id": "y", "age": 10}\n')
+    a, b = lang.check({"c.offer": base}), lang.check({"c.offer": other})
+    r = simulate.simulate(a, ["web", "mail"], str(path), AT, workers=1, compare=b, label="A", compare_label="B")
+    c = r.to_json()["compare"]
+    assert (c["label"], c["catalog"]) == ("B", b.hash)
+
+    def why(space):
+        return {offer: {(w["reason"], w["rule"]["text"] if w["rule"] else None): (w["this"], w["other"])
+                        for w in o["why_not"]} for offer, o in c["spaces"][space]["offers"].items()}
+    assert why("web") == {
+        "a": {("outweighed by other offers (weight, then the space's limit)", None): (0, 1),
+              ("not eligible", "eligible contact.age >= 18"): (0, 1)},
+        "c": {("outweighed by other offers (weight, then the space's limit)", None): (2, 0)}}
+    assert why("mail") == {
+        "a": {("proposed in an earlier space of the call", None): (1, 0)},
+        "b": {("outweighed by other offers (weight, then the space's limit)", None): (0, 1),
+              ("a cap per decision, taken by offers chosen earlier in the call", "cap 1 per decision"): (0, 1)},
+        "d": {("outweighed by other offers (weight, then the space's limit)", None): (1, 0)}}
+    caps = c["report"]["spaces"]["mail"]["caps"]
+    assert [(v["owner"], v["scope"], v["refused"]) for v in caps.values()] == [
+        ("group pair", "per decision: offers chosen earlier in the call", 1)]
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make test`
@@ -201,20 +258,19 @@ def test_the_html_page_renders_in_headless_chromium_with_its_charts(catalog, peo
     by_rank = by_rank[:by_rank.index("</svg>")]
     assert by_rank.count("<rect") == 4 + 2  # a: rank 1; b: ranks 1 and 2; c: rank 1; a legend box per rank
     assert "rank 1: 3" in by_rank  # a's bar says its count
-    assert "Compared with catalog" in dom and "only in rank" in dom
+    assert "Compared with" in dom and "only in rank" in dom
 
 
-def test_the_html_page_escapes_what_it_shows():
+def test_the_html_page_escapes_what_it_shows(tmp_path):
     from offerd.offline.report_html import page
 
     evil = "<img src=x onerror=alert(1)>"
-    report = {"catalog": "c" * 64, "at": evil, "contacts": 1, "bad_rows": 0, "caps_applied": True, "seconds": 0.1,
-              "spaces": {evil: {"ranks": [{evil: 1}], "fallback_only": 0, "nothing": 0, "caps": {evil: {
-                  "offer": evil, "first_bound_line": 1, "refused": 1}},
-                  "offers": {evil: {"proposed": 1, "share": 1.0, "eligible": 1, "refused_by_caps_in_run": 0,
-                                    "proposed_in_an_earlier_space": 0, "eliminated": {evil: 2}, "weight": None}}}}}
-    html = page(report)
-    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    catalog = lang.check({"c.offer": CATALOG.replace('contact.country == "DE"', f'contact.country == "{evil}"')})
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "p1", "age": 30, "country": evil}) + "\n" + json.dumps({"id": evil, "age": evil})
+                    + "\n")
+    html = page(simulate.simulate(catalog, ["web"], str(path), AT, workers=1, by=["country"], label=evil).to_json())
+    assert "<img" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") >= 4  # label, rule, value, bad row
 
 
 def test_a_line_that_is_not_utf8_is_one_bad_row(catalog, tmp_path):
@@ -300,3 +356,248 @@ offer generic { spaces sms }
                     '{"id": "c", "opt_in_sms": false, "age": 30}\n{"id": "d"}\n')
     r = simulate.simulate(catalog, ["sms"], str(path), AT, workers=workers).to_json()["spaces"]["sms"]
     assert r["ranks"] == [{"promo": 1}] and r["fallback_only"] == 1 and r["nothing"] == 2
+
+
+CONTEXTUAL = """\
+schema contact { age: int }
+schema context { channel: string in ["web", "app"]  visits: int }
+space home { limit 1  fallback f }
+offer app_only { spaces home  weight 5  eligible context.channel == "app" }
+offer regular { spaces home  weight 1  eligible context.visits ?? 0 >= 3 }
+offer f { spaces home }
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_contacts_own_context_values_win_over_the_runs(tmp_path, workers):
+    """`context.NAME` keys and a nested `context` object in JSON Lines, `context.NAME`
+    columns in CSV: each contact is decided with the run's context under its own values."""
+    catalog = lang.check({"c.offer": CONTEXTUAL})
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"id": "a", "context.channel": "app"}\n'  # app_only
+                     '{"id": "b", "context": {"visits": 5}}\n'  # regular (channel: the run's web)
+                     '{"id": "c"}\n'  # the run's context alone: the fallback
+                     '{"id": "d", "context": {"channel": "app"}, "context.visits": 4}\n')  # app_only outweighs
+    picks = {}
+    simulate.simulate(catalog, ["home"], str(jsonl), AT, workers=workers, context={"channel": "web"},
+                      each=lambda line, p: picks.__setitem__(line, p["home"]))
+    assert picks == {1: ("app_only",), 2: ("regular",), 3: ("f",), 4: ("app_only",)}
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_text("id,age,context.channel,context.visits\na,30,app,\nb,30,,7\nc,30,,\n")
+    picks.clear()
+    simulate.simulate(catalog, ["home"], str(csv_path), AT, workers=workers, context={"channel": "web"},
+                      each=lambda line, p: picks.__setitem__(line, p["home"]))
+    assert picks == {2: ("app_only",), 3: ("regular",), 4: ("f",)}
+
+
+def test_a_rows_bad_context_values_make_it_a_bad_row_naming_them(tmp_path):
+    catalog = lang.check({"c.offer": CONTEXTUAL})
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "context.channel": "tv"}\n{"id": "b", "context": {"chanel": "app"}}\n'
+                    '{"id": "c", "context": [1]}\n{"id": "d", "context.visits": "many", "age": "old"}\n'
+                    '{"id": "e", "context": {"visits": 1}, "context.visits": 2}\n{"id": "f", "context.visits": 2}\n')
+    r = simulate.simulate(catalog, ["home"], str(path), AT, workers=2).to_json()
+    assert r["contacts"] == 1 and r["bad_row_examples"] == [
+        'line 1: context.channel: "tv" is not one of "web", "app"',
+        "line 2: context.chanel is not in schema context (did you mean context.channel?)",
+        "line 3: context: a JSON object of context values, not list",
+        "line 4: contact.age: expected int, got str; context.visits: expected int, got str",
+        "line 5: context.visits is given twice"]
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_text("id,context.visits\na,3\nb,x\n")
+    r = simulate.simulate(catalog, ["home"], str(csv_path), AT, workers=1).to_json()
+    assert r["contacts"] == 1 and r["bad_row_examples"] == ["line 3: context.visits: 'x' is not a int"]
+
+
+def test_command_line_refuses_bad_columns_and_unknown_by_attributes_in_one_line(tmp_path):
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "c.offer").write_text(CONTEXTUAL)
+    good = tmp_path / "p.jsonl"
+    good.write_text('{"id": "a"}\n')
+    cases = []
+    for name, header in (("col", "id,context.chanel"), ("attr", "id,agee"), ("root", "id,ctx.channel")):
+        path = tmp_path / f"{name}.csv"
+        path.write_text(f"{header}\nx,1\n")
+        cases.append((["--population", path], {
+            "col": "column 'context.chanel' is not in schema context (did you mean context.channel?)",
+            "attr": "column 'agee' is neither 'id', a contact attribute nor context.NAME (did you mean age?)",
+            "root": "column 'ctx.channel' is neither"}[name]))
+    cases += [(["--population", good, "--by", "segmnt"], "--by segmnt: no such contact attribute or context value"),
+              (["--population", good, "--by", "context.chanel"], "(did you mean context.channel?)"),
+              (["--population", good, "--context", "channel=tv"], 'context.channel: "tv" is not one of')]
+    for args, want in cases:
+        r = subprocess.run([sys.executable, "-m", "offerd.cli", "simulate", str(folder), "--space", "home", "--quiet",
+                            *map(str, args)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and want in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_generated_populations_are_plausible_and_have_distinct_ids(tmp_path):
+    catalog = lang.check({"c.offer": """\
+schema contact { age: int  birthday: date  cart_total: float  segment: string in ["basic", "gold"]
+                 score: int in 1 to 5  customer_id: string  first_name: string  tags: set<string>  visits: int }
+schema context { }
+space web { limit 1 }
+offer a { spaces web  eligible contact.age >= 18 and contact.cart_total ?? 0 > 100 and "vip" in contact.tags
+                            and contact.visits > 0 }
+"""})
+    rows = list(population.generate(catalog, 3000, seed=5))
+    assert rows == list(population.generate(catalog, 3000, seed=5))
+    assert [r["id"] for r in rows[:2]] == ["c0000001", "c0000002"] and len({r["id"] for r in rows}) == 3000
+    ages = [r["age"] for r in rows if "age" in r]
+    assert 0 <= min(ages) and max(ages) <= 110 and sum(a >= 18 for a in ages) > 0.85 * len(ages)
+    assert {17, 18, 19} <= set(ages)  # either side of the rule's threshold
+    born = [datetime.date.fromisoformat(r["birthday"]) for r in rows if "birthday" in r]
+    assert all(datetime.date(1930, 1, 1) <= d <= datetime.date(2008, 1, 1) for d in born)  # adults' birthdays
+    assert len({r["customer_id"] for r in rows if "customer_id" in r}) == sum("customer_id" in r for r in rows)
+    assert {r["segment"] for r in rows if "segment" in r} == {"basic", "gold"}
+    assert {r["score"] for r in rows if "score" in r} == {1, 2, 3, 4, 5}
+    totals = [r["cart_total"] for r in rows if "cart_total" in r]
+    assert min(totals) >= 0 and any(99 < t <= 101 for t in totals) and any(t > 200 for t in totals)
+    assert min(r["visits"] for r in rows if "visits" in r) >= 0
+    assert any("vip" in r.get("tags", ()) for r in rows)
+    path = tmp_path / "g.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert all(isinstance(x, population.Row) for x in population.read(str(path), catalog))
+
+
+CLUB = """\
+schema contact { age: int  segment: string  tags: set<string> }
+schema context { channel: string }
+space web { limit 3 }
+category club { eligible contact.segment == "gold" }
+offer a { spaces web  category club  weight 1 }
+offer b { spaces web  category club  weight 2 }
+offer c { spaces web  category club  weight 3  eligible contact.age >= 18 }
+offer d { spaces web  weight 1  eligible contact.age >= 18 }
+"""
+CLUB_ROWS = ['{"id": "g", "age": 30, "segment": "gold", "tags": ["x", "y"]}',  # a b c d: 3 chosen
+             '{"id": "s", "age": 30, "segment": "silver", "tags": []}',  # the club's rule removes a, b, c: d
+             '{"id": "k", "age": 10, "segment": "silver", "context.channel": "app"}',  # club: a b c; d's own rule
+             '{"id": "n", "age": 40, "tags": ["x"]}']  # no segment: the club's rule is not true
+
+
+def test_each_contact_counts_once_per_rule_and_rules_come_with_their_text(tmp_path):
+    catalog = lang.check({"c.offer": CLUB})
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(CLUB_ROWS) + "\n")
+    web = simulate.simulate(catalog, ["web"], str(path), AT, workers=1).to_json()["spaces"]["web"]
+    club, d = web["rules"].values()  # the most contacts first
+    assert (club["contacts"], club["offers_removed"], club["offers"]) == (3, 9, {"a": 3, "b": 3, "c": 3})
+    assert (club["kind"], club["owner"], club["at"], club["text"], club["clauses"]) == (
+        "eligible", "category club", "c.offer:4:17", 'eligible contact.segment == "gold"', [])
+    assert (d["contacts"], d["offers_removed"], d["owner"], d["text"]) == (1, 1, "offer d", "eligible contact.age >= 18")
+    assert list(web["rules"]) == ["c.offer:4:17: category club: eligible", "c.offer:8:33: offer d: eligible"]
+    assert web["offers"]["a"]["eliminated"] == {"c.offer:4:17: category club: eligible": 3}  # the same keys
+
+
+def test_by_gives_the_figures_per_value_absent_included(tmp_path):
+    catalog = lang.check({"c.offer": CLUB})
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(CLUB_ROWS) + "\n")
+    r = simulate.simulate(catalog, ["web"], str(path), AT, workers=2, by=["segment", "context.channel", "tags", "age"],
+                          context={"channel": "web"}).to_json()
+    assert r["run"]["by"] == ["contact.segment", "context.channel", "contact.tags", "contact.age"]
+    rows = {name: {row["value"]: row for row in b["rows"]} for name, b in r["by"].items()}
+    segment = rows["contact.segment"]
+    assert [row["value"] for row in r["by"]["contact.segment"]["rows"]] == ["silver", "gold", "absent"]
+    assert {v: row["contacts"] for v, row in segment.items()} == {"silver": 2, "gold": 1, "absent": 1}
+    silver = segment["silver"]["spaces"]["web"]
+    assert (silver["proposed"], silver["nothing"], silver["offers"]) == (1, 1, {"d": 1})
+    assert silver["eliminated"] == {"c.offer:4:17: category club: eligible": 2, "c.offer:8:33: offer d: eligible": 1}
+    assert segment["gold"]["spaces"]["web"]["offers"] == {"a": 1, "b": 1, "c": 1}
+    assert {v: row["contacts"] for v, row in rows["context.channel"].items()} == {"web": 3, "app": 1}
+    assert r["by"]["contact.tags"]["counted_per_item"]
+    assert {v: row["contacts"] for v, row in rows["contact.tags"].items()} == {"x": 2, "y": 1, "empty": 1, "absent": 1}
+    assert [(v, row["contacts"]) for v, row in rows["contact.age"].items()] == [("10", 1), ("30", 2), ("40", 1)]
+    assert r["by"]["contact.age"]["grouping"] == "by value"
+
+
+def test_numbers_and_dates_widen_into_ranges_with_exact_counts():
+    from offerd.lang.types import Type
+    from offerd.offline.breakdown import Breakdown
+
+    def run(kind, values):
+        b = Breakdown("contact", "x", Type(kind), ["web"])
+        b.rule_keys = [[]]
+        for v in values:
+            b.add(v, [(("o",), 0, frozenset(), [])])
+        return b.to_json()
+
+    ints = run("int", list(range(1000)) + [None])
+    assert ints["grouping"] == "in ranges of 100"
+    assert [(row["value"], row["contacts"], row["spaces"]["web"]["proposed"]) for row in ints["rows"]] == [
+        (f"{k * 100} to {k * 100 + 99}", 100, 100) for k in range(10)] + [("absent", 1, 1)]
+    floats = run("float", [k / 1000 for k in range(1000)])
+    assert floats["grouping"] == "in ranges of 0.1" and floats["rows"][3]["value"] == "0.3 to under 0.4"
+    assert [row["contacts"] for row in floats["rows"]] == [100] * 10
+    few = run("int", [1, 2, 2, 5])
+    assert few["grouping"] == "by value" and [row["value"] for row in few["rows"]] == ["1", "2", "5"]
+    days = run("date", [datetime.date(2020, 1, 1) + datetime.timedelta(days=k) for k in range(900)])
+    assert days["grouping"] == "by year"
+    assert [(row["value"], row["contacts"]) for row in days["rows"]] == [("2020", 366), ("2021", 365), ("2022", 169)]
+
+
+def test_every_report_states_its_inputs_and_text_and_html_show_the_same_tables(tmp_path):
+    from html import escape
+
+    from offerd.offline.report_html import page
+    from offerd.offline.report_text import cell, tables, text
+
+    catalog = lang.check({"c.offer": CLUB})
+    other = lang.check({"c.offer": CLUB.replace('"gold"', '"silver"')})
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(CLUB_ROWS) + "\nnot json\n")
+    r = simulate.simulate(catalog, ["web"], str(path), AT, workers=1, context={"channel": "web"}, by=["segment"],
+                          compare=other, label="cat/v1", compare_label="cat/v2", seed=3).to_json()
+    assert r["run"] == {"catalog": {"label": "cat/v1", "hash": catalog.hash}, "at": "2026-11-23T10:00:00+00:00",
+                        "context": {"channel": "web"}, "spaces": ["web"],
+                        "population": {"file": str(path), "contacts": 4, "bad_rows": 1}, "by": ["contact.segment"],
+                        "seed": 3, "caps_applied": True, "compare": {"label": "cat/v2", "hash": other.hash}}
+    shown, html = text(r), page(r)
+    lines = shown.splitlines()
+    for name, value in (("catalog", f"cat/v1 (hash {catalog.hash})"), ("decided at", "2026-11-23T10:00:00+00:00"),
+                        ("context", "channel=web (a contact's own context values win)"),
+                        ("population", f"{path}: 4 contacts, 1 bad rows skipped"), ("by", "contact.segment"),
+                        ("seed", "3 (the sample of contacts whose weights are shown)"),
+                        ("compared with", f"cat/v2 (hash {other.hash})")):
+        assert f"  {name:<13}  {value}" in lines, name
+        assert f"<td class=text>{escape(value)}</td>" in html, name
+    made = tables(r)
+    assert [t.title for t in made][-2:] == ["By contact.segment (by value), space web",
+                                           f"Compared with cat/v2 ({other.hash[:12]}), space web"]
+    for t in made[1:]:  # the same headers and cells in both (the inputs: the same cells)
+        assert all(h in shown for h in t.headers) and all(f">{h}</th>" in html for h in t.headers), t.title
+    for t in made:
+        for v in (v for row in t.rows for v in row):
+            assert cell(v) in shown and escape(cell(v)) in html, (t.title, v)
+    assert "most eliminated by (contacts)" in shown and "line 5: not JSON" in html
+
+
+@pytest.mark.parametrize("path", cases("simulate", "*.run"))
+def test_report_golden(path):
+    """A fixture's run (catalog, population, spaces, context, --by, --compare, time) gives
+    exactly its golden report, as JSON and as text, timings left out; on one process and
+    on two alike. OFFERD_UPDATE_GOLDEN=1 rewrites them."""
+    from offerd.offline.report_text import text
+
+    spec = json.loads(path.read_text())
+    folder = path.parent
+
+    def catalog(name):
+        return lang.check({name: (folder / name).read_text()})
+
+    def report(workers):
+        r = simulate.simulate(catalog(spec["catalog"]), spec["spaces"], str(folder / spec["population"]),
+                              datetime.datetime.fromisoformat(spec["at"]), workers=workers, context=spec["context"],
+                              by=spec["by"], compare=catalog(spec["compare"]), label=spec["catalog"],
+                              compare_label=spec["compare"], population_file=spec["population"]).to_json()
+        r = {k: v for k, v in r.items() if k not in VOLATILE}
+        r["compare"]["report"] = {k: v for k, v in r["compare"]["report"].items() if k not in VOLATILE}
+        return r
+
+    one = report(1)
+    assert report(2) == one
+    compare(path, ".report.json", json.dumps(one, indent=2, ensure_ascii=False) + "\n")
+    compare(path, ".report.txt", text(one) + "\n")

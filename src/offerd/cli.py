@@ -271,41 +271,9 @@ def cmd_gen_population(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    import json
+    from .offline.command import simulate
 
-    from .offline import simulate
-    from .offline.progress import progress_bar
-    from .offline.report import tables
-
-    catalog = _load(args.catalog, sys.stderr)
-    if catalog is None:
-        return 1
-    at = _when(args.at)
-    other = None
-    if args.compare:
-        other = _load(args.compare, sys.stderr)
-        if other is None:
-            return 1
-    try:
-        total = sum(1 for _ in open(args.population, "rb")) - (1 if args.population.endswith(".csv") else 0)
-        context = dict(map(_typed, args.context))
-        report = simulate.simulate(catalog, args.space, args.population, at, workers=args.workers or None,
-                                   caps=not args.no_caps, context=context, total=max(total, 0),
-                                   progress=None if args.quiet else progress_bar(), compare=other)
-    except (OSError, ValueError) as e:
-        print(f"offerd: {e}", file=sys.stderr)
-        return 2
-    _print_bad(args.population, report.bad_rows, report.bad_count)
-    print(tables(report))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report.to_json(), f, indent=2)
-    if args.html:
-        from .offline.report_html import page
-
-        with open(args.html, "w", encoding="utf-8") as f:
-            f.write(page(report.to_json()))
-    return 0
+    return simulate(args, _load, _typed, _when, _print_bad)
 
 
 def cmd_batch(args) -> int:
@@ -473,7 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", action="append", required=True, help="a space (repeatable, decided in this order)")
     p.add_argument("--population", required=True, help="contacts: .jsonl or .csv, an `id` column and attributes")
     p.add_argument("--at", help="decision time, ISO with a timezone (default: now)")
-    p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE", help="context for every contact")
+    p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE",
+                   help="context for every contact (its own context.NAME values win)")
+    p.add_argument("--by", action="append", default=[], metavar="ATTRIBUTE",
+                   help="also the figures per value of this contact attribute or context.NAME (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample of contacts whose weights are shown")
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
     p.add_argument("--no-caps", action="store_true", help="ignore total caps filling up during the run")
     p.add_argument("--json", help="also write the report as JSON to this file")

@@ -57,6 +57,7 @@ def run(data: str, catalog: Catalog, spaces: list[str], path: str, at: datetime.
     unknown = [s for s in spaces if s not in catalog.spaces]
     if unknown:
         raise ValueError(f"no space {unknown[0]!r} in the catalog; spaces: {', '.join(sorted(catalog.spaces))}")
+    population.check_columns(path, catalog)  # a bad CSV column: refused before any process starts
     db = os.path.join(data, "db")
     prefix = job_key(catalog, spaces, path, at, context or {})
     os.makedirs(data, exist_ok=True)
@@ -177,7 +178,8 @@ async def _decide(store, catalog, spaces, path, at, context, prefix, part, progr
     async def one(row):
         nonlocal decided
         try:
-            request = Request(tuple(spaces), row.contact_id, attributes=row.attributes, context=context, time=at)
+            own = {**context, **row.context} if row.context else context  # the row's context values win
+            request = Request(tuple(spaces), row.contact_id, attributes=row.attributes, context=own, time=at)
             note = note_for(row.line, row.contact_id)
             decision = await engine.decide_async(request, note=note)
             if not any(p.id for r in decision.spaces for p in r.proposals):  # nothing recorded: the note alone

@@ -1,21 +1,22 @@
 """Populations for simulations and outbound batches: contacts read from JSON Lines or CSV,
-typed by the catalog's contact schema, each bad row reported with its line number and
-skipped; and a seeded generator whose values exercise the catalog's own rules."""
+typed by the catalog's contact schema, each with its own context values if it has any
+(`context.NAME` columns or keys, or a `context` object), each bad row reported with its
+line number and skipped. The seeded generator is offline/generate.py."""
 from __future__ import annotations
 
 import csv
 import datetime
 import json
-import random
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..lang import nodes as n
-from ..lang.catalog import Catalog, Domain
+from ..lang.catalog import Catalog
 from ..lang.types import Type
+from ..lang.diagnostics import did_you_mean
 from ..lang.values import InputError, check_attributes
 
-ID_FIELD = "id"  # a row's contact id; every other field is a contact attribute
+ID_FIELD = "id"  # a row's contact id; every other field is a contact attribute or a context value
+CONTEXT = "context"  # `context.NAME` fields, or a JSON object under this key: the row's own context
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Row:
     line: int
     contact_id: str
     attributes: dict  # typed by the schema
+    context: dict | None = None  # the row's own context values, typed; they win over the run's context
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,15 @@ def read(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
     """The rows of a .jsonl/.json or .csv file, in order; a row that cannot be read or does
     not fit the schema comes as a BadRow, and reading goes on."""
     if path.endswith(".csv"):
-        yield from _read_csv(path, catalog.contact, catalog.domains)
+        yield from _read_csv(path, catalog)
     else:
-        yield from _read_jsonl(path, catalog.contact, catalog.domains)
+        yield from _read_jsonl(path, catalog)
 
 
-def _read_jsonl(path: str, schema: dict[str, Type], domains: dict) -> Iterator[Row | BadRow]:
+def _read_jsonl(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
     for line_no, text in jsonl_lines(path):
-        row = text if isinstance(text, BadRow) else parse_json_line(line_no, text, schema, domains)
+        row = text if isinstance(text, BadRow) else parse_json_line(line_no, text, catalog.contact, catalog.domains,
+                                                                   catalog.context)
         if row is not None:
             yield row
 
@@ -62,10 +65,10 @@ def jsonl_lines(path: str) -> Iterator[tuple[int, str | BadRow]]:
                 yield line_no, BadRow(line_no, f"not UTF-8: {e.reason} at byte {e.start + 1}")
 
 
-def parse_json_line(line_no: int, line: str, schema: dict[str, Type],
-                    domains: dict | None = None) -> Row | BadRow | None:
-    """One JSON Lines row typed by the schema (and in the catalog's `domains`); None for a
-    blank line."""
+def parse_json_line(line_no: int, line: str, schema: dict[str, Type], domains: dict | None = None,
+                    context: dict[str, Type] | None = None) -> Row | BadRow | None:
+    """One JSON Lines row typed by the contact schema (and in the catalog's `domains`), its
+    context values by the `context` schema; None for a blank line."""
     if not line.strip():
         return None
     try:
@@ -76,10 +79,35 @@ def parse_json_line(line_no: int, line: str, schema: dict[str, Type],
         return BadRow(line_no, f"not readable JSON: {e}")
     if not isinstance(value, dict):
         return BadRow(line_no, f"a row is a JSON object, not {type(value).__name__}")
-    return _row(line_no, value, schema, False, domains)
+    return _row(line_no, value, schema, False, domains, context)
 
 
-def _read_csv(path: str, schema: dict[str, Type], domains: dict) -> Iterator[Row | BadRow]:
+def check_columns(path: str, catalog: Catalog) -> None:
+    """A CSV file's header: each column is the id, a contact attribute or `context.NAME`,
+    else ValueError naming the column (a bad column would make every row bad)."""
+    if not path.endswith(".csv"):
+        return
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        header = next(csv.reader(f), [])
+    for column in header:
+        if column == ID_FIELD or column in catalog.contact:
+            continue
+        root, dot, name = column.partition(".")
+        if dot and root == CONTEXT and name in catalog.context:
+            continue
+        if dot and root == CONTEXT:
+            hint = did_you_mean(name, catalog.context, "context.")
+            problem = "is not in schema context" + (f" ({hint})" if hint else "")
+        else:
+            hint = did_you_mean(column, [ID_FIELD, *catalog.contact, *(f"context.{k}" for k in catalog.context)])
+            problem = (f"is neither {ID_FIELD!r}, a contact attribute nor context.NAME"
+                       + (f" ({hint})" if hint else ""))
+        raise ValueError(f"{path}: column {column!r} {problem}")
+
+
+def _read_csv(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
+    check_columns(path, catalog)
+    schema, domains = catalog.contact, catalog.domains
     # surrogateescape: a field that is not UTF-8 comes through marked, and only its row is bad
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.DictReader(f)
@@ -99,7 +127,7 @@ def _read_csv(path: str, schema: dict[str, Type], domains: dict) -> Iterator[Row
                 yield BadRow(line_no, "not UTF-8")
                 continue
             values = {k: v for k, v in record.items() if v not in (None, "")}
-            yield _row(line_no, values, schema, True, domains)
+            yield _row(line_no, values, schema, True, domains, catalog.context)
 
 
 def _escaped(text: str) -> bool:
@@ -107,23 +135,55 @@ def _escaped(text: str) -> bool:
 
 
 def _row(line_no: int, values: dict, schema: dict[str, Type], from_text: bool,
-         domains: dict | None) -> Row | BadRow:
+         domains: dict | None, context_schema: dict[str, Type] | None = None) -> Row | BadRow:
     contact_id = values.pop(ID_FIELD, None)
     if not isinstance(contact_id, str) or not contact_id:
         return BadRow(line_no, f'every row needs a non-empty string "{ID_FIELD}"')
-    problems = []
+    problems: list[str] = []
+    # most rows have no context of their own: one C-level scan of the keys tells
+    own = context_schema is not None and (CONTEXT in values or "." in "".join(values))
+    context = _own_context(values, schema, problems) if own else {}
+    attributes = _typed(values, schema, "contact", from_text, domains, problems)
+    if context:
+        context = _typed(context, context_schema, CONTEXT, from_text, domains, problems)
+    if problems:
+        return BadRow(line_no, "; ".join(problems))
+    return Row(line_no, contact_id, attributes, context or None)
+
+
+def _own_context(values: dict, schema: dict[str, Type], problems: list[str]) -> dict:
+    """The row's context values, taken out of `values`: `context.NAME` keys, and a JSON
+    object under `context` (unless the contact schema has an attribute of that name)."""
+    context = {}
+    if CONTEXT in values and CONTEXT not in schema:
+        nested = values.pop(CONTEXT)
+        if isinstance(nested, dict):
+            context.update(nested)
+        else:
+            problems.append(f"context: a JSON object of context values, not {type(nested).__name__}")
+    for key in [k for k in values if k.startswith("context.")]:
+        name = key[len("context."):]
+        if name in context:
+            problems.append(f"context.{name} is given twice")
+        context[name] = values.pop(key)
+    return context
+
+
+def _typed(values: dict, schema: dict[str, Type], root: str, from_text: bool, domains: dict | None,
+           problems: list[str]) -> dict:
+    """`values` typed by the schema, as a request's are checked; problems are added."""
     for key, t in schema.items():
         if key in values:
             try:
                 values[key] = _parse(t, values[key], from_text)
             except ValueError as e:
-                problems.append(f"contact.{key}: {e}")
-    if problems:
-        return BadRow(line_no, "; ".join(problems))
+                problems.append(f"{root}.{key}: {e}")
+                values.pop(key)
     try:
-        return Row(line_no, contact_id, check_attributes(schema, values, "contact", domains))
+        return check_attributes(schema, values, root, domains)
     except InputError as e:
-        return BadRow(line_no, "; ".join(e.problems))
+        problems.extend(e.problems)
+        return {}
 
 
 def _parse(t: Type, v, from_text: bool):
@@ -153,89 +213,8 @@ def _parse(t: Type, v, from_text: bool):
     return v
 
 
-# --- generation ---------------------------------------------------------------------------
-
 def generate(catalog: Catalog, count: int, seed: int) -> Iterator[dict]:
-    """`count` JSON-ready rows for the catalog's contact schema, the same for the same seed.
-    Values come mostly from the literals the rules compare each attribute with, so the
-    population meets the rules on both sides; about 1 in 10 attributes is left out. An
-    attribute with a closed set or range is drawn from it."""
-    rnd = random.Random(seed)
-    seen = _literals(catalog)
-    fields = sorted(catalog.contact.items())
-    for i in range(count):
-        row = {ID_FIELD: f"p{i}"}
-        for name, t in fields:
-            if rnd.random() < 0.1:
-                continue
-            row[name] = _value(rnd, t, seen.get(name, []), catalog.domains.get(("contact", name)))
-        yield row
+    """A seeded population for the catalog (offline/generate.py)."""
+    from .generate import generate as rows  # that module imports this one
 
-
-def _value(rnd: random.Random, t: Type, known: list, domain: Domain | None = None):
-    if t.name in ("set", "list"):
-        return sorted({_value(rnd, t.elem, known, domain) for _ in range(rnd.randint(0, 3))}, key=str)
-    if domain is not None:
-        return _within(rnd, t, known, domain)
-    if known and rnd.random() < 0.7:
-        v = rnd.choice(known)
-        if t.name in ("int", "float") and not isinstance(v, bool):
-            v = v + rnd.choice((-1, 0, 1)) * (1 if t.name == "int" else rnd.random())
-        return v.isoformat() if isinstance(v, datetime.date) else v
-    if t.name == "int":
-        return rnd.randint(0, 100)
-    if t.name == "float":
-        return round(rnd.uniform(0, 500), 2)
-    if t.name == "bool":
-        return rnd.random() < 0.5
-    if t.name == "date":
-        return (datetime.date(1950, 1, 1) + datetime.timedelta(days=rnd.randrange(365 * 70))).isoformat()
-    return f"v{rnd.randrange(20)}"
-
-
-def _within(rnd: random.Random, t: Type, known: list, d: Domain):
-    """A value in the closed set (the rules' literals half the time, else any member) or
-    in the range (near a rule's literal 7 times in 10, else uniform), JSON-ready."""
-    if d.values is not None:
-        members = [v for v in known if v in d.values]
-        return rnd.choice(members if members and rnd.random() < 0.5 else d.listed)
-    low, high = d.low, d.high
-    if t.name == "date":
-        near = [v for v in known if isinstance(v, datetime.date)]
-        if near and rnd.random() < 0.7:
-            v = rnd.choice(near)
-        else:
-            v = low + datetime.timedelta(days=rnd.randrange((high - low).days + 1))
-        return min(max(v, low), high).isoformat()
-    near = [v for v in known if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if near and rnd.random() < 0.7:
-        v = rnd.choice(near) + rnd.choice((-1, 0, 1)) * (1 if t.name == "int" else rnd.random())
-    else:
-        v = rnd.randint(low, high) if t.name == "int" else rnd.uniform(low, high)
-    if t.name == "int":
-        v = int(v)
-    else:
-        v = round(v, 2)
-    return min(max(v, low), high)
-
-
-def _literals(catalog: Catalog) -> dict[str, list]:
-    """For each contact attribute, the literal values rules compare it with."""
-    out: dict[str, list] = {}
-    stack = [e for o in catalog.offers for c in o.eligible + o.limits for e in (c.expr,)]
-    stack += [c.expr for cat in catalog.categories.values() for c in cat.eligible]
-    stack += [c.expr for space in catalog.spaces.values() for c in space.eligible]
-    stack += [c.expr for g in catalog.groups.values() for c in g.eligible]
-    stack += [c.expr for owner in [*catalog.categories.values(), *catalog.groups.values()]
-              for checks in owner.eligible_in.values() for c in checks]
-    stack += list(catalog.lets.values())
-    while stack:
-        e = stack.pop()
-        if isinstance(e, n.Binary):
-            for a, b in ((e.left, e.right), (e.right, e.left)):
-                if isinstance(a, n.Attr) and a.root == "contact":
-                    items = b.items if isinstance(b, n.ListLiteral) else (b,)
-                    vals = [x.value for x in items if isinstance(x, n.Literal)]
-                    out.setdefault(a.name, []).extend(v for v in vals if v not in out[a.name])
-        stack.extend(n.children(e))
-    return out
+    return rows(catalog, count, seed)

@@ -1,12 +1,61 @@
-"""A simulation's report: per space and offer what was proposed, eligible, eliminated and
-by which rule, refused by caps in the run; how another catalog version would differ; as
-JSON and as plain-text tables."""
+"""A simulation's report and its JSON: the run's inputs; per space and offer what was
+proposed, eligible, eliminated and by which rule (each contact counted once per rule),
+refused by caps in the run; per value of an attribute (breakdown.py); how another catalog
+version decides the same contacts (compare.py). The text and HTML reports are drawn from
+this JSON (report_text.py, report_html.py), so the three show the same facts."""
 from __future__ import annotations
 
 import datetime
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+
+from ..lang.catalog import Catalog, RuleRef
+
+# the JSON keys that change from one run of the same inputs to the next
+VOLATILE = ("seconds", "contacts_per_second", "workers")
+
+
+@dataclass
+class Inputs:
+    """What a run was given, as every report states it."""
+
+    label: str  # the catalog: its folder, or its version's label on a server
+    hash: str
+    at: datetime.datetime
+    spaces: list[str]
+    context: dict  # the run's context, typed; a contact's own values win over it
+    population: str | None = None  # the file; None: rows given otherwise (a request, a list)
+    by: list[str] = field(default_factory=list)
+    seed: int = 0  # of the uniform sample of contacts whose weights are shown
+    caps: bool = True
+    compare: tuple[str, str] | None = None  # the other version's (label, hash)
+
+    def to_json(self, contacts: int, bad: int) -> dict:
+        out = {"catalog": {"label": self.label, "hash": self.hash}, "at": self.at.isoformat(),
+               "context": {k: plain(v) for k, v in sorted(self.context.items())}, "spaces": list(self.spaces),
+               "population": {"file": self.population, "contacts": contacts, "bad_rows": bad},
+               "by": list(self.by), "seed": self.seed, "caps_applied": self.caps}
+        if self.compare is not None:
+            out["compare"] = {"label": self.compare[0], "hash": self.compare[1]}
+        return out
+
+
+def plain(v):
+    """A typed attribute value as JSON has it: dates ISO, sets as sorted lists."""
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, frozenset):
+        return sorted(map(plain, v), key=str)
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+
+def rule_json(catalog: Catalog, rule: RuleRef) -> dict:
+    """A rule as reports show it: kind, owner, where it is written and the text as written."""
+    written = catalog.text(rule.span) if rule.span.line > 0 and not rule.text.endswith("(default)") else ""
+    return {"kind": rule.kind, "owner": rule.owner, "at": str(rule.span), "text": written or rule.text}
 
 
 @dataclass
@@ -25,103 +74,74 @@ class SpaceStats:
     offers: dict[str, OfferStats]
     fallback_only: int = 0
     nothing: int = 0
-    caps: dict[str, dict] = field(default_factory=dict)  # cap rule → {offer, first_bound_line, refused}
-    # counted as the run goes, cheaply (C-level Counter updates), turned into offers at the end
+    caps: dict[str, dict] = field(default_factory=dict)  # cap rule → {scope, ..., first_bound_line, refused, offers}
+    rules: dict[str, dict] = field(default_factory=dict)  # rule → its JSON entry, made at the end
+    # counted as the run goes, cheaply (C-level Counter updates), turned into the above at the end
     eliminations: Counter = field(default_factory=Counter)  # (position, rule index) → contacts
+    rule_contacts: Counter = field(default_factory=Counter)  # distinct rule → contacts it removed any offer for
     eligibility: Counter = field(default_factory=Counter)  # position → contacts
     sampled: list = field(default_factory=list)  # eligible lists of a uniform sample of contacts
     decided: int = 0
 
 
 @dataclass
-class Comparison:
-    """How another catalog version decides the same contacts: which change offers, and why."""
-
-    report: "Report"  # the other version's own report
-    changed: dict[str, int] = field(default_factory=dict)  # space → contacts whose offers differ
-    gained: dict[str, dict[str, int]] = field(default_factory=dict)  # space → offer → contacts
-    lost: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # space → offer → why → contacts
-    reordered: dict[str, int] = field(default_factory=dict)  # space → contacts with the same offers, ranked otherwise
-
-    def to_json(self, contacts: int) -> dict:
-        return {"catalog": self.report.catalog, "spaces": {space: {
-            "contacts_changed": n, "share": n / contacts if contacts else 0.0,
-            "only_reordered": self.reordered.get(space, 0),
-            "gained": dict(sorted(self.gained[space].items(), key=lambda kv: -kv[1])),
-            "lost": {o: {"contacts": sum(why.values()), "because": dict(sorted(why.items(), key=lambda kv: -kv[1]))}
-                     for o, why in sorted(self.lost[space].items(), key=lambda kv: -sum(kv[1].values()))},
-        } for space, n in self.changed.items()}, "report": self.report.to_json()}
-
-
-@dataclass
 class Report:
-    catalog: str
-    at: datetime.datetime
+    inputs: Inputs
     spaces: dict[str, SpaceStats]
     contacts: int = 0
     bad_rows: list[str] = field(default_factory=list)
     bad_count: int = 0
     seconds: float = 0.0
     workers: int = 1
-    caps: bool = True
-    compare: Comparison | None = None  # against another catalog version, if asked
+    by: list = field(default_factory=list)  # breakdown.Breakdown, one per --by attribute
+    compare: object = None  # compare.Comparison against another catalog version, if asked
+
+    @property
+    def catalog(self) -> str:
+        return self.inputs.hash
+
+    @property
+    def at(self) -> datetime.datetime:
+        return self.inputs.at
 
     def to_json(self) -> dict:
-        def weights(o: OfferStats) -> dict | None:
-            if not o.weights:
-                return None
-            w = sorted(o.weights)
-            return {"min": w[0], "p25": w[len(w) // 4], "p50": w[len(w) // 2], "p75": w[3 * len(w) // 4],
-                    "max": w[-1], "mean": statistics.fmean(w), "contacts_sampled": len(w)}
-
+        n = self.contacts
         return {
-            "catalog": self.catalog, "at": self.at.isoformat(), "contacts": self.contacts,
+            "run": self.inputs.to_json(n, self.bad_count),
+            "catalog": self.inputs.hash, "at": self.inputs.at.isoformat(), "contacts": n,
             "bad_rows": self.bad_count, "bad_row_examples": self.bad_rows, "seconds": round(self.seconds, 3),
-            "contacts_per_second": round(self.contacts / self.seconds) if self.seconds else None,
-            "workers": self.workers, "caps_applied": self.caps,
-            "spaces": {name: {
-                "ranks": [dict(sorted(r.items(), key=lambda kv: (-kv[1], kv[0]))) for r in s.ranks],
-                "rank_shares": [{o: n / self.contacts for o, n in sorted(r.items(), key=lambda kv: (-kv[1], kv[0]))}
-                                for r in s.ranks] if self.contacts else [{} for _ in s.ranks],
-                "fallback_only": s.fallback_only, "nothing": s.nothing,
-                "offers": {o: {"proposed": st.proposed, "share": st.proposed / self.contacts if self.contacts else 0.0,
-                               "eligible": st.eligible, "refused_by_caps_in_run": st.capped,
-                               "proposed_in_an_earlier_space": st.elsewhere,
-                               "eliminated": dict(sorted(st.eliminated.items(), key=lambda kv: -kv[1])),
-                               "weight": weights(st)}
-                           for o, st in s.offers.items()},
-                "caps": s.caps,
-            } for name, s in self.spaces.items()},
-            **({"compare": self.compare.to_json(self.contacts)} if self.compare else {}),
+            "contacts_per_second": round(n / self.seconds) if self.seconds else None,
+            "workers": self.workers, "caps_applied": self.inputs.caps,
+            "spaces": {name: _space_json(s, n) for name, s in self.spaces.items()},
+            **({"by": {b.attribute: b.to_json() for b in self.by}} if self.by else {}),
+            **({"compare": self.compare.to_json(n)} if self.compare is not None else {}),
         }
 
 
-def tables(report: Report) -> str:
-    """The report as plain-text tables."""
-    out = [f"catalog {report.catalog[:12]} at {report.at.isoformat()}: {report.contacts:,} contacts "
-           f"({report.bad_count:,} bad rows skipped) in {report.seconds:.1f} s on {report.workers} "
-           f"process{'es' if report.workers != 1 else ''}; caps {'applied in order' if report.caps else 'ignored'}"]
-    for name, s in report.spaces.items():
-        out += ["", f"space {name}: fallback only {s.fallback_only:,}, nothing {s.nothing:,}", "",
-                f"{'offer':<24} {'proposed':>9} {'share':>7} {'eligible':>9} {'capped':>7} {'earlier':>8}  "
-                "most eliminated by"]
-        for offer, st in sorted(s.offers.items(), key=lambda kv: (-kv[1].proposed, kv[0])):
-            top = max(st.eliminated.items(), key=lambda kv: kv[1], default=None)
-            why = f"{top[1]:,} {top[0]}" if top else ""
-            share = st.proposed / report.contacts if report.contacts else 0.0
-            out.append(f"{offer:<24} {st.proposed:>9,} {share:>7.1%} {st.eligible:>9,} {st.capped:>7,} "
-                       f"{st.elsewhere:>8,}  {why}")
-        for rule, c in s.caps.items():
-            out.append(f"cap bound from line {c['first_bound_line']}: {rule} ({c['refused']:,} refused)")
-    if report.compare is not None:
-        c = report.compare.to_json(report.contacts)
-        out += ["", f"against catalog {c['catalog'][:12]}:"]
-        for name, s in c["spaces"].items():
-            out.append(f"space {name}: {s['contacts_changed']:,} contacts change offers ({s['share']:.1%}), "
-                       f"{s['only_reordered']:,} of them only in rank")
-            for offer, n in s["gained"].items():
-                out.append(f"  + {offer}: {n:,} contacts")
-            for offer, lost in s["lost"].items():
-                why, n = next(iter(lost["because"].items()))
-                out.append(f"  - {offer}: {lost['contacts']:,} contacts, mostly ({n:,}): {why}")
-    return "\n".join(out)
+def _by_count(items) -> list:
+    return sorted(items, key=lambda kv: (-kv[1], kv[0]))
+
+
+def _weights(o: OfferStats) -> dict | None:
+    if not o.weights:
+        return None
+    w = sorted(o.weights)
+    return {"min": w[0], "p25": w[len(w) // 4], "p50": w[len(w) // 2], "p75": w[3 * len(w) // 4],
+            "max": w[-1], "mean": statistics.fmean(w), "contacts_sampled": len(w)}
+
+
+def _space_json(s: SpaceStats, contacts: int) -> dict:
+    return {
+        "ranks": [dict(_by_count(r.items())) for r in s.ranks],
+        "rank_shares": [{o: k / contacts for o, k in _by_count(r.items())} if contacts else {} for r in s.ranks],
+        "fallback_only": s.fallback_only, "nothing": s.nothing,
+        "offers": {o: {"proposed": st.proposed, "share": st.proposed / contacts if contacts else 0.0,
+                       "by_rank": [r.get(o, 0) for r in s.ranks],
+                       "eligible": st.eligible, "refused_by_caps_in_run": st.capped,
+                       "proposed_in_an_earlier_space": st.elsewhere,
+                       "eliminated": dict(_by_count(st.eliminated.items())),
+                       "weight": _weights(st)}
+                   for o, st in sorted(s.offers.items(), key=lambda kv: (-kv[1].proposed, kv[0]))},
+        "rules": s.rules,
+        "caps": s.caps,
+    }

@@ -1,17 +1,21 @@
 """A simulation report as one self-contained HTML page: inline CSS and SVG charts drawn
-here, no script and nothing fetched, so it opens anywhere, offline. Every text that comes
-from a catalog or a population is escaped."""
+here, no script and nothing fetched, so it opens anywhere, offline. Its tables are the text
+report's (report_text.tables), so the page and the text show the same facts; the charts
+draw what the tables beside them say. Every text that comes from a catalog or a
+population is escaped."""
 from __future__ import annotations
 
 from html import escape
 
+from .report_text import Table, cell, tables
+
 COLORS = ("#2f6db5", "#e0892f", "#4f9d57", "#b5483f", "#7d5ba6", "#8c6d46", "#c46fb0", "#6e6e6e")
 STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1300px; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.2em; margin-top: 2em; } h3 { font-size: 1em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }
-th:first-child, td:first-child, td.text { text-align: left; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
+th.text, td.text { text-align: left; }
 .note { color: #666; }
 svg text { font: 12px system-ui, sans-serif; fill: #222; }
 """
@@ -19,30 +23,38 @@ svg text { font: 12px system-ui, sans-serif; fill: #222; }
 
 def page(report: dict) -> str:
     """The HTML page of a report (`Report.to_json()`)."""
+    label = report.get("run", {}).get("catalog", {}).get("label") or report["catalog"][:12]
     out = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
-           f"<title>offerd simulation {escape(report['catalog'][:12])}</title><style>{STYLE}</style></head><body>",
-           f"<h1>Simulation of catalog {escape(report['catalog'][:12])}</h1>",
-           f"<p class=note>{report['contacts']:,} contacts decided at {escape(report['at'])}, "
-           f"{report['bad_rows']:,} bad rows skipped; caps {'applied in order' if report['caps_applied'] else 'ignored'}; "
-           f"{report['seconds']:.1f} s.</p>"]
-    for name, space in report["spaces"].items():
-        out.append(f"<h2>Space {escape(name)}</h2>")
-        out.append(f"<p>{space['fallback_only']:,} contacts got only the fallback, {space['nothing']:,} got nothing.</p>")
-        out.append("<h3>Offers by rank</h3>")
-        out.append(_by_rank(space))
-        out.append("<h3>Eliminations by rule</h3>")
-        out.append(_eliminations(space))
-        out.append(_offer_table(space, report["contacts"]))
-        if space["caps"]:
-            out.append("<h3>Caps that bound during the run</h3><table><tr><th>cap</th><th>offer</th>"
-                       "<th>first refused at line</th><th>refused</th></tr>")
-            for rule, c in space["caps"].items():
-                out.append(f"<tr><td class=text>{escape(rule)}</td><td class=text>{escape(c['offer'])}</td>"
-                           f"<td>{c['first_bound_line']:,}</td><td>{c['refused']:,}</td></tr>")
-            out.append("</table>")
-    if "compare" in report:
-        out.append(_compare(report["compare"]))
+           f"<title>offerd simulation {escape(label)}</title><style>{STYLE}</style></head><body>",
+           f"<h1>Simulation of catalog {escape(label)}</h1>"]
+    for t in tables(report):
+        out.append(f"<h{t.level}>{escape(t.title)}</h{t.level}>")
+        if t.kind == "space":
+            out.append("<h3>Offers by rank</h3>")
+            out.append(_by_rank(report["spaces"][t.space]))
+        if t.kind == "rules":
+            out.append(_eliminations(t))
+        out.append(_table(t))
+    if report.get("bad_row_examples"):
+        out.append("<h3>Bad rows skipped (the first ones)</h3><ul>")
+        out += [f"<li>{escape(b)}</li>" for b in report["bad_row_examples"][:20]]
+        out.append("</ul>")
     out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _table(t: Table) -> str:
+    out = [f"<p class=note>{escape(note)}</p>" for note in t.notes]
+    if not t.rows:
+        out.append("<p class=note>None.</p>")
+        return "\n".join(out)
+    numeric = [all(isinstance(r[i], (int, float)) or r[i] is None for r in t.rows) for i in range(len(t.headers))]
+    out.append("<table><tr>" + "".join(f"<th{'' if numeric[i] else ' class=text'}>{escape(h)}</th>"
+                                       for i, h in enumerate(t.headers)) + "</tr>")
+    for row in t.rows:
+        out.append("<tr>" + "".join(f"<td{'' if numeric[i] else ' class=text'}>{escape(cell(v))}</td>"
+                                    for i, v in enumerate(row)) + "</tr>")
+    out.append("</table>")
     return "\n".join(out)
 
 
@@ -73,52 +85,20 @@ def _by_rank(space: dict) -> str:
             f'role="img" aria-label="offers by rank">{"".join(rows)}{legend}</svg>')
 
 
-def _eliminations(space: dict) -> str:
-    """Horizontal bars: per rule, the offer-contact pairs it eliminated (the 15 biggest)."""
-    totals: dict[str, int] = {}
-    for o in space["offers"].values():
-        for rule, n in o["eliminated"].items():
-            totals[rule] = totals.get(rule, 0) + n
-    if not totals:
-        return "<p class=note>No rule eliminated anything.</p>"
-    worst = sorted(totals.items(), key=lambda kv: -kv[1])[:15]
-    top = worst[0][1]
+def _eliminations(t: Table) -> str:
+    """Horizontal bars: per rule, the contacts it removed an offer for (the 15 biggest)."""
+    worst = [(row[2], row[0]) for row in t.rows[:15]]
+    if not worst:
+        return ""
+    top = max(n for _, n in worst) or 1
     rows = [f'<text x="395" y="{i * 22 + 13}" text-anchor="end">{escape(_short(rule))}<title>{escape(rule)}</title></text>'
             f'<rect x="400" y="{i * 22}" width="{400 * n / top:.1f}" height="18" fill="{COLORS[3]}">'
-            f'<title>{n:,}</title></rect><text x="{405 + 400 * n / top:.1f}" y="{i * 22 + 13}">{n:,}</text>'
+            f'<title>{n:,} contacts</title></rect><text x="{405 + 400 * n / top:.1f}" y="{i * 22 + 13}">{n:,}</text>'
             for i, (rule, n) in enumerate(worst)]
     height = len(worst) * 22
     return (f'<svg class="chart eliminations" width="900" height="{height}" viewBox="0 0 900 {height}" '
-            f'role="img" aria-label="eliminations by rule">{"".join(rows)}</svg>')
+            f'role="img" aria-label="contacts per rule">{"".join(rows)}</svg>')
 
 
 def _short(rule: str) -> str:
     return rule if len(rule) <= 60 else rule[:57] + "..."
-
-
-def _offer_table(space: dict, contacts: int) -> str:
-    out = ["<table><tr><th>offer</th><th>proposed</th><th>share</th><th>eligible</th><th>capped</th>"
-           "<th>earlier space</th><th>weight p50 (min-max)</th></tr>"]
-    for name, o in sorted(space["offers"].items(), key=lambda kv: -kv[1]["proposed"]):
-        w = o["weight"]
-        weight = f"{w['p50']:.4g} ({w['min']:.4g}-{w['max']:.4g})" if w else ""
-        out.append(f"<tr><td>{escape(name)}</td><td>{o['proposed']:,}</td><td>{o['share']:.1%}</td>"
-                   f"<td>{o['eligible']:,}</td><td>{o['refused_by_caps_in_run']:,}</td>"
-                   f"<td>{o['proposed_in_an_earlier_space']:,}</td><td>{weight}</td></tr>")
-    out.append("</table>")
-    return "".join(out)
-
-
-def _compare(compare: dict) -> str:
-    out = [f"<h2>Compared with catalog {escape(compare['catalog'][:12])}</h2>"]
-    for name, c in compare["spaces"].items():
-        out.append(f"<h3>Space {escape(name)}: {c['contacts_changed']:,} contacts change offers "
-                   f"({c['share']:.1%}), {c['only_reordered']:,} of them only in rank</h3>")
-        out.append("<table><tr><th>offer</th><th>gained</th><th>lost</th><th>lost mostly because</th></tr>")
-        for offer in sorted(set(c["gained"]) | set(c["lost"])):
-            lost = c["lost"].get(offer)
-            why = escape(next(iter(lost["because"]))) if lost else ""
-            out.append(f"<tr><td>{escape(offer)}</td><td>{c['gained'].get(offer, 0):,}</td>"
-                       f"<td>{lost['contacts'] if lost else 0:,}</td><td class=text>{why}</td></tr>")
-        out.append("</table>")
-    return "\n".join(out)

@@ -2,10 +2,11 @@
 how offers would be distributed and which rule eliminated what.
 
 The rules run in worker processes (every core), each contact's outcome per offer coming
-from the compiled `explain` (eligible with its weight, or the first rule that removed it).
-Arbitration (the engine's `arbitrate`, as decisions choose) then runs in this process,
-contact by contact in the population's order, so `total` caps apply as if the decisions happened in that order, all at the simulation's
-time; contacts have no history (they are decided as new)."""
+from the compiled `explain` (eligible with its weight, or the first rule that removed it),
+with the run's context and the contact's own context values over it. Arbitration (the
+engine's `arbitrate`, as decisions choose) then runs in this process, contact by contact in
+the population's order, so `total` caps apply as if the decisions happened in that order,
+all at the simulation's time; contacts have no history (they are decided as new)."""
 from __future__ import annotations
 
 import datetime
@@ -13,6 +14,8 @@ import multiprocessing
 import os
 import random
 import time
+from collections import Counter
+from itertools import chain
 from operator import itemgetter
 
 from ..compiler import SpaceCache
@@ -21,92 +24,147 @@ from ..history import EMPTY
 from ..lang.catalog import CONTACT_ID, Catalog
 from ..lang.values import check_attributes
 from ..engine.arbitrate import arbitrate, ranked
-from ..engine.plan import Plan, reads_contact_id
-from . import population
+from ..engine.plan import Cap, Plan, reads_contact_id
+from . import breakdown, population
+from .compare import Comparison
 from .population import BadRow
-from .report import Comparison, OfferStats, Report, SpaceStats
+from .report import Inputs, OfferStats, Report, SpaceStats, rule_json
 
 CHUNK = 256  # contacts per task sent to a worker
 SAMPLE = 2000  # contacts whose weights make the weight distributions (a uniform sample)
 
 _worker: dict = {}  # the catalog and compiled spaces, in each worker process
+_NONE: frozenset = frozenset()
+_POSITION = itemgetter(0)
 
 
-def _init(catalogs: list[Catalog], spaces: list[str]) -> None:
+def _init(catalogs: list[Catalog], spaces: list[str], by: list[tuple[str, str]]) -> None:
     cache = SpaceCache()
-    _worker["versions"] = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
+    _worker["versions"] = versions = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
+    _worker["canon"] = [[distinct_rules(space)[0] for space in v] for v in versions]
     _worker["schema"] = catalogs[0].contact
+    _worker["context"] = catalogs[0].context
     _worker["domains"] = catalogs[0].domains
     _worker["ids"] = any(map(reads_contact_id, catalogs))  # contact.id: the row's id among its attributes
+    _worker["by"] = by
 
 
-def _outcomes(task) -> list:
-    """Per row: (line, per version, per space (eligible [(pos, weight)], fails [(pos, rule
-    index)])), or a BadRow. The rows come typed, or as JSON Lines text parsed here."""
+def distinct_rules(space) -> tuple[tuple[int, ...], list]:
+    """A compiled space's rules made distinct: rule index → distinct id, and the distinct
+    RuleRefs (equal RuleRefs are one rule, whatever the offer they were compiled for)."""
+    ids: dict = {}
+    return tuple(ids.setdefault(rule, len(ids)) for rule in space.rules), list(ids)
+
+
+def _outcomes(task) -> tuple[list, list]:
+    """(rows, counts) of a chunk. Per row: (line, per version, per space (eligible [(pos,
+    weight)], fails [(pos, rule index)], admitted, the distinct rules that removed an offer
+    if --by needs them), the row's --by values or None), or a BadRow. Counts, per version
+    and space: (position, rule index) → contacts, position → contacts eligible, distinct
+    rule → contacts it removed any offer for: counted here, in the workers, each contact
+    once per rule, so the arbitrating process only adds them up. The rows come typed, or as
+    JSON Lines text parsed here."""
     moment, context, raw, items = task
-    versions, out = _worker["versions"], []
+    versions, canons, by, out = _worker["versions"], _worker["canon"], _worker["by"], []
+    # per version and space: each contact's fails, eligible offers and distinct rules,
+    # gathered with list appends (cheap per contact) and counted once per chunk
+    gathered = [[([], [], []) for _ in spaces] for spaces in versions]
     for item in items:
         if raw:
             line_no, text = item
             item = text if isinstance(text, BadRow) else population.parse_json_line(
-                line_no, text, _worker["schema"], _worker["domains"])
+                line_no, text, _worker["schema"], _worker["domains"], _worker["context"])
             if item is None:
                 continue
             if isinstance(item, BadRow):
                 out.append(item)
                 continue
         attrs = {**item.attributes, CONTACT_ID: item.contact_id} if _worker["ids"] else item.attributes
-        out.append((item.line, [[(*space.outcomes(attrs, context, moment, EMPTY),
-                                  space.admits(attrs, context, moment, EMPTY)) for space in spaces]
-                                for spaces in versions]))
-    return out
+        ctx = {**context, **item.context} if item.context else context  # the row's own values win
+        per_version = []
+        for spaces, canon_v, gathered_v in zip(versions, canons, gathered):
+            per_space = []
+            for space, canon, (all_fails, all_eligible, all_rules) in zip(spaces, canon_v, gathered_v):
+                eligible, fails = space.outcomes(attrs, ctx, moment, EMPTY)
+                all_fails.append(fails)
+                all_eligible.append(eligible)
+                rules = {canon[r] for _, r in fails} if fails else _NONE  # a contact once per rule
+                all_rules.append(rules)
+                per_space.append((eligible, fails, space.admits(attrs, ctx, moment, EMPTY), rules if by else None))
+            per_version.append(per_space)
+        values = tuple((item.attributes if root == "contact" else ctx).get(name) for root, name in by) if by else None
+        out.append((item.line, per_version, values))
+    counts = [[(Counter(chain.from_iterable(f)), Counter(map(_POSITION, chain.from_iterable(e))),
+                Counter(chain.from_iterable(r))) for f, e, r in v] for v in gathered]
+    return out, counts
 
 
 class _Version:
-    """One catalog version being simulated: its compiled spaces, report and run counts."""
+    """One catalog version being simulated: its compiled spaces, report and run counts, and
+    per space its rules made distinct (equal RuleRefs are one rule, whatever the offer)."""
 
-    def __init__(self, catalog: Catalog, spaces: list[str], at: datetime.datetime, workers: int, caps: bool):
+    def __init__(self, index: int, catalog: Catalog, inputs: Inputs, workers: int):
+        spaces = inputs.spaces
         unknown = [s for s in spaces if s not in catalog.spaces]
         if unknown:
             raise ValueError(f"no space {unknown[0]!r} in catalog {catalog.hash[:12]}; "
                              f"spaces: {', '.join(sorted(catalog.spaces))}")
+        self.index, self.catalog = index, catalog
         self.plan = Plan(catalog)
         cache = SpaceCache()
         self.compiled = [cache.get(catalog, s) for s in spaces]
-        self.report = Report(catalog.hash, at, {
+        self.positions = [{o.name: pos for pos, o in enumerate(c.offers)} for c in self.compiled]
+        # per space: rule index → distinct id, distinct id → RuleRef
+        rules = [distinct_rules(c) for c in self.compiled]
+        self.canon, self.distinct = [r[0] for r in rules], [r[1] for r in rules]
+        self.report = Report(inputs, {
             s: SpaceStats([{} for _ in range(c.space.limit)], {o.name: OfferStats() for o in c.offers})
-            for s, c in zip(spaces, self.compiled)}, workers=workers, caps=caps)
-        self.run = _RunHistory() if caps else None
-        self.rnd = random.Random(0)  # weight samples: the same report for the same input
+            for s, c in zip(spaces, self.compiled)}, workers=workers)
+        self.run = _RunHistory() if inputs.caps else None
+        self.rnd = random.Random(inputs.seed)  # weight samples: the same report for the same input
 
 
 def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime, workers: int | None = None,
              caps: bool = True, context: dict | None = None, total: int | None = None,
-             progress=None, compare: Catalog | None = None, each=None) -> Report:
+             progress=None, compare: Catalog | None = None, each=None, by: list[str] | None = None,
+             label: str = "", compare_label: str = "", seed: int = 0, population_file: str | None = None) -> Report:
     """Decide every contact of `source` in `spaces`, recording nothing. `source` is a
     population file's path (.jsonl is then parsed by the workers) or an iterable of Rows
-    and BadRows (as population.read gives). With `compare`, the same contacts are decided
-    by that catalog version too, and the report says who changes offers and why.
-    `progress(done, total, seconds)` is called as rows complete; `each(line, {space:
-    offers})`, if given, with what each contact got (the fallback if nothing won), in the
-    population's order."""
+    and BadRows (as population.read gives). `context` is every contact's, under its own
+    values. With `compare`, the same contacts are decided by that catalog version too, and
+    the report says who changes offers and why; with `by` (attribute names), the figures
+    per value of each. `label`, `compare_label` and `population_file` name the inputs in
+    the report; `seed` seeds the sample of weights. `progress(done, total, seconds)` is
+    called as rows complete; `each(line, {space: offers})`, if given, with what each
+    contact got (the fallback if nothing won), in the population's order."""
     workers = workers or os.cpu_count() or 1
     if compare is not None and compare.contact != catalog.contact:
         raise ValueError("comparing needs the same contact schema in both catalog versions")
-    versions = [_Version(c, spaces, at, workers, caps) for c in (catalog, compare) if c is not None]
-    report = versions[0].report
+    attributes = [breakdown.resolve(catalog, name) for name in by or ()]
+    # one context under every row's own: checked as a request's would be (types, closed sets,
+    # ranges); InputError is a ValueError, which callers report
+    context = check_attributes(catalog.context, context, "context", catalog.domains) if context else {}
+    if isinstance(source, str):
+        population.check_columns(source, catalog)
+        population_file = population_file or source
+    inputs = Inputs(label, catalog.hash, at, list(spaces), context, population_file,
+                    [f"{root}.{name}" for root, name, _ in attributes], seed, caps,
+                    (compare_label, compare.hash) if compare is not None else None)
+    versions = [_Version(0, catalog, inputs, workers)]
     if compare is not None:
-        report.compare = Comparison(versions[1].report, {s: 0 for s in spaces}, {s: {} for s in spaces},
-                                    {s: {} for s in spaces})
-    catalogs = [catalog] + ([compare] if compare is not None else [])
+        versions.append(_Version(1, compare, Inputs(compare_label, compare.hash, at, list(spaces), context,
+                                                    population_file, [], seed, caps), workers))
+    report = versions[0].report
+    report.by = [breakdown.Breakdown(root, name, t, list(spaces)) for root, name, t in attributes]
+    if compare is not None:
+        report.compare = Comparison(versions[1].report, list(spaces))
+    catalogs = [v.catalog for v in versions]
     moment = Moment.at(at, catalog.timezone)
     started = time.perf_counter()
     raw = isinstance(source, str) and not source.endswith(".csv") and workers > 1
     items = population.jsonl_lines(source) if raw else (
         population.read(source, catalog) if isinstance(source, str) else source)
-    # one context for every row: checked as a request's would be (types, closed sets, ranges);
-    # InputError is a ValueError, which callers report
-    context = check_attributes(catalog.context, context, "context", catalog.domains) if context else {}
+    by_keys = [(root, name) for root, name, _ in attributes]
 
     def tasks():
         chunk: list = []
@@ -123,12 +181,12 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
 
     def results():
         if workers == 1:
-            _init(catalogs, spaces)
+            _init(catalogs, spaces, by_keys)
             for task in tasks():
                 yield _outcomes(task)
             return
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(workers, initializer=_init, initargs=(catalogs, spaces)) as pool:
+        with ctx.Pool(workers, initializer=_init, initargs=(catalogs, spaces, by_keys)) as pool:
             pending = []
             for task in tasks():  # about two tasks per worker in flight, answers in order
                 pending.append(pool.apply_async(_outcomes, (task,)))
@@ -137,27 +195,36 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
             for r in pending:
                 yield r.get()
 
-    for outcomes in results():
+    for outcomes, counts in results():
+        for v, counts_v in zip(versions, counts):
+            for c, (removed, eligibility, by_rule) in zip(v.compiled, counts_v):
+                stats = v.report.spaces[c.space.name]
+                stats.eliminations.update(removed)
+                stats.eligibility.update(eligibility)
+                stats.rule_contacts.update(by_rule)
         for entry in outcomes:
             if isinstance(entry, BadRow):
                 _bad(report, entry)
                 continue
-            line, outcomes_per_version = entry
-            picks = [_arbitrate(v.report, v.plan, v.compiled, line, per_space, v.run, moment.ts, v.rnd)
-                     for v, per_space in zip(versions, outcomes_per_version)]
+            line, outcomes_per_version, values = entry
+            picks = [_arbitrate(v, line, per_space, moment.ts) for v, per_space in zip(versions, outcomes_per_version)]
             if each is not None:
-                each(line, dict(zip(spaces, picks[0])))
+                each(line, {s: p[0] for s, p in zip(spaces, picks[0])})
+            if values is not None:
+                for b, value in zip(report.by, values):
+                    b.add(value, picks[0])
             if compare is not None:
-                _diff(report.compare, versions[0].compiled, versions[1].compiled, picks[0], picks[1],
-                      outcomes_per_version[1])
+                report.compare.add(versions, picks, outcomes_per_version)
             for v in versions:
                 v.report.contacts += 1
         if progress:  # bad rows count as done: they were read
             progress(report.contacts + report.bad_count, total, time.perf_counter() - started)
     for v in versions:
         v.report.bad_count, v.report.bad_rows = report.bad_count, report.bad_rows
-        _finish(v.report, v.compiled)
+        _finish(v)
         v.report.seconds = time.perf_counter() - started
+    for b in report.by:
+        b.rule_keys = [[str(rule) for rule in distinct] for distinct in versions[0].distinct]
     report.seconds = time.perf_counter() - started
     if progress:
         done = report.contacts + report.bad_count
@@ -190,22 +257,22 @@ class _RunHistory:
             self.proposed[ref] = self.proposed.get(ref, 0) + k
 
 
-def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run: _RunHistory | None, now: float,
-               rnd) -> list[tuple[str, ...]]:
+def _arbitrate(v: _Version, line: int, per_space, now: float) -> list[tuple]:
     """The engine's arbitration for one contact, with `total` caps counted over the run
-    (`run` None: caps ignored); the offers chosen, per space."""
+    (no run: caps ignored). Per space: (the offers chosen, or the fallback; 1 if the
+    fallback was given, else 0; the distinct rules that removed an offer, if the worker
+    sent them; the offers passed over in arbitration, as `arbitrate` lists them)."""
+    report, plan, run = v.report, v.plan, v.run
     seen: set[str] = set()
-    picks = []
+    out = []
     mine: dict[tuple[str, str], int] = {}  # this contact's propositions so far, per (kind, ref)
-    for space, (eligible, fails, admitted) in zip(compiled, per_space):
+    for space, (eligible, _, admitted, rules) in zip(v.compiled, per_space):
         stats = report.spaces[space.space.name]
-        stats.eliminations.update(fails)
-        stats.eligibility.update(map(_POSITION, eligible))
         stats.decided += 1
         if len(stats.sampled) < SAMPLE:  # reservoir sampling of contacts
             stats.sampled.append(eligible)
         else:
-            j = rnd.randrange(stats.decided)
+            j = v.rnd.randrange(stats.decided)
             if j < SAMPLE:
                 stats.sampled[j] = eligible
         limit, lost = space.space.limit, []
@@ -217,73 +284,61 @@ def _arbitrate(report: Report, plan: Plan, compiled, line: int, per_space, run: 
                 stats.offers[offer].elsewhere += 1
             else:
                 stats.offers[offer].capped += 1
-                entry = stats.caps.setdefault(str(cap.rule), {"offer": offer, "first_bound_line": line,
-                                                             "refused": 0})
+                key = str(cap.rule)
+                entry = stats.caps.get(key)
+                if entry is None:
+                    entry = stats.caps[key] = {**rule_json(v.catalog, cap.rule), "scope": _scope(cap),
+                                               "first_bound_line": line, "refused": 0, "offers": {}}
                 entry["refused"] += 1
+                entry["offers"][offer] = entry["offers"].get(offer, 0) + 1
         names = []
         for rank, (pos, _) in enumerate(won):
             offer = space.offers[pos].name
             names.append(offer)
             stats.ranks[rank][offer] = stats.ranks[rank].get(offer, 0) + 1
             stats.offers[offer].proposed += 1
+        state = 0
         if not won:
             if space.fallback is not None and admitted:  # the space's own rules hold it back too
                 stats.fallback_only += 1
                 names.append(space.fallback.name)
+                state = 1
             else:
                 stats.nothing += 1
-        picks.append(tuple(names))
+        out.append((tuple(names), state, rules or _NONE, lost))
     if run is not None:
         run.add(mine)
-    return picks
+    return out
 
 
-def _diff(comparison: Comparison, base, compiled, before, after, outcomes) -> None:
-    """Who changes offers between the versions, and why each lost offer was lost: the rule
-    that removed it in the other version, or that it was eligible there but not chosen."""
-    for mine, space, old, new, (eligible, fails, _) in zip(base, compiled, before, after, outcomes):
-        if old == new:
-            continue
-        name = space.space.name
-        comparison.changed[name] += 1
-        if set(old) == set(new):
-            comparison.reordered[name] = comparison.reordered.get(name, 0) + 1
-            continue
-        gained = comparison.gained[name]
-        for offer in set(new) - set(old):
-            gained[offer] = gained.get(offer, 0) + 1
-        lost = set(old) - set(new)
-        if not lost:
-            continue
-        positions = {o.name: pos for pos, o in enumerate(space.offers)}
-        removed = {pos: rule for pos, rule in fails}
-        for offer in lost:
-            pos = positions.get(offer)
-            if mine.fallback is not None and offer == mine.fallback.name:
-                why = ("the fallback: an offer won instead" if space.fallback is not None
-                       and space.fallback.name == offer else "the fallback: the other version's differs, or an offer won")
-            elif pos is None:
-                why = "not in this space in the other version"
-            elif pos in removed:
-                why = str(space.rules[removed[pos]])
-            else:
-                why = "eligible, not chosen (outweighed, capped, or proposed in an earlier space)"
-            entry = comparison.lost[name].setdefault(offer, {})
-            entry[why] = entry.get(why, 0) + 1
+def _scope(cap) -> str:
+    """What filled a cap that refused an offer in a run."""
+    if not isinstance(cap, Cap):
+        return "per decision: offers chosen earlier in the call"
+    if cap.check.scope == "total":
+        return "total: filled earlier in population order"
+    return "per contact: offers chosen earlier in the call"
 
 
-_POSITION = itemgetter(0)
-
-
-def _finish(report: Report, compiled) -> None:
-    """The run's counters, per offer."""
-    for space in compiled:
-        stats = report.spaces[space.space.name]
+def _finish(v: _Version) -> None:
+    """The run's counters, per offer and per rule."""
+    for space, canon, distinct in zip(v.compiled, v.canon, v.distinct):
+        stats = v.report.spaces[space.space.name]
         names = [o.name for o in space.offers]
+        keys = [str(rule) for rule in distinct]
+        removed: dict[int, dict[str, int]] = {}  # distinct rule → offer → contacts
         for (pos, rule), count in stats.eliminations.items():
             st = stats.offers[names[pos]]
-            key = str(space.rules[rule])
+            key = keys[canon[rule]]
             st.eliminated[key] = st.eliminated.get(key, 0) + count
+            per_offer = removed.setdefault(canon[rule], {})
+            per_offer[names[pos]] = per_offer.get(names[pos], 0) + count
+        for rule, count in sorted(stats.rule_contacts.items(), key=lambda kv: (-kv[1], keys[kv[0]])):
+            offers = removed[rule]
+            stats.rules[keys[rule]] = {**rule_json(v.catalog, distinct[rule]), "contacts": count,
+                                       "offers_removed": sum(offers.values()),
+                                       "offers": dict(sorted(offers.items(), key=lambda kv: (-kv[1], kv[0]))),
+                                       "clauses": []}
         for pos, count in stats.eligibility.items():
             stats.offers[names[pos]].eligible = count
         for eligible in stats.sampled:

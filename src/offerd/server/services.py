@@ -424,7 +424,7 @@ class _Stopped(Exception):
 
 
 def _simulation_inputs(store: Store, request):
-    """(catalog, rows, total, time, context) of a SimulateRequest; BadRequest or NotFound."""
+    """(catalog, rows, total, time, context, label) of a SimulateRequest; BadRequest or NotFound."""
     import datetime
 
     from ..offline.population import parse_json_line
@@ -437,6 +437,7 @@ def _simulation_inputs(store: Store, request):
             raise NoCatalog("no catalog is live: deploy one, or name a saved version")
         files = live[1]
     catalog = lang.check(files)
+    label = next((v["label"] for v in store.versions() if v["hash"] == catalog.hash), "")  # as deployed
     if not request.spaces:
         raise BadRequest("a simulation names at least one space")
     try:
@@ -446,7 +447,8 @@ def _simulation_inputs(store: Store, request):
     lines = text.split("\n")  # as files are read: U+2028 and the like may sit inside a JSON string
     if lines and lines[-1] == "":
         lines.pop()
-    rows = (r for r in (parse_json_line(i, line, catalog.contact, catalog.domains) for i, line in enumerate(lines, 1)) if r is not None)
+    rows = (r for r in (parse_json_line(i, line, catalog.contact, catalog.domains, catalog.context)
+                        for i, line in enumerate(lines, 1)) if r is not None)
     try:
         ctx = json.loads(request.context_json) if request.context_json else {}
         if not isinstance(ctx, dict):
@@ -455,7 +457,7 @@ def _simulation_inputs(store: Store, request):
     except (ValueError, InputError) as e:
         raise BadRequest(f"context_json: {e}") from None
     at = convert.time_of(request.time_us) or datetime.datetime.now(datetime.timezone.utc)
-    return catalog, rows, len(lines), at, ctx
+    return catalog, rows, len(lines), at, ctx, label
 
 
 async def simulate_rpc(store: Store, request, context):
@@ -464,7 +466,7 @@ async def simulate_rpc(store: Store, request, context):
     from ..offline.simulate import simulate
 
     try:
-        catalog, rows, total, at, ctx = await asyncio.to_thread(_simulation_inputs, store, request)
+        catalog, rows, total, at, ctx, label = await asyncio.to_thread(_simulation_inputs, store, request)
     except CatalogError as e:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(str(e)))
     except Exception as e:
@@ -482,7 +484,7 @@ async def simulate_rpc(store: Store, request, context):
     def work():
         try:
             report = simulate(catalog, list(request.spaces), rows, at, workers=1, caps=not request.ignore_caps,
-                              context=ctx, total=total, progress=progress)
+                              context=ctx, total=total, progress=progress, label=label)
             item = pb.SimulateReply(report_json=json.dumps(report.to_json()))
         except Exception as e:  # a bad space, or the client gone
             item = e
