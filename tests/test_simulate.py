@@ -11,7 +11,7 @@ import pytest
 from golden import cases, compare
 
 from offerd import lang
-from offerd.offline import population, simulate
+from offerd.offline import population, report_text, simulate
 from offerd.offline.report import VOLATILE
 
 AT = datetime.datetime(2026, 11, 23, 10, tzinfo=datetime.timezone.utc)
@@ -486,10 +486,44 @@ def test_each_contact_counts_once_per_rule_and_rules_come_with_their_text(tmp_pa
     club, d = web["rules"].values()  # the most contacts first
     assert (club["contacts"], club["offers_removed"], club["offers"]) == (3, 9, {"a": 3, "b": 3, "c": 3})
     assert (club["kind"], club["owner"], club["at"], club["text"], club["clauses"]) == (
-        "eligible", "category club", "c.offer:4:17", 'eligible contact.segment == "gold"', [])
+        "eligible", "category club", "c.offer:4:17", 'eligible contact.segment == "gold"',
+        [{"text": 'contact.segment == "gold"', "contacts": 3}])  # one clause: every contact the rule removed
     assert (d["contacts"], d["offers_removed"], d["owner"], d["text"]) == (1, 1, "offer d", "eligible contact.age >= 18")
     assert list(web["rules"]) == ["c.offer:4:17: category club: eligible", "c.offer:8:33: offer d: eligible"]
     assert web["offers"]["a"]["eliminated"] == {"c.offer:4:17: category club: eligible": 3}  # the same keys
+
+
+SALES = """\
+schema contact { age: int  income: int  consent: bool }
+schema context { channel: string }
+let adult = contact.age >= 18
+space call { limit 2 }
+category sales { eligible contact.consent and adult and contact.income >= 20000 }
+offer a { spaces call  category sales  weight 2 }
+offer b { spaces call  category sales  weight 1 }
+offer c { spaces call  weight 1  cap 1 total }
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_rule_of_several_clauses_counts_each_contact_under_its_first_clause_not_true(tmp_path, workers):
+    rows = ([{"id": f"n{i}", "age": 30, "income": 30000} for i in range(3)]  # consent absent: the first clause
+            + [{"id": f"k{i}", "age": 12, "income": 30000, "consent": True} for i in range(2)]  # the let
+            + [{"id": f"p{i}", "age": 30, "income": 100, "consent": True} for i in range(4)]  # the income
+            + [{"id": "ok", "age": 30, "income": 30000, "consent": True}])
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = simulate.simulate(lang.check({"s.offer": SALES}), ["call"], str(path), AT, workers=workers).to_json()
+    rules = report["spaces"]["call"]["rules"]
+    sales = rules["s.offer:5:18: category sales: eligible"]
+    assert (sales["contacts"], sales["offers_removed"]) == (9, 18)  # each contact once, for a and b
+    assert sales["clauses"] == [{"text": "contact.consent", "contacts": 3}, {"text": "adult", "contacts": 2},
+                                {"text": "contact.income >= 20000", "contacts": 4}]
+    assert "cap" not in {r["kind"] for r in rules.values()}  # caps in a run are counted apart, not as rules
+    lines = report_text.text(report).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[:3] == ["9", "18", "s.offer:5:18"])
+    assert [" ".join(x.split()) for x in lines[at + 1:at + 4]] == [
+        "3 clause: contact.consent", "2 clause: adult", "4 clause: contact.income >= 20000"]
 
 
 def test_by_gives_the_figures_per_value_absent_included(tmp_path):

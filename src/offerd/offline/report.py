@@ -79,6 +79,7 @@ class SpaceStats:
     # counted as the run goes, cheaply (C-level Counter updates), turned into the above at the end
     eliminations: Counter = field(default_factory=Counter)  # (position, rule index) → contacts
     rule_contacts: Counter = field(default_factory=Counter)  # distinct rule → contacts it removed any offer for
+    clause_contacts: Counter = field(default_factory=Counter)  # (distinct rule, clause) → contacts
     eligibility: Counter = field(default_factory=Counter)  # position → contacts
     sampled: list = field(default_factory=list)  # eligible lists of a uniform sample of contacts
     decided: int = 0

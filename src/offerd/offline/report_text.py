@@ -77,8 +77,12 @@ def space_tables(name: str, space: dict, contacts: int) -> list[Table]:
     out = [offers]
     table = Table(f"Rules that removed offers in {name}", ["contacts", "offers removed", "rule"], kind="rules")
     table.notes.append("each contact counted once per rule, however many offers the rule removed for it; a rule "
-                       "is counted where it is the first to remove an offer")
-    table.rows += [[r["contacts"], r["offers_removed"], rule_text(r)] for r in rules.values()]
+                       "is counted where it is the first to remove an offer; below a rule of several clauses, "
+                       "the contacts for whom each clause was the first not true")
+    for r in rules.values():
+        table.rows.append([r["contacts"], r["offers_removed"], rule_text(r)])
+        if len(r["clauses"]) > 1:
+            table.rows += [[c["contacts"], None, f"    clause: {c['text']}"] for c in r["clauses"] if c["contacts"]]
     out.append(table)
     if space["caps"]:
         caps = Table(f"Caps that refused offers during the run in {name}",

@@ -41,7 +41,8 @@ _POSITION = itemgetter(0)
 def _init(catalogs: list[Catalog], spaces: list[str], by: list[tuple[str, str]]) -> None:
     cache = SpaceCache()
     _worker["versions"] = versions = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
-    _worker["canon"] = [[distinct_rules(space)[0] for space in v] for v in versions]
+    _worker["canon"] = canon = [[distinct_rules(space)[0] for space in v] for v in versions]
+    _worker["split"] = [[split_rules(space, c) for space, c in zip(v, cv)] for v, cv in zip(versions, canon)]
     _worker["schema"] = catalogs[0].contact
     _worker["context"] = catalogs[0].context
     _worker["domains"] = catalogs[0].domains
@@ -56,6 +57,17 @@ def distinct_rules(space) -> tuple[tuple[int, ...], list]:
     return tuple(ids.setdefault(rule, len(ids)) for rule in space.rules), list(ids)
 
 
+def split_rules(space, canon: tuple[int, ...]) -> dict[int, int]:
+    """distinct rule → a rule index of it, for the rules of more than one clause: those
+    whose first clause not true a simulation finds for each contact they removed an offer
+    for (a rule of one clause is that clause)."""
+    out: dict[int, int] = {}
+    for index, rule in enumerate(canon):
+        if rule not in out and len(space.clauses(index)) > 1:
+            out[rule] = index
+    return out
+
+
 def _outcomes(task) -> tuple[list, list]:
     """(rows, counts) of a chunk. Per row: (line, per version, per space (eligible [(pos,
     weight)], fails [(pos, rule index)], admitted, the distinct rules that removed an offer
@@ -66,9 +78,11 @@ def _outcomes(task) -> tuple[list, list]:
     JSON Lines text parsed here."""
     moment, context, raw, items = task
     versions, canons, by, out = _worker["versions"], _worker["canon"], _worker["by"], []
+    splits = _worker["split"]
     # per version and space: each contact's fails, eligible offers and distinct rules,
-    # gathered with list appends (cheap per contact) and counted once per chunk
-    gathered = [[([], [], []) for _ in spaces] for spaces in versions]
+    # gathered with list appends (cheap per contact) and counted once per chunk; and
+    # (distinct rule, clause) → contacts, for the rules of several clauses
+    gathered = [[([], [], [], Counter()) for _ in spaces] for spaces in versions]
     for item in items:
         if raw:
             line_no, text = item
@@ -82,20 +96,24 @@ def _outcomes(task) -> tuple[list, list]:
         attrs = {**item.attributes, CONTACT_ID: item.contact_id} if _worker["ids"] else item.attributes
         ctx = {**context, **item.context} if item.context else context  # the row's own values win
         per_version = []
-        for spaces, canon_v, gathered_v in zip(versions, canons, gathered):
+        for spaces, canon_v, gathered_v, split_v in zip(versions, canons, gathered, splits):
             per_space = []
-            for space, canon, (all_fails, all_eligible, all_rules) in zip(spaces, canon_v, gathered_v):
+            for space, canon, (all_fails, all_eligible, all_rules, clauses), split in zip(
+                    spaces, canon_v, gathered_v, split_v):
                 eligible, fails = space.outcomes(attrs, ctx, moment, EMPTY)
                 all_fails.append(fails)
                 all_eligible.append(eligible)
                 rules = {canon[r] for _, r in fails} if fails else _NONE  # a contact once per rule
                 all_rules.append(rules)
+                for rule in rules:
+                    if rule in split:
+                        clauses[rule, space.clause(split[rule], attrs, ctx, moment, EMPTY)] += 1
                 per_space.append((eligible, fails, space.admits(attrs, ctx, moment, EMPTY), rules if by else None))
             per_version.append(per_space)
         values = tuple((item.attributes if root == "contact" else ctx).get(name) for root, name in by) if by else None
         out.append((item.line, per_version, values))
     counts = [[(Counter(chain.from_iterable(f)), Counter(map(_POSITION, chain.from_iterable(e))),
-                Counter(chain.from_iterable(r))) for f, e, r in v] for v in gathered]
+                Counter(chain.from_iterable(r)), clauses) for f, e, r, clauses in v] for v in gathered]
     return out, counts
 
 
@@ -197,11 +215,12 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
 
     for outcomes, counts in results():
         for v, counts_v in zip(versions, counts):
-            for c, (removed, eligibility, by_rule) in zip(v.compiled, counts_v):
+            for c, (removed, eligibility, by_rule, clauses) in zip(v.compiled, counts_v):
                 stats = v.report.spaces[c.space.name]
                 stats.eliminations.update(removed)
                 stats.eligibility.update(eligibility)
                 stats.rule_contacts.update(by_rule)
+                stats.clause_contacts.update(clauses)
         for entry in outcomes:
             if isinstance(entry, BadRow):
                 _bad(report, entry)
@@ -333,14 +352,26 @@ def _finish(v: _Version) -> None:
             st.eliminated[key] = st.eliminated.get(key, 0) + count
             per_offer = removed.setdefault(canon[rule], {})
             per_offer[names[pos]] = per_offer.get(names[pos], 0) + count
+        index = {}  # distinct rule → a rule index of it
+        for i, rule in enumerate(canon):
+            index.setdefault(rule, i)
         for rule, count in sorted(stats.rule_contacts.items(), key=lambda kv: (-kv[1], keys[kv[0]])):
             offers = removed[rule]
             stats.rules[keys[rule]] = {**rule_json(v.catalog, distinct[rule]), "contacts": count,
                                        "offers_removed": sum(offers.values()),
                                        "offers": dict(sorted(offers.items(), key=lambda kv: (-kv[1], kv[0]))),
-                                       "clauses": []}
+                                       "clauses": _clauses(space, index[rule], rule, count, stats.clause_contacts)}
         for pos, count in stats.eligibility.items():
             stats.offers[names[pos]].eligible = count
         for eligible in stats.sampled:
             for pos, weight in eligible:
                 stats.offers[names[pos]].weights.append(weight)
+
+
+def _clauses(space, index: int, rule: int, contacts: int, counted) -> list[dict]:
+    """A rule's clauses, each with the contacts for whom it was the first not true (a rule
+    of one clause: all of them; a cap, a suppression or `valid`: none), as written."""
+    texts = space.clauses(index)
+    if len(texts) == 1:
+        return [{"text": texts[0], "contacts": contacts}]
+    return [{"text": text, "contacts": counted.get((rule, k), 0)} for k, text in enumerate(texts)]
