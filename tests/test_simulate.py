@@ -187,7 +187,7 @@ def test_comparing_two_versions_says_who_changes_offers_and_why(catalog, people,
     why = {k: [(w["reason"], w["rule"] and (w["rule"]["at"], w["rule"]["text"]), w["this"], w["other"])
                for w in v["why_not"]] for k, v in o.items()}
     assert sorted(why["a"]) == [
-        ("a total cap filled earlier in population order", ("c.offer:4:62", "cap 3"), 1, 0),  # p6, here
+        ("a total cap filled earlier in population order", ("c.offer:4:62", "cap 3 total"), 1, 0),  # p6, here
         ("not eligible", ("c.offer:4:34", "eligible contact.age >= 21"), 0, 1)]  # p5, there
     assert why["b"] == [("not eligible", ("c.offer:5:33", 'eligible contact.country == "FR"'), 1, 0)]
     assert why["c"] == [("outweighed by other offers (weight, then the space's limit)", None, 0, 1)]

@@ -219,11 +219,13 @@ class Builder(Transformer):
         return n.Cap(limit, status, scope, window, span=self._span(c[0], last or c[-2]),
                      status_span=status_span, calendar=kind, calendar_span=kind_span)
 
+    # the scope's own words are kept so a cap's span (what explain and reports quote) ends at
+    # its last word: `cap 3 total`, not `cap 3`
     def per_contact(self, c):
-        return "contact", c[0] if c else (None, None, None)
+        return "contact", c[-1] if isinstance(c[-1], tuple) else (None, None, c[-1])
 
     def total(self, c):
-        return "total", c[0] if c else (None, None, None)
+        return "total", c[-1] if isinstance(c[-1], tuple) else (None, None, c[-1])
 
     def calendar(self, c):  # like a duration's (seconds, first, last), with the period and its span
         return None, c[0], c[1], str(c[1]), self._span(c[1])
