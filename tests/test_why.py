@@ -212,3 +212,19 @@ def test_clause_counts_what_why_names(engine):
         assert compiled.clause(rule, *args) == k
         assert compiled.why(rule, *args).clause.text == texts[k]
     assert compiled.clauses(compiled.rules.index(next(r for r in compiled.rules if r.kind == "cap"))) == ()
+
+
+def test_a_sliding_total_cap_frees_when_its_oldest_counted_leaves(tmp_path):
+    """Totals have no event times to read: the free-up time is found by halving over counts,
+    to the microsecond, as the contact's is from its events."""
+    catalog = check({"a.offer": "schema contact { }\nschema context { }\nspace s { limit 1 }\n"
+                                "offer hot { spaces s  weight 2  cap 2 total per 1d }\noffer cold { spaces s }\n"})
+    first = T - datetime.timedelta(hours=20, microseconds=7)
+    with Store(str(tmp_path / "db")) as store:
+        engine = Engine(store, catalog)
+        for who, at in (("a", first), ("b", T - datetime.timedelta(hours=2))):
+            assert engine.decide(Request(("s",), who, time=at)).offers("s") == ["hot"]
+        d = engine.decide(Request(("s",), "c", dry_run=True, explain=True, time=T))
+        lim = {x.offer: x for x in d.spaces[0].explain}["hot"].why.limit
+    assert (lim.count, lim.limit, lim.window, lim.counts) == (2, 2, "1d", "proposed of offer hot, all contacts")
+    assert abs((lim.frees_at - (first + datetime.timedelta(days=1))).total_seconds()) <= 1e-6

@@ -27,6 +27,9 @@ class HistoryView(Protocol):
         """(accepted + 1) / (presented + 2), at most 1, for the offer in the space, last 30 days,
         all contacts."""
 
+    # optional: `latest(key, status, n, until)`, the time of the contact's n-th most recent
+    # event (explain finds when a cap frees with it; without it, by halving over `count`)
+
 
 @dataclass
 class Proposition:
@@ -87,6 +90,12 @@ class ContactHistory:
         if self._contact is None:
             return 0
         return _in_window(self._h._mine.get((self._contact, key, status), ()), since, until)
+
+    def latest(self, key, status, n: int, until: float) -> float | None:
+        """The time of the n-th most recent event up to `until`; None if there are fewer."""
+        times = self._h._mine.get((self._contact, key, status), ()) if self._contact is not None else ()
+        hi = bisect.bisect_right(times, until)
+        return times[hi - n] if hi >= n else None
 
     def total(self, key, status, since, until) -> int:
         return _in_window(self._h._all.get((key, status), ()), since, until)

@@ -143,13 +143,18 @@ class _RuleWhy:
             exprs.append(e)
             return len(exprs) - 1
 
-        self.clauses = []  # (expr, its index, [(operand, index, reads)], reads)
+        # the texts are cut from the source once, here: explain quotes them on every call
+        self.text = catalog.text(rule.span)
+        self.clauses = []  # ((text, location), its index, [((text, location), index, reads)], reads)
         for clause in _split(expr, "and"):
             operands = _split(clause, "or")
-            ors = [(o, add(o), self._reads(o, add)) for o in operands] if len(operands) > 1 else []
-            self.clauses.append((clause, add(clause), ors, [] if ors else self._reads(clause, add)))
+            ors = [(self._where(o), add(o), self._reads(o, add)) for o in operands] if len(operands) > 1 else []
+            self.clauses.append((self._where(clause), add(clause), ors, [] if ors else self._reads(clause, add)))
         self.whole = add(expr)  # what `Explainer.failing` tests
         self.fns = _Compiled(catalog, space, exprs).fns
+
+    def _where(self, e: n.Expr) -> tuple[str, str]:
+        return self.catalog.text(e.span), str(e.span)
 
     def passes(self, value) -> bool:
         """A rule holds when exactly true; a weight, when not null."""
@@ -184,12 +189,13 @@ class _RuleWhy:
                 continue
             text = self._clause(clause, "null" if value is None else "false", reads, args, zone)
             operands = tuple(self._clause(o, _result(fns[i](*args)), r, args, zone) for o, i, r in ors)
-            return Why(self.catalog.text(self.rule.span), text, operands)
-        return Why(self.catalog.text(self.rule.span))  # true now: a concurrent write changed it
+            return Why(self.text, text, operands)
+        return Why(self.text)  # true now: a concurrent write changed it
 
-    def _clause(self, e: n.Expr, result: str, reads, args, zone) -> Clause:
-        reads = tuple(dict.fromkeys(self._values(reads, args, zone)))  # a let and its clause may read one value
-        return Clause(self.catalog.text(e.span), str(e.span), result, reads)
+    def _clause(self, where: tuple[str, str], result: str, reads, args, zone) -> Clause:
+        seen: set[str] = set()  # a let and its clause may read one value: shown once
+        reads = tuple(r for r in self._values(reads, args, zone) if not (r.name in seen or seen.add(r.name)))
+        return Clause(where[0], where[1], result, reads)
 
     def _values(self, reads, args, zone):
         for name, idx, inner in reads:
@@ -217,6 +223,8 @@ class Explainer:
             self.rules_of[o.pos] = [idx for idx, _ in o.checks] + [o.weight_rule]
         self.rules = plan.rules
         self._compiled: dict[RuleRef, _RuleWhy] = {}
+        self._texts: dict[RuleRef, str] = {}
+        self._by_index: dict[int, _RuleWhy] = {}  # a plain int key: RuleRef hashes its fields each time
         self._lock = threading.Lock()
 
     def why(self, idx: int, contact: dict, context: dict, moment, history) -> Why:
@@ -226,8 +234,8 @@ class Explainer:
             return self._valid(offer, rule, moment)
         limit = _limit_of(check)
         if limit is not None:
-            return Why(self.catalog.text(rule.span), limit=self._limit(*limit, moment, history))
-        return self._rule(rule, check.expr).explain((contact, context, moment, history), self.zone)
+            return Why(self._text(rule), limit=self._limit(*limit, moment, history))
+        return self._rule(idx, check.expr).explain((contact, context, moment, history), self.zone)
 
     def failing(self, pos: int, contact: dict, context: dict, moment, history) -> list[int]:
         """Every rule of the offer at `pos` that is not true, in explain order (a null
@@ -239,7 +247,7 @@ class Explainer:
             if check is None:
                 ok = self._valid_now(offer, moment)
             else:
-                rule = self._rule(self.rules[idx], check.expr)
+                rule = self._rule(idx, check.expr)
                 ok = rule.passes(rule.fns[rule.whole](*args))
             if not ok:
                 out.append(idx)
@@ -250,8 +258,8 @@ class Explainer:
         offer, check = self.checks[idx]
         if check is None or _limit_of(check) is not None:
             return ()
-        rule = self._rule(self.rules[idx], check.expr)
-        return tuple(self.catalog.text(c[0].span) for c in rule.clauses)
+        rule = self._rule(idx, check.expr)
+        return tuple(where[0] for where, _, _, _ in rule.clauses)
 
     def clause(self, idx: int, contact: dict, context: dict, moment, history) -> int | None:
         """The index of the rule's first clause not true (None: it has no clauses, or all
@@ -259,7 +267,7 @@ class Explainer:
         offer, check = self.checks[idx]
         if check is None or _limit_of(check) is not None:
             return None
-        rule = self._rule(self.rules[idx], check.expr)
+        rule = self._rule(idx, check.expr)
         if len(rule.clauses) == 1:
             return 0
         args = (contact, context, moment, history)
@@ -268,14 +276,17 @@ class Explainer:
                 return k
         return None
 
-    def _rule(self, rule: RuleRef, expr: n.Expr) -> _RuleWhy:
-        got = self._compiled.get(rule)
+    def _rule(self, idx: int, expr: n.Expr) -> _RuleWhy:
+        """The rule at `idx`, compiled on first need: once per rule, whatever the offers it
+        applies to (a category's rule is one rule for all its offers)."""
+        got = self._by_index.get(idx)
         if got is None:
             with self._lock:
+                rule = self.rules[idx]
                 got = self._compiled.get(rule)
                 if got is None:
-                    got = _RuleWhy(self.catalog, self.space, rule, expr)
-                    self._compiled[rule] = got
+                    got = self._compiled[rule] = _RuleWhy(self.catalog, self.space, rule, expr)
+                self._by_index[idx] = got
         return got
 
     def _valid_now(self, offer, moment) -> bool:
@@ -289,8 +300,15 @@ class Explainer:
     def _valid(self, offer, rule: RuleRef, moment) -> Why:
         read = (Read("now", odl(moment.now, self.zone)) if has_time(offer.valid)
                 else Read("today", moment.today.isoformat()))
-        text = self.catalog.text(rule.span)
+        text = self._text(rule)
         return Why(text, Clause(text, str(rule.span), "false", (read,)))
+
+    def _text(self, rule: RuleRef) -> str:
+        """A rule's text as written, cut from the source once."""
+        got = self._texts.get(rule)
+        if got is None:
+            got = self._texts[rule] = self.catalog.text(rule.span)
+        return got
 
     def _limit(self, h: n.History, limit: int, moment, history) -> Limit:
         ts, key = moment.ts, (h.ref_kind, h.ref)
@@ -306,16 +324,20 @@ class Explainer:
         if held >= limit and h.calendar is not None:
             frees = periods.bounds(ts, h.calendar, self.catalog.timezone)[1]
         elif held >= limit and since is not None:
-            # the limit-th latest event leaves the window first: the least start that holds
-            # fewer than `limit`, found to the microsecond by halving (counts fall as it grows)
-            lo, hi = since, ts
-            while hi - lo > 1e-6:
-                mid = (lo + hi) / 2
-                if count(key, h.status, mid, ts) < limit:
-                    hi = mid
-                else:
-                    lo = mid
-            frees = hi + h.window
+            # the limit-th latest event leaves the window first
+            latest = getattr(history, "latest", None) if h.scope == "contact" else None
+            at = latest(key, h.status, limit, ts) if latest is not None else None
+            if at is not None:
+                frees = at + h.window
+            else:  # the least start that holds fewer than `limit`, to the microsecond by halving
+                lo, hi = since, ts
+                while hi - lo > 1e-6:
+                    mid = (lo + hi) / 2
+                    if count(key, h.status, mid, ts) < limit:
+                        hi = mid
+                    else:
+                        lo = mid
+                frees = hi + h.window
         who = "this contact" if h.scope == "contact" else "all contacts"
         return Limit(held, limit, window, f"{h.status} of {h.ref_kind} {h.ref}, {who}",
                      None if frees is None else datetime.datetime.fromtimestamp(frees, datetime.timezone.utc))

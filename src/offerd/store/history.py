@@ -97,6 +97,13 @@ class StoredHistory:
         lo = 0 if since is None else bisect_right(times, us(since))
         return bisect_right(times, us(until)) - lo
 
+    def latest(self, key, status, n: int, until: float) -> float | None:
+        """The time of the n-th most recent event up to `until` (explain: when a cap frees);
+        None if there are fewer."""
+        times = self._indexed().get((key[0], key[1], status))
+        hi = bisect_right(times, us(until)) if times else 0
+        return times[hi - n] / 1_000_000 if hi >= n else None
+
     def counter(self, until: float):
         """`count` as compiled code calls it (see compiler.runtime.counter): the window's end
         converted once, each start once per decision, the index built on the first count."""
