@@ -228,3 +228,16 @@ def test_a_sliding_total_cap_frees_when_its_oldest_counted_leaves(tmp_path):
         lim = {x.offer: x for x in d.spaces[0].explain}["hot"].why.limit
     assert (lim.count, lim.limit, lim.window, lim.counts) == (2, 2, "1d", "proposed of offer hot, all contacts")
     assert abs((lim.frees_at - (first + datetime.timedelta(days=1))).total_seconds()) <= 1e-6
+
+
+def test_values_read_are_shown_as_odl_writes_them():
+    from offerd import periods
+    from offerd.compiler.why import odl
+
+    zone = periods.zone("Europe/Paris")
+    assert odl(("a", None), zone) == '["a", null]'  # a list literal may hold a null
+    assert odl({"b", "a"}, zone) == '["a", "b"]' and odl(frozenset(), zone) == "[]"
+    assert (odl(True, zone), odl(None, zone), odl(1 / 3, zone), odl('say "hi"', zone)) == (
+        "true", None, "0.333333", '"say \\"hi\\""')
+    assert odl(datetime.datetime(2026, 11, 4, 9, 30, tzinfo=UTC), zone) == "2026-11-04T10:30:00+01:00"
+    assert odl(datetime.date(2026, 11, 4), zone) == "2026-11-04"

@@ -105,9 +105,9 @@ def odl(value, zone) -> str | None:
     if isinstance(value, datetime.date):
         return value.isoformat()
     if isinstance(value, (set, frozenset)):
-        return "[" + ", ".join(sorted(odl(v, zone) for v in value)) + "]"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(odl(v, zone) for v in value) + "]"
+        return "[" + ", ".join(sorted(odl(v, zone) or "null" for v in value)) + "]"
+    if isinstance(value, (list, tuple)):  # a list literal may hold nulls: `["a", contact.s]`
+        return "[" + ", ".join(odl(v, zone) or "null" for v in value) + "]"
     return str(value)
 
 
