@@ -241,3 +241,32 @@ def test_values_read_are_shown_as_odl_writes_them():
         "true", None, "0.333333", '"say \\"hi\\""')
     assert odl(datetime.datetime(2026, 11, 4, 9, 30, tzinfo=UTC), zone) == "2026-11-04T10:30:00+01:00"
     assert odl(datetime.date(2026, 11, 4), zone) == "2026-11-04"
+
+
+@pytest.mark.parametrize("year", [2026, 2300, 9000])
+def test_a_paused_offer_never_frees_and_far_future_times_end(tmp_path, year):
+    """`cap 0` never frees; a full sliding total in year 9000 (floats coarser than a
+    microsecond there) is found in bounded time, within a few microseconds."""
+    catalog = check({"a.offer": "schema contact { }\nschema context { }\nspace s { limit 1 }\n"
+                                "offer hot { spaces s  weight 2  cap 1 total per 7d }\n"
+                                "offer off { spaces s  weight 3  cap 0 per contact per 1d }\noffer cold { spaces s }\n"})
+    at = T.replace(year=year)
+    with Store(str(tmp_path / "db")) as store:
+        engine = Engine(store, catalog)
+        assert engine.decide(Request(("s",), "a", time=at - datetime.timedelta(days=1))).offers("s") == ["hot"]
+        d = engine.decide(Request(("s",), "b", dry_run=True, explain=True, time=at))
+    got = {x.offer: x.why.limit for x in d.spaces[0].explain if x.why}
+    assert (got["off"].count, got["off"].limit, got["off"].frees_at) == (0, 0, None)
+    assert abs((got["hot"].frees_at - (at + datetime.timedelta(days=6))).total_seconds()) < 1e-3
+
+
+def test_texts_are_cut_by_the_lines_the_parser_counts():
+    """Only a newline ends a line, for the parser and so for the texts explain quotes: a
+    line separator pasted into content, or a form feed in a comment, shifts nothing."""
+    source = ('schema contact { a: int  b: int }\nschema context { }\nspace s { limit 1 }\n'
+              'offer p { spaces s  content s { t "line\u2028break\x0cpage" } }  # \r a comment\n'
+              'offer o { spaces s  weight 1\n  eligible contact.a > 5 and\n    contact.b > 1 }\n')
+    catalog = check({"a.offer": source})
+    rule = catalog.offers_by_name["o"].eligible[0]
+    assert catalog.text(rule.rule.span) == "eligible contact.a > 5 and contact.b > 1"
+    assert catalog.text(rule.expr.right.span) == "contact.b > 1"

@@ -170,4 +170,5 @@ def limit(lim, kind: str) -> str:
         held = f"{lim.count} {window} ({lim.counts}), none allowed"
     else:
         held = f"{lim.count} of {lim.limit} {window} ({lim.counts})"
-    return held + "; " + _whole("frees " + (when(lim.frees_at_us) if lim.frees_at_us else "never (lifetime)"))
+    never = "never (cap 0: paused)" if lim.limit <= 0 else "never (lifetime)"
+    return held + "; " + _whole("frees " + (when(lim.frees_at_us) if lim.frees_at_us else never))

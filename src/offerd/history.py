@@ -95,7 +95,7 @@ class ContactHistory:
         """The time of the n-th most recent event up to `until`; None if there are fewer."""
         times = self._h._mine.get((self._contact, key, status), ()) if self._contact is not None else ()
         hi = bisect.bisect_right(times, until)
-        return times[hi - n] if hi >= n else None
+        return times[hi - n] if n >= 1 and hi >= n else None
 
     def total(self, key, status, since, until) -> int:
         return _in_window(self._h._all.get((key, status), ()), since, until)

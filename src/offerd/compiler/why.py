@@ -320,27 +320,37 @@ class Explainer:
             since = None if h.window is None else ts - h.window
             window = "lifetime" if h.window is None else fmt_duration(h.window)
         held = count(key, h.status, since, ts)
-        frees = None
-        if held >= limit and h.calendar is not None:
+        if limit <= 0:  # `cap 0`: the offer is paused, whatever the count
+            frees = None
+        elif held < limit:  # below its limit now (a write since the rules ran): free already
+            frees = ts
+        elif h.calendar is not None:
             frees = periods.bounds(ts, h.calendar, self.catalog.timezone)[1]
-        elif held >= limit and since is not None:
-            # the limit-th latest event leaves the window first
+        elif since is None:
+            frees = None
+        else:  # the limit-th latest event leaves the window first
             latest = getattr(history, "latest", None) if h.scope == "contact" else None
             at = latest(key, h.status, limit, ts) if latest is not None else None
-            if at is not None:
-                frees = at + h.window
-            else:  # the least start that holds fewer than `limit`, to the microsecond by halving
-                lo, hi = since, ts
-                while hi - lo > 1e-6:
-                    mid = (lo + hi) / 2
-                    if count(key, h.status, mid, ts) < limit:
-                        hi = mid
-                    else:
-                        lo = mid
-                frees = hi + h.window
+            frees = (at if at is not None else _halve(count, key, h.status, limit, since, ts)) + h.window
         who = "this contact" if h.scope == "contact" else "all contacts"
         return Limit(held, limit, window, f"{h.status} of {h.ref_kind} {h.ref}, {who}",
                      None if frees is None else datetime.datetime.fromtimestamp(frees, datetime.timezone.utc))
+
+
+def _halve(count, key, status: str, limit: int, since: float, ts: float) -> float:
+    """The least window start, in whole microseconds, whose count up to `ts` is below
+    `limit` (counts fall as the start grows): the limit-th latest event's time. At most 64
+    halvings: floats far in the future are coarser than a microsecond."""
+    lo, hi = int(since * 1_000_000), int(ts * 1_000_000) + 1
+    for _ in range(64):
+        if hi - lo <= 1:
+            break
+        mid = (lo + hi) // 2
+        if count(key, status, mid / 1_000_000, ts) < limit:
+            hi = mid
+        else:
+            lo = mid
+    return hi / 1_000_000
 
 
 def _limit_of(check: Check) -> tuple[n.History, int] | None:

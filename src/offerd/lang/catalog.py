@@ -192,6 +192,7 @@ class Catalog:
     diagnostics: tuple[Diagnostic, ...] = ()  # warnings
     groups: dict[str, GroupDef] = field(default_factory=dict)
     domains: dict[tuple[str, str], Domain] = field(default_factory=dict)  # (root, name) → its closed set or range
+    _lines: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)  # text(): file → lines
 
     @property
     def offers_by_name(self) -> dict[str, OfferDef]:
@@ -221,7 +222,10 @@ class Catalog:
     def text(self, span: Span, limit: int = 240) -> str:
         """The source text a span covers, its whitespace runs made one space (a rule or a
         clause as written, for explain and reports), cut at `limit` characters with …."""
-        lines = self.sources.get(span.file, "").splitlines()[span.line - 1:span.end_line]
+        lines = self._lines.get(span.file)
+        if lines is None:  # split once per file: explain and reports quote many spans
+            lines = self._lines[span.file] = self.sources.get(span.file, "").split("\n")  # as the parser counts
+        lines = lines[span.line - 1:span.end_line]
         if not lines or span.line < 1:
             return ""
         if span.end_line == span.line:

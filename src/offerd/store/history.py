@@ -102,7 +102,7 @@ class StoredHistory:
         None if there are fewer."""
         times = self._indexed().get((key[0], key[1], status))
         hi = bisect_right(times, us(until)) if times else 0
-        return times[hi - n] / 1_000_000 if hi >= n else None
+        return times[hi - n] / 1_000_000 if n >= 1 and hi >= n else None
 
     def counter(self, until: float):
         """`count` as compiled code calls it (see compiler.runtime.counter): the window's end
