@@ -270,3 +270,15 @@ def test_texts_are_cut_by_the_lines_the_parser_counts():
     rule = catalog.offers_by_name["o"].eligible[0]
     assert catalog.text(rule.rule.span) == "eligible contact.a > 5 and contact.b > 1"
     assert catalog.text(rule.expr.right.span) == "contact.b > 1"
+
+
+def test_a_bracketed_clause_is_quoted_with_its_brackets():
+    catalog = check({"a.offer": "schema contact { a: int  b: int }\nschema context { }\nspace s { limit 1 }\n"
+                                "offer o { spaces s\n  eligible not (contact.a > 1 and contact.b > 2) and "
+                                "(contact.a + 1) * 2 > 50 and (contact.b > 1) }\n"})
+    from offerd.compiler import SpaceCache, compile_space
+
+    space = compile_space(catalog, "s", SpaceCache())
+    rule = next(i for i, r in enumerate(space.rules) if r.kind == "eligible")
+    assert space.clauses(rule) == ("not (contact.a > 1 and contact.b > 2)", "(contact.a + 1) * 2 > 50",
+                                   "(contact.b > 1)")

@@ -301,6 +301,8 @@ class Builder(Transformer):
     def atom(self, c):  # ( expr ): a chain in brackets is one operand of what is outside
         self.chains.pop(id(c[1]), None)
         c[1].__dict__["parens"] = True  # frozen; like nodes' cached hash, set once, in place
+        # its span takes the brackets in: what is outside spans them, and quotes stay balanced
+        c[1].__dict__["span"] = self._span(c[0], c[2])
         return c[1]
 
     def _lit(self, tok, value, t):
