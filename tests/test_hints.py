@@ -210,3 +210,23 @@ def test_unquoted_text_inside_content_is_quoted_with_escapes():
 def test_a_name_in_capitals_is_still_told_names_are_lower_case():
     d = error_of("let x = Contact.age > 1")
     assert d.hint == "names are lower case: [a-z_][a-z0-9_]*"
+
+
+# --- words that start an expression are not misspelled keywords
+
+
+@pytest.mark.parametrize("src,word,hint", [
+    ("offer o { eligible contact.a > 1 contact.b > 2 }", "contact", "is an `and` or `or` missing before `contact`?"),
+    ("offer o { eligible contact.a > 1 context.ch == \"x\" }", "context", "is an `and` or `or` missing before `context`?"),
+    ("offer o { weight if contact.f them 1 else 2 }", "them", "did you mean then?"),  # not `themes`
+    ("offer o { eligible contact.f == True }", "True", "keywords are lower case: true"),  # not "quote it"
+    ("offer o { eligible Not contact.f }", "Not", "keywords are lower case: not"),
+])
+def test_an_expression_word_gets_the_hint_that_fits(src, word, hint):
+    d = error_of(src)
+    assert underlined(src, d) == word and d.hint == hint
+
+
+def test_no_keyword_is_suggested_for_a_word_far_from_every_one():
+    d = error_of("offer o { cap 3 per contact per 7d after }")
+    assert d.hint is None or "category" not in d.hint

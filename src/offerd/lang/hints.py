@@ -48,8 +48,22 @@ def _keyword(e, text, expected, keywords, previous, in_template):
         return None
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", word) or not keywords:
         return None
-    hint = did_you_mean(word, keywords)
+    end = e.token.end_pos
+    if word in _EXPRESSION_WORDS or (end is not None and text[end:end + 1] in (".", "(")):
+        # an expression's start where the last one ended: `contact.a > 1 contact.b > 2`
+        if {"and", "or"} & keywords:
+            return Found(e.token.line, e.token.column, len(word), None, f"is an `and` or `or` missing before `{word}`?")
+        return None
+    # a keyword of about the word's length, the nearest lengths first: `them` is `then`, not
+    # `themes`; `after` is no `category`
+    hint = None
+    for spread in (0, 1, 2):
+        hint = hint or did_you_mean(word, [k for k in keywords if abs(len(k) - len(word)) <= spread])
     return None if hint is None else Found(e.token.line, e.token.column, len(word), None, hint)
+
+
+# words that start an expression, never a misspelled keyword
+_EXPRESSION_WORDS = frozenset(("contact", "context", "now", "today", "propensity", "true", "false", "not", "if"))
 
 
 def _glued(e, text, expected, keywords, previous, in_template):
@@ -252,6 +266,8 @@ def _unquoted_text(e, text, expected, keywords, previous, in_template):
         return None
     word = text[start:end]
     line, col = _line_col(text, start)
+    if word.lower() in _EXPRESSION_WORDS or word.lower() in keywords or word.lower() in ("and", "or", "then", "else"):
+        return Found(line, col, len(word), None, f"keywords are lower case: {word.lower()}")  # `True`, `Not`
     quoted = f'\\"{_shown(word)}\\"' if in_template else f'"{_shown(word)}"'
     return Found(line, col, len(word), f"unexpected '{_shown(word)}'; expected an expression",
                  f"text must be quoted: {quoted}")
