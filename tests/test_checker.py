@@ -170,6 +170,8 @@ def test_arithmetic_beside_coalesce_warns_showing_how_it_reads(expr, op, read, m
     "contact.a ?? 0 >= 18",
     "-contact.a ?? -1 > 0",
     "(contact.a ?? 1) * 2 + 1 > 0",
+    "contact.a * 2 ?? 0 > 1",  # the other reading, `contact.a * (2 ?? 0)`, means nothing: 2 is never null
+    "contact.a - 1 ?? contact.b - 1 ?? 0 > 1",
 ])
 def test_brackets_or_no_arithmetic_mean_no_coalesce_warning(expr):
     assert coalesce_warnings(expr) == []

@@ -26,7 +26,7 @@ def check_coalesce(e: n.Binary, report: Reporter, seen: set[int]) -> None:
         x = x.right
     operands.append(x)
     traps = [o for o in operands if _is(o, ARITHMETIC)]
-    if not traps:
+    if not traps or not _matters(operands):
         return
     ops = " and ".join(dict.fromkeys(f"`{o.op}`" for o in traps))
     read = " ?? ".join(f"({source(o)})" if _is(o, ARITHMETIC) else source(o) for o in operands)
@@ -53,6 +53,23 @@ def _meant(operands) -> str:
             groups.append([term])
     parts = [g[0] if len(g) == 1 else "(" + " ?? ".join(g) + ")" for g in groups]
     return " ".join(p for pair in zip(parts, ops + [""]) for p in pair if p)
+
+
+def _matters(operands) -> bool:
+    """Whether the other reading means something: `x * 2 ?? 0` could only be `x * (2 ?? 0)`,
+    and a literal is never null, so `??` after it does nothing; the reading is then plain.
+    The other reading joins, by `??`, the last term of each operand with the first of the
+    next: it matters if one such join starts with something that may be null."""
+    for left, right in zip(operands, operands[1:]):
+        last = _terms(left)[-1]
+        if (_is(left, ARITHMETIC) or _is(right, ARITHMETIC)) and not isinstance(last, n.Literal):
+            return True
+    return False
+
+
+def _terms(x) -> list:
+    """Unbracketed arithmetic's terms, in source order."""
+    return _terms(x.left) + _terms(x.right) if _is(x, ARITHMETIC) else [x]
 
 
 def _flatten(x) -> list[str]:
