@@ -243,3 +243,8 @@ def test_a_server_without_schema_gets_values_typed_by_their_shape():
     assert request.attributes["zip"].int_value == 1234  # as before: by its shape
     assert list(request.attributes["products"].strings_value.values) == ["a", "b"]
     assert request.context["channel"].string_value == "web"
+
+
+def test_a_value_that_is_not_utf8_is_one_line_too(server):
+    r = decide(server, "call", "bad", "--attr", b"segment=caf\xe9", attrs=[])  # Latin-1 bytes on the command line
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "is not UTF-8 text" in r.stderr, r.stderr

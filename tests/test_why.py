@@ -241,6 +241,7 @@ def test_values_read_are_shown_as_odl_writes_them():
         "true", None, "0.333333", '"say \\"hi\\""')
     assert odl(datetime.datetime(2026, 11, 4, 9, 30, tzinfo=UTC), zone) == "2026-11-04T10:30:00+01:00"
     assert odl(datetime.date(2026, 11, 4), zone) == "2026-11-04"
+    assert (odl(4e-7, zone), odl(0.0, zone), odl("a\nb\tc\\", zone)) == ("4e-07", "0.0", '"a\\nb\\tc\\\\"')
 
 
 @pytest.mark.parametrize("year", [2026, 2300, 9000])
@@ -282,3 +283,18 @@ def test_a_bracketed_clause_is_quoted_with_its_brackets():
     rule = next(i for i, r in enumerate(space.rules) if r.kind == "eligible")
     assert space.clauses(rule) == ("not (contact.a > 1 and contact.b > 2)", "(contact.a + 1) * 2 > 50",
                                    "(contact.b > 1)")
+
+
+def test_lets_of_lets_are_read_once_each():
+    """Twenty levels of lets, each reading the one below twice: explained at once (each let
+    expanded once, not 2^20 times), every input named once."""
+    lets = "let l0 = contact.a > 1\n" + "".join(f"let l{i} = l{i - 1} and not l{i - 1}\n" for i in range(1, 21))
+    catalog = check({"a.offer": "schema contact { a: int }\nschema context { }\n" + lets
+                                + "space s { limit 1 }\noffer o { spaces s  eligible l20 }\n"})
+    from offerd.compiler import Moment, SpaceCache, compile_space
+    from offerd.history import EMPTY
+
+    space = compile_space(catalog, "s", SpaceCache())
+    rule = next(i for i, r in enumerate(space.rules) if r.kind == "eligible")
+    why = space.why(rule, {"a": 5}, {}, Moment.at(T), EMPTY)
+    assert [r.name for r in why.clause.reads] == [f"l{i}" for i in range(20, -1, -1)] + ["contact.a"]

@@ -93,6 +93,11 @@ def inputs(client, attrs: list[str], context: list[str], by_shape) -> tuple[dict
 
     if not (attrs or context):
         return {}, {}
+    for text in attrs + context:  # argv bytes that are not UTF-8 arrive as lone surrogates
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ArgError(f"{text.encode('utf-8', 'surrogateescape')!r} is not UTF-8 text") from None
     try:
         schema = client.schema()
     except grpc.RpcError as e:

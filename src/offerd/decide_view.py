@@ -88,7 +88,7 @@ def short(text: str, room: int) -> str:
 
 def _explained(explain, fallbacks: set, width: int) -> list[str]:
     """Every offer of the space with its outcome, in the catalog's order, then why."""
-    w = min(max(len(x.offer) for x in explain), 24)
+    w = min(max(len("offer"), *(len(x.offer) for x in explain)), 24)
     lines = [f"  {'offer':<{w}}  outcome"]
     for x in explain:
         head = f"  {x.offer:<{w}}  "

@@ -90,6 +90,9 @@ def _reads(e: n.Expr) -> list[n.Expr]:
     return list(out)
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"})  # as ODL writes strings
+
+
 def odl(value, zone) -> str | None:
     """A value as a rule author reads it: ODL's literals; None stays None (absent)."""
     if value is None:
@@ -97,9 +100,10 @@ def odl(value, zone) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, float):
-        return repr(round(value, 6))
+        return '"' + value.translate(_ESCAPES) + '"'
+    if isinstance(value, float):  # six decimals, unless that hides a small value: 4e-7 is not 0.0
+        shown = round(value, 6)
+        return repr(shown if shown or not value else value)
     if isinstance(value, datetime.datetime):
         return value.astimezone(zone).isoformat(timespec="seconds")
     if isinstance(value, datetime.date):
@@ -160,11 +164,17 @@ class _RuleWhy:
         """A rule holds when exactly true; a weight, when not null."""
         return value is not None if self.rule.kind == "weight" else value is True
 
-    def _reads(self, e: n.Expr, add) -> list:
-        """(name, index, the let's own reads or None) of each value `e` reads."""
+    def _reads(self, e: n.Expr, add, lets: dict | None = None) -> list:
+        """(name, index, the let's own reads or None) of each value `e` reads. Each let is
+        expanded once (`lets`: name → its reads), so lets of lets stay linear."""
+        lets = {} if lets is None else lets
         out = []
         for r in _reads(e):
-            inner = self._reads(self.catalog.lets[r.name], add) if isinstance(r, n.LetRef) else None
+            inner = None
+            if isinstance(r, n.LetRef):
+                inner = lets.get(r.name)
+                if inner is None:
+                    inner = lets[r.name] = self._reads(self.catalog.lets[r.name], add, lets)
             out.append((self._name(r), add(r), inner))
         return out
 
@@ -193,15 +203,18 @@ class _RuleWhy:
         return Why(self.text)  # true now: a concurrent write changed it
 
     def _clause(self, where: tuple[str, str], result: str, reads, args, zone) -> Clause:
-        seen: set[str] = set()  # a let and its clause may read one value: shown once
-        reads = tuple(r for r in self._values(reads, args, zone) if not (r.name in seen or seen.add(r.name)))
-        return Clause(where[0], where[1], result, reads)
+        out: list[Read] = []
+        self._values(reads, args, zone, out, set())
+        return Clause(where[0], where[1], result, tuple(out))
 
-    def _values(self, reads, args, zone):
+    def _values(self, reads, args, zone, out: list, seen: set) -> None:
         for name, idx, inner in reads:
-            yield Read(name, odl(self.fns[idx](*args), zone))
+            if name in seen:  # a let and its clause may read one value: shown (and walked) once
+                continue
+            seen.add(name)
+            out.append(Read(name, odl(self.fns[idx](*args), zone)))
             if inner:  # a let: what it read too
-                yield from self._values(inner, args, zone)
+                self._values(inner, args, zone, out, seen)
 
 
 def _result(value) -> str:
