@@ -130,7 +130,7 @@ def test_a_duration_with_a_unit_odl_lacks_gets_the_units_and_the_fix(clause, wri
     src = f"offer o {{ {clause} }}"
     d = error_of(src)
     assert d.message == (f"`{written}` is not a duration: the units are "
-                         "d (days), h (hours), m (minutes) and s (seconds)")
+                         "d (days), h (hours), m (minutes) and s (seconds)" + (", with whole numbers" if "." in written else ""))
     assert d.hint == f"write {fix}"
     assert underlined(src, d) == written
 
@@ -165,8 +165,8 @@ def test_what_is_not_a_duration_is_explained(clause, message, hint):
 @pytest.mark.parametrize("number", ["9" * 5000, "1." + "9" * 5000])  # int() refuses 4,300 digits
 def test_a_huge_number_before_a_unit_is_a_clean_error(number):
     d = error_of(f"offer o {{ suppress {number}w after rejected }}\n")
-    assert d.message.startswith(f"`{number[:10]}") and d.message.endswith("…` is not a duration: the units are "
-                                                            "d (days), h (hours), m (minutes) and s (seconds)")
+    assert d.message.startswith(f"`{number[:10]}") and "…` is not a duration: the units are d (days), h (hours), " \
+        "m (minutes) and s (seconds)" in d.message
     assert d.span.end_col - d.span.col == len(number) + 1
 
 
@@ -230,3 +230,9 @@ def test_an_expression_word_gets_the_hint_that_fits(src, word, hint):
 def test_no_keyword_is_suggested_for_a_word_far_from_every_one():
     d = error_of("offer o { cap 3 per contact per 7d after }")
     assert d.hint is None or "category" not in d.hint
+
+
+def test_a_number_without_a_unit_is_quoted_without_the_space_after_it():
+    src = "offer o { cap 3 per contact per 7 }"
+    d = error_of(src)
+    assert d.message.startswith("`7` is not a duration") and underlined(src, d) == "7"

@@ -189,12 +189,15 @@ def _duration(e, text, expected, keywords, previous, in_template):
     if start is None:
         return None
     written, seconds = _read_duration(text, start)
+    written = written.rstrip()  # `per 7 }`: the space before the brace is not the mistake
     line, col = _line_col(text, start)
     shown = _shown(written)
     if not re.search(r"[A-Za-z]", written):
         return Found(line, col, len(written), f"`{shown}` is not a duration: a number needs a unit, "
                      f"{UNITS.replace(' and ', ' or ')}", f"write a number and a unit, {EXAMPLES}")
     message = f"`{shown}` is not a duration: the units are {UNITS}"
+    if re.search(r"\d[.,]\d", written):  # `1.5h`: the unit is right, the fraction is not
+        message += ", with whole numbers"
     if not seconds or seconds > MAX_SECONDS:
         return Found(line, col, len(written), message, f"write a number and a unit, {EXAMPLES}")
     hint = f"write {fmt_duration(seconds)}"
