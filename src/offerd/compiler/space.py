@@ -128,6 +128,11 @@ class CompiledSpace:
         """The clauses of the rule at index `rule`, as written (none for valid, caps, suppressions)."""
         return self._part("why").clauses(rule)
 
+    def first_clause(self, rule: int):
+        """For a rule of several clauses, its compiled `(contact, context, moment, history) →`
+        index of the first clause not true; else None."""
+        return self._part("why").first_clause(rule)
+
     def clause(self, rule: int, contact: dict, context: dict, moment: Moment, history) -> int | None:
         """Which of the rule's clauses is the first not true (its index in `clauses`)."""
         return self._part("why").clause(rule, contact, context, moment, history)

@@ -119,11 +119,21 @@ class _Compiled:
     """Expressions compiled to one module, one function each: `fns[i](c, x, m, h)` is the
     value of the i-th."""
 
-    def __init__(self, catalog: Catalog, space: str, exprs: list[n.Expr]):
+    def __init__(self, catalog: Catalog, space: str, exprs: list[n.Expr], clauses: list[n.Expr] = ()):
         from .space import _compile  # the same namespace and guards as every generated part
 
         consts: dict = {}
         constants, out = Constants(consts), Writer()
+        if clauses:  # `_first`: the index of the first clause not exactly true, in one call
+            gen = ExprCodegen(catalog, constants, Frame(), space)
+            body = Writer(level=1)
+            for k, e in enumerate(clauses):
+                body.write(f"if not {gen.truth(e)}: return {k}")
+            body.write("return None")
+            out.write(f"def _first({ARGS}):")
+            out.indent()
+            gen.prelude(out, body, [])
+            out.dedent()
         for i, e in enumerate(exprs):
             gen = ExprCodegen(catalog, constants, Frame(), space)
             body = Writer(level=1)
@@ -132,8 +142,8 @@ class _Compiled:
             out.indent()
             gen.prelude(out, body, [])
             out.dedent()
-        out.write("_fns = (" + "".join(f"_f{i}, " for i in range(len(exprs))) + ")")
-        self.fns = _compile(out.source(), consts, f"why {space}", "_fns")
+        out.write("_fns = (" + "".join(f"_f{i}, " for i in range(len(exprs))) + ("_first, " if clauses else "") + ")")
+        *self.fns, self.first = _compile(out.source(), consts, f"why {space}", "_fns") + ((None,) if not clauses else ())
 
 
 class _RuleWhy:
@@ -155,7 +165,8 @@ class _RuleWhy:
             ors = [(self._where(o), add(o), self._reads(o, add)) for o in operands] if len(operands) > 1 else []
             self.clauses.append((self._where(clause), add(clause), ors, [] if ors else self._reads(clause, add)))
         self.whole = add(expr)  # what `Explainer.failing` tests
-        self.fns = _Compiled(catalog, space, exprs).fns
+        compiled = _Compiled(catalog, space, exprs, _split(expr, "and") if len(self.clauses) > 1 else ())
+        self.fns, self.first = compiled.fns, compiled.first
 
     def _where(self, e: n.Expr) -> tuple[str, str]:
         return self.catalog.text(e.span), str(e.span)
@@ -274,6 +285,15 @@ class Explainer:
         rule = self._rule(idx, check.expr)
         return tuple(where[0] for where, _, _, _ in rule.clauses)
 
+    def first_clause(self, idx: int):
+        """A compiled function `(contact, context, moment, history) →` the index of the
+        rule's first clause not exactly true (None: all are), for a rule of several clauses;
+        None for another rule. What a simulation calls per contact: one call per rule."""
+        offer, check = self.checks[idx]
+        if check is None or _limit_of(check) is not None:
+            return None
+        return self._rule(idx, check.expr).first
+
     def clause(self, idx: int, contact: dict, context: dict, moment, history) -> int | None:
         """The index of the rule's first clause not true (None: it has no clauses, or all
         are true); cheaper than `why` (no values read), for counting in simulations."""
@@ -281,13 +301,7 @@ class Explainer:
         if check is None or _limit_of(check) is not None:
             return None
         rule = self._rule(idx, check.expr)
-        if len(rule.clauses) == 1:
-            return 0
-        args = (contact, context, moment, history)
-        for k, (_, i, _, _) in enumerate(rule.clauses):
-            if not rule.passes(rule.fns[i](*args)):
-                return k
-        return None
+        return 0 if rule.first is None else rule.first(contact, context, moment, history)
 
     def _rule(self, idx: int, expr: n.Expr) -> _RuleWhy:
         """The rule at `idx`, compiled on first need: once per rule, whatever the offers it

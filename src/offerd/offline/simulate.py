@@ -33,21 +33,27 @@ from .report import Inputs, OfferStats, Report, SpaceStats, rule_json
 CHUNK = 256  # contacts per task sent to a worker
 SAMPLE = 2000  # contacts whose weights make the weight distributions (a uniform sample)
 
-_worker: dict = {}  # the catalog and compiled spaces, in each worker process
+_worker: dict = {}  # the catalog and compiled spaces, in each worker process (a run in process has its own)
 _NONE: frozenset = frozenset()
 _POSITION = itemgetter(0)
 
 
 def _init(catalogs: list[Catalog], spaces: list[str], by: list[tuple[str, str]]) -> None:
+    """A worker process's state (the pool's initializer)."""
+    _worker.update(_state(catalogs, spaces, by))
+
+
+def _state(catalogs: list[Catalog], spaces: list[str], by: list[tuple[str, str]]) -> dict:
+    """What deciding rows needs: the compiled spaces and their rules made distinct. A run in
+    process keeps its own (a server runs several simulations at once, in threads)."""
     cache = SpaceCache()
-    _worker["versions"] = versions = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
-    _worker["canon"] = canon = [[distinct_rules(space)[0] for space in v] for v in versions]
-    _worker["split"] = [[split_rules(space, c) for space, c in zip(v, cv)] for v, cv in zip(versions, canon)]
-    _worker["schema"] = catalogs[0].contact
-    _worker["context"] = catalogs[0].context
-    _worker["domains"] = catalogs[0].domains
-    _worker["ids"] = any(map(reads_contact_id, catalogs))  # contact.id: the row's id among its attributes
-    _worker["by"] = by
+    versions = [[cache.get(catalog, s) for s in spaces] for catalog in catalogs]
+    canon = [[distinct_rules(space)[0] for space in v] for v in versions]
+    return {"versions": versions, "canon": canon,
+            "split": [[split_rules(space, c) for space, c in zip(v, cv)] for v, cv in zip(versions, canon)],
+            "schema": catalogs[0].contact, "context": catalogs[0].context, "domains": catalogs[0].domains,
+            "ids": any(map(reads_contact_id, catalogs)),  # contact.id: the row's id among its attributes
+            "by": by}
 
 
 def distinct_rules(space) -> tuple[tuple[int, ...], list]:
@@ -57,18 +63,20 @@ def distinct_rules(space) -> tuple[tuple[int, ...], list]:
     return tuple(ids.setdefault(rule, len(ids)) for rule in space.rules), list(ids)
 
 
-def split_rules(space, canon: tuple[int, ...]) -> dict[int, int]:
-    """distinct rule → a rule index of it, for the rules of more than one clause: those
-    whose first clause not true a simulation finds for each contact they removed an offer
-    for (a rule of one clause is that clause)."""
-    out: dict[int, int] = {}
+def split_rules(space, canon: tuple[int, ...]) -> dict:
+    """distinct rule → its compiled `first clause not true`, for the rules of more than one
+    clause: a simulation finds it for each contact they removed an offer for (a rule of one
+    clause is that clause). Called directly, one call per rule: this runs per contact."""
+    out: dict = {}
     for index, rule in enumerate(canon):
-        if rule not in out and len(space.clauses(index)) > 1:
-            out[rule] = index
+        if rule not in out:
+            first = space.first_clause(index)
+            if first is not None:
+                out[rule] = first
     return out
 
 
-def _outcomes(task) -> tuple[list, list]:
+def _outcomes(task, state: dict | None = None) -> tuple[list, list]:
     """(rows, counts) of a chunk. Per row: (line, per version, per space (eligible [(pos,
     weight)], fails [(pos, rule index)], admitted, the distinct rules that removed an offer
     if --by needs them), the row's --by values or None), or a BadRow. Counts, per version
@@ -77,43 +85,44 @@ def _outcomes(task) -> tuple[list, list]:
     once per rule, so the arbitrating process only adds them up. The rows come typed, or as
     JSON Lines text parsed here."""
     moment, context, raw, items = task
-    versions, canons, by, out = _worker["versions"], _worker["canon"], _worker["by"], []
-    splits = _worker["split"]
+    state = _worker if state is None else state
+    versions, canons, by, out = state["versions"], state["canon"], state["by"], []
+    splits = state["split"]
     # per version and space: each contact's fails, eligible offers and distinct rules,
     # gathered with list appends (cheap per contact) and counted once per chunk; and
     # (distinct rule, clause) → contacts, for the rules of several clauses
-    gathered = [[([], [], [], Counter()) for _ in spaces] for spaces in versions]
+    gathered = [[([], [], [], []) for _ in spaces] for spaces in versions]
+    several = [[frozenset(split) for split in split_v] for split_v in splits]  # the rules of several clauses
     for item in items:
         if raw:
             line_no, text = item
             item = text if isinstance(text, BadRow) else population.parse_json_line(
-                line_no, text, _worker["schema"], _worker["domains"], _worker["context"])
+                line_no, text, state["schema"], state["domains"], state["context"])
             if item is None:
                 continue
             if isinstance(item, BadRow):
                 out.append(item)
                 continue
-        attrs = {**item.attributes, CONTACT_ID: item.contact_id} if _worker["ids"] else item.attributes
+        attrs = {**item.attributes, CONTACT_ID: item.contact_id} if state["ids"] else item.attributes
         ctx = {**context, **item.context} if item.context else context  # the row's own values win
         per_version = []
-        for spaces, canon_v, gathered_v, split_v in zip(versions, canons, gathered, splits):
+        for spaces, canon_v, gathered_v, split_v, several_v in zip(versions, canons, gathered, splits, several):
             per_space = []
-            for space, canon, (all_fails, all_eligible, all_rules, clauses), split in zip(
-                    spaces, canon_v, gathered_v, split_v):
+            for space, canon, (all_fails, all_eligible, all_rules, all_clauses), split, multi in zip(
+                    spaces, canon_v, gathered_v, split_v, several_v):
                 eligible, fails = space.outcomes(attrs, ctx, moment, EMPTY)
                 all_fails.append(fails)
                 all_eligible.append(eligible)
                 rules = {canon[r] for _, r in fails} if fails else _NONE  # a contact once per rule
                 all_rules.append(rules)
-                for rule in rules:
-                    if rule in split:
-                        clauses[rule, space.clause(split[rule], attrs, ctx, moment, EMPTY)] += 1
+                if multi and rules:  # (rule, its first clause not true), counted per chunk like the rest
+                    all_clauses.append([(r, split[r](attrs, ctx, moment, EMPTY)) for r in rules & multi])
                 per_space.append((eligible, fails, space.admits(attrs, ctx, moment, EMPTY), rules if by else None))
             per_version.append(per_space)
         values = tuple((item.attributes if root == "contact" else ctx).get(name) for root, name in by) if by else None
         out.append((item.line, per_version, values))
     counts = [[(Counter(chain.from_iterable(f)), Counter(map(_POSITION, chain.from_iterable(e))),
-                Counter(chain.from_iterable(r)), clauses) for f, e, r, clauses in v] for v in gathered]
+                Counter(chain.from_iterable(r)), Counter(chain.from_iterable(c))) for f, e, r, c in v] for v in gathered]
     return out, counts
 
 
@@ -199,9 +208,9 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
 
     def results():
         if workers == 1:
-            _init(catalogs, spaces, by_keys)
+            state = _state(catalogs, spaces, by_keys)
             for task in tasks():
-                yield _outcomes(task)
+                yield _outcomes(task, state)
             return
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(workers, initializer=_init, initargs=(catalogs, spaces, by_keys)) as pool:
