@@ -423,7 +423,13 @@ def test_command_line_refuses_bad_columns_and_unknown_by_attributes_in_one_line(
             "col": "column 'context.chanel' is not in schema context (did you mean context.channel?)",
             "attr": "column 'agee' is neither 'id', a contact attribute nor context.NAME (did you mean age?)",
             "root": "column 'ctx.channel' is neither"}[name]))
-    cases += [(["--population", good, "--by", "segmnt"], "--by segmnt: no such contact attribute or context value"),
+    for name, text in (("noid", "age\n3\n"), ("twice", "id,age,age\nx,1,2\n")):
+        path = tmp_path / f"{name}.csv"
+        path.write_text(text)
+        cases.append((["--population", path], {"noid": "no 'id' column", "twice": "column 'age' is there twice"}[name]))
+    cases += [(["--population", good, "--space", "home"], "a space is named twice: home, home"),
+              (["--population", good, "--json", tmp_path / "no" / "r.json"], "No such file or directory"),
+              (["--population", good, "--by", "segmnt"], "--by segmnt: no such contact attribute or context value"),
               (["--population", good, "--by", "context.chanel"], "(did you mean context.channel?)"),
               (["--population", good, "--context", "channel=tv"], 'context.channel: "tv" is not one of')]
     for args, want in cases:
@@ -635,3 +641,39 @@ def test_report_golden(path):
     assert report(2) == one
     compare(path, ".report.json", json.dumps(one, indent=2, ensure_ascii=False) + "\n")
     compare(path, ".report.txt", text(one) + "\n")
+
+
+def test_a_csv_saved_by_a_spreadsheet_with_its_byte_order_mark_is_read(catalog, tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_bytes("\ufeffid,age\na,30\n".encode("utf-8"))
+    report = simulate.simulate(catalog, ["web"], str(path), AT, workers=1).to_json()
+    assert (report["contacts"], report["bad_rows"]) == (1, 0)
+
+
+def test_a_float_beyond_any_range_gets_its_own_row_in_by(tmp_path):
+    catalog = lang.check({"a.offer": "schema contact { score: float }\nschema context { }\nspace web { limit 1 }\n"
+                                     "offer a { spaces web  eligible contact.score > 0.5 }\n"})
+    rows = [{"id": f"c{i}", "score": i / 100} for i in range(13)] + [{"id": "big", "score": 1.5e308},
+                                                                       {"id": "neg", "score": -1.7e308}]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by = simulate.simulate(catalog, ["web"], str(path), AT, workers=1, by=["score"]).to_json()["by"]["contact.score"]
+    assert {r["value"]: r["contacts"] for r in by["rows"]}["beyond ±1e15"] == 2
+
+
+def test_two_simulations_in_threads_of_one_process_keep_apart(tmp_path):
+    """A server runs gRPC Simulate calls in threads, each in process: each keeps its own spaces."""
+    import concurrent.futures
+
+    small = lang.check({"a.offer": "schema contact { age: int }\nschema context { }\nspace web { limit 1 }\n"
+                                   "offer a { spaces web  eligible contact.age > 10 }\n"})
+    big = lang.check({"b.offer": "schema contact { age: int }\nschema context { }\nspace web { limit 2 }\n"
+                                 + "".join(f"offer o{i} {{ spaces web  weight {i}  eligible contact.age > {i} }}\n"
+                                           for i in range(30))})
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"id": f"c{i}", "age": i % 40}) + "\n" for i in range(3000)))
+    alone = {id(c): simulate.simulate(c, ["web"], str(path), AT, workers=1).to_json()["spaces"] for c in (small, big)}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        runs = [(c, pool.submit(simulate.simulate, c, ["web"], str(path), AT, workers=1)) for c in (small, big) * 3]
+        for c, run_ in runs:
+            assert run_.result().to_json()["spaces"] == alone[id(c)]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from queue import Empty
 
 from ..lang.catalog import Catalog
+from ..lang.values import check_attributes
 from ..process import die_with
 from ..engine import Engine, EngineError, Request
 from ..store import Store, StoreError
@@ -58,6 +59,8 @@ def run(data: str, catalog: Catalog, spaces: list[str], path: str, at: datetime.
     if unknown:
         raise ValueError(f"no space {unknown[0]!r} in the catalog; spaces: {', '.join(sorted(catalog.spaces))}")
     population.check_columns(path, catalog)  # a bad CSV column: refused before any process starts
+    if context:  # a bad --context is the whole run's mistake, not each row's (InputError is a ValueError)
+        check_attributes(catalog.context, context, "context", catalog.domains)
     db = os.path.join(data, "db")
     prefix = job_key(catalog, spaces, path, at, context or {})
     os.makedirs(data, exist_ok=True)

@@ -35,6 +35,8 @@ class _Special(str):
 
 
 ABSENT, EMPTY, OTHER = _Special("absent"), _Special("empty"), _Special("other values")
+HUGE = _Special("beyond ±1e15")  # a float too large to group in ranges (1.5e308, infinity)
+_LARGEST = 1e15
 
 
 def resolve(catalog: Catalog, name: str) -> tuple[str, str, Type]:
@@ -135,6 +137,8 @@ class Breakdown:
     def _key(self, v):
         if self.kind == "date":
             return _period(v, self.level)
+        if self.kind == "float" and not -_LARGEST <= v <= _LARGEST:
+            return HUGE
         if self.kind in ("int", "float") and self.width is not None:
             m, e = self.width
             return math.floor(round(v / (m * 10.0 ** e), 9))
@@ -206,7 +210,7 @@ class Breakdown:
             rows = values[:SHOWN] + ([(OTHER, other)] if other is not None else [])
         else:
             rows = sorted((kv for kv in rows if not isinstance(kv[0], _Special)), key=lambda kv: kv[0])
-        rows += [(k, self.rows[k]) for k in (EMPTY, ABSENT) if k in self.rows]
+        rows += [(k, self.rows[k]) for k in (HUGE, EMPTY, ABSENT) if k in self.rows]
         return {"grouping": self.grouping(), "counted_per_item": self.many,
                 "rows": [self._row_json(k, r) for k, r in rows]}
 

@@ -23,6 +23,12 @@ def simulate(args, load, typed, when, print_bad) -> int:
         if other is None:
             return 1
     try:
+        if len(set(args.space)) != len(args.space):
+            raise ValueError(f"a space is named twice: {', '.join(args.space)}")
+        for out in (args.json, args.html):  # refused now, not after the whole run
+            if out:
+                with open(out, "a", encoding="utf-8"):
+                    pass
         with open(args.population, "rb") as f:
             total = sum(1 for _ in f) - (1 if args.population.endswith(".csv") else 0)
         context = dict(map(typed, args.context))
@@ -36,13 +42,13 @@ def simulate(args, load, typed, when, print_bad) -> int:
         return 2
     print_bad(args.population, report.bad_rows, report.bad_count)
     data = report.to_json()
-    print(text(data))
+    sys.stdout.write(text(data).encode("utf-8", "backslashreplace").decode("utf-8") + "\n")  # lone surrogates shown, not fatal
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+        with open(args.json, "w", encoding="utf-8", errors="backslashreplace") as f:
             json.dump(data, f, indent=2)
     if args.html:
         from .report_html import page
 
-        with open(args.html, "w", encoding="utf-8") as f:
+        with open(args.html, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(page(data))
     return 0

@@ -87,8 +87,13 @@ def check_columns(path: str, catalog: Catalog) -> None:
     else ValueError naming the column (a bad column would make every row bad)."""
     if not path.endswith(".csv"):
         return
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:  # -sig: Excel's BOM
         header = next(csv.reader(f), [])
+    if header and ID_FIELD not in header:
+        raise ValueError(f"{path}: no {ID_FIELD!r} column; every row needs its contact's id")
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise ValueError(f"{path}: column {twice[0]!r} is there twice")
     for column in header:
         if column == ID_FIELD or column in catalog.contact:
             continue
@@ -109,7 +114,7 @@ def _read_csv(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
     check_columns(path, catalog)
     schema, domains = catalog.contact, catalog.domains
     # surrogateescape: a field that is not UTF-8 comes through marked, and only its row is bad
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = csv.DictReader(f)
         while True:
             try:

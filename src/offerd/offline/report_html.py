@@ -87,7 +87,7 @@ def _by_rank(space: dict) -> str:
 
 def _eliminations(t: Table) -> str:
     """Horizontal bars: per rule, the contacts it removed an offer for (the 15 biggest)."""
-    worst = [(row[2], row[0]) for row in t.rows[:15]]
+    worst = [(row[2], row[0]) for row in t.rows if row[1] is not None][:15]  # rules, not their clause rows
     if not worst:
         return ""
     top = max(n for _, n in worst) or 1
