@@ -39,7 +39,8 @@ class Clause:
 @dataclass(frozen=True)
 class Limit:
     """A cap's or suppression's state: `count` in the window against `limit`, and when the
-    count falls below it if nothing more is counted (None: never, a lifetime cap)."""
+    count falls below it if nothing more is counted (None: never, a lifetime cap or `cap 0`;
+    the decision's own time when the count is below the limit already)."""
 
     count: int
     limit: int
@@ -117,7 +118,8 @@ def odl(value, zone) -> str | None:
 
 class _Compiled:
     """Expressions compiled to one module, one function each: `fns[i](c, x, m, h)` is the
-    value of the i-th."""
+    value of the i-th; with `clauses`, `first(c, x, m, h)` is the index of the first clause
+    not exactly true (None: all are)."""
 
     def __init__(self, catalog: Catalog, space: str, exprs: list[n.Expr], clauses: list[n.Expr] = ()):
         from .space import _compile  # the same namespace and guards as every generated part
@@ -143,7 +145,8 @@ class _Compiled:
             gen.prelude(out, body, [])
             out.dedent()
         out.write("_fns = (" + "".join(f"_f{i}, " for i in range(len(exprs))) + ("_first, " if clauses else "") + ")")
-        *self.fns, self.first = _compile(out.source(), consts, f"why {space}", "_fns") + ((None,) if not clauses else ())
+        fns = _compile(out.source(), consts, f"why {space}", "_fns")
+        self.fns, self.first = (fns[:-1], fns[-1]) if clauses else (fns, None)
 
 
 class _RuleWhy:
