@@ -110,7 +110,7 @@ def test_simulate_refuses_a_context_outside_the_schema(tmp_path):
     assert 'context.device: "tv" is not one of "web", "app"' in r.stderr and "Traceback" not in r.stderr
     r = offerd("simulate", tmp_path / "c", "--space", "web", "--population", people, "--context", "visits=many",
                "--quiet")
-    assert r.returncode == 2 and "context.visits: expected int, got str" in r.stderr
+    assert r.returncode == 2 and "context.visits is an int, and \"many\" is not a whole number" in r.stderr
     r = offerd("simulate", tmp_path / "c", "--space", "web", "--population", people, "--context", "device=app",
                "--quiet")
     assert r.returncode == 0, r.stderr

@@ -677,3 +677,26 @@ def test_two_simulations_in_threads_of_one_process_keep_apart(tmp_path):
         runs = [(c, pool.submit(simulate.simulate, c, ["web"], str(path), AT, workers=1)) for c in (small, big) * 3]
         for c, run_ in runs:
             assert run_.result().to_json()["spaces"] == alone[id(c)]
+
+
+def test_context_on_the_command_line_is_typed_by_the_catalogs_schema(tmp_path):
+    """`--context code=01234` for a string stays "01234"; a bad int is one line, exit 2."""
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "c.offer").write_text('schema contact { }\nschema context { code: string  n: int }\n'
+                                    'space s { limit 1 }\noffer zero { spaces s  eligible context.code == "01234" }\n'
+                                    'offer many { spaces s  weight 2  eligible context.n > 5 }\n')
+    people = tmp_path / "p.jsonl"
+    people.write_text('{"id": "a"}\n')
+
+    def run_(*context):
+        args = [x for c in context for x in ("--context", c)]
+        return subprocess.run([sys.executable, "-m", "offerd.cli", "simulate", str(folder), "--space", "s", "--quiet",
+                               "--population", str(people), "--json", str(tmp_path / "r.json"), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    r = run_("code=01234", "n=3")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["spaces"]["s"]["offers"]["zero"]["proposed"] == 1
+    r = run_("n=three")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "context.n is an int" in r.stderr, r.stderr

@@ -273,10 +273,11 @@ def cmd_gen_population(args) -> int:
 def cmd_simulate(args) -> int:
     from .offline.command import simulate
 
-    return simulate(args, _load, _typed, _when, _print_bad)
+    return simulate(args, _load, _when, _print_bad)
 
 
 def cmd_batch(args) -> int:
+    from .decide_args import by_schema
     from .offline import batch
     from .offline.progress import progress_bar
     from .store import StoreError
@@ -287,7 +288,8 @@ def cmd_batch(args) -> int:
     at = _when(args.at)
     try:
         result = batch.run(args.data, catalog, args.space, args.population, at, args.out,
-                           context=dict(map(_typed, args.context)), workers=args.workers or os.cpu_count() or 1,
+                           context=by_schema(args.context, "context", catalog.context, "--context"),
+                           workers=args.workers or os.cpu_count() or 1,
                            durability=args.durability, progress=None if args.quiet else progress_bar(label="batch"))
     except (OSError, ValueError, StoreError) as e:
         print(f"offerd: {e}", file=sys.stderr)

@@ -1,11 +1,13 @@
-"""`offerd decide`'s --attr and --context: NAME=VALUE typed by the live catalog's schema
-(DecisionService.Schema), so that a value means what its attribute's type says, not what it
+"""The CLI's NAME=VALUE inputs (`offerd decide`'s --attr and --context, `simulate` and `batch`'s
+--context) typed by the catalog's schema (the live one through DecisionService.Schema, or the
+catalog folder given), so that a value means what its attribute's type says, not what it
 looks like (`zip=01234` stays a string, `products=current` is a one-item set)."""
 from __future__ import annotations
 
 import datetime
 import math
 import re
+from typing import NamedTuple
 
 from .lang.diagnostics import did_you_mean
 
@@ -80,6 +82,17 @@ def typed(texts: list[str], root: str, attributes, option: str) -> dict:
         except ValueError as e:
             raise ArgError(f'{option} {text}: {root}.{name} is {_a(kind)}, and "{value}" is {e}') from None
     return out
+
+
+def by_schema(texts: list[str], root: str, schema: dict, option: str) -> dict:
+    """`typed` against a checked catalog's schema (name → Type), for the commands that load
+    the catalog folder themselves."""
+    return typed(texts, root, [_Attribute(name, str(t)) for name, t in schema.items()], option)
+
+
+class _Attribute(NamedTuple):
+    name: str
+    type: str  # as ODL writes it
 
 
 def _a(kind: str) -> str:

@@ -7,8 +7,9 @@ import os
 import sys
 
 
-def simulate(args, load, typed, when, print_bad) -> int:
-    """The command; `load`, `typed`, `when` and `print_bad` are the CLI's own helpers."""
+def simulate(args, load, when, print_bad) -> int:
+    """The command; `load`, `when` and `print_bad` are the CLI's own helpers."""
+    from ..decide_args import by_schema
     from . import simulate as run
     from .progress import progress_bar
     from .report_text import text
@@ -31,7 +32,7 @@ def simulate(args, load, typed, when, print_bad) -> int:
                     pass
         with open(args.population, "rb") as f:
             total = sum(1 for _ in f) - (1 if args.population.endswith(".csv") else 0)
-        context = dict(map(typed, args.context))
+        context = by_schema(args.context, "context", catalog.context, "--context")  # ArgError is a ValueError
         report = run.simulate(catalog, args.space, args.population, at, workers=args.workers or None,
                               caps=not args.no_caps, context=context, total=max(total, 0),
                               progress=None if args.quiet else progress_bar(), compare=other, by=args.by,
