@@ -38,7 +38,7 @@ MiB = 1 << 20
 T = datetime.datetime(2026, 11, 20, 10, tzinfo=datetime.timezone.utc)
 T_US = int(T.timestamp() * 1e6)
 CONTEXT = {"page": "home", "device": "desktop"}
-MESSAGE_LIMIT = 4100  # bytes: a status message is cut at about 4 KB (services.fit)
+MESSAGE_LIMIT = 4100  # bytes: a status message is cut at about 4 KB (server/status.py, fit)
 
 
 @pytest.fixture(scope="module")

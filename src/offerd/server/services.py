@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-import json
 import logging
-import threading
 import time
 
 import grpc
@@ -15,58 +13,21 @@ from google.protobuf.message import DecodeError
 
 from .. import lang
 from ..cluster.forward import Peers, Relayed
-from ..engine import BadRequest, Engine, ImpossibleMove, NoCatalog, NotFound, UnknownSpace
+from ..engine import BadRequest, Engine, NotFound
 from ..lang.diagnostics import CatalogError
 from ..lang.values import InputError, check_attributes
-from ..store import Contact, Corrupt, NoEarlierVersion, Store, StoreError, StoreFull
+from ..store import Contact, Store
 from ..v1 import offerd_pb2 as pb
 from ..v1 import offerd_pb2_grpc as rpc
 from ..wire import to_value
 from . import convert
 from .metrics import DECISIONS, ERRORS, LATENCY, PROPOSED, REPORTS
+from .simulation import simulate_rpc
+from .status import code_of, fit, version_hash
 
 log = logging.getLogger("offerd.server")
 STREAM_DEPTH = 64  # requests of one stream decided at once; answers stay in order
 MAX_BATCH = 1000  # requests in one DecideBatchRequest
-MESSAGE_BYTES = 4000  # a status message's size on the wire, at most
-
-CODES = [  # most specific first
-    ((BadRequest, InputError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
-    ((UnknownSpace, NotFound), grpc.StatusCode.NOT_FOUND),
-    ((ImpossibleMove, NoCatalog, NoEarlierVersion), grpc.StatusCode.FAILED_PRECONDITION),
-    ((StoreFull,), grpc.StatusCode.RESOURCE_EXHAUSTED),
-    ((Corrupt,), grpc.StatusCode.DATA_LOSS),
-    ((StoreError,), grpc.StatusCode.UNAVAILABLE),
-]
-
-
-def code_of(e: Exception) -> grpc.StatusCode:
-    if isinstance(e, Relayed):  # the owning shard's own answer
-        return e.code
-    for kinds, code in CODES:
-        if isinstance(e, kinds):
-            return code
-    return grpc.StatusCode.INTERNAL
-
-
-def fit(message: str) -> str:
-    """A status message travels percent-encoded in a header, and clients refuse headers
-    past 8-16 KiB: one that echoes a huge input (a 1 MiB id, ten thousand names) is cut."""
-    size = 0
-    for i, ch in enumerate(message):
-        size += 1 if " " <= ch <= "~" and ch != "%" else 3 * len(ch.encode("utf-8", "surrogatepass"))
-        if size > MESSAGE_BYTES:
-            return f"{message[:i]}... ({len(message) - i} more characters)"
-    return message
-
-
-def _version(digest: str) -> str:
-    """A version's hash as the store wants it; anything else names no version (and an empty
-    key would be an LMDB error, not a NOT_FOUND)."""
-    if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-        raise NotFound(f"no catalog version {digest!r}: a version is named by its 64 hex digits")
-    return digest
-
 
 def mapped(fn):
     """Turn the engine's and store's exceptions into gRPC statuses; anything else is a bug:
@@ -402,7 +363,7 @@ class AdminService(rpc.AdminServiceServicer):
     @mapped
     async def Activate(self, request, context):
         await self._authorize(context)
-        await self._everywhere(request.hash, await self._activate(_version(request.hash), context), "", context)
+        await self._everywhere(request.hash, await self._activate(version_hash(request.hash), context), "", context)
         return pb.LiveResponse(hash=request.hash)
 
     @mapped
@@ -417,90 +378,3 @@ class AdminService(rpc.AdminServiceServicer):
         await self._authorize(context)
         async for reply in simulate_rpc(self.store, request, context):
             yield reply
-
-
-class _Stopped(Exception):
-    """The client went away: the simulation stops at its next progress report."""
-
-
-def _simulation_inputs(store: Store, request):
-    """(catalog, rows, total, time, context, label) of a SimulateRequest; BadRequest or NotFound."""
-    import datetime
-
-    from ..offline.population import parse_json_line
-
-    if request.hash:
-        files = store.version(_version(request.hash))
-    else:
-        live = store.live()
-        if live is None:
-            raise NoCatalog("no catalog is live: deploy one, or name a saved version")
-        files = live[1]
-    catalog = lang.check(files)
-    label = next((v["label"] for v in store.versions() if v["hash"] == catalog.hash), "")  # as deployed
-    if not request.spaces:
-        raise BadRequest("a simulation names at least one space")
-    try:
-        text = request.population.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise BadRequest(f"the population is not UTF-8: {e.reason} at byte {e.start}") from None
-    lines = text.split("\n")  # as files are read: U+2028 and the like may sit inside a JSON string
-    if lines and lines[-1] == "":
-        lines.pop()
-    rows = (r for r in (parse_json_line(i, line, catalog.contact, catalog.domains, catalog.context)
-                        for i, line in enumerate(lines, 1)) if r is not None)
-    try:
-        ctx = json.loads(request.context_json) if request.context_json else {}
-        if not isinstance(ctx, dict):
-            raise BadRequest("context_json must be a JSON object")
-        ctx = check_attributes(catalog.context, ctx, "context", catalog.domains)
-    except (ValueError, InputError) as e:
-        raise BadRequest(f"context_json: {e}") from None
-    at = convert.time_of(request.time_us) or datetime.datetime.now(datetime.timezone.utc)
-    return catalog, rows, len(lines), at, ctx, label
-
-
-async def simulate_rpc(store: Store, request, context):
-    """AdminService.Simulate: the simulation runs in a thread of this worker (one process:
-    a server does not fork), progress goes out about twice a second, then the report."""
-    from ..offline.simulate import simulate
-
-    try:
-        catalog, rows, total, at, ctx, label = await asyncio.to_thread(_simulation_inputs, store, request)
-    except CatalogError as e:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(str(e)))
-    except Exception as e:
-        await context.abort(code_of(e), fit(str(e)))
-    loop, queue, stop, last = asyncio.get_running_loop(), asyncio.Queue(), threading.Event(), [None]
-
-    def progress(done, total_, seconds):
-        if stop.is_set():
-            raise _Stopped()
-        if last[0] is None or seconds - last[0] >= 0.5 or done >= (total_ or 0):  # the first, then twice a second
-            last[0] = seconds
-            loop.call_soon_threadsafe(queue.put_nowait, pb.SimulateReply(progress=pb.SimulateProgress(
-                done=done, total=total_ or 0, seconds=seconds)))
-
-    def work():
-        try:
-            report = simulate(catalog, list(request.spaces), rows, at, workers=1, caps=not request.ignore_caps,
-                              context=ctx, total=total, progress=progress, label=label)
-            item = pb.SimulateReply(report_json=json.dumps(report.to_json()))
-        except Exception as e:  # a bad space, or the client gone
-            item = e
-        loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    loop.run_in_executor(None, work)  # it ends by itself: with the report, or at `stop`
-    try:
-        while True:
-            item = await queue.get()
-            if isinstance(item, _Stopped):
-                return
-            if isinstance(item, Exception):
-                code = grpc.StatusCode.INVALID_ARGUMENT if isinstance(item, ValueError) else code_of(item)
-                await context.abort(code, fit(str(item)))
-            yield item
-            if item.HasField("report_json"):
-                return
-    finally:
-        stop.set()  # the client cancelled, or it is over: the thread stops at its next report
