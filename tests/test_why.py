@@ -196,7 +196,7 @@ def test_explain_through_the_api_matches_its_golden_file(tmp_path):
 
 
 def test_clause_counts_what_why_names(engine):
-    """`clause` (what a simulation counts) picks the clause `why` shows, without reading values."""
+    """`first_clause` (what a simulation counts) picks the clause `why` shows, without reading values."""
     from offerd.compiler.space import Moment
     from offerd.history import EMPTY
 
@@ -209,9 +209,10 @@ def test_clause_counts_what_why_names(engine):
     assert texts == ("contact.marketing_consent", "adult", "contact.income >= 20000", 'context.channel != "kiosk"')
     for attributes, k in (({**RICH, "income": 1}, 2), ({**RICH, "age": 3}, 1), ({}, 0)):
         args = (attributes, {"channel": "web"}, moment, EMPTY)
-        assert compiled.clause(rule, *args) == k
+        assert compiled.first_clause(rule)(*args) == k
         assert compiled.why(rule, *args).clause.text == texts[k]
-    assert compiled.clauses(compiled.rules.index(next(r for r in compiled.rules if r.kind == "cap"))) == ()
+    cap = compiled.rules.index(next(r for r in compiled.rules if r.kind == "cap"))
+    assert compiled.clauses(cap) == () and compiled.first_clause(cap) is None
 
 
 def test_a_sliding_total_cap_frees_when_its_oldest_counted_leaves(tmp_path):

@@ -133,10 +133,6 @@ class CompiledSpace:
         index of the first clause not true; else None."""
         return self._part("why").first_clause(rule)
 
-    def clause(self, rule: int, contact: dict, context: dict, moment: Moment, history) -> int | None:
-        """Which of the rule's clauses is the first not true (its index in `clauses`)."""
-        return self._part("why").clause(rule, contact, context, moment, history)
-
     def failing(self, pos: int, contact: dict, context: dict, moment: Moment, history) -> list[int]:
         """Every rule of the offer at `pos` that is not true, in explain order."""
         return self._part("why").failing(pos, contact, context, moment, history)

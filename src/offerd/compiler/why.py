@@ -297,15 +297,6 @@ class Explainer:
             return None
         return self._rule(idx, check.expr).first
 
-    def clause(self, idx: int, contact: dict, context: dict, moment, history) -> int | None:
-        """The index of the rule's first clause not true (None: it has no clauses, or all
-        are true); cheaper than `why` (no values read), for counting in simulations."""
-        offer, check = self.checks[idx]
-        if check is None or _limit_of(check) is not None:
-            return None
-        rule = self._rule(idx, check.expr)
-        return 0 if rule.first is None else rule.first(contact, context, moment, history)
-
     def _rule(self, idx: int, expr: n.Expr) -> _RuleWhy:
         """The rule at `idx`, compiled on first need: once per rule, whatever the offers it
         applies to (a category's rule is one rule for all its offers)."""
