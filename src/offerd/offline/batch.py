@@ -115,13 +115,25 @@ def _fork(db, durability, catalog, spaces, path, at, context, prefix, workers, t
     for proc in procs:
         proc.start()
     parts, counts, errors = {}, [0] * workers, []
+    checked = time.monotonic()
     while len(parts) + len(errors) < workers:
         try:
             kind, k, value = queue.get(timeout=1.0)
-        except Empty:  # a process that died without a word (killed, out of memory) must not hang us
+        except Empty:
+            kind = None
+        if kind is None or time.monotonic() - checked >= 1.0:  # at least once a second, busy or not
+            checked = time.monotonic()
             dead = [k for k, proc in enumerate(procs) if proc.exitcode not in (None, 0)
                     and k not in parts and k not in {e[0] for e in errors}]
-            errors += [(k, f"process {k} ended with code {procs[k].exitcode}") for k in dead]
+            if dead:  # died without a word (killed, out of memory): it may have died holding the
+                # queue's lock, on which the others would then wait forever; they stop too, and
+                # the rerun resumes everyone
+                errors += [(k, f"process {k} ended with code {procs[k].exitcode}") for k in dead]
+                for proc in procs:
+                    if proc.exitcode is None:
+                        proc.kill()
+                break
+        if kind is None:
             continue
         if kind == "progress":
             counts[k] = value
