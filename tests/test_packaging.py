@@ -23,6 +23,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from packaging.requirements import Requirement
 from packaging.version import Version
+import dockerfile
 from served import ADULT, free_port
 
 from offerd.client import Client
@@ -160,40 +161,15 @@ def test_a_fresh_clone_builds_an_sdist_and_a_wheel_that_install_and_serve(instal
 # --- the container --------------------------------------------------------------------------
 
 
-def dockerfile_final_stage(path: Path) -> dict[str, list[str]]:
-    """Each instruction of the last stage, its arguments joined over continuation lines."""
-    text = re.sub(r"\\\n", " ", path.read_text())
-    stages: list[dict[str, list[str]]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        word, _, rest = line.partition(" ")
-        if word.upper() == "FROM":
-            stages.append({})
-        elif stages:
-            stages[-1].setdefault(word.upper(), []).append(rest.strip())
-    return stages[-1]
-
-
-def dockerfile_env(values: list[str]) -> dict[str, str]:
-    env = {}
-    for value in values:
-        for pair in shlex.split(value):
-            key, _, val = pair.partition("=")
-            env[key] = val
-    return env
-
-
 def test_the_container_command_serves_probes_and_stops_on_its_stop_signal(installed, tmp_path):
     hadolint = Path(sys.executable).parent / "hadolint"
-    lint = subprocess.run([hadolint, ROOT / "Dockerfile"], capture_output=True, text=True)
+    lint = subprocess.run([hadolint, dockerfile.PATH], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "var"} <= set(ignored), "the build context would carry a checkout's data"
 
-    stage = dockerfile_final_stage(ROOT / "Dockerfile")
-    env = dockerfile_env(stage["ENV"])
+    stage = dockerfile.final_stage()
+    env = dockerfile.environment(stage)
     user = stage["USER"][-1].split(":")[0]
     assert user.isdigit() and int(user) != 0, "USER: a numeric non-root id (runAsNonRoot checks it)"
     assert json.loads(stage["VOLUME"][0]) == [env["OFFERD_DATA"]] == ["/data"]
