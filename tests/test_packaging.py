@@ -31,11 +31,15 @@ from offerd.client import Client
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ("offerd/v1/offerd_pb2.py", "offerd/v1/offerd_pb2_grpc.py")
 CART = {"page": "cart", "device": "desktop"}  # with ADULT's cart_total, free_shipping is offered
+# a new user's environment: nothing pointing Python at this checkout (PYTHONPATH=src would
+# make the new venv import the source instead of the wheel)
+USER_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
+            and not k.startswith("OFFERD_")}
 
 
 def _run(argv, log: Path, **kw) -> None:
     with open(log, "w") as out:
-        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, **kw)
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=USER_ENV, **kw)
     assert done.returncode == 0, f"{shlex.join(map(str, argv))} failed:\n{log.read_text()[-4000:]}"
 
 
@@ -69,6 +73,10 @@ def installed(tmp_path_factory):
     _run([venv / "bin" / "pip", "install", wheel], tmp / "install.log")  # dependencies from the registry
     print(f"\nfresh clone to installed wheel: {time.monotonic() - started:.1f} s")
     (sdist,) = dist.glob("offerd-*.tar.gz")
+    where = subprocess.run([venv / "bin" / "python", "-c", "import offerd.client, offerd.v1.offerd_pb2 as m; "
+                            "print(m.__file__)"], env=USER_ENV, capture_output=True, text=True)
+    assert where.returncode == 0, where.stderr
+    assert Path(where.stdout.strip()).is_relative_to(venv), f"the venv imports offerd from {where.stdout}"
     return SimpleNamespace(wheel=wheel, sdist=sdist, bin=venv / "bin", tmp=tmp)
 
 
@@ -135,20 +143,21 @@ def test_a_fresh_clone_builds_an_sdist_and_a_wheel_that_install_and_serve(instal
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([offerd, "serve", "--listen", target, "--data", tmp_path / "data", "--workers", "1",
-                                 "--drain", "0"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                 "--drain", "0"], stdout=out, stderr=subprocess.STDOUT, env=USER_ENV,
+                                start_new_session=True)
     try:
         _serving(target, proc, log)
         attrs = [a for k, v in ADULT.items() for a in ("--attr", f"{k}={v}")]
         ctx = [a for k, v in CART.items() for a in ("--context", f"{k}={v}")]
         answer = subprocess.run([offerd, "decide", "web_home", "alice", *attrs, *ctx, "--server", target, "--json"],
-                                capture_output=True, text=True, timeout=60)
+                                env=USER_ENV, capture_output=True, text=True, timeout=60)
         assert answer.returncode == 0, answer.stderr
         (space,) = json.loads(answer.stdout)["spaces"]
         offers = {p["offer"]: p for p in space["propositions"]}
         assert offers["free_shipping"]["content"]["title"] == "Free shipping on this order"
         assert re.fullmatch(r"[0-9a-f]{32}", offers["free_shipping"]["id"])  # recorded in the store
         # the address from the environment, as the README says
-        env = {**os.environ, "OFFERD_SERVER": target}
+        env = {**USER_ENV, "OFFERD_SERVER": target}
         again = subprocess.run([offerd, "record", offers["free_shipping"]["id"], "presented"], env=env,
                                capture_output=True, text=True, timeout=60)
         assert again.returncode == 0, again.stderr
@@ -187,7 +196,7 @@ def test_the_container_command_serves_probes_and_stops_on_its_stop_signal(instal
     env.update(OFFERD_LISTEN=f"127.0.0.1:{port}", OFFERD_METRICS=f"127.0.0.1:{metrics}",
                OFFERD_DATA=str(tmp_path / "data"), PATH=f"{installed.bin}{os.pathsep}{os.environ['PATH']}")
     assert not [k for k, v in env.items() if "0.0.0.0" in v], "a test listens on loopback only"
-    run_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFERD_")} | env
+    run_env = USER_ENV | env
     target = env["OFFERD_LISTEN"]
     (tmp_path / "data").mkdir()
     log = tmp_path / "container.log"
@@ -204,9 +213,10 @@ def test_the_container_command_serves_probes_and_stops_on_its_stop_signal(instal
 
         # the HEALTHCHECK as Docker runs it, once the venv's offerd has the command it names
         probe = [str(installed.bin / check[0]), *[target if a == f"127.0.0.1:{listen_port}" else a for a in check[1:]]]
-        has_it = subprocess.run([probe[0], check[1], "--help"], capture_output=True, timeout=60).returncode == 0
+        has_it = subprocess.run([probe[0], check[1], "--help"], env=USER_ENV, capture_output=True,
+                                timeout=60).returncode == 0
         if has_it:
-            done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+            done = subprocess.run(probe, env=USER_ENV, capture_output=True, text=True, timeout=30)
             assert done.returncode == 0, done.stdout + done.stderr
 
         proc.send_signal(stop_signal)
@@ -215,7 +225,7 @@ def test_the_container_command_serves_probes_and_stops_on_its_stop_signal(instal
             assert time.monotonic() < deadline, "not NOT_SERVING (draining, still answering) after the stop signal"
             time.sleep(0.05)
         if has_it:
-            assert subprocess.run(probe, capture_output=True, timeout=30).returncode == 1
+            assert subprocess.run(probe, env=USER_ENV, capture_output=True, timeout=30).returncode == 1
         assert proc.wait(30) == 0, log.read_text()
         assert "Traceback" not in log.read_text()
     finally:
