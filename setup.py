@@ -45,7 +45,7 @@ class Sdist(sdist):
         for name in os.listdir(v1):  # copies of a checkout's own may be hard links to it: never write through
             if "_pb2" in name:
                 os.remove(os.path.join(v1, name))
-        generate(out)  # the sdist holds the code too: it imports as it installs, even without protoc
+        generate(out)  # the sdist carries the code too, for tools that read its source without building it
 
 
 setup(cmdclass={"build_py": BuildPy, "sdist": Sdist})
