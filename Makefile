@@ -83,7 +83,7 @@ instructions: $(VALGRIND) $(VENV)/.bench $(GEN)
 
 # check the bundled example catalog
 check: $(STAMP)
-	$(VENV)/bin/offerd check examples/catalog
+	$(VENV)/bin/offerd check src/offerd/examples/catalog
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis src/offerd/v1/*_pb2*.py src/offerd/v1/*_pb2*.pyi

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 
-EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "catalog"
+EXAMPLE = pathlib.Path(__file__).parent.parent / "src" / "offerd" / "examples" / "catalog"
 
 
 def offerd(*args):

@@ -11,6 +11,7 @@ from golden import FIXTURES, cases, compare
 from offerd import lang
 from offerd.compiler import CompiledSpace, SpaceCache, compile_space, runtime
 from offerd.compiler.analysis import SpacePlan
+from offerd.examples import CATALOG as EXAMPLE_CATALOG
 from offerd.history import EMPTY, MemoryHistory, Proposition
 from offerd.lang.functions import template_attributes
 
@@ -97,7 +98,7 @@ def test_the_parts_of_a_space_share_one_plan(monkeypatch):
 
 
 def test_example_catalog_compiles_sandboxed():
-    catalog = lang.load("examples/catalog")
+    catalog = lang.load(EXAMPLE_CATALOG)
     for name in catalog.spaces:
         for source in all_sources(CompiledSpace(catalog, name)):
             assert_sandboxed(source)

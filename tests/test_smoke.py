@@ -1,8 +1,9 @@
 from offerd import lang
+from offerd.examples import CATALOG
 
 
 def test_example_catalog_checks():
-    catalog = lang.load("examples/catalog")
+    catalog = lang.load(CATALOG)
     assert {"web_home", "callcenter_next", "newsletter", "sms"} <= set(catalog.spaces)
     # the second edition's constructs, shown to new rule authors
     assert catalog.groups["card_offers"].decision_caps

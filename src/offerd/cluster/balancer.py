@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from .routing import HEADER
 
-def haproxy(listen: str, shards: list[str], *, check_every: float = 1.0) -> str:
+def haproxy(listen: str, shards: list[str], *, check_every: float = 1.0, dns: bool = False) -> str:
     """HAProxy, speaking HTTP/2 both sides. The shard is computed from the routing key as
     `routing.shard_of` does. A shard whose port is closed (dead, or stopping after its
     drain) fails its check and is skipped: its contacts' calls then reach another shard,
     which passes them on to the owner and answers UNAVAILABLE until it is back. (HAProxy
     cannot send a gRPC health check: its check bodies are text, a gRPC frame starts with
-    zero bytes.)"""
+    zero bytes.) `dns`: shards named by host names that may move (Kubernetes pods), looked
+    up again every second from the resolvers of /etc/resolv.conf (full names: HAProxy does
+    not apply search domains), and a shard not yet resolvable does not stop the start."""
     n = len(shards)
     inter = f"{int(check_every * 1000)}ms"
     lines = [
@@ -26,6 +28,10 @@ def haproxy(listen: str, shards: list[str], *, check_every: float = 1.0) -> str:
         "  timeout server 1h",
         "  retries 2",
         "  option redispatch",
+    ]
+    if dns:
+        lines += ["resolvers dns", "  parse-resolv-conf", "  hold valid 1s"]
+    lines += [
         "frontend offerd",
         f"  bind {listen} proto h2",
         "  default_backend shards",
@@ -35,7 +41,8 @@ def haproxy(listen: str, shards: list[str], *, check_every: float = 1.0) -> str:
         f"if {{ req.hdr({HEADER}) -m found }}",
     ]
     lines += [f"  use-server s{i} if {{ var(txn.shard) -m int {i} }}" for i in range(n)]
-    lines += [f"  server s{i} {a} proto h2 check inter {inter} fall 1 rise 1" for i, a in enumerate(shards)]
+    found = " resolvers dns init-addr none" if dns else ""
+    lines += [f"  server s{i} {a} proto h2 check inter {inter} fall 1 rise 1{found}" for i, a in enumerate(shards)]
     return "\n".join(lines) + "\n"
 
 

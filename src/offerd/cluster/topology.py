@@ -6,11 +6,14 @@
 Every shard reads the same file; `offerd serve --cluster FILE --shard I` says which one it
 is. A shard's address is where the others reach it directly (forwarded calls, admin). The
 secret marks the calls shards pass to each other, which are answered where they arrive:
-a gateway that sent the mark could skip routing and an admin change's fan-out."""
+a gateway that sent the mark could skip routing and an admin change's fan-out. A file without
+"secret" takes it from the environment, OFFERD_CLUSTER_SECRET, so the file can be public (a
+Kubernetes ConfigMap) and the secret kept apart (a Secret)."""
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 
 from .routing import shard_of
@@ -59,7 +62,7 @@ def load(path: str, me: int) -> Topology:
     if unknown:
         raise TopologyError(f"the cluster file {path} has unknown keys {', '.join(unknown)}: shards, redis and "
                             "secret only")
-    secret = raw.get("secret", "")
+    secret = raw.get("secret", os.environ.get("OFFERD_CLUSTER_SECRET", ""))
     if not isinstance(secret, str):
         raise TopologyError(f"\"secret\" in the cluster file {path} must be a string")
     shards = tuple(_address(a, f"shard {i} in {path}") for i, a in enumerate(raw["shards"]))
