@@ -140,7 +140,8 @@ class DecisionService(rpc.DecisionServiceServicer):
         if broken:
             ERRORS.labels("DecideStream", "INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
-                f"message #{read_[0] + 1} of the stream is not a DecideRequest ({broken[0]}); the stream ends there"))
+                f"offerd.v1.DecisionService/DecideStream: message #{read_[0] + 1} of the stream is not a valid "
+                f"DecideRequest message ({broken[0]}); the stream ends there"))
 
     async def _batch(self, batch: pb.DecideBatchRequest, method: str, passed: bool) -> pb.DecideBatchResponse:
         if len(batch.requests) > MAX_BATCH:
@@ -181,7 +182,8 @@ class DecisionService(rpc.DecisionServiceServicer):
         except DecodeError as e:
             ERRORS.labels("DecideBatchStream", "INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
-                f"message #{n + 1} of the stream is not a DecideBatchRequest ({e}); the stream ends there"))
+                f"offerd.v1.DecisionService/DecideBatchStream: message #{n + 1} of the stream is not a valid "
+                f"DecideBatchRequest message ({e}); the stream ends there"))
 
     async def _one(self, request, method: str, passed: bool = False) -> pb.StreamReply:
         """One request of a stream or a batch: its decision, or its error in its place
@@ -286,8 +288,8 @@ class ProfileService(rpc.ProfileServiceServicer):
                     await flush()
         except DecodeError as e:  # bytes that are not a Profile: a bad profile too
             await flush()
-            raise BadRequest(f"profile #{loaded + 1} is not a Profile message ({e}); "
-                             f"{loaded} loaded before it") from None
+            raise BadRequest(f"offerd.v1.ProfileService/BulkLoad: profile #{loaded + 1} is not a valid Profile "
+                             f"message ({e}); {loaded} loaded before it") from None
         await flush()
         return pb.BulkLoadResponse(loaded=loaded)
 
