@@ -24,6 +24,7 @@ from ..engine import Engine, retries
 from ..store import Store
 from ..v1 import offerd_pb2_grpc as rpc
 from . import reflection
+from .audit import audited
 from .config import Config
 from .guard import Refusals, guarded
 from .health import SERVING, Health
@@ -98,7 +99,7 @@ async def create_server(addr: str, config: Config | None = None,
     ours = guarded(server, refusals, streams_answered=True)
     rpc.add_DecisionServiceServicer_to_server(decisions, ours)
     rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store, peers), ours)
-    rpc.add_AdminServiceServicer_to_server(AdminService(store, live, config.admin_token, peers), ours)
+    rpc.add_AdminServiceServicer_to_server(audited(AdminService(store, live, config.admin_token, peers)), ours)
     health_servicer = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, guarded(server, refusals))
     for name in SERVICES + ("",):
