@@ -50,7 +50,7 @@ def audited(servicer):
 
 
 def _unary(servicer, name: str, method):
-    @functools.wraps(method)
+    @functools.wraps(method, updated=())  # not its __dict__: guard.py refuses bad requests before this
     async def call(request, context):
         entry = _begin(servicer, name, request, context)
         try:
@@ -64,7 +64,7 @@ def _unary(servicer, name: str, method):
 
 
 def _stream(servicer, name: str, method):
-    @functools.wraps(method)
+    @functools.wraps(method, updated=())  # not its __dict__: guard.py refuses bad requests before this
     async def call(request, context):
         entry = _begin(servicer, name, request, context)
         try:

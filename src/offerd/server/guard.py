@@ -27,10 +27,10 @@ LOG_EVERY = 60.0  # seconds: the most one refusal line per this long, with a cou
 
 class NotAMessage:
     """What a unary request's parser returns for bytes that are not the message."""
-    __slots__ = ("text",)
+    __slots__ = ("method", "text")
 
-    def __init__(self, text: str):
-        self.text = text
+    def __init__(self, method: str, text: str):
+        self.method, self.text = method, text
 
 
 class Refusals:
@@ -106,10 +106,12 @@ class _Guarded:
                 except Exception as e:  # DecodeError; anything else a parser raises means the same
                     text = f"{method}: the request is not a valid {name} message: {e}"
                     refusals.note(method, text)
-                    return NotAMessage(text)
+                    return NotAMessage(method, text)
 
             kind = "unary_stream" if handler.response_streaming else "unary_unary"
-            behaviour = _refusing(getattr(handler, kind), method, handler.response_streaming)
+            behaviour = getattr(handler, kind)
+            if not getattr(behaviour, "refuses_not_a_message", False):  # services.mapped's do, a frame less
+                behaviour = _refusing(behaviour, handler.response_streaming)
             return handler._replace(request_deserializer=read, **{kind: behaviour}) if behaviour else handler
 
         def read_streamed(data: bytes):
@@ -149,23 +151,24 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         return done[1]
 
 
-async def _refuse(context, method: str, text: str):
-    ERRORS.labels(method.rpartition("/")[2], "INVALID_ARGUMENT").inc()
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(text))
+async def refuse(context, request: NotAMessage):
+    """End the call INVALID_ARGUMENT: its request was not the method's message."""
+    ERRORS.labels(request.method.rpartition("/")[2], "INVALID_ARGUMENT").inc()
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(request.text))
 
 
-def _refusing(behaviour, method: str, streaming: bool):
+def _refusing(behaviour, streaming: bool):
     """`behaviour` with a NotAMessage request refused first; None for a sync one (left alone)."""
     if not streaming and inspect.iscoroutinefunction(behaviour):
         async def unary(request, context):
             if request.__class__ is NotAMessage:
-                await _refuse(context, method, request.text)
+                await refuse(context, request)
             return await behaviour(request, context)
         return unary
     if streaming and inspect.isasyncgenfunction(behaviour):
         async def stream(request, context):
             if request.__class__ is NotAMessage:
-                await _refuse(context, method, request.text)
+                await refuse(context, request)
             async for reply in behaviour(request, context):
                 yield reply
         return stream
@@ -175,8 +178,9 @@ def _refusing(behaviour, method: str, streaming: bool):
 def _answering(behaviour, method: str, name: str, streaming: bool):
     """A streamed-request `behaviour` whose DecodeError (from its request iterator) ends the
     call INVALID_ARGUMENT; None for a sync one (left alone)."""
-    async def refuse(context, e):
-        await _refuse(context, method, f"{method}: a message of the stream is not a valid {name} message: {e}")
+    async def refuse_stream(context, e):
+        await refuse(context, NotAMessage(method, f"{method}: a message of the stream is not a valid {name} "
+                                                  f"message: {e}"))
 
     if streaming and inspect.isasyncgenfunction(behaviour):
         async def stream(requests, context):
@@ -186,7 +190,7 @@ def _answering(behaviour, method: str, name: str, streaming: bool):
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except DecodeError as e:
-                await refuse(context, e)
+                await refuse_stream(context, e)
         return stream
     if not streaming and inspect.iscoroutinefunction(behaviour):
         async def unary(requests, context):
@@ -195,7 +199,7 @@ def _answering(behaviour, method: str, name: str, streaming: bool):
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except DecodeError as e:
-                await refuse(context, e)
+                await refuse_stream(context, e)
         return unary
     return None
 

@@ -49,7 +49,8 @@ def enable(service_names, server: grpc.aio.Server, refusals: Refusals) -> None:
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo, request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)
+    methods = {"ServerReflectionInfo": handler}
     for name in (V1, V1ALPHA):
         target = guarded(server, refusals)
-        target.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": handler}),))
-        target.add_registered_method_handlers(name, {"ServerReflectionInfo": handler})
+        target.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
+        target.add_registered_method_handlers(name, methods)

@@ -21,6 +21,7 @@ from ..v1 import offerd_pb2 as pb
 from ..v1 import offerd_pb2_grpc as rpc
 from ..wire import to_value
 from . import convert
+from .guard import NotAMessage, refuse
 from .metrics import DECISIONS, ERRORS, LATENCY, PROPOSED, REPORTS
 from .simulation import simulate_rpc
 from .status import code_of, fit, version_hash
@@ -34,6 +35,8 @@ def mapped(fn):
     logged with its traceback, answered INTERNAL, and the server goes on."""
     @functools.wraps(fn)
     async def call(self, request, context):
+        if request.__class__ is NotAMessage:  # guard.py: here, not in a wrapper of its own (a frame less)
+            await refuse(context, request)
         try:
             return await fn(self, request, context)
         except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -47,6 +50,7 @@ def mapped(fn):
                 log.exception("%s failed", fn.__name__)
                 await context.abort(code, fit(f"internal error: {e!r}"))
             await context.abort(code, fit(str(e)))
+    call.refuses_not_a_message = True  # guard.py: no wrapper needed
     return call
 
 
