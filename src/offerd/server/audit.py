@@ -3,7 +3,7 @@ broken catalog), saying who called, what, on which version, and how it ended.
 
 Lines go to the logger "offerd.audit", so through the server's own log (plain, or JSON with
 the fields as keys), and with `offerd serve --audit-log FILE` also to FILE as JSON lines,
-appended (every worker appends to the same file: each line is one write)."""
+appended (every worker appends to the same file, each line in one write)."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +17,8 @@ from .logs import json_formatter
 log = logging.getLogger("offerd.audit")
 METHODS = ("Validate", "Deploy", "ListVersions", "Activate", "Rollback", "Simulate")
 CHANGES = ("Deploy", "Activate", "Rollback")  # these log the live version before and after
-LABEL_CHARS = 200  # a label is the caller's text: cut, so that a line stays one write
+LABEL_CHARS = 200  # a label is the caller's text: cut, so that lines stay short
+ERROR_CHARS = 2000
 
 
 def add_flag(parser) -> None:
@@ -33,12 +34,27 @@ def open_log(path: str) -> logging.Handler:
     import argparse
 
     try:
-        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        handler = _Appending(path)
     except OSError as e:
         raise argparse.ArgumentTypeError(f"cannot open the audit log {path}: {e.strerror}") from None
     handler.setFormatter(json_formatter())
     log.addHandler(handler)
     return handler
+
+
+class _Appending(logging.Handler):
+    """Each line one write() to a file opened O_APPEND, so that the workers' lines, which
+    share the file (opened before they fork), never interleave."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            os.write(self.fd, (self.format(record) + "\n").encode("utf-8", "backslashreplace"))
+        except Exception:
+            self.handleError(record)
 
 
 def audited(servicer):
@@ -104,11 +120,11 @@ def _end(servicer, entry: dict, context, error: BaseException | None, reply=None
     if error is None:
         entry["outcome"] = "OK"
     elif code is not None and code.name != "OK":
-        entry["outcome"], entry["error"] = code.name, context.details() or ""
+        entry["outcome"], entry["error"] = code.name, (context.details() or "")[:ERROR_CHARS]
     elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
         entry["outcome"] = "CANCELLED"
     else:
-        entry["outcome"], entry["error"] = "INTERNAL", repr(error)
+        entry["outcome"], entry["error"] = "INTERNAL", repr(error)[:ERROR_CHARS]
     log.log(logging.INFO if error is None else logging.WARNING, "%s", _text(entry), extra={"fields": entry})
 
 
