@@ -146,7 +146,7 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         if handler is None:
             return None
         done = self.done.get(details.method)
-        if done is None or done[0] is not handler:  # one entry per method: a made-up one gets no handler
+        if done is None or done[0] is not handler:  # one entry per method served (made-up ones get None above)
             done = self.done[details.method] = (handler, self.guarded.guard(details.method, handler))
         return done[1]
 
@@ -176,8 +176,8 @@ def _refusing(behaviour, streaming: bool):
 
 
 def _answering(behaviour, method: str, name: str, streaming: bool):
-    """A streamed-request `behaviour` whose DecodeError (from its request iterator) ends the
-    call INVALID_ARGUMENT; None for a sync one (left alone)."""
+    """A stream-stream `behaviour` (reflection's) whose DecodeError, from its request
+    iterator, ends the call INVALID_ARGUMENT; None for any other (left alone)."""
     async def refuse_stream(context, e):
         await refuse(context, NotAMessage(method, f"{method}: a message of the stream is not a valid {name} "
                                                   f"message: {e}"))
@@ -187,19 +187,7 @@ def _answering(behaviour, method: str, name: str, streaming: bool):
             try:
                 async for reply in behaviour(requests, context):
                     yield reply
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
             except DecodeError as e:
                 await refuse_stream(context, e)
         return stream
-    if not streaming and inspect.iscoroutinefunction(behaviour):
-        async def unary(requests, context):
-            try:
-                return await behaviour(requests, context)
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except DecodeError as e:
-                await refuse_stream(context, e)
-        return unary
     return None
-
