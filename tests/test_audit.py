@@ -14,7 +14,6 @@ from offerd import lang
 from offerd.cli import main
 from offerd.client import Client
 from offerd.examples import CATALOG
-from offerd.v1 import offerd_pb2 as pb
 
 from served import Running, Served
 
