@@ -23,7 +23,7 @@ class _Json(logging.Formatter):
                "worker": _worker, "message": record.getMessage()}
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        for key, value in getattr(record, "fields", {}).items():  # a line's own keys (audit.py's)
+        for key, value in getattr(record, "fields", {}).items():  # a line's own keys (audit.py, corelog.py)
             out.setdefault(key, value)
         return json.dumps(out, ensure_ascii=False)
 
