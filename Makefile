@@ -45,7 +45,14 @@ $(NGINX):
 cluster: $(STAMP) $(GEN) $(HAPROXY) $(REDIS)
 	$(VENV)/bin/offerd cluster local --shards $${SHARDS:-3} --dir var/cluster --listen $${LISTEN:-127.0.0.1:50051}
 
-test: $(STAMP) $(GEN) $(CHROMIUM) $(HAPROXY) $(REDIS)
+# buf, for the proto checks of `make test` (tests/test_proto.py: lint, breaking changes): from
+# npm, at the version package.json pins
+BUF := node_modules/.bin/buf
+$(BUF): package.json
+	npm install --no-audit --no-fund --no-package-lock
+	touch $(BUF)
+
+test: $(STAMP) $(GEN) $(CHROMIUM) $(HAPROXY) $(REDIS) $(BUF)
 	$(PY) -m pytest
 
 # the long runs of the hardening tests: a 3-minute soak (figures in benchmarks/results/soak.json),

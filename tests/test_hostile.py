@@ -398,17 +398,18 @@ UNDECODABLE = [  # id, method, bytes
 
 
 @pytest.mark.parametrize("path,data", [pytest.param(*c[1:], id=c[0]) for c in UNDECODABLE])
-def test_bytes_that_are_not_the_message_are_refused_by_grpc_before_offerd(channel, path, data):
-    """gRPC itself refuses a message it cannot parse, before any offerd code runs: UNKNOWN
-    (grpc.aio's code for a failed deserialization), naming the message type."""
-    message = refused(lambda: raw(channel, path)(data, metadata=ADMIN, timeout=10), Code.UNKNOWN,
-                      "DecodeError", "offerd.v1.")
+def test_bytes_that_are_not_the_message_are_invalid_argument_naming_the_method(channel, path, data):
+    """A request gRPC cannot parse never reaches the method: INVALID_ARGUMENT naming the
+    method and the message it takes (server/guard.py), not grpc.aio's UNKNOWN."""
+    message = refused(lambda: raw(channel, path)(data, metadata=ADMIN, timeout=10), Code.INVALID_ARGUMENT,
+                      f"{path[1:]}: the request is not a valid ", " message: ")
     assert "bad UTF-8" in message or "Wire format was corrupt" in message
 
 
 def test_a_simulation_whose_spaces_are_not_utf8_is_refused(channel):
     call = raw(channel, "/offerd.v1.AdminService/Simulate", "unary_stream")
-    refused(lambda: list(call(field(2, NOT_UTF8), metadata=ADMIN, timeout=10)), Code.UNKNOWN, "bad UTF-8")
+    refused(lambda: list(call(field(2, NOT_UTF8), metadata=ADMIN, timeout=10)), Code.INVALID_ARGUMENT,
+            "offerd.v1.AdminService/Simulate: the request is not a valid SimulateRequest message", "bad UTF-8")
 
 
 DECODABLE = [  # id, bytes of a DecideRequest, the code
@@ -719,12 +720,14 @@ def test_bytes_that_are_not_a_request_end_a_decide_stream_after_the_answers_owed
         iter(good[:2] + [b"\xff\xff not a DecideRequest"] + good[2:]), timeout=10)
     replies = []
     refused(lambda: replies.extend(pb.StreamReply.FromString(r) for r in call), Code.INVALID_ARGUMENT,
-            "message #3 of the stream is not a DecideRequest")
+            "offerd.v1.DecisionService/DecideStream: message #3 of the stream is not a valid "
+            "DecideRequest message")
     assert [r.decision.request_id for r in replies] == ["g0", "g1"]
 
 
 @pytest.mark.parametrize("second,words", [
-    pytest.param(b"\xff\xff not a batch", ["message #2 of the stream is not a DecideBatchRequest"], id="garbage"),
+    pytest.param(b"\xff\xff not a batch", ["offerd.v1.DecisionService/DecideBatchStream: message #2 of "
+                 "the stream is not a valid DecideBatchRequest message"], id="garbage"),
     pytest.param(pb.DecideBatchRequest(requests=[request()] * 1001).SerializeToString(), ["at most 1000"],
                  id="1001-requests"),
 ])
@@ -742,7 +745,7 @@ def test_bytes_that_are_not_a_profile_end_a_bulk_load_keeping_those_before(chann
             for i in range(7)]
     load = raw(channel, "/offerd.v1.ProfileService/BulkLoad", "stream_unary")
     refused(lambda: load(iter(good[:5] + [b"\xff\xff not a profile"] + good[5:]), timeout=10), Code.INVALID_ARGUMENT,
-            "profile #6 is not a Profile message", "5 loaded before it")
+            "offerd.v1.ProfileService/BulkLoad: profile #6 is not a valid Profile message", "5 loaded before it")
     assert [server.store.get_profile(Contact(f"garbled{i}")) for i in range(7)] == [{"age": i} for i in range(5)] + [
         None, None]
 

@@ -10,6 +10,7 @@ import time
 from . import lang
 from .domain import DURATION_UNITS
 from .compiler import SpaceCache
+from .server import audit
 
 
 def _load(path: str, out) -> lang.Catalog | None:
@@ -380,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls-cert", default=os.environ.get("OFFERD_TLS_CERT"))
     p.add_argument("--tls-key", default=os.environ.get("OFFERD_TLS_KEY"))
     p.add_argument("--client-ca", default=os.environ.get("OFFERD_CLIENT_CA"), help="require client certificates (mTLS)")
+    audit.add_flag(p)
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("cluster", help="a cluster on this machine, for trying and testing (docs/cluster.md)")

@@ -17,14 +17,16 @@ from types import SimpleNamespace
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from .. import lang
 from ..compiler import default_cache
 from ..engine import Engine, retries
 from ..store import Store
 from ..v1 import offerd_pb2_grpc as rpc
+from . import reflection
+from .audit import audited
 from .config import Config
+from .guard import Refusals, guarded
 from .health import SERVING, Health
 from .services import AdminService, DecisionService, ProfileService
 
@@ -93,14 +95,16 @@ async def create_server(addr: str, config: Config | None = None,
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
                                       ("grpc.so_reuseport", 1)])
     decisions = DecisionService(engine, peers)
-    rpc.add_DecisionServiceServicer_to_server(decisions, server)
-    rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store, peers), server)
-    rpc.add_AdminServiceServicer_to_server(AdminService(store, live, config.admin_token, peers), server)
+    refusals = Refusals()  # requests that are not the method's message: INVALID_ARGUMENT, logged sparingly
+    ours = guarded(server, refusals, streams_answered=True)
+    rpc.add_DecisionServiceServicer_to_server(decisions, ours)
+    rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store, peers), ours)
+    rpc.add_AdminServiceServicer_to_server(audited(AdminService(store, live, config.admin_token, peers)), ours)
     health_servicer = Health()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, guarded(server, refusals))
     for name in SERVICES + ("",):
         await health_servicer.set(name, SERVING)
-    reflection.enable_server_reflection(SERVICES + (health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable(SERVICES + (health.SERVICE_NAME,), server, refusals)
     if config.tls_cert:
         with open(config.tls_key, "rb") as k, open(config.tls_cert, "rb") as c:
             pair = (k.read(), c.read())
@@ -125,7 +129,7 @@ async def create_server(addr: str, config: Config | None = None,
         token = (("authorization", f"Bearer {config.admin_token}"),) if config.admin_token else ()
         tasks.append(loop.create_task(catch_up_forever(peers, store, token)))
     server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer, peers=peers,
-                                    decisions=decisions)
+                                    decisions=decisions, refusals=refusals)
     return server, port
 
 
@@ -148,6 +152,7 @@ async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
     if server.offerd.engine.totals is not None:
         await server.offerd.engine.totals.close()
     server.offerd.store.close()
+    server.offerd.refusals.flush(again=False)
 
 
 def open_store(config: Config) -> Store:

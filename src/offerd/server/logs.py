@@ -23,7 +23,16 @@ class _Json(logging.Formatter):
                "worker": _worker, "message": record.getMessage()}
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
+        for key, value in getattr(record, "fields", {}).items():  # a line's own keys (audit.py, corelog.py)
+            out.setdefault(key, value)
         return json.dumps(out, ensure_ascii=False)
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object per line, times in UTC."""
+    formatter = _Json()
+    formatter.converter = time.gmtime
+    return formatter
 
 
 def setup(json_lines: bool = False) -> None:

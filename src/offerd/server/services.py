@@ -21,6 +21,7 @@ from ..v1 import offerd_pb2 as pb
 from ..v1 import offerd_pb2_grpc as rpc
 from ..wire import to_value
 from . import convert
+from .guard import NotAMessage, refuse
 from .metrics import DECISIONS, ERRORS, LATENCY, PROPOSED, REPORTS
 from .simulation import simulate_rpc
 from .status import code_of, fit, version_hash
@@ -34,6 +35,8 @@ def mapped(fn):
     logged with its traceback, answered INTERNAL, and the server goes on."""
     @functools.wraps(fn)
     async def call(self, request, context):
+        if request.__class__ is NotAMessage:  # guard.py: here, not in a wrapper of its own (a frame less)
+            await refuse(context, request)
         try:
             return await fn(self, request, context)
         except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -47,6 +50,7 @@ def mapped(fn):
                 log.exception("%s failed", fn.__name__)
                 await context.abort(code, fit(f"internal error: {e!r}"))
             await context.abort(code, fit(str(e)))
+    call.refuses_not_a_message = True  # guard.py: no wrapper needed
     return call
 
 
@@ -140,7 +144,8 @@ class DecisionService(rpc.DecisionServiceServicer):
         if broken:
             ERRORS.labels("DecideStream", "INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
-                f"message #{read_[0] + 1} of the stream is not a DecideRequest ({broken[0]}); the stream ends there"))
+                f"offerd.v1.DecisionService/DecideStream: message #{read_[0] + 1} of the stream is not a valid "
+                f"DecideRequest message ({broken[0]}); the stream ends there"))
 
     async def _batch(self, batch: pb.DecideBatchRequest, method: str, passed: bool) -> pb.DecideBatchResponse:
         if len(batch.requests) > MAX_BATCH:
@@ -181,7 +186,8 @@ class DecisionService(rpc.DecisionServiceServicer):
         except DecodeError as e:
             ERRORS.labels("DecideBatchStream", "INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(
-                f"message #{n + 1} of the stream is not a DecideBatchRequest ({e}); the stream ends there"))
+                f"offerd.v1.DecisionService/DecideBatchStream: message #{n + 1} of the stream is not a valid "
+                f"DecideBatchRequest message ({e}); the stream ends there"))
 
     async def _one(self, request, method: str, passed: bool = False) -> pb.StreamReply:
         """One request of a stream or a batch: its decision, or its error in its place
@@ -286,8 +292,8 @@ class ProfileService(rpc.ProfileServiceServicer):
                     await flush()
         except DecodeError as e:  # bytes that are not a Profile: a bad profile too
             await flush()
-            raise BadRequest(f"profile #{loaded + 1} is not a Profile message ({e}); "
-                             f"{loaded} loaded before it") from None
+            raise BadRequest(f"offerd.v1.ProfileService/BulkLoad: profile #{loaded + 1} is not a valid Profile "
+                             f"message ({e}); {loaded} loaded before it") from None
         await flush()
         return pb.BulkLoadResponse(loaded=loaded)
 

@@ -18,6 +18,7 @@ from .. import lang
 from ..examples import CATALOG as EXAMPLE_CATALOG
 from ..process import die_with
 from ..store import Store, StoreError
+from .corelog import capture
 from .logs import set_worker
 
 log = logging.getLogger("offerd.server")
@@ -102,6 +103,7 @@ def run(config, workers: int) -> int:
     except StoreError as e:  # cannot open it, or it is full: one line, not a traceback
         raise SystemExit(f"offerd: {e}") from None
     if workers == 1:
+        capture()  # before gRPC loads: its core's lines through our log format
         from .app import serve
 
         if config.metrics:
@@ -148,6 +150,7 @@ def run(config, workers: int) -> int:
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                     die_with(parent, signal.SIGTERM)  # finish the calls in flight, then go
                     set_worker(n)
+                    capture()  # before gRPC loads: its core's lines through our log format
                     from .app import serve
 
                     serve(dataclasses.replace(config, pruner=n == 0, worker=True))
