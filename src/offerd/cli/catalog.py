@@ -10,11 +10,28 @@ from .. import lang
 from .options import count, when
 
 
+def folder_error(e: lang.CatalogError) -> str | None:
+    """One line for a catalog folder that could not be read at all (missing, empty, a file
+    in it unreadable); None for errors in its files, which are shown with their lines."""
+    if all(d.span.line == 0 for d in e.errors):
+        return "; ".join(d.message for d in e.errors)
+    return None
+
+
 def load(path: str, out) -> lang.Catalog | None:
     """The checked catalog, its warnings written to `out`; None (every error written) if
     it does not check."""
     try:
-        catalog = lang.load(path)
+        files = lang.read_dir(path)
+    except lang.CatalogError as e:
+        if folder_error(e):
+            out.write(f"offerd: {folder_error(e)}\n")
+            return None
+        out.write(e.render() + "\n")
+        out.write(f"{len(e.errors)} error{'s' if len(e.errors) != 1 else ''}\n")
+        return None
+    try:
+        catalog = lang.check(files)
     except lang.CatalogError as e:
         out.write(e.render() + "\n")
         errors = len(e.errors)

@@ -111,6 +111,14 @@ def seconds(text: str) -> float:
     return value
 
 
+def address(text: str) -> str:
+    """HOST:PORT of a server (or a gRPC `unix:` target)."""
+    host, colon, port = text.strip().rpartition(":")
+    if text.startswith("unix:") or host and colon and port.isdigit() and 0 < int(port) < 65536:
+        return text.strip()
+    raise argparse.ArgumentTypeError(f"{text!r}: give HOST:PORT, such as 127.0.0.1:50051")
+
+
 def by_shape(text: str):
     """NAME=VALUE typed by its look, for a server without a Schema call: an int, a float,
     true/false, a date (YYYY-MM-DD), a list (a,b,c), else a string."""

@@ -8,7 +8,8 @@ import os
 import sys
 
 from .. import lang
-from .options import by_shape, seconds
+from .catalog import folder_error
+from .options import address, by_shape, seconds
 
 SHOWN_DIGITS = 12  # of a version's hash in `offerd versions`, more if two versions share them
 
@@ -27,8 +28,10 @@ def _rpc(fn):
         try:
             return fn(args)
         except grpc.RpcError as e:
-            details = " ".join((e.details() or "").split())
-            print(f"offerd: {e.code().name}: {details}", file=sys.stderr)
+            hint = ""
+            if e.code() == grpc.StatusCode.UNAVAILABLE and not (args.tls or args.tls_ca or args.tls_server_name):
+                hint = " (a server that wants TLS: give --tls-ca)"
+            print(f"offerd: {e.code().name}: {e.details()}{hint}", file=sys.stderr)  # a catalog's errors: a line each
             return 1
         except Refused as e:
             print(f"offerd: {e}", file=sys.stderr)
@@ -41,8 +44,8 @@ def connect(args):
     """A Client for the connection options."""
     from ..client import Client
 
-    if not args.server.strip():
-        raise Refused("--server is empty: give HOST:PORT")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise Refused("--tls-cert and --tls-key go together (a client certificate and its key)")
     try:
         return Client(args.server, admin_token=args.admin_token, timeout=args.timeout, tls=args.tls,
                       tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
@@ -83,7 +86,10 @@ def cmd_deploy(args) -> int:
     try:
         files = lang.read_dir(args.catalog)
     except lang.CatalogError as e:
-        raise Refused("; ".join(d.message for d in e.errors)) from None
+        if folder_error(e):
+            raise Refused(folder_error(e)) from None
+        print(f"{e.render()}\n{len(e.errors)} error{'s' if len(e.errors) != 1 else ''}", file=sys.stderr)
+        return 1
     with connect(args) as c:
         reply = c.deploy(files, args.label or os.path.abspath(args.catalog))
     for d in reply.diagnostics:
@@ -136,7 +142,7 @@ def cmd_health(args) -> int:
 
 def connection_options(p) -> None:
     """--server, its TLS and the admin token: every command that talks to a server has them."""
-    p.add_argument("--server", default="127.0.0.1:50051", env="OFFERD_SERVER", metavar="HOST:PORT",
+    p.add_argument("--server", type=address, default="127.0.0.1:50051", env="OFFERD_SERVER", metavar="HOST:PORT",
                    help="the server's address")
     p.add_argument("--timeout", type=seconds, default="10s", env="OFFERD_TIMEOUT",
                    help="how long a call may take (a deploy, activate or rollback: at least 60s)")

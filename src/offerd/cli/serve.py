@@ -7,6 +7,7 @@ import sys
 import time
 
 from .. import lang
+from .catalog import folder_error
 from .options import count, positive, seconds, size
 
 
@@ -39,7 +40,7 @@ def cmd_serve(args) -> int:
                           drain=args.drain, grace=args.grace, retry_window=args.retry_window, cluster=cluster),
                    args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
-        print(e, file=sys.stderr)
+        print(f"offerd serve: --catalog {folder_error(e)}" if folder_error(e) else e, file=sys.stderr)
         return 1
 
 
