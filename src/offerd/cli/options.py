@@ -30,7 +30,7 @@ class Help(argparse.HelpFormatter):
             return text
         notes = []
         default = getattr(action, "builtin_default", action.default)
-        if "default" not in text and default not in (None, False, [], argparse.SUPPRESS):
+        if "default" not in text and default not in (None, False, "", [], argparse.SUPPRESS):
             notes.append(f"default {default}".replace("%", "%%"))
         if getattr(action, "env", None):
             notes.append(f"env {action.env}")
