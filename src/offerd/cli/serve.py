@@ -92,7 +92,8 @@ def serve_options(p) -> None:
     p.add_argument("--cluster", env="OFFERD_CLUSTER",
                    help="a cluster file (JSON: the shards' addresses in order, and Redis): serve as one shard "
                         "of it (docs/cluster.md)")
-    p.add_argument("--shard", type=count, env="OFFERD_SHARD", help="with --cluster, which shard this server is (from 0)")
+    p.add_argument("--shard", type=count, env="OFFERD_SHARD",
+                   help="with --cluster, which shard this server is (from 0)")
     p.add_argument("--retry-window", type=seconds, default="10m", env="OFFERD_RETRY_WINDOW",
                    help="a recorded Decide sent again (same request and request_id, same contact) within this "
                         "long gets its first answer back and counts once (0: never)")
