@@ -5,6 +5,7 @@ last-resort "unexpected error" line."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import pathlib
 import shutil
@@ -37,6 +38,7 @@ def paths() -> dict[str, str]:
         (ROOT / "pop.jsonl").write_text('{"id": "a", "age": 30}\n')
         (ROOT / "not-pem.txt").write_text("not a certificate\n")
         (ROOT / "a-file").write_text("a file where a folder must be\n")
+        atexit.register(shutil.rmtree, ROOT, True)
     return p
 
 
@@ -211,12 +213,6 @@ def test_the_walk_reaches_every_command_and_every_kind_of_case():
                  "health: --tls-ca not PEM", "serve: --catalog unreadable file", "batch: no --out",
                  "serve: OFFERD_WORKERS=bogus", "activate: server not listening", "serve: --listen in use"):
         assert want in ids, sorted(ids)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _remove_files():
-    yield
-    shutil.rmtree(ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,9 @@ def cmd_cluster(args) -> int:
     from ..cluster.local import run
     from ..server.logs import setup
 
+    if args.catalog and not os.path.isdir(args.catalog):  # before Redis, HAProxy and the shards start
+        print(f"offerd cluster local: --catalog {args.catalog} is not a folder", file=sys.stderr)
+        return 2
     setup(json_lines=False)
     return run(args.dir, args.shards, args.listen, args.catalog, args.workers, args.serve_args)
 
