@@ -13,7 +13,12 @@ carries its routing key (`x-offerd-route`: the contact id, or the proposition id
 cluster's shard down), CANCELLED (a balancer passing on the reset of a call that a stopping
 server refused) or a stream a balancer ended without its status, for that long, where it is safe: a dry run, a status report or a
 profile (idempotent), a recorded decision of a known contact (given a request_id if it has
-none, so that it counts once)."""
+none, so that it counts once).
+
+TLS: `tls_ca` (the CA certificate that signed the server's, PEM; or `tls=True` for the
+system's CAs), `tls_cert` and `tls_key` (a client certificate, for mutual TLS) and
+`tls_server_name` (the name the server's certificate carries, when it is not the address's
+host); or ready `credentials`. A file that cannot be used is a ValueError naming it."""
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +28,8 @@ import uuid
 
 import grpc
 
-from .cluster.routing import HEADER, proposition_id, shard_of
+from .cluster.routing import HEADER, proposition_id
+from .cluster.split import split_stream
 from .v1 import offerd_pb2 as pb
 from .v1 import offerd_pb2_grpc as rpc
 from .wire import to_value
@@ -73,10 +79,45 @@ def _retryable(e: grpc.RpcError) -> bool:
     return code in RETRIED or code == grpc.StatusCode.UNKNOWN and (e.details() or "").startswith("Stream removed")
 
 
+def _pem(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read the {what} {path}: {e.strerror}") from None
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"the {what} {path} is not a PEM file")
+    return data
+
+
+def tls_credentials(ca: str | None = None, cert: str | None = None, key: str | None = None):
+    """TLS credentials: the server verified by the CA certificate in file `ca` (None: the
+    system's CAs); `cert` and `key` (PEM files), a client certificate for mutual TLS."""
+    if (cert is None) != (key is None):
+        raise ValueError("a client certificate needs its key, and a key its certificate (tls_cert and tls_key)")
+    return grpc.ssl_channel_credentials(_pem(ca, "CA certificate"), _pem(key, "client key"),
+                                        _pem(cert, "client certificate"))
+
+
 class _Base:
-    def __init__(self, target: str, admin_token: str | None, timeout: float, retry_for: float = 0.0):
+    def __init__(self, target: str, admin_token: str | None, timeout: float, retry_for: float, credentials,
+                 tls: bool, tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
+                 tls_server_name: str | None, options):
         self.target, self.timeout, self.retry_for = target, timeout, retry_for
         self._admin = (("authorization", f"Bearer {admin_token}"),) if admin_token else ()
+        if credentials is None and (tls or tls_ca or tls_cert or tls_key or tls_server_name):
+            credentials = tls_credentials(tls_ca, tls_cert, tls_key)
+        self._credentials = credentials
+        self._options = list(options) + ([("grpc.ssl_target_name_override", tls_server_name)]
+                                         if tls_server_name else [])
+
+    def _call(self, method, request, key: str | None = None, admin: bool = False, timeout: float | None = None):
+        """`method(request)` with its deadline and metadata (the admin token, or the routing
+        key), as a function of nothing, for `_retried` or to call at once."""
+        metadata = self._admin if admin else route(key)
+        return lambda: method(request, timeout=timeout or self.timeout, metadata=metadata)
 
     def _decide_call(self, spaces, contact_id, options) -> tuple[pb.DecideRequest, bool]:
         """The request, and whether it may be retried: a dry run, or a known contact's
@@ -125,72 +166,103 @@ class _Base:
         return await call()
 
     def _stubs(self, channel):
+        from grpc_health.v1 import health_pb2_grpc
+
         self.channel = channel
         self.decisions = rpc.DecisionServiceStub(channel)
         self.profiles = rpc.ProfileServiceStub(channel)
         self.admin = rpc.AdminServiceStub(channel)
+        self.health_stub = health_pb2_grpc.HealthStub(channel)
+
+    def _health_call(self, service: str):
+        from grpc_health.v1 import health_pb2
+
+        return self._call(self.health_stub.Check, health_pb2.HealthCheckRequest(service=service))
+
+    @staticmethod
+    def _status_name(reply) -> str:
+        from grpc_health.v1 import health_pb2
+
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def _simulate_request(spaces, population, version, time_us, context_json, ignore_caps) -> pb.SimulateRequest:
+    return pb.SimulateRequest(hash=version, spaces=spaces, population=population, time_us=time_us,
+                              context_json=context_json, ignore_caps=ignore_caps)
 
 
 class Client(_Base):
     def __init__(self, target: str = "127.0.0.1:50051", *, admin_token: str | None = None,
                  credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0, options=(),
-                 retry_for: float = 0.0):
-        super().__init__(target, admin_token, timeout, retry_for)
-        channel = (grpc.secure_channel(target, credentials, options) if credentials
-                   else grpc.insecure_channel(target, options))
-        self._stubs(channel)
+                 retry_for: float = 0.0, tls: bool = False, tls_ca: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None, tls_server_name: str | None = None):
+        super().__init__(target, admin_token, timeout, retry_for, credentials, tls, tls_ca, tls_cert, tls_key,
+                         tls_server_name, options)
+        self._stubs(grpc.secure_channel(target, self._credentials, self._options) if self._credentials
+                    else grpc.insecure_channel(target, self._options))
 
     def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:
         request, safe = self._decide_call(spaces, contact_id, options)
-        return self._retried(lambda: self.decisions.Decide(request, timeout=self.timeout, metadata=route(contact_id)),
-                             safe)
+        return self._retried(self._call(self.decisions.Decide, request, contact_id), safe)
 
     def decide_batch(self, requests: list[pb.DecideRequest]) -> list[pb.StreamReply]:
         """Several decisions in one call (build each with `decide_request`); one reply each,
         in order: `.decision` or `.error`."""
-        return list(self.decisions.DecideBatch(pb.DecideBatchRequest(requests=requests), timeout=self.timeout).replies)
+        return list(self._call(self.decisions.DecideBatch, pb.DecideBatchRequest(requests=requests))().replies)
+
+    def decide_stream(self, requests):
+        """An iterator of StreamReply for an iterable of DecideRequest, in order."""
+        return self.decisions.DecideStream(iter(requests))
+
+    def decide_batch_stream(self, batches):
+        """An iterator of DecideBatchResponse for an iterable of DecideBatchRequest."""
+        return self.decisions.DecideBatchStream(iter(batches))
 
     def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
         request = pb.RecordRequest(proposition=proposition, status=status, time_us=_us(time))
-        return self._retried(lambda: self.decisions.Record(request, timeout=self.timeout,
-                                                           metadata=route(proposition))).changed
+        return self._retried(self._call(self.decisions.Record, request, proposition)).changed
 
     def schema(self) -> pb.SchemaResponse:
         """The live catalog's hash, timezone, and contact and context attributes with their
         types (as ODL writes them) and closed sets or ranges."""
-        return self._retried(lambda: self.decisions.Schema(pb.SchemaRequest(), timeout=self.timeout))
+        return self._retried(self._call(self.decisions.Schema, pb.SchemaRequest()))
 
     def upsert_profile(self, contact_id: str, attributes: dict) -> None:
         request = pb.Profile(contact_id=contact_id, attributes=_values(attributes))
-        self._retried(lambda: self.profiles.Upsert(request, timeout=self.timeout, metadata=route(contact_id)))
+        self._retried(self._call(self.profiles.Upsert, request, contact_id))
 
     def get_profile(self, contact_id: str) -> pb.Profile:
-        request = pb.GetProfileRequest(contact_id=contact_id)
-        return self._retried(lambda: self.profiles.Get(request, timeout=self.timeout, metadata=route(contact_id)))
+        return self._retried(self._call(self.profiles.Get, pb.GetProfileRequest(contact_id=contact_id), contact_id))
 
     def validate(self, files: dict[str, str]) -> pb.ValidateResponse:
-        return self.admin.Validate(pb.CatalogFiles(files=files), metadata=self._admin, timeout=self.timeout)
+        return self._call(self.admin.Validate, pb.CatalogFiles(files=files), admin=True)()
 
     def deploy(self, files: dict[str, str], label: str = "") -> pb.DeployResponse:
-        return self.admin.Deploy(pb.CatalogFiles(files=files, label=label), metadata=self._admin,
-                                 timeout=max(self.timeout, 60))
+        return self._call(self.admin.Deploy, pb.CatalogFiles(files=files, label=label), admin=True,
+                          timeout=max(self.timeout, 60))()
 
     def versions(self) -> list[pb.Version]:
-        return list(self.admin.ListVersions(pb.ListVersionsRequest(), metadata=self._admin,
-                                            timeout=self.timeout).versions)
+        return list(self._call(self.admin.ListVersions, pb.ListVersionsRequest(), admin=True)().versions)
 
     def activate(self, digest: str) -> str:
-        return self.admin.Activate(pb.ActivateRequest(hash=digest), metadata=self._admin, timeout=60).hash
+        """Make a saved version live: its hash, or a unique prefix of at least 4 hex digits.
+        Returns the whole hash."""
+        return self._call(self.admin.Activate, pb.ActivateRequest(hash=digest), admin=True,
+                          timeout=max(self.timeout, 60))().hash
 
     def simulate(self, spaces: list[str], population: bytes, *, version: str = "", time_us: int = 0,
                  context_json: str = "", ignore_caps: bool = False):
         """AdminService.Simulate: an iterator of replies, progress first, the report last."""
-        return self.admin.Simulate(pb.SimulateRequest(hash=version, spaces=spaces, population=population,
-                                                      time_us=time_us, context_json=context_json,
-                                                      ignore_caps=ignore_caps), metadata=self._admin)
+        request = _simulate_request(spaces, population, version, time_us, context_json, ignore_caps)
+        return self.admin.Simulate(request, metadata=self._admin)
 
     def rollback(self) -> str:
-        return self.admin.Rollback(pb.RollbackRequest(), metadata=self._admin, timeout=60).hash
+        return self._call(self.admin.Rollback, pb.RollbackRequest(), admin=True, timeout=max(self.timeout, 60))().hash
+
+    def health(self, service: str = "") -> str:
+        """grpc.health.v1 Check of `service` (default: the whole server): `SERVING` or
+        `NOT_SERVING`; NOT_FOUND for a service the server does not have."""
+        return self._status_name(self._health_call(service)())
 
     def close(self) -> None:
         self.channel.close()
@@ -202,108 +274,24 @@ class Client(_Base):
         self.close()
 
 
-def _shard_key(shard: int, shards: int) -> str:
-    """A routing key of `shard`'s: a stream's own key, whichever contacts it carries."""
-    return next(k for k in (f"shard-{shard}-{i}" for i in range(10_000)) if shard_of(k, shards) == shard)
-
-
-async def _split_stream(decisions, requests, shards: int):
-    """One DecideStream per shard; each request goes to its contact's (requests without a
-    contact id to the first), and the answers come back in the order of the requests. A
-    failure of any stream, or of the requests' iterator, ends it with that error."""
-    outs = [asyncio.Queue(256) for _ in range(shards)]  # requests to each shard's stream; None ends it
-    order: asyncio.Queue = asyncio.Queue()  # the shard answering each request, in order; None: no more
-    replies = [asyncio.Queue() for _ in range(shards)]
-    counts = [0] * shards  # requests sent to each shard's stream
-    failed = asyncio.get_running_loop().create_future()  # the first failure of any part
-
-    def fail(e: BaseException) -> None:
-        if not failed.done():
-            failed.set_exception(e)
-
-    async def sent(k):
-        while (r := await outs[k].get()) is not None:
-            yield r
-
-    async def receive(k):
-        try:
-            answered = 0
-            async for reply in decisions.DecideStream(sent(k), metadata=route(_shard_key(k, shards))):
-                replies[k].put_nowait(reply)
-                answered += 1
-            if answered < counts[k]:  # it ends only once every request was sent: `counts` is final
-                fail(RuntimeError(f"the stream to shard {k} ended before answering every request"))
-        except Exception as e:
-            fail(e)
-
-    async def feed():
-        try:
-            if hasattr(requests, "__aiter__"):
-                async for r in requests:
-                    await put(r)
-            else:
-                for r in requests:
-                    await put(r)
-        except Exception as e:  # the caller's iterator: not a quiet end
-            fail(e)
-        finally:
-            for q in outs:
-                await q.put(None)
-            order.put_nowait(None)
-
-    async def put(r):
-        k = shard_of(r.contact.id, shards) if r.contact.id else 0
-        order.put_nowait(k)
-        counts[k] += 1
-        await outs[k].put(r)
-
-    async def first(queue: asyncio.Queue):
-        """The next item of `queue`, or the failure if it comes first."""
-        if not queue.empty():
-            return queue.get_nowait()
-        tasks = [asyncio.ensure_future(queue.get())]
-        done, pending = await asyncio.wait(tasks + [failed], return_when=asyncio.FIRST_COMPLETED)
-        for t in tasks:
-            if t not in done:
-                t.cancel()
-        if failed in done and not any(t in done for t in tasks):
-            failed.result()  # raises
-        return next(t for t in tasks if t in done).result()
-
-    tasks = [asyncio.ensure_future(receive(k)) for k in range(shards)] + [asyncio.ensure_future(feed())]
-    try:
-        while (k := await first(order)) is not None:
-            yield await first(replies[k])
-        if failed.done():  # the iterator failed after its last request was answered
-            failed.result()
-    finally:
-        for t in tasks:
-            t.cancel()
-        if not failed.done():
-            failed.cancel()
-
-
 class AsyncClient(_Base):
+    """Client's calls as coroutines (the streams as async iterators), on grpc.aio."""
+
     def __init__(self, target: str = "127.0.0.1:50051", *, admin_token: str | None = None,
-                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0,
-                 retry_for: float = 0.0):
-        super().__init__(target, admin_token, timeout, retry_for)
-        channel = (grpc.aio.secure_channel(target, credentials) if credentials else grpc.aio.insecure_channel(target))
-        self._stubs(channel)
+                 credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0, options=(),
+                 retry_for: float = 0.0, tls: bool = False, tls_ca: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None, tls_server_name: str | None = None):
+        super().__init__(target, admin_token, timeout, retry_for, credentials, tls, tls_ca, tls_cert, tls_key,
+                         tls_server_name, options)
+        self._stubs(grpc.aio.secure_channel(target, self._credentials, self._options) if self._credentials
+                    else grpc.aio.insecure_channel(target, self._options))
 
     async def decide(self, spaces, contact_id=None, **options) -> pb.DecideResponse:
         request, safe = self._decide_call(spaces, contact_id, options)
-        return await self._retried_async(
-            lambda: self.decisions.Decide(request, timeout=self.timeout, metadata=route(contact_id)), safe)
+        return await self._retried_async(self._call(self.decisions.Decide, request, contact_id), safe)
 
-    async def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
-        request = pb.RecordRequest(proposition=proposition, status=status, time_us=_us(time))
-        reply = await self._retried_async(
-            lambda: self.decisions.Record(request, timeout=self.timeout, metadata=route(proposition)))
-        return reply.changed
-
-    async def schema(self) -> pb.SchemaResponse:
-        return await self._retried_async(lambda: self.decisions.Schema(pb.SchemaRequest(), timeout=self.timeout))
+    async def decide_batch(self, requests: list[pb.DecideRequest]) -> list[pb.StreamReply]:
+        return list((await self._call(self.decisions.DecideBatch, pb.DecideBatchRequest(requests=requests))()).replies)
 
     def decide_stream(self, requests, shards: int = 0):
         """An async iterator of StreamReply for an (async) iterable of DecideRequest, in order.
@@ -312,11 +300,53 @@ class AsyncClient(_Base):
         messages on to another (about 1.8x the messages/s: docs/cluster.md)."""
         if shards <= 1:
             return self.decisions.DecideStream(requests)
-        return _split_stream(self.decisions, requests, shards)
+        return split_stream(self.decisions, requests, shards)
 
     def decide_batch_stream(self, batches):
         """An async iterator of DecideBatchResponse for an (async) iterable of DecideBatchRequest."""
         return self.decisions.DecideBatchStream(batches)
+
+    async def record(self, proposition: str, status: str, time: datetime.datetime | None = None) -> bool:
+        request = pb.RecordRequest(proposition=proposition, status=status, time_us=_us(time))
+        return (await self._retried_async(self._call(self.decisions.Record, request, proposition))).changed
+
+    async def schema(self) -> pb.SchemaResponse:
+        return await self._retried_async(self._call(self.decisions.Schema, pb.SchemaRequest()))
+
+    async def upsert_profile(self, contact_id: str, attributes: dict) -> None:
+        request = pb.Profile(contact_id=contact_id, attributes=_values(attributes))
+        await self._retried_async(self._call(self.profiles.Upsert, request, contact_id))
+
+    async def get_profile(self, contact_id: str) -> pb.Profile:
+        request = pb.GetProfileRequest(contact_id=contact_id)
+        return await self._retried_async(self._call(self.profiles.Get, request, contact_id))
+
+    async def validate(self, files: dict[str, str]) -> pb.ValidateResponse:
+        return await self._call(self.admin.Validate, pb.CatalogFiles(files=files), admin=True)()
+
+    async def deploy(self, files: dict[str, str], label: str = "") -> pb.DeployResponse:
+        return await self._call(self.admin.Deploy, pb.CatalogFiles(files=files, label=label), admin=True,
+                                timeout=max(self.timeout, 60))()
+
+    async def versions(self) -> list[pb.Version]:
+        return list((await self._call(self.admin.ListVersions, pb.ListVersionsRequest(), admin=True)()).versions)
+
+    async def activate(self, digest: str) -> str:
+        return (await self._call(self.admin.Activate, pb.ActivateRequest(hash=digest), admin=True,
+                                 timeout=max(self.timeout, 60))()).hash
+
+    def simulate(self, spaces: list[str], population: bytes, *, version: str = "", time_us: int = 0,
+                 context_json: str = "", ignore_caps: bool = False):
+        """AdminService.Simulate: an async iterator of replies, progress first, the report last."""
+        request = _simulate_request(spaces, population, version, time_us, context_json, ignore_caps)
+        return self.admin.Simulate(request, metadata=self._admin)
+
+    async def rollback(self) -> str:
+        return (await self._call(self.admin.Rollback, pb.RollbackRequest(), admin=True,
+                                 timeout=max(self.timeout, 60))()).hash
+
+    async def health(self, service: str = "") -> str:
+        return self._status_name(await self._health_call(service)())
 
     async def close(self) -> None:
         await self.channel.close()

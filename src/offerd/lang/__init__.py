@@ -32,8 +32,12 @@ def read_dir(path: str) -> dict[str, str]:
     if len(names) > MAX_FILES:
         report.error(Span(path, 0, 0, 0, 0), f"{len(names)} files; the limit is {MAX_FILES}")
     for name in names[:MAX_FILES]:
-        with open(os.path.join(path, name), "rb") as f:
-            data = f.read()
+        try:
+            with open(os.path.join(path, name), "rb") as f:
+                data = f.read()
+        except OSError as e:  # a folder named *.offer, no permission
+            report.error(Span(name, 0, 0, 0, 0), f"cannot read {os.path.join(path, name)}: {e.strerror}")
+            continue
         try:
             sources[name] = data.decode("utf-8")
         except UnicodeDecodeError as e:

@@ -22,9 +22,10 @@ ERROR_CHARS = 2000
 
 
 def add_flag(parser) -> None:
-    """`offerd serve --audit-log FILE` (or OFFERD_AUDIT_LOG); the file is opened as the
+    """`offerd serve --audit-log FILE` (or OFFERD_AUDIT_LOG; `parser` is offerd.cli's, which
+    takes `env=`); the file is opened as the
     arguments are read, as argparse.FileType does, so a bad path stops the start at once."""
-    parser.add_argument("--audit-log", type=open_log, default=os.environ.get("OFFERD_AUDIT_LOG"), metavar="FILE",
+    parser.add_argument("--audit-log", type=open_log, env="OFFERD_AUDIT_LOG", metavar="FILE",
                         help="also append one JSON line per AdminService call to FILE (who, what, which version, "
                              "outcome); the server's log has them too")
 

@@ -369,8 +369,9 @@ class AdminService(rpc.AdminServiceServicer):
     @mapped
     async def Activate(self, request, context):
         await self._authorize(context)
-        await self._everywhere(request.hash, await self._activate(version_hash(request.hash), context), "", context)
-        return pb.LiveResponse(hash=request.hash)
+        digest = await asyncio.to_thread(self.store.resolve, version_hash(request.hash))  # a prefix: the whole hash
+        await self._everywhere(digest, await self._activate(digest, context), "", context)
+        return pb.LiveResponse(hash=digest)
 
     @mapped
     async def Rollback(self, request, context):

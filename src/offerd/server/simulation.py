@@ -29,7 +29,7 @@ def _simulation_inputs(store: Store, request):
     from ..offline.population import parse_json_line
 
     if request.hash:
-        files = store.version(version_hash(request.hash))
+        files = store.version(store.resolve(version_hash(request.hash)))
     else:
         live = store.live()
         if live is None:

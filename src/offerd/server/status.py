@@ -7,12 +7,12 @@ import grpc
 from ..cluster.forward import Relayed
 from ..engine import BadRequest, ImpossibleMove, NoCatalog, NotFound, UnknownSpace
 from ..lang.values import InputError
-from ..store import Corrupt, NoEarlierVersion, StoreError, StoreFull
+from ..store import Ambiguous, Corrupt, NoEarlierVersion, StoreError, StoreFull
 
 MESSAGE_BYTES = 4000  # a status message's size on the wire, at most
 
 CODES = [  # most specific first
-    ((BadRequest, InputError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
+    ((BadRequest, InputError, ValueError, Ambiguous), grpc.StatusCode.INVALID_ARGUMENT),
     ((UnknownSpace, NotFound), grpc.StatusCode.NOT_FOUND),
     ((ImpossibleMove, NoCatalog, NoEarlierVersion), grpc.StatusCode.FAILED_PRECONDITION),
     ((StoreFull,), grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -41,9 +41,15 @@ def fit(message: str) -> str:
     return message
 
 
+MIN_PREFIX = 4  # hex digits: fewer would name most versions of a busy store ambiguously
+
+
 def version_hash(digest: str) -> str:
-    """A version's hash as the store wants it; anything else names no version (and an empty
-    key would be an LMDB error, not a NOT_FOUND)."""
-    if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-        raise NotFound(f"no catalog version {digest!r}: a version is named by its 64 hex digits")
-    return digest
+    """A version's hash, or a prefix of it, as the store wants it (lowercase; the store's
+    `resolve` finds the whole hash); anything else names no version (and an empty key would
+    be an LMDB error, not a NOT_FOUND)."""
+    text = digest.lower()
+    if not MIN_PREFIX <= len(text) <= 64 or not all(c in "0123456789abcdef" for c in text):
+        raise NotFound(f"no catalog version {digest!r}: a version is named by its 64 hex digits, or a prefix "
+                       f"of at least {MIN_PREFIX} of them")
+    return text

@@ -17,6 +17,10 @@ class NotFound(StoreError):
     pass
 
 
+class Ambiguous(StoreError):
+    """A hash prefix that more than one saved version starts with."""
+
+
 class ImpossibleMove(StoreError):
     pass
 

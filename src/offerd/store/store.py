@@ -309,6 +309,10 @@ class Store:
         """The live version's hash alone: one small read (workers poll it)."""
         return catalog.live_hash(self)
 
+    def resolve(self, prefix: str) -> str:
+        """The full hash of the one saved version `prefix` (lowercase hex) starts."""
+        return catalog.resolve(self, prefix)
+
     def version(self, digest: str) -> dict[str, str]:
         """A saved version's files."""
         return catalog.version(self, digest)

@@ -7,7 +7,7 @@ import struct
 import time
 
 from ..domain import catalog_hash
-from .errors import NoEarlierVersion, NotFound
+from .errors import Ambiguous, NoEarlierVersion, NotFound
 
 
 def save_version(store, files: dict[str, str], label: str) -> str:
@@ -16,6 +16,26 @@ def save_version(store, files: dict[str, str], label: str) -> str:
     db = store.db["versions"]
     store.submit(lambda txn: txn.put(digest.encode(), value, db=db, overwrite=False)).result()
     return digest
+
+
+def resolve(store, prefix: str) -> str:
+    """The full hash of the one saved version whose hash starts with `prefix` (lowercase hex);
+    NotFound if none does, Ambiguous (naming a few) if several do."""
+    store.check_process()
+    key, found = prefix.encode(), []
+    with store.env.begin() as txn:
+        cursor = txn.cursor(db=store.db["versions"])
+        if cursor.set_range(key):
+            for k in cursor.iternext(values=False):
+                if not k.startswith(key) or len(found) == 6:
+                    break
+                found.append(k.decode())
+    if not found:
+        raise NotFound(f"no catalog version {prefix}")
+    if len(found) > 1:
+        shown = ", ".join(h[:max(12, len(prefix) + 4)] for h in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise Ambiguous(f"catalog version {prefix} is ambiguous: it starts {shown}; give more digits")
+    return found[0]
 
 
 def versions(store) -> list[dict]:

@@ -1,0 +1,6 @@
+"""`python -m offerd.cli`: the `offerd` command."""
+import sys
+
+from . import main
+
+sys.exit(main())
