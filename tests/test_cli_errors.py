@@ -21,7 +21,7 @@ from offerd.cli.options import walk
 
 from served import Served, free_port
 
-EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "catalog"
+EXAMPLE = pathlib.Path(__file__).parent.parent / "src" / "offerd" / "examples" / "catalog"
 ROOT = pathlib.Path("/tmp") / f"offerd-cli-errors-{os.getpid()}"  # made once per run, below
 # runtime cases not run for these: they start Redis, HAProxy and shards (tests/test_cluster.py)
 STARTS_OTHERS = {("cluster", "local")}
