@@ -60,6 +60,10 @@ def commands():
     return [(list(words), p) for words, p in walk(build_parser()) if p.get_default("fn")]
 
 
+# a bad value for a typed option whose type would take "bogus" (a file name it creates)
+NOT_VALUES = {"--audit-log": str(ROOT / "missing" / "audit.log")}
+
+
 def options(p) -> dict[str, argparse.Action]:
     return {a.option_strings[-1] if a.option_strings else a.dest: a for a in p._actions if a.help != argparse.SUPPRESS}
 
@@ -107,11 +111,11 @@ def cases():
                 i = next(i for i in range(len(base)) if base[i:i + len(given)] == given)
                 out.append((f"{name}: no {flag or a.dest}", base[:i] + base[i + len(given):], {}))
             if a.type is not None and a.type is not str:
-                bad = [flag, "bogus"] if flag else None
-                if bad:
-                    out.append((f"{name}: {flag} bogus", base + bad, {}))
+                value = NOT_VALUES.get(flag, "bogus")
+                if flag:
+                    out.append((f"{name}: {flag} bogus", base + [flag, value], {}))
                 if getattr(a, "env", None):
-                    out.append((f"{name}: {a.env}=bogus", base, {a.env: "bogus"}))
+                    out.append((f"{name}: {a.env}=bogus", base, {a.env: value}))
             if a.choices and not isinstance(a, argparse._SubParsersAction):
                 if flag:
                     out.append((f"{name}: {flag} not a choice", base + [flag, "nope"], {}))
