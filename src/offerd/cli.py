@@ -10,6 +10,7 @@ import time
 from . import lang
 from .domain import DURATION_UNITS
 from .compiler import SpaceCache
+from .server import telemetry
 
 
 def _load(path: str, out) -> lang.Catalog | None:
@@ -169,7 +170,8 @@ def cmd_serve(args) -> int:
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
                           client_ca=args.client_ca, metrics=args.metrics, loop=args.loop, map_size=args.map_size,
                           retain=args.retain, prune_every=args.prune_every, recent=args.recent_contacts,
-                          drain=args.drain, grace=args.grace, retry_window=args.retry_window, cluster=cluster),
+                          drain=args.drain, grace=args.grace, retry_window=args.retry_window, cluster=cluster,
+                          **telemetry.fields(args)),
                    args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(e, file=sys.stderr)
@@ -380,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls-cert", default=os.environ.get("OFFERD_TLS_CERT"))
     p.add_argument("--tls-key", default=os.environ.get("OFFERD_TLS_KEY"))
     p.add_argument("--client-ca", default=os.environ.get("OFFERD_CLIENT_CA"), help="require client certificates (mTLS)")
+    telemetry.add_options(p)  # --trace, --access-log
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("cluster", help="a cluster on this machine, for trying and testing (docs/cluster.md)")

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .. import lang
 from ..compiler import default_cache
@@ -26,7 +26,9 @@ from ..store import Store
 from ..v1 import offerd_pb2_grpc as rpc
 from .config import Config
 from .health import SERVING, Health
+from .observe import Observer
 from .services import AdminService, DecisionService, ProfileService
+from .workers import LOCAL_STORE
 
 log = logging.getLogger("offerd.server")
 MAX_MESSAGE = 4 << 20  # bytes; larger requests get RESOURCE_EXHAUSTED
@@ -93,14 +95,18 @@ async def create_server(addr: str, config: Config | None = None,
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
                                       ("grpc.so_reuseport", 1)])
     decisions = DecisionService(engine, peers)
-    rpc.add_DecisionServiceServicer_to_server(decisions, server)
-    rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store, peers), server)
-    rpc.add_AdminServiceServicer_to_server(AdminService(store, live, config.admin_token, peers), server)
+    seen = Observer(config)  # every method wrapped: metrics, and spans and access log lines if asked for
+    seen.stages(engine, store, decisions)
+    rpc.add_DecisionServiceServicer_to_server(seen(decisions, SERVICES[0]), server)
+    rpc.add_ProfileServiceServicer_to_server(seen(ProfileService(engine, store, peers), SERVICES[1]), server)
+    rpc.add_AdminServiceServicer_to_server(seen(AdminService(store, live, config.admin_token, peers), SERVICES[2]),
+                                           server)
     health_servicer = Health()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(seen(health_servicer, health.SERVICE_NAME), server)
     for name in SERVICES + ("",):
         await health_servicer.set(name, SERVING)
-    reflection.enable_server_reflection(SERVICES + (health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(seen(reflection.aio.ReflectionServicer(
+        SERVICES + (health.SERVICE_NAME, reflection.SERVICE_NAME)), reflection.SERVICE_NAME), server)
     if config.tls_cert:
         with open(config.tls_key, "rb") as k, open(config.tls_cert, "rb") as c:
             pair = (k.read(), c.read())
@@ -125,7 +131,7 @@ async def create_server(addr: str, config: Config | None = None,
         token = (("authorization", f"Bearer {config.admin_token}"),) if config.admin_token else ()
         tasks.append(loop.create_task(catch_up_forever(peers, store, token)))
     server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer, peers=peers,
-                                    decisions=decisions)
+                                    decisions=decisions, observer=seen)
     return server, port
 
 
@@ -148,6 +154,7 @@ async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
     if server.offerd.engine.totals is not None:
         await server.offerd.engine.totals.close()
     server.offerd.store.close()
+    server.offerd.observer.close()  # the last spans exported
 
 
 def open_store(config: Config) -> Store:
@@ -197,6 +204,7 @@ async def prune_retries_forever(store: Store, config: Config) -> None:
 
 async def _run(config: Config) -> None:
     store = open_store(config)
+    LOCAL_STORE[0] = store  # what /metrics reads with one worker
     server, port = await create_server(config.listen, config, store)
     log.info("offerd serving on %s (port %d), data in %s, durability %s", config.listen, port,
              config.data, config.durability)
@@ -225,6 +233,7 @@ async def _run(config: Config) -> None:
         except TimeoutError:
             pass
     log.info("stopping: finishing the calls in flight (at most %g s)", config.grace)
+    LOCAL_STORE[0] = None
     await stop_server(server, config.grace)
     log.info("stopped in %.2f s", time.monotonic() - t)
 
