@@ -10,11 +10,11 @@ access log off), and tracing and the access log on, two ways.
   --workers > 1 and --metrics), and this checkout with tracing on (spans dropped; spans
   exported by a batch processor) and with the access log on.
 - `load`: benchmarks/load.py's client against `offerd serve --workers 2` of each variant,
-  in interleaved rounds (base, this, base, this, ...), server CPU per decision and calls/s;
-  on a shared machine only the ratios of one round count.
+  in interleaved rounds (base, this, base, this, ...; odd rounds in reverse order), server
+  CPU per decision and calls/s; on a shared machine only the ratios of one round count.
 
     PYTHONPATH=src .venv/bin/python benchmarks/observability.py --base ../obs-base
-    ... --rounds 3 --seconds 5 --only calls|load
+    ... --rounds 3 --seconds 5 --only calls|load --variant base --variant new
 
 Writes benchmarks/results/observability.{json,md}."""
 from __future__ import annotations
@@ -49,6 +49,9 @@ VARIANTS = {
     "new, tracing on, spans dropped": ("new", {"trace": "none"}, (["--trace"], {"OTEL_TRACES_EXPORTER": "none"})),
     "new, tracing on, batch export": ("new", {"trace": "batch"},
                                       (["--trace"], {"OTEL_TRACES_EXPORTER": "console"})),
+    "new, tracing on, 1% sampled": ("new", {"trace": "sampled"},
+                                    (["--trace"], {"OTEL_TRACES_EXPORTER": "none", "OTEL_TRACES_SAMPLER": "traceidratio",
+                                                   "OTEL_TRACES_SAMPLER_ARG": "0.01"})),
     "new, access log on": ("new", {"access_log": True}, (["--access-log"], {})),
 }
 
@@ -105,7 +108,12 @@ def _inner(calls: int, settings: dict) -> None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-        provider = TracerProvider()
+        if settings["trace"] == "sampled":
+            from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+            provider = TracerProvider(sampler=TraceIdRatioBased(0.01))
+        else:
+            provider = TracerProvider()
         if settings["trace"] == "batch":
             provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
         extra = {"trace": True, "trace_provider": provider}
@@ -149,9 +157,11 @@ def _count(tree: str, calls: int, settings: dict) -> int:
     return int(found.group(1))
 
 
-def instructions(trees: dict[str, str]) -> dict[str, float]:
+def instructions(trees: dict[str, str], only: list[str]) -> dict[str, float]:
     out = {}
     for name, (tree, settings, _) in VARIANTS.items():
+        if only and name not in only:
+            continue
         n = CALLS
         out[name] = (_count(trees[tree], 4 * n, settings) - _count(trees[tree], n, settings)) / (3 * n)
         print(f"  {name:40s} {out[name]:10,.0f} instructions per call", flush=True)
@@ -189,11 +199,14 @@ def _pids(proc) -> list[int]:
         return [proc.pid] + [int(p) for p in f.read().split()]
 
 
-def load(trees: dict[str, str], rounds: int, seconds: float, scenarios: list[str], tmp: str) -> list[dict]:
+def load(trees: dict[str, str], rounds: int, seconds: float, scenarios: list[str], tmp: str,
+         only: list[str]) -> list[dict]:
     rows = []
     for r in range(rounds):
         for scenario in scenarios:
-            for name, (tree, _, serve) in VARIANTS.items():
+            names = [n for n in VARIANTS if not only or n in only]
+            for name in names if r % 2 == 0 else names[::-1]:  # odd rounds in reverse: order effects cancel
+                tree, _, serve = VARIANTS[name]
                 if serve is None:
                     continue
                 flags, env = serve
@@ -270,6 +283,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--only", choices=("calls", "load"))
     ap.add_argument("--scenario", action="append", help="load.py scenarios (default decide_dry, stream)")
+    ap.add_argument("--variant", action="append", choices=list(VARIANTS), help="default: all")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--inner", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -288,13 +302,14 @@ def main(argv=None) -> None:
             result = {**json.load(f), **result}
     if args.only in (None, "calls"):
         print("instructions per call (callgrind):", flush=True)
-        result["instructions"] = instructions(trees)
+        result["instructions"] = {**result.get("instructions", {}), **instructions(trees, args.variant)}
     if args.only in (None, "load"):
         print("load, interleaved rounds:", flush=True)
         os.makedirs(os.path.join(HERE, "scratch"), exist_ok=True)
         tmp = tempfile.mkdtemp(prefix="obs-", dir=os.path.join(HERE, "scratch"))
         try:
-            result["load"] = load(trees, args.rounds, args.seconds, args.scenario or ["decide_dry", "stream"], tmp)
+            result["load"] = load(trees, args.rounds, args.seconds, args.scenario or ["decide_dry", "stream"], tmp,
+                                  args.variant)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         result["ratios"] = ratios(result["load"])
