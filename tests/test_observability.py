@@ -84,7 +84,14 @@ def test_every_dashboard_metric_is_served_and_the_new_ones_follow_the_server(tmp
         with grpc.insecure_channel(s.target) as ch:
             health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
         assert gold > 0
-        after = scrape(metrics)
+
+        def counted():  # each worker adds its calls to the metrics within a second
+            now = scrape(metrics)
+            done = (value(now, "offerd_rpc_calls_total", method="Decide") == 16
+                    and value(now, "offerd_rpc_calls_total", method="Check") == 1
+                    and value(now, "offerd_rpc_messages_total", method="DecideStream", direction="sent") == 24)
+            return now if done else None
+        after = wait_for(counted)
         names = {k.partition("{")[0] for k in after}
         missing = dashboard_metrics() - names
         assert not missing, f"the dashboard queries metrics the server does not serve: {missing}"
