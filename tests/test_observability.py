@@ -221,6 +221,31 @@ def test_a_span_per_call_with_its_stages_under_the_callers_trace(traced):
     assert sorted(under) == sorted(["offerd.convert_request", "offerd.decide", "offerd.convert_response"] * 2)
 
 
+def test_the_callers_sampling_decision_is_followed(tmp_path):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))  # only what the caller sampled
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    server = Running(str(tmp_path), trace=True, trace_provider=provider)
+    try:
+        with grpc.insecure_channel(server.target) as ch:
+            stub = rpc.DecisionServiceStub(ch)
+            for flags in ("00", None, "01"):
+                meta = (("traceparent", f"00-{TRACE_ID}-{PARENT}-{flags}"),) if flags else ()
+                stub.Decide(decide_request(["web_home"], "t", attributes=ADULT), metadata=meta)
+                if flags != "01":
+                    assert spans.get_finished_spans() == ()
+    finally:
+        server.stop()
+    assert sorted(s.name for s in spans.get_finished_spans()) == sorted([
+        "offerd.v1.DecisionService/Decide", "offerd.convert_request", "offerd.decide", "offerd.store_write",
+        "offerd.convert_response"])
+
+
 def test_tracing_off_imports_no_opentelemetry(tmp_path):
     code = f"""
 import sys

@@ -58,36 +58,49 @@ def begin(tracer, name: str, context, request_id: str):
 
 def end(started, code: str) -> None:
     span, token = started
-    import grpc
-
-    span.set_attribute("rpc.grpc.status_code", grpc.StatusCode[code].value[0])
-    if code != "OK":
-        span.set_status(Status(StatusCode.ERROR, code))
+    if span.is_recording():
+        span.set_attribute("rpc.grpc.status_code", _NUMBERS[code])
+        if code != "OK":
+            span.set_status(Status(StatusCode.ERROR, code))
     otel_context.detach(token)
     span.end()
+
+
+def _numbers() -> dict[str, int]:
+    import grpc
+
+    return {c.name: c.value[0] for c in grpc.StatusCode}
+
+
+_NUMBERS = _numbers()
 
 
 def stages(tracer, engine, store, decisions) -> None:
     """Spans for a decision's stages, by wrapping this server's engine, store and decision
     service (their instances, not their classes: an untraced server beside it pays nothing):
     offerd.convert_request, offerd.decide (profile and history read, rules, arbitration,
-    content), offerd.store_write (the write, until its group commit), offerd.convert_response."""
+    content), offerd.store_write (the write, until its group commit), offerd.convert_response.
+    A call whose span is not sampled makes none: one check each."""
     from . import convert
     from .metrics import LATENCY
-    from .services import counted
+    from .services import _decide, counted
 
-    span = tracer.start_as_current_span
+    span, current = tracer.start_as_current_span, trace.get_current_span
     prepare = engine._prepare
 
     def traced_prepare(*args, **kw):
+        if not current().is_recording():
+            return prepare(*args, **kw)
         with span("offerd.decide"):
             return prepare(*args, **kw)
 
     engine._prepare = traced_prepare
     for method in ("record_decision_async", "report_async", "put_profiles_async"):
-        setattr(store, method, _write(span, getattr(store, method)))
+        setattr(store, method, _write(span, current, getattr(store, method)))
 
     async def decide(engine, request):
+        if not current().is_recording():
+            return await _decide(engine, request)
         t = time.perf_counter()
         with span("offerd.convert_request"):
             req = convert.request(request)
@@ -100,8 +113,10 @@ def stages(tracer, engine, store, decisions) -> None:
     decisions.decide_one = decide
 
 
-def _write(span, fn):
+def _write(span, current, fn):
     async def write(*args, **kw):
+        if not current().is_recording():
+            return await fn(*args, **kw)
         with span("offerd.store_write"):
             return await fn(*args, **kw)
     return write
