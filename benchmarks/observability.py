@@ -55,6 +55,9 @@ VARIANTS = {
     "new, access log on": ("new", {"access_log": True}, (["--access-log"], {})),
 }
 
+REFERENCE = {"base + interceptor": "base", "new": "base", "new, multiprocess metrics": "base, multiprocess metrics",
+             "new, tracing on, spans dropped": "new", "new, tracing on, batch export": "new",
+             "new, tracing on, 1% sampled": "new", "new, access log on": "new"}
 
 # --- instructions per call (callgrind) -------------------------------------------------------
 
@@ -255,11 +258,13 @@ def report(result: dict) -> str:
              f"Base: {result['trees']['base']} (commit {result.get('base_commit', '?')}); this: "
              f"{result['trees']['new']}. Machine: {result['machine']}.", ""]
     if result.get("instructions"):
-        base = result["instructions"]["base"]
+        got = result["instructions"]
         lines += ["## Instructions per dry-run Decide through the gRPC server (callgrind)", "",
-                  "| variant | instructions per call | vs base |", "|---|---:|---:|"]
-        for name, n in result["instructions"].items():
-            lines.append(f"| {name} | {n:,.0f} | {n / base - 1:+.1%} |")
+                  "| variant | instructions per call | compared with | difference |", "|---|---:|---|---:|"]
+        for name, n in got.items():
+            ref = REFERENCE.get(name)
+            cells = f"{ref} | {n / got[ref] - 1:+.1%}" if ref in got else " | "
+            lines.append(f"| {name} | {n:,.0f} | {cells} |")
         lines.append("")
     if result.get("load"):
         lines += ["## Load, interleaved rounds (`offerd serve --workers 2 --durability fast`)", "",
@@ -273,7 +278,8 @@ def report(result: dict) -> str:
             tput = sorted(x["throughput_ratio"] for x in rs)[len(rs) // 2]
             lines.append(f"| {scenario} | {'on' if metrics else 'off'} | {variant} | {cpu - 1:+.1%} | {tput - 1:+.1%} |")
         lines.append("")
-    return "\n".join(lines)
+    lines += result.get("notes", [])
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
