@@ -145,11 +145,14 @@ def _stage(mode: str, engine, store, contexts, when, cold: bool):
 
 def _count(tree: str, mode: str, calls: int, cold: bool) -> int:
     python = os.path.join(tree, ".venv", "bin", "python")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if not os.path.exists(python):  # a git worktree without its own .venv: this Python, the tree's src/
+        python, env["PYTHONPATH"] = sys.executable, os.path.join(tree, "src")
     with tempfile.TemporaryDirectory() as out:
         got = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", python, os.path.abspath(__file__),
              "--inner", mode, str(calls)] + (["--cold"] if cold else []),
-            cwd=tree, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+            cwd=tree, capture_output=True, text=True, env=env)
     found = re.search(r"Collected : (\d+)", got.stderr)
     if got.returncode != 0 or not found:
         sys.exit(f"instructions.py: {mode} in {tree} failed:\n{got.stderr[-2000:]}")

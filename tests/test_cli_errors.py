@@ -190,9 +190,7 @@ def assert_short(code, err, argv):
 
 
 CASES = cases()
-FIXED_ELSEWHERE = {  # strict: once fixed, the marker must go
-    "serve: --metrics in use": "the obs branch of issue 20 makes a --metrics port in use one line",
-}
+FIXED_ELSEWHERE: dict[str, str] = {}  # id → why it is expected to fail until fixed (strict: once fixed, the marker goes)
 
 
 @pytest.mark.parametrize("argv,env", [

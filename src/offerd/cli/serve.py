@@ -7,7 +7,7 @@ import sys
 import time
 
 from .. import lang
-from ..server import audit
+from ..server import audit, telemetry
 from .catalog import folder_error
 from .options import count, positive, seconds, size
 
@@ -38,7 +38,8 @@ def cmd_serve(args) -> int:
                           admin_token=args.admin_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
                           client_ca=args.client_ca, metrics=args.metrics, loop=args.loop, map_size=args.map_size,
                           retain=args.retain, prune_every=args.prune_every, recent=args.recent_contacts,
-                          drain=args.drain, grace=args.grace, retry_window=args.retry_window, cluster=cluster),
+                          drain=args.drain, grace=args.grace, retry_window=args.retry_window, cluster=cluster,
+                          **telemetry.fields(args)),
                    args.workers or os.cpu_count() or 1)
     except lang.CatalogError as e:
         print(f"offerd serve: --catalog {folder_error(e)}" if folder_error(e) else e, file=sys.stderr)
@@ -112,6 +113,7 @@ def serve_options(p) -> None:
     p.add_argument("--tls-key", env="OFFERD_TLS_KEY", help="its private key (PEM)")
     p.add_argument("--client-ca", env="OFFERD_CLIENT_CA", help="require client certificates this CA signed (mTLS)")
     audit.add_flag(p)
+    telemetry.add_options(p)  # --trace, --access-log
 
 
 def add_commands(sub) -> None:

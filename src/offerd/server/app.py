@@ -28,7 +28,9 @@ from .audit import audited
 from .config import Config
 from .guard import Refusals, guarded
 from .health import SERVING, Health
+from .observe import Observer
 from .services import AdminService, DecisionService, ProfileService
+from .workers import LOCAL_STORE
 
 log = logging.getLogger("offerd.server")
 MAX_MESSAGE = 4 << 20  # bytes; larger requests get RESOURCE_EXHAUSTED
@@ -97,14 +99,17 @@ async def create_server(addr: str, config: Config | None = None,
     decisions = DecisionService(engine, peers)
     refusals = Refusals()  # requests that are not the method's message: INVALID_ARGUMENT, logged sparingly
     ours = guarded(server, refusals, streams_answered=True)
-    rpc.add_DecisionServiceServicer_to_server(decisions, ours)
-    rpc.add_ProfileServiceServicer_to_server(ProfileService(engine, store, peers), ours)
-    rpc.add_AdminServiceServicer_to_server(audited(AdminService(store, live, config.admin_token, peers)), ours)
+    seen = Observer(config)  # every method wrapped: metrics, and spans and access log lines if asked for
+    seen.stages(engine, store, decisions)
+    rpc.add_DecisionServiceServicer_to_server(seen(decisions, SERVICES[0]), ours)
+    rpc.add_ProfileServiceServicer_to_server(seen(ProfileService(engine, store, peers), SERVICES[1]), ours)
+    rpc.add_AdminServiceServicer_to_server(
+        seen(audited(AdminService(store, live, config.admin_token, peers)), SERVICES[2]), ours)
     health_servicer = Health()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, guarded(server, refusals))
+    health_pb2_grpc.add_HealthServicer_to_server(seen(health_servicer, health.SERVICE_NAME), guarded(server, refusals))
     for name in SERVICES + ("",):
         await health_servicer.set(name, SERVING)
-    reflection.enable(SERVICES + (health.SERVICE_NAME,), server, refusals)
+    reflection.enable(SERVICES + (health.SERVICE_NAME,), server, refusals, wrap=seen)
     if config.tls_cert:
         with open(config.tls_key, "rb") as k, open(config.tls_cert, "rb") as c:
             pair = (k.read(), c.read())
@@ -129,7 +134,7 @@ async def create_server(addr: str, config: Config | None = None,
         token = (("authorization", f"Bearer {config.admin_token}"),) if config.admin_token else ()
         tasks.append(loop.create_task(catch_up_forever(peers, store, token)))
     server.offerd = SimpleNamespace(store=store, engine=engine, tasks=tasks, health=health_servicer, peers=peers,
-                                    decisions=decisions, refusals=refusals)
+                                    decisions=decisions, refusals=refusals, observer=seen)
     return server, port
 
 
@@ -153,6 +158,7 @@ async def stop_server(server: grpc.aio.Server, grace: float = 10) -> None:
         await server.offerd.engine.totals.close()
     server.offerd.store.close()
     server.offerd.refusals.flush(again=False)
+    server.offerd.observer.close()  # the last spans exported
 
 
 def open_store(config: Config) -> Store:
@@ -202,6 +208,7 @@ async def prune_retries_forever(store: Store, config: Config) -> None:
 
 async def _run(config: Config) -> None:
     store = open_store(config)
+    LOCAL_STORE[0] = store  # what /metrics reads with one worker
     server, port = await create_server(config.listen, config, store)
     log.info("offerd serving on %s (port %d), data in %s, durability %s", config.listen, port,
              config.data, config.durability)
@@ -230,6 +237,7 @@ async def _run(config: Config) -> None:
         except TimeoutError:
             pass
     log.info("stopping: finishing the calls in flight (at most %g s)", config.grace)
+    LOCAL_STORE[0] = None
     await stop_server(server, config.grace)
     log.info("stopped in %.2f s", time.monotonic() - t)
 

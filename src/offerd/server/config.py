@@ -31,3 +31,6 @@ class Config:
     worker: bool = False  # one of several worker processes under a supervisor (workers.run)
     grace: float = 10.0  # seconds the calls in flight get to finish when the server stops
     cluster: object = None  # a cluster.topology.Topology: this server is one shard of it; None: alone
+    trace: bool = False  # OpenTelemetry spans per call and stage (tracing.py)
+    trace_provider: object = None  # a TracerProvider to use rather than one set up from OTEL_* variables (tests)
+    access_log: bool = False  # a log line per call (observe.py)

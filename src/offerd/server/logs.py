@@ -21,6 +21,7 @@ class _Json(logging.Formatter):
         out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
                "level": record.levelname.lower(), "logger": record.name, "pid": os.getpid(),
                "worker": _worker, "message": record.getMessage()}
+        out.update(getattr(record, "access", None) or {})  # an access log line's fields (observe.py)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         for key, value in getattr(record, "fields", {}).items():  # a line's own keys (audit.py, corelog.py)

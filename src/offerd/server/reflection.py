@@ -41,11 +41,15 @@ def _add_v1_descriptor(pool) -> None:
     pool.Add(file)
 
 
-def enable(service_names, server: grpc.aio.Server, refusals: Refusals) -> None:
-    """Reflection of `service_names` (and of itself) on `server`, under v1 and v1alpha."""
+def enable(service_names, server: grpc.aio.Server, refusals: Refusals, wrap=None) -> None:
+    """Reflection of `service_names` (and of itself) on `server`, under v1 and v1alpha;
+    `wrap(servicer, service name)` returns the servicer with its methods observed (observe.py;
+    both names share v1alpha's figures)."""
     pool = descriptor_pool.Default()
     _add_v1_descriptor(pool)
     servicer = reflection.aio.ReflectionServicer(tuple(service_names) + (V1, V1ALPHA), pool=pool)
+    if wrap is not None:
+        servicer = wrap(servicer, V1ALPHA)
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo, request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)

@@ -63,9 +63,15 @@ async def _decide(engine: Engine, request) -> pb.DecideResponse:
     req = convert.request(request)
     d = await engine.decide_async(req)
     LATENCY.observe(time.perf_counter() - t)
+    counted(req, d)
+    return convert.response(d, request.request_id)
+
+
+def counted(req, d) -> None:
+    """A decision answered, counted (tracing.py's decide counts the same way)."""
     if d.replayed:  # a retry's first answer, given again: counted once, when it was decided
         REPLAYED.inc()
-        return convert.response(d, request.request_id)
+        return
     (DRY_RUNS if req.dry_run else RECORDED).inc()
     for r in d.spaces:
         if r.proposals:
@@ -73,7 +79,6 @@ async def _decide(engine: Engine, request) -> pb.DecideResponse:
             if counter is None:
                 counter = _proposed[r.space] = PROPOSED.labels(r.space)
             counter.inc(len(r.proposals))
-    return convert.response(d, request.request_id)
 
 
 def _contact(contact_id: str) -> Contact:
@@ -92,6 +97,7 @@ class DecisionService(rpc.DecisionServiceServicer):
 
     def __init__(self, engine: Engine, peers: Peers | None = None):
         self.engine, self.peers = engine, peers
+        self.decide_one = _decide  # tracing.stages puts its own here
         self._relays_in: set = set()  # readers of the streams other shards pass messages on over
 
     def end_relays(self) -> None:
@@ -111,7 +117,7 @@ class DecisionService(rpc.DecisionServiceServicer):
         owner = self.peers and self._owner(request, self.peers.passed(context))
         if owner is not None:
             return await self.peers.call(owner, 0, "Decide", request, request.contact.id)
-        return await _decide(self.engine, request)
+        return await self.decide_one(self.engine, request)
 
     async def DecideStream(self, request_iterator, context):
         """Requests are decided concurrently (up to STREAM_DEPTH at a time, so their writes
@@ -196,7 +202,7 @@ class DecisionService(rpc.DecisionServiceServicer):
             owner = self.peers and self._owner(request, passed)
             if owner is not None:
                 return await self.peers.relayed(owner, request)
-            return pb.StreamReply(decision=await _decide(self.engine, request))
+            return pb.StreamReply(decision=await self.decide_one(self.engine, request))
         except Exception as e:
             code = code_of(e)
             ERRORS.labels(method, code.name).inc()

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 
@@ -18,6 +19,7 @@ from .. import lang
 from ..examples import CATALOG as EXAMPLE_CATALOG
 from ..process import die_with
 from ..store import Store, StoreError
+from . import telemetry
 from .corelog import capture
 from .logs import set_worker
 
@@ -25,6 +27,11 @@ log = logging.getLogger("offerd.server")
 RESTARTS_PER_MINUTE = 10  # more workers than this dying within a minute stop the server
 RESTART_PAUSE = 0.2  # seconds before a dead worker's replacement starts
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+LOCAL_STORE: list = [None]  # with one worker: the server's own store, which the metrics read (app.py sets it)
+
+
+def _where(address: str, port: int) -> str:
+    return f"{address.rpartition(':')[0]}:{port}"
 
 
 def start_catalog(store: Store, directory: str | None) -> None:
@@ -91,6 +98,7 @@ def run(config, workers: int) -> int:
     which each finishes its calls in flight. Returns the exit status."""
     check_tls(config)
     check_listen(config.listen)
+    telemetry.check(config)
     # gRPC's fork support handles forking after gRPC started; here nothing gRPC exists before
     # the fork, so it is off, and said so explicitly.
     os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
@@ -102,24 +110,32 @@ def run(config, workers: int) -> int:
             store.close()  # each worker opens the environment itself, after the fork
     except StoreError as e:  # cannot open it, or it is full: one line, not a traceback
         raise SystemExit(f"offerd: {e}") from None
+    if workers > 1 and config.listen.endswith(":0"):
+        raise SystemExit("offerd: with --workers > 1, give a port: workers share it (SO_REUSEPORT)")
+    http = None
+    if config.metrics:  # bound now: a port in use stops the start before any worker exists
+        if workers > 1:
+            _metrics_dir(config.data)
+        from .metrics import bind_http
+
+        http = bind_http(config.metrics)
     if workers == 1:
         capture()  # before gRPC loads: its core's lines through our log format
         from .app import serve
 
-        if config.metrics:
+        if http is not None:
+            from .collectors import registry
             from .metrics import serve_http
 
-            log.info("metrics on http://%s/metrics", config.metrics)
-            serve_http(config.metrics, multiprocess=False)
+            local = lambda: None if LOCAL_STORE[0] is None else (LOCAL_STORE[0], lambda: None)  # noqa: E731
+            port = serve_http(http, registry(False, lambda: {0: os.getpid()}, local)[0])
+            log.info("metrics on http://%s/metrics", _where(config.metrics, port))
         serve(config)
         return 0
-    if config.listen.endswith(":0"):
-        raise SystemExit("offerd: with --workers > 1, give a port: workers share it (SO_REUSEPORT)")
-    if config.metrics:
-        _metrics_dir(config.data)
     parent = os.getpid()
     children: dict[int, int] = {}  # pid → worker number
     stopping = []
+    forking = threading.Lock()  # no fork while the metrics thread has a store open (collectors.py)
 
     def forward(sig, _frame):
         # The first stop signal (SIGTERM or SIGINT) goes on as SIGTERM: the workers drain. A
@@ -138,10 +154,13 @@ def run(config, workers: int) -> int:
         # it forwards a stop, and the child must not run the parent's `forward`.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
-            pid = os.fork()
+            with forking:
+                pid = os.fork()
             if pid == 0:
                 code = 0
                 try:
+                    if http is not None:  # the supervisor's socket: a worker does not hold the port
+                        http.socket.close()
                     # until the worker's own handlers are set, a stop ends it at once, with
                     # nothing in flight yet
                     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -173,11 +192,18 @@ def run(config, workers: int) -> int:
         if not stopping:
             start(n)
     log.info("%d workers: %s", workers, ", ".join(map(str, children)))
-    if config.metrics:
+    procs = None
+    if http is not None:
+        from .collectors import registry
         from .metrics import serve_http
 
-        serve_http(config.metrics, multiprocess=True)
-        log.info("metrics of every worker on http://%s/metrics", config.metrics)
+        def own_store():  # a store per scrape, closed after it: nothing of it is left for a fork
+            store = Store(os.path.join(config.data, "db"), durability="fast", map_size=config.map_size, recent=0)
+            return store, store.close
+
+        reg, procs = registry(True, lambda: {n: pid for pid, n in list(children.items())}, own_store, forking)
+        port = serve_http(http, reg)
+        log.info("metrics of every worker on http://%s/metrics", _where(config.metrics, port))
 
     worst, restarts = 0, collections.deque()
     while children:
@@ -203,6 +229,8 @@ def run(config, workers: int) -> int:
             worst = 1
             continue
         log.error("worker %d (pid %d) ended (%s); starting another", n, pid, how)
+        if procs is not None:
+            procs.restarts[n] = procs.restarts.get(n, 0) + 1
         time.sleep(RESTART_PAUSE)
         if not stopping:
             start(n)

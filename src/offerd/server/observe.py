@@ -1,0 +1,283 @@
+"""Every call of every service observed: its time and status code counted (offerd_rpc_*),
+and, when asked for, a span (tracing.py) and an access log line.
+
+Each servicer's methods are wrapped once, before the servicer is added to the server: a
+call costs one more coroutine (or async generator) and a few additions in memory, flushed
+to the metrics every second, rather than a grpc.aio interceptor's handler lookup and
+wrapping per call (benchmarks/results/
+observability.md). Which wrapper a method gets is chosen here, at start: with tracing and
+the access log off, nothing of theirs runs per call."""
+from __future__ import annotations
+
+import asyncio
+import functools
+from bisect import bisect_left
+import inspect
+import logging
+import secrets
+import time
+
+import grpc
+from google.protobuf import descriptor_pool
+
+from .metrics import RPC_CALLS, RPC_MESSAGES, RPC_SECONDS
+
+access = logging.getLogger("offerd.access")
+_perf = time.perf_counter
+FLUSH_SECONDS = 1.0  # how often the calls counted in memory reach the metrics (and a scrape)
+
+
+def _code(e: BaseException, context) -> str:
+    """The status a call that raised `e` ends with."""
+    if isinstance(e, grpc.aio.AbortError):
+        code = context.code()
+        return code.name if isinstance(code, grpc.StatusCode) else _by_number.get(code, "UNKNOWN")
+    if isinstance(e, asyncio.CancelledError):
+        return "CANCELLED"
+    return "UNKNOWN"  # what grpc answers for an exception a handler let out
+
+
+_by_number = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
+def _request_id(context, request) -> str:
+    """The call's x-request-id metadata, or the DecideRequest's request_id, or a new one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and value:
+            return value[:128]
+    got = getattr(request, "request_id", None)
+    return got if isinstance(got, str) and got else secrets.token_hex(8)
+
+
+class Observer:
+    """Wraps servicers' methods (`observer(servicer, "offerd.v1.DecisionService")` returns the
+    servicer, its methods wrapped). With config.trace, also makes the decisions' stages spans
+    (`stages`); `close()` flushes the spans at a stop."""
+
+    def __init__(self, config):
+        self.tracer = self.provider = None
+        if config.trace:
+            from . import tracing
+
+            self.provider, self.tracer = tracing.start(config)
+        self.log = access if config.access_log else None
+        self.tallies: list[_Tally] = []
+        self.flusher = asyncio.get_running_loop().create_task(self._flush_every(FLUSH_SECONDS))
+
+    async def _flush_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.flush()
+
+    def flush(self) -> None:
+        for tally in self.tallies:
+            tally.flush()
+
+    def stages(self, engine, store, decisions) -> None:
+        if self.tracer is not None:
+            from . import tracing
+
+            tracing.stages(self.tracer, engine, store, decisions)
+
+    def close(self) -> None:
+        self.flusher.cancel()
+        self.flush()
+        if self.provider is not None:
+            self.provider.shutdown()
+
+    def __call__(self, servicer, service: str):
+        short = service.rpartition(".")[2]
+        for m in descriptor_pool.Default().FindServiceByName(service).methods:
+            fn = getattr(servicer, m.name)
+            wrap = _choose(m.client_streaming, m.server_streaming and inspect.isasyncgenfunction(fn),
+                           self.tracer is not None or self.log is not None)
+            self.tallies.append(_Tally(short, m.name))
+            setattr(servicer, m.name, wrap(fn, self, self.tallies[-1], f"{service}/{m.name}", m.client_streaming))
+        return servicer
+
+
+def _choose(streams_in: bool, streams_out: bool, full: bool):
+    if streams_out:
+        return _full_stream if full else _stream
+    if streams_in:
+        return _full_unary_in if full else _unary_in
+    return _full_unary if full else _unary
+
+
+class _Tally:
+    """One method's calls since the last flush, counted in memory: in multiprocess mode
+    (--workers > 1 with --metrics) every metric update is a locked write to a mapped file,
+    three per call, which cost a dry-run Decide 4% more instructions; a flush a second
+    writes only what changed. Only the event loop's thread touches it."""
+
+    def __init__(self, service: str, method: str):
+        self.service, self.method = service, method
+        self.seconds = RPC_SECONDS.labels(service, method)
+        self.bounds = tuple(self.seconds._upper_bounds)  # prometheus_client's own, +Inf last
+        self.buckets = [0] * len(self.bounds)
+        self.sum = 0.0
+        self.codes: dict[str, int] = {}
+        self.received = self.sent = 0
+        RPC_CALLS.labels(service, method, "OK")  # the series exists, at 0, from the start
+
+    def add(self, seconds: float, code: str) -> None:
+        self.buckets[bisect_left(self.bounds, seconds)] += 1  # the first bound >= seconds, as observe()
+        self.sum += seconds
+        self.codes[code] = self.codes.get(code, 0) + 1
+
+    def flush(self) -> None:
+        if not self.codes and not self.received and not self.sent:
+            return
+        buckets, codes, total = self.buckets, self.codes, self.sum
+        self.buckets, self.codes, self.sum = [0] * len(self.bounds), {}, 0.0
+        for i, n in enumerate(buckets):
+            if n:
+                self.seconds._buckets[i].inc(n)
+        self.seconds._sum.inc(total)
+        for code, n in codes.items():
+            RPC_CALLS.labels(self.service, self.method, code).inc(n)
+        for direction in ("received", "sent"):
+            n = getattr(self, direction)
+            if n:
+                setattr(self, direction, 0)
+                RPC_MESSAGES.labels(self.service, self.method, direction).inc(n)
+
+
+async def _counted(requests, box: list):
+    async for message in requests:
+        box[0] += 1
+        yield message
+
+
+# --- metrics only ---------------------------------------------------------------------
+
+def _unary(fn, _observer, tally, _name, _streams_in):
+    add = tally.add
+
+    @functools.wraps(fn)
+    async def call(request, context):
+        t = _perf()
+        try:
+            reply = await fn(request, context)
+        except BaseException as e:
+            add(_perf() - t, _code(e, context))
+            raise
+        add(_perf() - t, "OK")
+        return reply
+    return call
+
+
+def _unary_in(fn, _observer, tally, _name, _streams_in):
+
+    @functools.wraps(fn)
+    async def call(requests, context):
+        t, box, code = _perf(), [0], "OK"
+        try:
+            return await fn(_counted(requests, box), context)
+        except BaseException as e:
+            code = _code(e, context)
+            raise
+        finally:
+            tally.add(_perf() - t, code)
+            tally.received += box[0]
+    return call
+
+
+def _stream(fn, _observer, tally, _name, streams_in):
+
+    @functools.wraps(fn)
+    async def call(request, context):
+        t, box, sent, code = _perf(), [0], 0, "OK"
+        try:
+            async for reply in fn(_counted(request, box) if streams_in else request, context):
+                sent += 1
+                yield reply
+        except BaseException as e:
+            code = _code(e, context)
+            raise
+        finally:
+            tally.add(_perf() - t, code)
+            tally.received += box[0]
+            tally.sent += sent
+    return call
+
+
+# --- with a span and/or an access log line ------------------------------------------------
+
+class _Call:
+    """What the full wrappers keep of a call between its start and its end."""
+
+    __slots__ = ("t", "id", "span")
+
+    def __init__(self, observer: Observer, name: str, request, context):
+        self.t = _perf()
+        self.id = _request_id(context, request)
+        context.set_trailing_metadata((("x-request-id", self.id),))
+        self.span = None
+        if observer.tracer is not None:
+            from .tracing import begin
+
+            self.span = begin(observer.tracer, name, context, self.id)
+
+    def end(self, observer: Observer, tally: _Tally, name: str, context, code: str) -> None:
+        seconds = _perf() - self.t
+        tally.add(seconds, code)
+        if self.span is not None:
+            from .tracing import end
+
+            end(self.span, code)
+        if observer.log is not None:
+            observer.log.info("%s %s %.2f ms peer=%s request_id=%s", name, code, seconds * 1e3, context.peer(),
+                              self.id, extra={"access": {"method": name, "code": code, "ms": round(seconds * 1e3, 3),
+                                                         "peer": context.peer(), "request_id": self.id}})
+
+
+def _full_unary(fn, observer, tally, name, _streams_in):
+
+    @functools.wraps(fn)
+    async def call(request, context):
+        c, code = _Call(observer, name, request, context), "OK"
+        try:
+            return await fn(request, context)
+        except BaseException as e:
+            code = _code(e, context)
+            raise
+        finally:
+            c.end(observer, tally, name, context, code)
+    return call
+
+
+def _full_unary_in(fn, observer, tally, name, _streams_in):
+
+    @functools.wraps(fn)
+    async def call(requests, context):
+        c, box, code = _Call(observer, name, None, context), [0], "OK"
+        try:
+            return await fn(_counted(requests, box), context)
+        except BaseException as e:
+            code = _code(e, context)
+            raise
+        finally:
+            tally.received += box[0]
+            c.end(observer, tally, name, context, code)
+    return call
+
+
+def _full_stream(fn, observer, tally, name, streams_in):
+
+    @functools.wraps(fn)
+    async def call(request, context):
+        c = _Call(observer, name, None if streams_in else request, context)
+        box, sent, code = [0], 0, "OK"
+        try:
+            async for reply in fn(_counted(request, box) if streams_in else request, context):
+                sent += 1
+                yield reply
+        except BaseException as e:
+            code = _code(e, context)
+            raise
+        finally:
+            tally.received += box[0]
+            tally.sent += sent
+            c.end(observer, tally, name, context, code)
+    return call
