@@ -54,3 +54,27 @@ def test_core_lines_are_parsed_into_records_of_their_level(caplog):
                    ("WARNING", "WARNING: All log messages before absl::InitializeLog() is called are written to "
                                "STDERR", None),
                    ("ERROR", "grpc_wait_for_shutdown_with_timeout() timed out.", {"source": "init.cc:229"})]
+
+
+def test_a_flood_of_core_lines_never_stalls_the_process(tmp_path):
+    """Core writes some lines from a thread holding the GIL, which the pipe's reader needs: a
+    blocking pipe, once full, froze the whole server (SIGTERM included). 8 MiB written at
+    once to fd 2 by C code that keeps the GIL (ctypes.PyDLL) must return, lines lost or not."""
+    import subprocess
+    import sys
+
+    script = (
+        "import ctypes, logging\n"
+        "from offerd.server import corelog\n"
+        "logging.basicConfig()\n"
+        "corelog.capture()\n"
+        "libc = ctypes.PyDLL(None)  # PyDLL: the GIL is kept during the call, as core's threads may\n"
+        "line = b'W1205 07:40:20.669861    6620 trace.cc:1] ' + b'x' * 200 + b'\\n'\n"
+        "for _ in range(40000):\n"
+        "    libc.write(2, line, len(line))\n"
+        "print('done', flush=True)\n"
+        "import time; time.sleep(1)  # the reader thread logs what the pipe held\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "done"
+    assert "WARNING:grpc.core:" + "x" * 200 in run.stderr  # lines that fit came out as records

@@ -7,10 +7,12 @@ process and before gRPC is loaded, `capture()` makes fd 2 a pipe read by a threa
 parses each Abseil line ("W1205 07:40:20.669861    6620 log.cc:110] text") into a record
 of that level; other lines come through whole, as warnings. Python's own stderr (sys.stderr
 and the log handlers writing to it) moves to a duplicate of the original fd 2, so its lines
-do not pass through the pipe."""
+do not pass through the pipe. The pipe never blocks a writer: a flood of core's lines past
+its 1 MiB buffer loses lines rather than stalls the server."""
 from __future__ import annotations
 
 import faulthandler
+import fcntl
 import logging
 import os
 import re
@@ -20,6 +22,7 @@ import threading
 log = logging.getLogger("grpc.core")
 ABSL = re.compile(r"([IWEF])\d{4} [\d:.]+ +\d+ ([^ \]]+)\] ?(.*)")  # before absl::InitializeLog: E0000 00:00:1744...
 _captured = False
+PIPE_BYTES = 1 << 20
 LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}  # Abseil's severities
 
 
@@ -38,6 +41,13 @@ def capture() -> None:
     if faulthandler.is_enabled():  # a crash's traceback must not wait on a thread that died with it
         faulthandler.enable(stream)
     read, write = os.pipe()
+    try:  # room for bursts (GRPC_TRACE): 1 MiB, the usual most an unprivileged process may ask
+        fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:
+        pass
+    # Non-blocking: core writes some lines from a thread holding the GIL, which the reader
+    # needs; a full pipe would stall the whole process. Past the buffer, core's lines are lost.
+    os.set_blocking(write, False)
     os.dup2(write, 2)
     os.close(write)
     # Never given back: lines core writes as the interpreter ends (grpc_shutdown's trace) would
