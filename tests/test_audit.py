@@ -107,3 +107,23 @@ def test_an_audit_log_that_cannot_be_opened_stops_the_start_with_one_line(tmp_pa
     assert err[-1].endswith("argument --audit-log: cannot open the audit log "
                             f"{tmp_path / 'missing' / 'audit.jsonl'}: No such file or directory"), err
     assert "Traceback" not in "\n".join(err)
+
+
+def test_what_a_caller_sent_cannot_start_a_line_of_its_own_in_a_plain_log(tmp_path, caplog):
+    """A hash with a newline, sent without a token, once forged a second line in the plain log."""
+    caplog.set_level(logging.INFO, "offerd.audit")
+    server = Running(str(tmp_path / "data"), admin_token=TOKEN)
+    try:
+        with Client(server.target, timeout=30) as c:
+            with pytest.raises(grpc.RpcError):
+                c.activate("ab\nE1205 07:40:20.669861 1 forged.cc:1] root logged in")
+        with Client(server.target, admin_token=TOKEN, timeout=30) as c:
+            with pytest.raises(grpc.RpcError):
+                c.activate("cd\r\nforged")
+    finally:
+        server.stop()
+    texts = [r.getMessage() for r in caplog.records if r.name == "offerd.audit"]
+    assert len(texts) == 2
+    assert all("\n" not in t and "\r" not in t for t in texts), texts
+    assert "version ab\\nE1205 07:," in texts[0] and "UNAUTHENTICATED" in texts[0]
+    assert "version cd\\r\\nforged" in texts[1]

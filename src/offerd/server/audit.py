@@ -117,12 +117,16 @@ def _end(servicer, entry: dict, context, error: BaseException | None, reply=None
         entry["live_after"] = _live(servicer)
         if error is None and name != "Deploy" and entry["live_after"]:
             entry["label"] = _label(servicer, entry["live_after"])
+    if isinstance(error, GeneratorExit):  # a stream the client left: its call is gone, and so is context
+        entry["outcome"] = "CANCELLED"
+        log.warning("%s", _text(entry), extra={"fields": entry})
+        return
     code = context.code()  # set by an abort (mapped, _authorize): the status the caller got
     if error is None:
         entry["outcome"] = "OK"
     elif code is not None and code.name != "OK":
         entry["outcome"], entry["error"] = code.name, (context.details() or "")[:ERROR_CHARS]
-    elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+    elif isinstance(error, asyncio.CancelledError):
         entry["outcome"] = "CANCELLED"
     else:
         entry["outcome"], entry["error"] = "INTERNAL", repr(error)[:ERROR_CHARS]
@@ -130,17 +134,24 @@ def _end(servicer, entry: dict, context, error: BaseException | None, reply=None
 
 
 def _text(e: dict) -> str:
-    """The line in plain logs: hashes cut to 12 digits (the JSON has them whole)."""
-    who = f"{e['peer']}, token {e['token']}" + (f", client {e['client']}" if "client" in e else "")
+    """The line in plain logs: hashes cut to 12 digits (the JSON has them whole). What a
+    caller sent (a hash, a label, a certificate's subject, an error echoing its input) is
+    escaped: a newline in it must not start a line of its own."""
+    who = f"{_plain(e['peer'])}, token {e['token']}" + (f", client {_plain(e['client'])}" if "client" in e else "")
     parts = [f"{e['method']} by {who}"]
     if "label" in e:
         parts.append(f"label {e['label']!r}")
     if "hash" in e:
-        parts.append(f"version {e['hash'][:12]}")
+        parts.append(f"version {_plain(e['hash'][:12])}")
     if "live_before" in e:
         parts.append(f"live {(e['live_before'] or 'none')[:12]} -> {(e['live_after'] or 'none')[:12]}")
-    outcome = e["outcome"] + (f" ({e['error']})" if e.get("error") else "")
+    outcome = e["outcome"] + (f" ({_plain(e['error'])})" if e.get("error") else "")
     return ": ".join([", ".join(parts), outcome])
+
+
+def _plain(text: str) -> str:
+    """`text` with what is not printable (newlines, escapes) written as Python escapes."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _token(token: str | None, context) -> str:
