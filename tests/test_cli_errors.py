@@ -116,6 +116,9 @@ def cases():
                     out.append((f"{name}: {flag} bogus", base + [flag, value], {}))
                 if getattr(a, "env", None):
                     out.append((f"{name}: {a.env}=bogus", base, {a.env: value}))
+            env = getattr(a, "env", None)
+            if env and (a.choices or isinstance(a, argparse._StoreTrueAction)):
+                out.append((f"{name}: {env}=nope", base, {env: "nope"}))  # argparse checks no default
             if a.choices and not isinstance(a, argparse._SubParsersAction):
                 if flag:
                     out.append((f"{name}: {flag} not a choice", base + [flag, "nope"], {}))

@@ -11,6 +11,7 @@ import os
 from ..domain import DURATION_UNITS
 
 TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
 NO_HELP = "\0"
 
 
@@ -40,20 +41,36 @@ class Help(argparse.HelpFormatter):
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose options may take `env=NAME`: the variable, when set and not
     empty, replaces the default (read by the option's type, so a bad value is the usual
-    one-line error); a flag's variable is on for 1, true, yes or on."""
+    one-line error); a flag's variable is on for 1, true, yes or on, off for 0, false, no or
+    off. A variable that is none of its option's choices, or not one of those words for a
+    flag, is refused when its command runs (argparse checks no default against choices)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", Help)
         super().__init__(*args, **kwargs)
+        self.bad_env: list[str] = []
 
     def add_argument(self, *names, env: str | None = None, **kwargs):
         builtin = kwargs.get("default")
         if env and os.environ.get(env, ""):
             value = os.environ[env]
-            kwargs["default"] = value.lower() in TRUE if kwargs.get("action") == "store_true" else value
+            if kwargs.get("action") == "store_true":
+                if value.lower() not in TRUE + FALSE:
+                    self.bad_env.append(f"{env}={value!r}: give one of {', '.join(TRUE + FALSE)}")
+                kwargs["default"] = value.lower() in TRUE
+            else:
+                choices = kwargs.get("choices")
+                if choices is not None and value not in choices:
+                    self.bad_env.append(f"{env}={value!r}: give one of {', '.join(map(str, choices))}")
+                kwargs["default"] = value
         action = super().add_argument(*names, **kwargs)
         action.env, action.builtin_default = env, builtin
         return action
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.bad_env:  # this command's own variables only: another command's do not stop it
+            self.error(self.bad_env[0])
+        return super().parse_known_args(args, namespace)
 
 
 def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
