@@ -75,7 +75,8 @@ def test_serve_refuses_a_bad_number_of_recent_contacts(tmp_path):
 
 def test_serve_refuses_a_cluster_file_it_cannot_use_with_what_to_fix(tmp_path):
     good = tmp_path / "cluster.json"
-    good.write_text('{"shards": ["127.0.0.1:7001", "127.0.0.1:7002"], "redis": "127.0.0.1:6379"}')
+    good.write_text('{"shards": ["127.0.0.1:7001", "127.0.0.1:7002"], "redis": "127.0.0.1:6379", '
+                    '"secret": "0123456789abcdef"}')
     cases = [
         (["--cluster", good], "--cluster needs --shard I"),
         (["--shard", "1"], "--shard needs --cluster FILE"),
@@ -83,7 +84,10 @@ def test_serve_refuses_a_cluster_file_it_cannot_use_with_what_to_fix(tmp_path):
         (["--cluster", tmp_path / "missing.json", "--shard", "0"], "cannot read the cluster file"),
     ]
     for text, want in (('{"shards": []}', 'needs "shards"'),
-                       ('{"shards": ["127.0.0.1:7001", "127.0.0.1:7002"]}', 'needs "redis"'),
+                       ('{"shards": ["127.0.0.1:7001", "127.0.0.1:7002"], "secret": "0123456789abcdef"}',
+                        'needs "redis"'),
+                       ('{"shards": ["127.0.0.1:7001", "127.0.0.1:7002"], "redis": "127.0.0.1:6379"}',
+                        'needs "secret" (or OFFERD_CLUSTER_SECRET)'),
                        ('{"shards": ["nowhere"], "redis": "127.0.0.1:6379"}', "must be HOST:PORT"),
                        ('{"shards": ["127.0.0.1:7001"], "redis": "127.0.0.1:1", "peers": 3}', "unknown keys peers"),
                        ("[not json", "is not JSON")):

@@ -108,12 +108,12 @@ def test_the_shards_agree_with_the_image_the_cluster_file_and_the_drain(objects,
     assert env["OFFERD_CLUSTER"] == f"{mount}/cluster.json"
     path = tmp_path / "cluster.json"
     path.write_text(cluster_map["data"]["cluster.json"])
-    monkeypatch.setenv("OFFERD_CLUSTER_SECRET", "from the Secret")
+    monkeypatch.setenv("OFFERD_CLUSTER_SECRET", "from the Secret object")
     namespace = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["namespace"]
     replicas = sts["spec"]["replicas"]
     for i in range(replicas):
         topology = load(str(path), i)
-        assert topology.secret == "from the Secret"
+        assert topology.secret == "from the Secret object"
         assert topology.shards == tuple(f"{sts['metadata']['name']}-{n}.{sts['spec']['serviceName']}.{namespace}"
                                         f".svc.cluster.local:{grpc_port}" for n in range(replicas))
     assert env["OFFERD_CLUSTER_SECRET"]["secretKeyRef"]["name"] == "offerd-cluster"

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from .routing import shard_of
 
+MIN_SECRET = 16
+
 
 class TopologyError(ValueError):
     """A cluster file that cannot be used, with what to fix."""
@@ -62,10 +64,13 @@ def load(path: str, me: int) -> Topology:
     if unknown:
         raise TopologyError(f"the cluster file {path} has unknown keys {', '.join(unknown)}: shards, redis and "
                             "secret only")
-    secret = raw.get("secret", os.environ.get("OFFERD_CLUSTER_SECRET", ""))
+    secret = raw.get("secret") or os.environ.get("OFFERD_CLUSTER_SECRET", "")
     if not isinstance(secret, str):
         raise TopologyError(f"\"secret\" in the cluster file {path} must be a string")
     shards = tuple(_address(a, f"shard {i} in {path}") for i, a in enumerate(raw["shards"]))
+    if len(shards) > 1 and len(secret) < MIN_SECRET:  # an empty one makes a mark anyone can compute
+        raise TopologyError(f"the cluster file {path} needs \"secret\" (or OFFERD_CLUSTER_SECRET): at least "
+                            f"{MIN_SECRET} characters the shards share, and gateways do not know")
     if len(set(shards)) != len(shards):
         raise TopologyError(f"the cluster file {path} names a shard address twice")
     redis = raw.get("redis")
