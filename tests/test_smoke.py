@@ -1,3 +1,4 @@
+"""The bundled example catalog: it checks, with the constructs it is there to show."""
 from offerd import lang
 from offerd.examples import CATALOG
 

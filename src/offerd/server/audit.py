@@ -3,7 +3,9 @@ broken catalog), saying who called, what, on which version, and how it ended.
 
 Lines go to the logger "offerd.audit", so through the server's own log (plain, or JSON with
 the fields as keys), and with `offerd serve --audit-log FILE` also to FILE as JSON lines,
-appended (every worker appends to the same file, each line in one write)."""
+appended (every worker appends to the same file, each line in one write). A request that is
+not its method's message is refused before this (guard.py): counted and logged there, not
+audited."""
 from __future__ import annotations
 
 import asyncio
