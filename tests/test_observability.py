@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -444,3 +445,60 @@ def test_a_scrape_of_several_workers_reads_the_store_while_a_write_holds_its_loc
     finally:
         assert s.stop() == 0, s.output()
     assert "cannot read the store" not in s.output()
+
+
+def test_a_flush_that_fails_is_logged_and_the_next_ones_go_on(tmp_path, caplog):
+    import errno
+
+    from prometheus_client import REGISTRY
+
+    class Full:  # prometheus_client's value, as a full disk leaves it under multiprocess files
+        def inc(self, amount):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    server = Running(str(tmp_path))
+    labels = {"service": "DecisionService", "method": "Schema", "code": "OK"}
+    tally = next(t for t in server.server.offerd.observer.tallies if t.method == "Schema")
+    try:
+        with grpc.insecure_channel(server.target) as ch:
+            stub = rpc.DecisionServiceStub(ch)
+            before = REGISTRY.get_sample_value("offerd_rpc_calls_total", labels) or 0
+            kept, tally.seconds._sum = tally.seconds._sum, Full()
+            stub.Schema(pb.SchemaRequest(), timeout=10)
+            wait_for(lambda: "cannot add the calls counted to the metrics" in caplog.text)
+            tally.seconds._sum = kept  # room made
+            for _ in range(3):
+                stub.Schema(pb.SchemaRequest(), timeout=10)
+            wait_for(lambda: (REGISTRY.get_sample_value("offerd_rpc_calls_total", labels) or 0) - before >= 3)
+        assert not server.server.offerd.observer.flusher.done()
+    finally:
+        server.stop()
+    assert caplog.text.count("cannot add the calls counted") == 1
+
+
+def test_a_call_past_its_deadline_is_counted_deadline_exceeded(tmp_path, caplog):
+    import threading
+
+    caplog.set_level(logging.INFO, "offerd.access")
+    server = Running(str(tmp_path), access_log=True)
+    done = threading.Event()
+
+    def held_open():
+        yield decide_request(["web_home"], "d", dry_run=True)
+        done.wait(10)
+    try:
+        with grpc.insecure_channel(server.target) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                list(rpc.DecisionServiceStub(ch).DecideStream(held_open(), timeout=0.5))
+            assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            done.set()
+            done = threading.Event()
+            replies = rpc.DecisionServiceStub(ch).DecideStream(held_open(), timeout=30)
+            next(replies)  # the handler runs, waiting for the next request
+            replies.cancel()  # the client cancels: CANCELLED
+            done.set()
+            wait_for(lambda: len([r for r in caplog.records if "DecideStream" in r.getMessage()]) == 2)
+    finally:
+        server.stop()
+    codes = [r.getMessage().split()[1] for r in caplog.records if "DecideStream" in r.getMessage()]
+    assert codes == ["DEADLINE_EXCEEDED", "CANCELLED"], codes

@@ -42,14 +42,24 @@ def _code(e: BaseException, context) -> str:
     if isinstance(e, grpc.aio.AbortError):
         code = context.code()
         return code.name if isinstance(code, grpc.StatusCode) else _by_number.get(code, "UNKNOWN")
-    if isinstance(e, (asyncio.CancelledError, GeneratorExit)):  # GeneratorExit: a stream the client left
-        return "CANCELLED"  # a call past its deadline too: the server sees it cancelled
+    if isinstance(e, asyncio.CancelledError):  # the client cancelled, left, or its deadline passed
+        remaining = context.time_remaining()  # (the call is still there: its task is being cancelled)
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+    if isinstance(e, GeneratorExit):  # a stream the client left while an answer waited to be sent,
+        return "CANCELLED"  # closed later by the event loop, when the call is gone: its context untouched
     if isinstance(e, DecodeError):  # a streamed request not the message: guard.py answers INVALID_ARGUMENT
         return "INVALID_ARGUMENT"
     return "UNKNOWN"  # what grpc answers for an exception a handler let out
 
 
 _by_number = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
+def _ended(context) -> str:
+    """The status of a call that streams requests or answers and whose handler returned: its
+    deadline may have passed, which ends its request stream as if the client had closed it."""
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "OK"
 
 
 # A caller's id goes into trailing metadata, log lines and spans: only 1-128 printable ASCII
@@ -207,7 +217,9 @@ def _unary_in(fn, _observer, tally, _name, _streams_in):
     async def call(requests, context):
         t, box, code = _perf(), [0], "OK"
         try:
-            return await fn(_counted(requests, box), context)
+            reply = await fn(_counted(requests, box), context)
+            code = _ended(context)
+            return reply
         except BaseException as e:
             code = _code(e, context)
             raise
@@ -227,6 +239,7 @@ def _stream(fn, _observer, tally, _name, streams_in):
             async for reply in inner:
                 sent += 1
                 yield reply
+            code = _ended(context)
         except BaseException as e:
             code = _code(e, context)
             await inner.aclose()  # left at a yield (GeneratorExit): its own cleanup now, not at its collection
@@ -304,7 +317,9 @@ def _full_unary_in(fn, observer, tally, name, _streams_in):
         c, box, code = _Call(observer, name, None, context), [0], "OK"
         token = c.attach()
         try:
-            return await fn(_counted(requests, box), context)
+            reply = await fn(_counted(requests, box), context)
+            code = _ended(context)
+            return reply
         except BaseException as e:
             code = _code(e, context)
             raise
@@ -335,6 +350,7 @@ def _full_stream(fn, observer, tally, name, streams_in):
                         detach(token)
                 sent += 1
                 yield reply
+            code = _ended(context)
         except BaseException as e:
             code = _code(e, context)
             await inner.aclose()  # left at a yield (GeneratorExit): its own cleanup now, not at its collection
