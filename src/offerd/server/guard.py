@@ -172,8 +172,12 @@ def refusing(behaviour, method: str):
         async def stream(request, context):
             if request.__class__ is NotAMessage:
                 await refuse(context, request)
-            async for reply in behaviour(request, context):
-                yield reply
+            inner = behaviour(request, context)
+            try:
+                async for reply in inner:
+                    yield reply
+            finally:  # closed at a yield (a client that left): the handler's own cleanup now
+                await inner.aclose()
         return stream
     raise TypeError(f"{method}: its handler {behaviour!r} is neither a coroutine function nor an async "
                     "generator function, so requests that are not its message cannot be refused")
@@ -188,11 +192,14 @@ def _answering(behaviour, method: str, name: str):
 
     if inspect.isasyncgenfunction(behaviour):
         async def stream(requests, context):
+            inner = behaviour(requests, context)
             try:
-                async for reply in behaviour(requests, context):
+                async for reply in inner:
                     yield reply
             except DecodeError as e:
                 await refuse_stream(context, e)
+            finally:  # closed at a yield (a client that left): the handler's own cleanup now
+                await inner.aclose()
         return stream
     raise TypeError(f"{method}: only an async generator function's streamed requests can be answered here; "
                     "its servicer must catch DecodeError itself (streams_answered)")
