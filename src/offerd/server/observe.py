@@ -120,7 +120,10 @@ class Observer:
 
     def close(self) -> None:
         self.flusher.cancel()
-        self.flush()
+        try:
+            self.flush()
+        except Exception:  # the stop goes on: the store is closed already, the spans still exported
+            log.exception("metrics: cannot add the last calls counted to the metrics")
         if self.provider is not None:
             self.provider.shutdown()
 
