@@ -322,9 +322,10 @@ def test_access_log_off_returns_no_request_id(tmp_path):
 
 # --- streams the client abandons, request ids from the caller, scrapes ------------------------
 
-def abandon_streams(target: str, count: int, requests: int = 5000) -> None:
-    """`count` DecideStreams that send `requests` requests, read no answer and are cancelled:
-    the server is left blocked writing an answer, its handler suspended at a yield."""
+def abandon_streams(target: str, count: int, requests: int = 5000, wait: float = 1.5) -> None:
+    """`count` DecideStreams that send `requests` requests, read no answer and are cancelled
+    after `wait` seconds: the server is left blocked writing an answer, its handler suspended
+    at a yield (were it still deciding, the cancel could end its request stream as a close)."""
     import threading
 
     def held_open(i, done):  # the requests, then the stream left open until the cancel
@@ -337,7 +338,7 @@ def abandon_streams(target: str, count: int, requests: int = 5000) -> None:
         for i in range(count):
             done = threading.Event()
             replies = stub.DecideStream(held_open(i, done))
-            time.sleep(1.5)
+            time.sleep(wait)
             replies.cancel()
             done.set()
         time.sleep(0.3)
@@ -375,7 +376,7 @@ def test_a_stream_the_client_abandons_ends_its_span_and_leaves_no_context_behind
     import gc
 
     server, spans = traced
-    abandon_streams(server.target, 2)
+    abandon_streams(server.target, 2, wait=3)  # tracing, in this process: the server decides slower
     with grpc.insecure_channel(server.target) as ch:  # an id that is not one: the span gets a made-up one
         rpc.DecisionServiceStub(ch).Decide(decide_request(["web_home"], "t", dry_run=True, request_id="é\nx"))
 
