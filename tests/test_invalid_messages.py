@@ -4,6 +4,8 @@ server's log grows by a few lines however many come, every refusal is counted in
 well-behaved client deciding all along sees correct answers throughout."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import re
 import threading
@@ -19,7 +21,8 @@ from offerd.client import Client
 from offerd.examples import CATALOG
 from offerd.v1 import offerd_pb2 as pb
 
-from served import ADULT, Running, Served
+from served import ADULT, Running, Served, free_port
+from test_observability import scrape, value, wait_for
 
 Code = grpc.StatusCode
 TOKEN = "s3cret"
@@ -46,7 +49,10 @@ UNARY = {  # method path → (the message class, a valid request to mutate)
     "/offerd.v1.AdminService/Simulate": (pb.SimulateRequest, pb.SimulateRequest(spaces=["web_home"],
                                                                                 population=b'{"id": "a"}\n')),
     "/grpc.health.v1.Health/Check": (health_pb2.HealthCheckRequest, health_pb2.HealthCheckRequest(service="")),
+    "/grpc.health.v1.Health/List": (health_pb2.HealthListRequest, health_pb2.HealthListRequest()),
+    "/grpc.health.v1.Health/Watch": (health_pb2.HealthCheckRequest, health_pb2.HealthCheckRequest(service="")),
 }
+STREAMED = ("/offerd.v1.AdminService/Simulate", "/grpc.health.v1.Health/Watch")  # answers read to the end
 
 
 def undecodable(kind, valid, rng: random.Random, count: int) -> list[bytes]:
@@ -108,7 +114,8 @@ def refusals_logged(text: str) -> int:
 
 def test_a_flood_of_undecodable_requests_is_refused_quietly_while_others_are_served(tmp_path):
     rng = random.Random(20)
-    server = Served(tmp_path, "--workers", "2", "--admin-token", TOKEN)
+    metrics = free_port()
+    server = Served(tmp_path, "--workers", "2", "--admin-token", TOKEN, "--metrics", f"127.0.0.1:{metrics}")
     try:
         server.workers(2)
         server.wait_log("offerd serving on", 2)
@@ -118,9 +125,9 @@ def test_a_flood_of_undecodable_requests_is_refused_quietly_while_others_are_ser
         sent = 0
         with grpc.insecure_channel(server.target) as channel:
             for path, (kind, valid) in UNARY.items():
-                call = raw(channel, path, "unary_stream" if path.endswith("/Simulate") else "unary_unary")
+                call = raw(channel, path, "unary_stream" if path in STREAMED else "unary_unary")
                 bodies = undecodable(kind, valid, rng, PER_METHOD)
-                if path.endswith("/Simulate"):  # streamed answers: read to the end
+                if path in STREAMED:  # streamed answers: read to the end
                     pending = [(lambda c=call(b, metadata=ADMIN, timeout=30): list(c)) for b in bodies]
                 else:  # all sent at once, then each answer read
                     pending = [call.future(b, metadata=ADMIN, timeout=30).result for b in bodies]
@@ -137,11 +144,23 @@ def test_a_flood_of_undecodable_requests_is_refused_quietly_while_others_are_ser
         assert sent > 4000
         # one line per worker at the first refusal; the rest are counted until the minute is over
         assert len(grown) <= 4 and all("refused" in line for line in grown), grown
+
+        def counted():  # every refusal, as a call ended INVALID_ARGUMENT, whichever service (each second)
+            samples = scrape(metrics)
+            got = {path: value(samples, "offerd_rpc_calls_total", method=path.rpartition("/")[2],
+                               code="INVALID_ARGUMENT") for path in list(UNARY) + STREAM_PATHS}
+            return got if sum(got.values()) == sent else None
+        got = wait_for(counted)
+        assert got == {**{path: PER_METHOD for path in UNARY}, **{path: 5 for path in STREAM_PATHS}}, got
     finally:
         assert server.stop() == 0
     text = server.output()
     assert "Traceback" not in text and "DecodeError" not in text, text[-3000:]
     assert refusals_logged(text) == sent  # the stop logs what was counted since
+
+
+STREAM_PATHS = ["/offerd.v1.DecisionService/DecideStream", "/offerd.v1.DecisionService/DecideBatchStream",
+                "/offerd.v1.ProfileService/BulkLoad", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"]
 
 
 def streams(channel, rng: random.Random) -> int:
@@ -214,3 +233,53 @@ def test_a_valid_request_is_answered_as_before(tmp_path):
             assert [r.decision.request_id for r in replies] == ["r1"] * 3
     finally:
         server.stop()
+
+
+def test_every_refused_request_is_observed_like_any_call(tmp_path, caplog):
+    """Whichever service: an access line, a span and a count, each INVALID_ARGUMENT."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    caplog.set_level(logging.INFO, "offerd.access")
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    server = Running(str(tmp_path), access_log=True, trace=True, trace_provider=provider, admin_token=TOKEN)
+    reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            for path in UNARY:
+                with pytest.raises(grpc.RpcError) as e:
+                    call = raw(channel, path, "unary_stream" if path in STREAMED else "unary_unary")
+                    list(call(b"\xff\xff\xff", metadata=ADMIN, timeout=10)) if path in STREAMED else call(
+                        b"\xff\xff\xff", metadata=ADMIN, timeout=10)
+                assert e.value.code() == Code.INVALID_ARGUMENT, (path, e.value.details())
+            with pytest.raises(grpc.RpcError) as e:
+                list(raw(channel, reflection, "stream_stream")(iter([b"\xff\xff\xff"]), timeout=10))
+            assert e.value.code() == Code.INVALID_ARGUMENT
+    finally:
+        server.stop()
+    paths = list(UNARY) + [reflection]  # (their counts: the flood test above)
+    access = [r.getMessage().split()[:2] for r in caplog.records if r.name == "offerd.access"]
+    assert access == [[path[1:], "INVALID_ARGUMENT"] for path in paths], access
+    ended = {s.name: s.attributes["rpc.grpc.status_code"] for s in spans.get_finished_spans() if s.parent is None}
+    assert ended == {path[1:]: Code.INVALID_ARGUMENT.value[0] for path in paths}, ended
+
+
+def test_a_handler_that_cannot_be_guarded_is_refused_at_registration():
+    from offerd.server.guard import Refusals, guarded
+
+    def sync_method(request, context):
+        return request
+
+    async def register():
+        server = grpc.aio.server()
+        handler = grpc.unary_stream_rpc_method_handler(sync_method, request_deserializer=pb.DecideRequest.FromString)
+        with pytest.raises(TypeError, match="offerd.v1.Test/Sync: its handler .* cannot be refused"):
+            guarded(server, Refusals()).add_registered_method_handlers("offerd.v1.Test", {"Sync": handler})
+        streamed = grpc.stream_unary_rpc_method_handler(sync_method, request_deserializer=pb.Profile.FromString)
+        with pytest.raises(TypeError, match="offerd.v1.Test/Load: only an async generator"):
+            guarded(server, Refusals()).add_registered_method_handlers("offerd.v1.Test", {"Load": streamed})
+        await server.stop(None)
+    asyncio.run(register())

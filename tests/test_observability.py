@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -317,3 +318,188 @@ def test_access_log_off_returns_no_request_id(tmp_path):
         assert "x-request-id" not in dict(call.trailing_metadata())
     finally:
         server.stop()
+
+
+# --- streams the client abandons, request ids from the caller, scrapes ------------------------
+
+def abandon_streams(target: str, count: int, requests: int = 5000, wait: float = 1.5) -> None:
+    """`count` DecideStreams that send `requests` requests, read no answer and are cancelled
+    after `wait` seconds: the server is left blocked writing an answer, its handler suspended
+    at a yield (were it still deciding, the cancel could end its request stream as a close)."""
+    import threading
+
+    def held_open(i, done):  # the requests, then the stream left open until the cancel
+        yield from [decide_request(["web_home", "newsletter"], f"a{i}", attributes=ADULT, dry_run=True,
+                                   explain_all=True)] * requests  # long answers: they fill the window soon
+        done.wait(30)
+
+    with grpc.insecure_channel(target) as ch:
+        stub = rpc.DecisionServiceStub(ch)
+        for i in range(count):
+            done = threading.Event()
+            replies = stub.DecideStream(held_open(i, done))
+            time.sleep(wait)
+            replies.cancel()
+            done.set()
+        time.sleep(0.3)
+
+
+def test_a_stream_the_client_abandons_is_counted_cancelled_and_the_server_lives_on(tmp_path):
+    metrics = free_port()
+    s = Served(tmp_path, "--workers", "1", "--access-log", "--metrics", f"127.0.0.1:{metrics}")
+    try:
+        abandon_streams(s.target, 3)
+        with grpc.insecure_channel(s.target) as ch:
+            watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(), timeout=30)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+        with Client(s.target, timeout=10) as c:  # the event loop closes the abandoned streams meanwhile
+            for i in range(50):
+                assert c.decide(["web_home"], f"after{i}", attributes=ADULT, dry_run=True).spaces[0].propositions
+        s.wait_log("DecideStream CANCELLED", 3)
+
+        def counted():
+            now = scrape(metrics)
+            return now if value(now, "offerd_rpc_calls_total", method="Watch", code="CANCELLED") == 1 else None
+        after = wait_for(counted)
+        assert value(after, "offerd_rpc_calls_total", method="DecideStream", code="CANCELLED") == 3
+        assert value(after, "offerd_rpc_calls_total", method="DecideStream") == 3
+        assert value(after, "offerd_rpc_messages_total", method="Watch", direction="sent") == 1
+    finally:
+        code = s.stop()
+    assert code == 0, s.output()[-3000:]  # -11 when a stream closed late read its call's context
+    # (gRPC itself logs the write that failed as the client left: ExecuteBatchError, not ours)
+    assert "GeneratorExit" not in s.output() and "offerd/server" not in s.output(), s.output()[-3000:]
+
+
+def test_a_stream_the_client_abandons_ends_its_span_and_leaves_no_context_behind(traced, caplog):
+    import gc
+
+    server, spans = traced
+    abandon_streams(server.target, 2, wait=3)  # tracing, in this process: the server decides slower
+    with grpc.insecure_channel(server.target) as ch:  # an id that is not one: the span gets a made-up one
+        rpc.DecisionServiceStub(ch).Decide(decide_request(["web_home"], "t", dry_run=True, request_id="é\nx"))
+
+    def ended():
+        gc.collect()  # the abandoned streams, collected: the event loop closes them
+        return [s for s in spans.get_finished_spans() if s.name == "offerd.v1.DecisionService/DecideStream"]
+    streams = wait_for(lambda: (lambda got: got if len(got) == 2 else None)(ended()))
+    for span in streams:
+        assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.CANCELLED.value[0], span.attributes
+        assert span.status.description == "CANCELLED"
+        under = [s for s in spans.get_finished_spans() if s.parent is not None
+                 and s.parent.span_id == span.context.span_id]
+        assert under and {s.name for s in under} <= {"offerd.convert_request", "offerd.decide",
+                                                     "offerd.convert_response"}
+    decide = next(s for s in spans.get_finished_spans() if s.name == "offerd.v1.DecisionService/Decide")
+    assert re.fullmatch(r"[0-9a-f]{16}", decide.attributes["offerd.request_id"])
+    assert "Failed to detach context" not in caplog.text
+
+
+def test_request_ids_that_are_not_short_printable_ascii_are_replaced(tmp_path):
+    s = Served(tmp_path, "--workers", "1", "--access-log")
+    kept = ["r-1", "x" * 128, "A.b_c:d/e=f"]
+    replaced = ["forged\n2026-12-05 07:43:08,783 INFO offerd.v1.DecisionService/Decide OK 0.1 ms", "é", "x" * 129,
+                "x" * 20000, "a b", "tab\there", "\x7f"]
+    try:
+        with grpc.insecure_channel(s.target) as ch:
+            stub = rpc.DecisionServiceStub(ch)
+            got = []
+            for rid in kept + replaced:
+                reply, call = stub.Decide.with_call(decide_request(["web_home"], "a", dry_run=True, request_id=rid),
+                                                    timeout=10)
+                assert reply.request_id == rid  # the answer still carries the caller's own
+                got.append(dict(call.trailing_metadata())["x-request-id"])
+            for header in ("y" * 129, "two words"):  # metadata: the same rule; the body's id is used then
+                _, call = stub.Decide.with_call(decide_request(["web_home"], "a", dry_run=True, request_id="body"),
+                                                metadata=(("x-request-id", header),), timeout=10)
+                got.append(dict(call.trailing_metadata())["x-request-id"])
+        assert got[:len(kept)] == kept
+        made = got[len(kept):len(kept) + len(replaced)]
+        assert all(re.fullmatch(r"[0-9a-f]{16}", x) for x in made) and len(set(made)) == len(made), made
+        assert got[-2:] == ["body", "body"]
+        s.wait_log("Decide OK", len(got))
+    finally:
+        assert s.stop() == 0, s.output()
+    text = s.output()
+    assert "Traceback" not in text and "Invalid metadata" not in text, text[-3000:]
+    access = [line for line in text.splitlines() if "offerd.v1.DecisionService/Decide" in line]
+    assert len(access) == len(got) and all(line.endswith(f"request_id={x}") for line, x in zip(access, got)), access
+
+
+def test_a_scrape_of_several_workers_reads_the_store_while_a_write_holds_its_lock(tmp_path):
+    import lmdb
+
+    metrics = free_port()
+    s = Served(tmp_path, "--workers", "2", "--metrics", f"127.0.0.1:{metrics}")
+    try:
+        env = lmdb.open(os.path.join(str(tmp_path), "db"), max_dbs=16, map_size=1 << 40)
+        txn = env.begin(write=True)  # another process's write, held (the workers have nothing to write)
+        try:
+            samples = scrape(metrics)
+            assert value(samples, "offerd_cap_limit", cap=GOLD) == 50000
+            assert [k for k in samples if k.startswith("offerd_catalog_info{") and 'offers="9"' in k]
+        finally:
+            txn.abort()
+            env.close()
+        assert "cygrpc" not in open(f"/proc/{s.proc.pid}/maps").read()  # the supervisor never loads gRPC
+    finally:
+        assert s.stop() == 0, s.output()
+    assert "cannot read the store" not in s.output()
+
+
+def test_a_flush_that_fails_is_logged_and_the_next_ones_go_on(tmp_path, caplog):
+    import errno
+
+    from prometheus_client import REGISTRY
+
+    class Full:  # prometheus_client's value, as a full disk leaves it under multiprocess files
+        def inc(self, amount):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    server = Running(str(tmp_path))
+    labels = {"service": "DecisionService", "method": "Schema", "code": "OK"}
+    tally = next(t for t in server.server.offerd.observer.tallies if t.method == "Schema")
+    try:
+        with grpc.insecure_channel(server.target) as ch:
+            stub = rpc.DecisionServiceStub(ch)
+            before = REGISTRY.get_sample_value("offerd_rpc_calls_total", labels) or 0
+            kept, tally.seconds._sum = tally.seconds._sum, Full()
+            stub.Schema(pb.SchemaRequest(), timeout=10)
+            wait_for(lambda: "cannot add the calls counted to the metrics" in caplog.text)
+            tally.seconds._sum = kept  # room made
+            for _ in range(3):
+                stub.Schema(pb.SchemaRequest(), timeout=10)
+            wait_for(lambda: (REGISTRY.get_sample_value("offerd_rpc_calls_total", labels) or 0) - before >= 3)
+        assert not server.server.offerd.observer.flusher.done()
+    finally:
+        server.stop()
+    assert caplog.text.count("cannot add the calls counted") == 1
+
+
+def test_a_call_past_its_deadline_is_counted_deadline_exceeded(tmp_path, caplog):
+    import threading
+
+    caplog.set_level(logging.INFO, "offerd.access")
+    server = Running(str(tmp_path), access_log=True)
+    done = threading.Event()
+
+    def held_open():
+        yield decide_request(["web_home"], "d", dry_run=True)
+        done.wait(10)
+    try:
+        with grpc.insecure_channel(server.target) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                list(rpc.DecisionServiceStub(ch).DecideStream(held_open(), timeout=0.5))
+            assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            done.set()
+            done = threading.Event()
+            replies = rpc.DecisionServiceStub(ch).DecideStream(held_open(), timeout=30)
+            next(replies)  # the handler runs, waiting for the next request
+            replies.cancel()  # the client cancels: CANCELLED
+            done.set()
+            wait_for(lambda: len([r for r in caplog.records if "DecideStream" in r.getMessage()]) == 2)
+    finally:
+        server.stop()
+    codes = [r.getMessage().split()[1] for r in caplog.records if "DecideStream" in r.getMessage()]
+    assert codes == ["DEADLINE_EXCEEDED", "CANCELLED"], codes

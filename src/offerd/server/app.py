@@ -30,7 +30,7 @@ from .guard import Refusals, guarded
 from .health import SERVING, Health
 from .observe import Observer
 from .services import AdminService, DecisionService, ProfileService
-from .workers import LOCAL_STORE
+from .workers import LOCAL
 
 log = logging.getLogger("offerd.server")
 MAX_MESSAGE = 4 << 20  # bytes; larger requests get RESOURCE_EXHAUSTED
@@ -208,8 +208,8 @@ async def prune_retries_forever(store: Store, config: Config) -> None:
 
 async def _run(config: Config) -> None:
     store = open_store(config)
-    LOCAL_STORE[0] = store  # what /metrics reads with one worker
     server, port = await create_server(config.listen, config, store)
+    LOCAL.store, LOCAL.engine = store, server.offerd.engine  # what /metrics reads with one worker
     log.info("offerd serving on %s (port %d), data in %s, durability %s", config.listen, port,
              config.data, config.durability)
     stop, now = asyncio.Event(), asyncio.Event()  # drain, then stop; stop at once
@@ -237,7 +237,8 @@ async def _run(config: Config) -> None:
         except TimeoutError:
             pass
     log.info("stopping: finishing the calls in flight (at most %g s)", config.grace)
-    LOCAL_STORE[0] = None
+    with LOCAL.lock:  # a scrape reading the store finishes first: it is closed below
+        LOCAL.store = LOCAL.engine = None
     await stop_server(server, config.grace)
     log.info("stopped in %.2f s", time.monotonic() - t)
 

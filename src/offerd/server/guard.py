@@ -6,7 +6,8 @@ UNKNOWN plus a traceback in the log: one connected client could fill the disk. `
 wraps each method's request parser so that a failure becomes a `NotAMessage` value (a
 unary request) which the wrapped method turns into the status; a streamed request's parser
 still raises DecodeError, which our stream methods answer themselves (`streams_answered`)
-or, for other services, a wrapper does."""
+or, for other services, a wrapper does. A handler that cannot be guarded (a sync one) is
+refused at registration: none is left to answer UNKNOWN."""
 from __future__ import annotations
 
 import asyncio
@@ -110,9 +111,9 @@ class _Guarded:
 
             kind = "unary_stream" if handler.response_streaming else "unary_unary"
             behaviour = getattr(handler, kind)
-            if not getattr(behaviour, "refuses_not_a_message", False):  # services.mapped's do, a frame less
-                behaviour = _refusing(behaviour, handler.response_streaming)
-            return handler._replace(request_deserializer=read, **{kind: behaviour}) if behaviour else handler
+            if not getattr(behaviour, "refuses_not_a_message", False):  # mapped's and observe's do, a frame less
+                behaviour = refusing(behaviour, method)
+            return handler._replace(request_deserializer=read, **{kind: behaviour})
 
         def read_streamed(data: bytes):
             try:
@@ -126,8 +127,8 @@ class _Guarded:
         if self.streams_answered:
             return handler._replace(request_deserializer=read_streamed)
         kind = "stream_stream" if handler.response_streaming else "stream_unary"
-        behaviour = _answering(getattr(handler, kind), method, name, handler.response_streaming)
-        return handler._replace(request_deserializer=read_streamed, **{kind: behaviour}) if behaviour else handler
+        behaviour = _answering(getattr(handler, kind), method, name)
+        return handler._replace(request_deserializer=read_streamed, **{kind: behaviour})
 
     def add_registered_method_handlers(self, service: str, handlers: dict) -> None:
         self.server.add_registered_method_handlers(
@@ -157,37 +158,48 @@ async def refuse(context, request: NotAMessage):
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, fit(request.text))
 
 
-def _refusing(behaviour, streaming: bool):
-    """`behaviour` with a NotAMessage request refused first; None for a sync one (left alone)."""
-    if not streaming and inspect.iscoroutinefunction(behaviour):
+def refusing(behaviour, method: str):
+    """`behaviour` (a coroutine function, or an async generator function) with a NotAMessage
+    request refused first. Health's Watch is a coroutine that writes its stream with
+    context.write. TypeError for any other: a handler left unguarded would answer UNKNOWN."""
+    if inspect.iscoroutinefunction(behaviour):
         async def unary(request, context):
             if request.__class__ is NotAMessage:
                 await refuse(context, request)
             return await behaviour(request, context)
         return unary
-    if streaming and inspect.isasyncgenfunction(behaviour):
+    if inspect.isasyncgenfunction(behaviour):
         async def stream(request, context):
             if request.__class__ is NotAMessage:
                 await refuse(context, request)
-            async for reply in behaviour(request, context):
-                yield reply
+            inner = behaviour(request, context)
+            try:
+                async for reply in inner:
+                    yield reply
+            finally:  # closed at a yield (a client that left): the handler's own cleanup now
+                await inner.aclose()
         return stream
-    return None
+    raise TypeError(f"{method}: its handler {behaviour!r} is neither a coroutine function nor an async "
+                    "generator function, so requests that are not its message cannot be refused")
 
 
-def _answering(behaviour, method: str, name: str, streaming: bool):
+def _answering(behaviour, method: str, name: str):
     """A stream-stream `behaviour` (reflection's) whose DecodeError, from its request
-    iterator, ends the call INVALID_ARGUMENT; None for any other (left alone)."""
+    iterator, ends the call INVALID_ARGUMENT; TypeError for any other."""
     async def refuse_stream(context, e):
         await refuse(context, NotAMessage(method, f"{method}: a message of the stream is not a valid {name} "
                                                   f"message: {e}"))
 
-    if streaming and inspect.isasyncgenfunction(behaviour):
+    if inspect.isasyncgenfunction(behaviour):
         async def stream(requests, context):
+            inner = behaviour(requests, context)
             try:
-                async for reply in behaviour(requests, context):
+                async for reply in inner:
                     yield reply
             except DecodeError as e:
                 await refuse_stream(context, e)
+            finally:  # closed at a yield (a client that left): the handler's own cleanup now
+                await inner.aclose()
         return stream
-    return None
+    raise TypeError(f"{method}: only an async generator function's streamed requests can be answered here; "
+                    "its servicer must catch DecodeError itself (streams_answered)")

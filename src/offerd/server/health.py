@@ -9,7 +9,8 @@ SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.Health
 
 class Health(health.aio.HealthServicer):
     """grpc's health servicer, whose Watch streams also end when the server stops (grpc's
-    run until cancelled, which would hold a graceful stop for its whole grace)."""
+    run until cancelled, which would hold a graceful stop for its whole grace), and which
+    answers List."""
 
     def __init__(self):
         super().__init__()
@@ -25,6 +26,11 @@ class Health(health.aio.HealthServicer):
         for condition in list(self._server_watchers.values()):
             async with condition:
                 condition.notify_all()
+
+    async def List(self, request, context):
+        """Every service's status (grpc's servicer leaves List unimplemented, a sync stub)."""
+        return health_pb2.HealthListResponse(statuses={
+            name: health_pb2.HealthCheckResponse(status=status) for name, status in self._server_status.items()})
 
     async def Watch(self, request, context):
         service = request.service

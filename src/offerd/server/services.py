@@ -129,14 +129,19 @@ class DecisionService(rpc.DecisionServiceServicer):
         passed = self.peers is not None and self.peers.passed(context)
 
         async def read():
+            ended = True
             try:
                 async for request in request_iterator:
                     read_[0] += 1
                     await pending.put((request, asyncio.ensure_future(self._one(request, "DecideStream", passed))))
             except DecodeError as e:  # not ending quietly: the client would miss the answers it is owed
                 broken.append(e)
+            except asyncio.CancelledError:  # the stream ended first (a client that left): nothing reads
+                ended = False  # `pending` any more, and a put into it full would never return
+                raise
             finally:
-                await pending.put(None)
+                if ended:
+                    await pending.put(None)
 
         reader = asyncio.ensure_future(read())
         if passed:

@@ -42,27 +42,33 @@ def start(config):
     return provider, provider.get_tracer("offerd")
 
 
-def begin(tracer, name: str, context, request_id: str):
-    """The call's span, made current; parented by a traceparent in the metadata."""
+def begin(tracer, name: str, metadata, request_id: str):
+    """The call's span, parented by a traceparent in the call's `metadata`; not made current
+    here: `attach` does, around each step of the call in the task that runs it."""
     carrier = {}  # gRPC's metadata keys are lower case, as the propagator looks them up
-    for key, value in context.invocation_metadata() or ():
+    for key, value in metadata or ():
         if key in ("traceparent", "tracestate") and isinstance(value, str):
             carrier[key] = value
     service, _, method = name.rpartition("/")
-    span = tracer.start_span(name, context=extract(carrier) if carrier else None, kind=SpanKind.SERVER,
+    return tracer.start_span(name, context=extract(carrier) if carrier else None, kind=SpanKind.SERVER,
                              attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method,
                                          "offerd.request_id": request_id})
-    token = otel_context.attach(trace.set_span_in_context(span))
-    return span, token
 
 
-def end(started, code: str) -> None:
-    span, token = started
+def attach(span):
+    """Make `span` current; give the token to `detach` in the same task, before any yield (a
+    stream the client left is closed in another task, whose context never had it)."""
+    return otel_context.attach(trace.set_span_in_context(span))
+
+
+detach = otel_context.detach
+
+
+def end(span, code: str) -> None:
     if span.is_recording():
         span.set_attribute("rpc.grpc.status_code", _NUMBERS[code])
         if code != "OK":
             span.set_status(Status(StatusCode.ERROR, code))
-    otel_context.detach(token)
     span.end()
 
 

@@ -27,7 +27,21 @@ log = logging.getLogger("offerd.server")
 RESTARTS_PER_MINUTE = 10  # more workers than this dying within a minute stop the server
 RESTART_PAUSE = 0.2  # seconds before a dead worker's replacement starts
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-LOCAL_STORE: list = [None]  # with one worker: the server's own store, which the metrics read (app.py sets it)
+class _Local:
+    """With one worker, what /metrics reads of the server (app.py sets and clears them): its
+    store and engine; `lock` is held while a scrape reads them (and to clear them at a stop,
+    before the store closes)."""
+
+    def __init__(self):
+        self.store = self.engine = None
+        self.lock = threading.Lock()
+
+    def open(self):
+        store = self.store
+        return None if store is None else (store, lambda: None, self.engine)
+
+
+LOCAL = _Local()
 
 
 def _where(address: str, port: int) -> str:
@@ -127,8 +141,7 @@ def run(config, workers: int) -> int:
             from .collectors import registry
             from .metrics import serve_http
 
-            local = lambda: None if LOCAL_STORE[0] is None else (LOCAL_STORE[0], lambda: None)  # noqa: E731
-            port = serve_http(http, registry(False, lambda: {0: os.getpid()}, local)[0])
+            port = serve_http(http, registry(False, lambda: {0: os.getpid()}, LOCAL.open, LOCAL.lock)[0])
             log.info("metrics on http://%s/metrics", _where(config.metrics, port))
         serve(config)
         return 0
@@ -194,12 +207,12 @@ def run(config, workers: int) -> int:
     log.info("%d workers: %s", workers, ", ".join(map(str, children)))
     procs = None
     if http is not None:
-        from .collectors import registry
+        from .collectors import StoreReader, registry
         from .metrics import serve_http
 
-        def own_store():  # a store per scrape, closed after it: nothing of it is left for a fork
-            store = Store(os.path.join(config.data, "db"), durability="fast", map_size=config.map_size, recent=0)
-            return store, store.close
+        def own_store():  # read-only, per scrape, closed after it: nothing of it is left for a fork
+            store = StoreReader(os.path.join(config.data, "db"), config.map_size)
+            return store, store.close, None
 
         reg, procs = registry(True, lambda: {n: pid for pid, n in list(children.items())}, own_store, forking)
         port = serve_http(http, reg)
