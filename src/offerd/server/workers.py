@@ -27,6 +27,8 @@ log = logging.getLogger("offerd.server")
 RESTARTS_PER_MINUTE = 10  # more workers than this dying within a minute stop the server
 RESTART_PAUSE = 0.2  # seconds before a dead worker's replacement starts
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class _Local:
     """With one worker, what /metrics reads of the server (app.py sets and clears them): its
     store and engine; `lock` is held while a scrape reads them (and to clear them at a stop,
