@@ -120,3 +120,45 @@ def test_a_stop_with_no_drain_still_says_not_serving_and_ends_the_watch_streams(
     assert s.stop() == 0
     assert watch.ended.wait(10) and watch.error is None, watch.error
     assert watch.seen[-1] == NOT_SERVING
+
+
+def test_a_stream_another_shard_relays_ends_answered_when_this_shard_stops(tmp_path):
+    """A shard's stop ends the streams other shards relay to it (their reader cancelled): what
+    was read is answered and the stream ends OK at once, rather than holding the stop until
+    its grace and ending the other shard's stream with an error."""
+    import asyncio
+
+    from offerd.client import decide_request
+    from offerd.server.app import stop_server
+    from offerd.cluster.routing import FORWARDED
+    from offerd.cluster.topology import Topology
+    from offerd.v1 import offerd_pb2_grpc as rpc
+    from served import Running
+
+    topology = Topology(("127.0.0.1:1", "127.0.0.1:2"), None, 0, secret="0123456789abcdef")
+    server = Running(str(tmp_path), cluster=topology)
+    stopped = False
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            held = threading.Event()
+
+            def requests():  # as a shard relays: its mark, a request this shard owns, then held open
+                yield decide_request(["web_home"], "a", attributes=ADULT, dry_run=True)
+                held.wait(30)
+
+            replies = rpc.DecisionServiceStub(channel).DecideStream(
+                requests(), timeout=20, metadata=((FORWARDED, topology.token),))
+            assert next(replies).WhichOneof("reply") == "decision"
+
+            async def stop():  # a grace longer than the call's deadline: a stream left open fails the call
+                await asyncio.wait_for(stop_server(server.server, grace=30), 60)
+
+            server.run(stop())
+            stopped = True
+            assert list(replies) == []  # ended OK, nothing more: no error raised by the iterator
+            held.set()
+    finally:
+        if stopped:
+            server.loop.call_soon_threadsafe(server.loop.stop)
+        else:
+            server.stop()

@@ -128,19 +128,19 @@ class DecisionService(rpc.DecisionServiceServicer):
         read_, broken = [0], []
         passed = self.peers is not None and self.peers.passed(context)
 
+        gone = [False]  # the stream ended first (a client that left): nothing reads `pending` any more
+
         async def read():
-            ended = True
             try:
                 async for request in request_iterator:
                     read_[0] += 1
                     await pending.put((request, asyncio.ensure_future(self._one(request, "DecideStream", passed))))
             except DecodeError as e:  # not ending quietly: the client would miss the answers it is owed
                 broken.append(e)
-            except asyncio.CancelledError:  # the stream ended first (a client that left): nothing reads
-                ended = False  # `pending` any more, and a put into it full would never return
-                raise
             finally:
-                if ended:
+                # The end, unless nothing reads it (a put into a full queue would never return).
+                # Cancelled by end_relays at a stop, the reader still ends the stream: answered.
+                if not gone[0]:
                     await pending.put(None)
 
         reader = asyncio.ensure_future(read())
@@ -150,6 +150,7 @@ class DecisionService(rpc.DecisionServiceServicer):
             while (item := await pending.get()) is not None:
                 yield await item[1]
         finally:
+            gone[0] = True
             reader.cancel()
             self._relays_in.discard(reader)
         if broken:
