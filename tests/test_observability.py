@@ -2,6 +2,7 @@
 127.0.0.1 (docs/observability.md)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -503,3 +504,38 @@ def test_a_call_past_its_deadline_is_counted_deadline_exceeded(tmp_path, caplog)
         server.stop()
     codes = [r.getMessage().split()[1] for r in caplog.records if "DecideStream" in r.getMessage()]
     assert codes == ["DEADLINE_EXCEEDED", "CANCELLED"], codes
+
+
+def test_a_stream_whose_deadline_passes_while_its_answers_wait_is_counted_deadline_exceeded(tmp_path, caplog):
+    """Answers the client never reads block the server's writes; the deadline ends the call and
+    the event loop closes the stream later, when the call is gone: still DEADLINE_EXCEEDED."""
+    import gc
+    import threading
+
+    caplog.set_level(logging.INFO, "offerd.access")
+    server = Running(str(tmp_path), access_log=True)
+    done = threading.Event()
+
+    def many():
+        yield from [decide_request(["web_home", "newsletter"], "a", attributes=ADULT, dry_run=True,
+                                   explain_all=True)] * 5000
+        done.wait(30)
+    try:
+        with grpc.insecure_channel(server.target) as ch:
+            replies = rpc.DecisionServiceStub(ch).DecideStream(many(), timeout=2)
+            time.sleep(4)  # nothing read: the deadline passes while the server waits to write
+            with pytest.raises(grpc.RpcError) as e:
+                list(replies)
+            assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            done.set()
+
+        def logged():
+            server.run(asyncio.sleep(0.1))
+            gc.collect()  # the abandoned stream's generator is closed when it is collected
+            return [r.getMessage().split()[1] for r in caplog.records
+                    if r.name == "offerd.access" and "DecideStream" in r.getMessage()]
+        wait_for(logged)
+        codes = logged()
+    finally:
+        server.stop()
+    assert codes == ["DEADLINE_EXCEEDED"], codes

@@ -37,22 +37,30 @@ FLUSH_SECONDS = 1.0  # how often the calls counted in memory reach the metrics (
 FLUSH_ERRORS_EVERY = 60.0  # seconds: the most one line per this long about flushes that failed
 
 
-def _code(e: BaseException, context) -> str:
-    """The status a call that raised `e` ends with."""
+def _code(e: BaseException, context, deadline: float | None = None) -> str:
+    """The status a call that raised `e` ends with (`deadline`: a stream's, on the monotonic
+    clock, read at its start)."""
     if isinstance(e, grpc.aio.AbortError):
         code = context.code()
         return code.name if isinstance(code, grpc.StatusCode) else _by_number.get(code, "UNKNOWN")
     if isinstance(e, asyncio.CancelledError):  # the client cancelled, left, or its deadline passed
         remaining = context.time_remaining()  # (the call is still there: its task is being cancelled)
         return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-    if isinstance(e, GeneratorExit):  # a stream the client left while an answer waited to be sent,
-        return "CANCELLED"  # closed later by the event loop, when the call is gone: its context untouched
+    if isinstance(e, GeneratorExit):  # a stream the client left (or its deadline ended) while an answer
+        # waited to be sent, closed later by the event loop, when the call is gone: its context untouched
+        return "DEADLINE_EXCEEDED" if deadline is not None and time.monotonic() >= deadline else "CANCELLED"
     if isinstance(e, DecodeError):  # a streamed request not the message: guard.py answers INVALID_ARGUMENT
         return "INVALID_ARGUMENT"
     return "UNKNOWN"  # what grpc answers for an exception a handler let out
 
 
 _by_number = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
+def _deadline(context) -> float | None:
+    """A call's deadline on the monotonic clock; None: it has none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
 
 def _ended(context) -> str:
@@ -237,6 +245,7 @@ def _stream(fn, _observer, tally, _name, streams_in):
     @functools.wraps(fn)
     async def call(request, context):
         t, box, sent, code = _perf(), [0], 0, "OK"
+        deadline = _deadline(context)
         inner = fn(_counted(request, box) if streams_in else request, context)
         try:
             async for reply in inner:
@@ -244,7 +253,7 @@ def _stream(fn, _observer, tally, _name, streams_in):
                 yield reply
             code = _ended(context)
         except BaseException as e:
-            code = _code(e, context)
+            code = _code(e, context, deadline)
             await inner.aclose()  # left at a yield (GeneratorExit): its own cleanup now, not at its collection
             raise
         finally:
@@ -337,6 +346,7 @@ def _full_stream(fn, observer, tally, name, streams_in):
     @functools.wraps(fn)
     async def call(request, context):
         c = _Call(observer, name, None if streams_in else request, context)
+        deadline = _deadline(context)
         box, sent, code = [0], 0, "OK"
         inner = fn(_counted(request, box) if streams_in else request, context)
         try:
@@ -355,7 +365,7 @@ def _full_stream(fn, observer, tally, name, streams_in):
                 yield reply
             code = _ended(context)
         except BaseException as e:
-            code = _code(e, context)
+            code = _code(e, context, deadline)
             await inner.aclose()  # left at a yield (GeneratorExit): its own cleanup now, not at its collection
             raise
         finally:
