@@ -57,6 +57,14 @@ def test_an_environment_variable_sets_a_default_and_a_bad_one_is_refused_like_a_
     assert "s3cret-value" not in r.stdout and "127.0.0.1:9" not in r.stdout and "[default 127.0.0.1:50051" in r.stdout
     r = offerd("versions", env={"OFFERD_SERVER": "127.0.0.1:1", "OFFERD_TIMEOUT": "5s"})
     assert r.returncode == 1 and "127.0.0.1:1" in r.stderr  # the variable's server was called
+    # a variable outside its choices is refused only where it would be used: not when the flag is
+    # given (it wins), nor for --help, nor for another command
+    r = offerd("serve", "--durability", "sync", "--help", env={"OFFERD_DURABILITY": "SYNC"})
+    assert r.returncode == 0 and "--durability" in r.stdout, r.stderr
+    r = offerd("serve", "--data", tmp_path / "d", "--listen", "127.0.0.1:1", "--loop", "tokio")
+    assert r.returncode == 2 and "invalid choice: 'tokio'" in r.stderr, r.stderr
+    r = offerd("check", tmp_path / "none", env={"OFFERD_LOOP": "tokio"})
+    assert r.returncode == 1 and "OFFERD_LOOP" not in r.stderr, r.stderr
 
 
 def _complete(script: str, *words: str) -> list[str]:

@@ -48,29 +48,33 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", Help)
         super().__init__(*args, **kwargs)
-        self.bad_env: list[str] = []
+        self.bad_env: list[tuple[argparse.Action, str]] = []  # options whose variable is refused, and why
 
     def add_argument(self, *names, env: str | None = None, **kwargs):
-        builtin = kwargs.get("default")
+        builtin, bad = kwargs.get("default"), None
         if env and os.environ.get(env, ""):
             value = os.environ[env]
             if kwargs.get("action") == "store_true":
                 if value.lower() not in TRUE + FALSE:
-                    self.bad_env.append(f"{env}={value!r}: give one of {', '.join(TRUE + FALSE)}")
+                    bad = f"{env}={value!r}: give one of {', '.join(TRUE + FALSE)}"
                 kwargs["default"] = value.lower() in TRUE
             else:
                 choices = kwargs.get("choices")
                 if choices is not None and value not in choices:
-                    self.bad_env.append(f"{env}={value!r}: give one of {', '.join(map(str, choices))}")
+                    bad = f"{env}={value!r}: give one of {', '.join(map(str, choices))}"
                 kwargs["default"] = value
         action = super().add_argument(*names, **kwargs)
         action.env, action.builtin_default = env, builtin
+        if bad:
+            self.bad_env.append((action, bad))
         return action
 
     def parse_known_args(self, args=None, namespace=None):
-        if self.bad_env:  # this command's own variables only: another command's do not stop it
-            self.error(self.bad_env[0])
-        return super().parse_known_args(args, namespace)
+        namespace, rest = super().parse_known_args(args, namespace)
+        for action, bad in self.bad_env:  # this command's own variables: another command's do not stop it
+            if getattr(namespace, action.dest, None) == action.default:  # not given on the command line
+                self.error(bad)
+        return namespace, rest
 
 
 def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
