@@ -112,27 +112,35 @@ def check_columns(path: str, catalog: Catalog) -> None:
 
 def _read_csv(path: str, catalog: Catalog) -> Iterator[Row | BadRow]:
     check_columns(path, catalog)
-    schema, domains = catalog.contact, catalog.domains
     # surrogateescape: a field that is not UTF-8 comes through marked, and only its row is bad
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        reader = csv.DictReader(f)
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:  # this record only: the reader goes on with the next line
-                yield BadRow(reader.line_num, f"unreadable CSV: {e}")
-                continue
-            line_no = reader.line_num
-            if None in record:
-                yield BadRow(line_no, f"{len(record[None])} more fields than the header has")
-                continue
-            if any(_escaped(v) for v in record.values() if v) or any(_escaped(k) for k in record if k):
-                yield BadRow(line_no, "not UTF-8")
-                continue
-            values = {k: v for k, v in record.items() if v not in (None, "")}
-            yield _row(line_no, values, schema, True, domains, catalog.context)
+        yield from read_csv_stream(f, catalog)
+
+
+def read_csv_stream(f, catalog: Catalog, lines: list[int] | None = None) -> Iterator[Row | BadRow]:
+    """The rows of an open CSV text stream (its header checked already); `lines[0]` is
+    then the number of lines read."""
+    schema, domains = catalog.contact, catalog.domains
+    reader = csv.DictReader(f)
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:  # this record only: the reader goes on with the next line
+            yield BadRow(reader.line_num, f"unreadable CSV: {e}")
+            continue
+        line_no = reader.line_num
+        if None in record:
+            yield BadRow(line_no, f"{len(record[None])} more fields than the header has")
+            continue
+        if any(_escaped(v) for v in record.values() if v) or any(_escaped(k) for k in record if k):
+            yield BadRow(line_no, "not UTF-8")
+            continue
+        values = {k: v for k, v in record.items() if v not in (None, "")}
+        yield _row(line_no, values, schema, True, domains, catalog.context)
+    if lines is not None:
+        lines[0] = reader.line_num
 
 
 def _escaped(text: str) -> bool:
