@@ -121,13 +121,12 @@ class Engine:
     def decide(self, request: Request) -> Decision:
         if self.totals is not None:
             raise RuntimeError("a cluster's shard counts its total caps in Redis: it decides with decide_async")
-        if request.request_id:  # a retry's first answer, if it has one (most calls carry no id)
+        once = None
+        if request.request_id or request.batch:  # a retry's first answer, if it has one (most calls carry no id)
             once = self._once(request)
             first = once and self._first(once)
             if first:
                 return first
-        else:
-            once = None
         work = self._prepare(request)
         if self._records(work):
             ids = self.store.record_decision(work.contact, work.moment.ts, self._props(work), work.history,
@@ -135,6 +134,8 @@ class Engine:
             if isinstance(ids, Replay):  # a copy of this request was written meanwhile
                 return retries.decode(ids.value)
             self._commit(work, ids)
+        elif once is not None and request.batch:  # nothing recorded: the row's answer alone, so it is not decided again
+            self.store.put_note(*self._retry(work, once)[0]([]))
         return self._answer(work)
 
     async def decide_async(self, request: Request, note=None) -> Decision:
@@ -142,40 +143,45 @@ class Engine:
         ids)` → (key, value), if given, is stored in the same transaction as the decision:
         [(space, offer, content)] of the picks and their proposition ids (None: refused)."""
         once = None
-        if request.request_id and note is None:  # a batch resumes by its own notes
+        if (request.request_id or request.batch) and note is None:  # `offerd batch` resumes by its own notes
             once = self._once(request)
             first = once and self._first(once)
             if first:
                 return first
         work = self._prepare(request)
-        if self._records(work):
-            shared = None
-            if self.totals is not None:
-                work, shared = await reserve(self, request, work)
+        if not self._records(work):
+            if once is not None and request.batch:  # nothing recorded: the row's answer alone, not decided again
+                await self.store.put_note_async(*self._retry(work, once)[0]([]))
+            return self._answer(work)
+        shared = None
+        if self.totals is not None:
+            work, shared = await reserve(self, request, work)
+        try:
+            if not work.picks:  # every pick refused by the shared counts
+                if once is not None and request.batch:
+                    await self.store.put_note_async(*self._retry(work, once)[0]([]))
+                return self._answer(work)
+            stored, check = self._retry(work, once)
+            if note is not None:  # a batch: what it proposed goes into the note
+                picks = [(p.space, p.offer.name, p.content) for p in work.picks]
+                stored = lambda ids: note(picks, ids)  # noqa: E731
             try:
-                if not work.picks:  # every pick refused by the shared counts
-                    return self._answer(work)
-                stored, check = self._retry(work, once)
-                if note is not None:  # a batch: what it proposed goes into the note
-                    picks = [(p.space, p.offer.name, p.content) for p in work.picks]
-                    stored = lambda ids: note(picks, ids)  # noqa: E731
-                try:
-                    ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
-                                                                  work.history, stored, check,
-                                                                  None if shared is None else shared.ids)
-                except Exception:
-                    if shared is not None and shared.held:  # nothing written: nothing stays counted
-                        await self.totals.release(shared.counted())
-                    raise
-                if shared is not None and shared.held:  # what the write refused, or all of a replay, given back
-                    await self.totals.release(shared.counted(
-                        None if isinstance(ids, Replay) else [i for i, x in enumerate(ids) if x is None]))
-            finally:
-                if shared is not None and shared.held:
-                    self.totals.done()
-            if isinstance(ids, Replay):  # a copy of this request was written meanwhile
-                return retries.decode(ids.value)
-            self._commit(work, ids)
+                ids = await self.store.record_decision_async(work.contact, work.moment.ts, self._props(work),
+                                                              work.history, stored, check,
+                                                              None if shared is None else shared.ids)
+            except Exception:
+                if shared is not None and shared.held:  # nothing written: nothing stays counted
+                    await self.totals.release(shared.counted())
+                raise
+            if shared is not None and shared.held:  # what the write refused, or all of a replay, given back
+                await self.totals.release(shared.counted(
+                    None if isinstance(ids, Replay) else [i for i, x in enumerate(ids) if x is None]))
+        finally:
+            if shared is not None and shared.held:
+                self.totals.done()
+        if isinstance(ids, Replay):  # a copy of this request was written meanwhile
+            return retries.decode(ids.value)
+        self._commit(work, ids)
         return self._answer(work)
 
     # --- safe retries (retries.py) ---------------------------------------------------
@@ -184,10 +190,13 @@ class Engine:
         """When the request came (wall clock) and the keys a recorded decision with a request
         id is looked for under, for its retries (retries.keys; the first is where it is
         written, with that time)."""
-        if (request.dry_run or not request.request_id or request.contact_id is None or self.store is None
-                or self.retry_window <= 0):
+        if request.dry_run or request.contact_id is None or self.store is None:
             return None
         wall = time.time()
+        if request.batch:  # a batch row: one key, no window
+            return wall, (request.batch,)
+        if not request.request_id or self.retry_window <= 0:
+            return None
         return wall, retries.keys(self._contact(request), request, wall, self.retry_window)
 
     def _fresh(self, value: bytes) -> bool:
@@ -206,10 +215,20 @@ class Engine:
             return False
         return True
 
+    def _kept(self, value: bytes) -> bool:
+        """A batch row's answer, kept whatever its age (a corrupt one is written over)."""
+        try:
+            retries.decode(value)
+        except ValueError as e:
+            log.error("%s: deciding again", e)
+            return False
+        return True
+
     def _first(self, once) -> Decision | None:
+        fresh = self._kept if len(once[1]) == 1 else self._fresh
         for key in once[1]:
             value = self.store.note(key)
-            if value is not None and self._fresh(value):
+            if value is not None and fresh(value):
                 return retries.decode(value)
         return None
 
@@ -222,7 +241,7 @@ class Engine:
         (wall, keys), spaces, hash_ = once, tuple(dict.fromkeys(work.request.spaces)), work.plan.catalog.hash
         note = lambda ids: (keys[0], retries.encode(wall, work.when, hash_, spaces, work.picks,  # noqa: E731
                                                     [self._id(work, pid) for pid in ids]))
-        return note, (keys, self._fresh)
+        return note, (keys, self._kept if len(keys) == 1 else self._fresh)
 
     def _records(self, work: _Work) -> bool:
         return bool(work.picks) and not work.request.dry_run and self.store is not None

@@ -42,6 +42,7 @@ class Request:
     explain_all: bool = False  # with explain: every rule that removed an offer, not only the first
     time: datetime.datetime | None = None  # aware; None: the clock
     request_id: str | None = None  # a recorded decision retried with it gets its first answer
+    batch: bytes | None = None  # a batch row's note key: decided once, whenever sent again (retries.batch_key)
 
 
 @dataclass(slots=True)

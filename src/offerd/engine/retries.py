@@ -62,6 +62,14 @@ def expired_below(wall: float, window: float) -> bytes:
     return PREFIX + _U64.pack(max(int(wall // window * window - max(int(window), 1)), 0))
 
 
+BATCH = b"batch:"  # meta keys of batch rows: BATCH, the job, ":", the line (u64): `offerd batch`'s notes too
+
+
+def batch_key(job: bytes, line: int) -> bytes:
+    """Where a batch row's first answer is kept: no window, it stays with the batch."""
+    return BATCH + job + b":" + _U64.pack(line)
+
+
 def written_at(value: bytes) -> float | None:
     """When the note was written (wall clock, s), or None if it is not one."""
     return _U64.unpack_from(value)[0] / 1e6 if len(value) >= _U64.size else None

@@ -6,6 +6,7 @@ import datetime
 
 from ..engine import Decision, Request
 from ..engine.model import BadRequest
+from ..engine.retries import batch_key
 from ..lang.diagnostics import Diagnostic
 from ..v1 import offerd_pb2 as pb
 from ..wire import from_value, to_value
@@ -60,12 +61,24 @@ def request(m: pb.DecideRequest) -> Request:
         dry_run=m.dry_run, explain=m.explain or m.explain_all, explain_all=m.explain_all,
         time=time_of(m.time_us) if m.time_us else None,
         request_id=m.request_id or None,
+        batch=_batch(m) if m.HasField("batch") else None,
     )
+
+
+def _batch(m: pb.DecideRequest) -> bytes:
+    row = m.batch
+    if not 1 <= len(row.job) <= 32:
+        raise BadRequest(f"batch.job must be 1 to 32 bytes, not {len(row.job)}")
+    if row.line < 1:
+        raise BadRequest(f"batch.line must be 1 or more, not {row.line}")
+    if m.dry_run or not m.contact.id:
+        raise BadRequest("a batch row is a recorded decision of a known contact: no dry_run, a contact id")
+    return batch_key(row.job, row.line)
 
 
 def response(d: Decision, request_id: str = "") -> pb.DecideResponse:
     time_us = (d.time - EPOCH) // _MICROSECOND  # exact, as time_of reads it
-    out = pb.DecideResponse(time_us=time_us, catalog=d.catalog, request_id=request_id)
+    out = pb.DecideResponse(time_us=time_us, catalog=d.catalog, request_id=request_id, replayed=d.replayed)
     for r in d.spaces:
         space = out.spaces.add(space=r.space)
         for p in r.proposals:

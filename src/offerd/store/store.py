@@ -259,6 +259,11 @@ class Store:
     async def report_async(self, prop_id: bytes, status: str, at: float | None = None) -> bool:
         return await self.run(self._report_op(prop_id, status, at))
 
+    def put_note(self, key: bytes, value: bytes) -> None:
+        """A note alone (a batch's decision that proposed nothing)."""
+        db = self.db["meta"]
+        self.submit(lambda txn: txn.put(key, value, db=db)).result()
+
     async def put_note_async(self, key: bytes, value: bytes) -> None:
         """A note alone (a batch's decision that proposed nothing)."""
         db = self.db["meta"]
