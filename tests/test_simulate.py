@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from golden import cases, compare
 
 from offerd import lang
@@ -700,3 +701,47 @@ def test_context_on_the_command_line_is_typed_by_the_catalogs_schema(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["spaces"]["s"]["offers"]["zero"]["proposed"] == 1
     r = run_("n=three")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "context.n is an int" in r.stderr, r.stderr
+
+
+# --- parts: a worker arbitrates only the contacts no total cap can touch ---------------------
+
+CAP_KINDS = ["cap {n} total", "cap {n} total per 1d", "cap {n} per contact", "cap {n} per contact per 7d"]
+
+
+@st.composite
+def capped_catalogs(draw) -> str:
+    """Small catalogs whose offers, categories, groups and spaces carry random caps of every
+    scope: total caps that fill early or late, caps per decision and per contact."""
+    def caps(decision: bool) -> str:
+        kinds = CAP_KINDS + (["cap {n} per decision"] if decision else [])
+        return "  ".join(draw(st.sampled_from(kinds)).format(n=draw(st.integers(1, 40)))
+                         for _ in range(draw(st.integers(0, 2))))
+    out = ["schema contact { age: int in 0 to 99  score: float }", "schema context { }",
+           f"space web {{ limit {draw(st.integers(1, 3))}  {caps(True)} }}",
+           f"space app {{ limit {draw(st.integers(1, 2))}  {caps(True)} }}",
+           f"category c1 {{ {caps(True)} }}", f"category c2 {{ {caps(True)} }}", f"group g1 {{ {caps(True)} }}"]
+    for k in range(draw(st.integers(3, 6))):
+        spaces = draw(st.sampled_from(["web", "app", "web, app"]))
+        owner = draw(st.sampled_from(["", "category c1", "category c2", "groups g1", "category c2  groups g1"]))
+        out.append(f"offer o{k} {{ {owner}  spaces {spaces}  weight {draw(st.integers(1, 9))} + (contact.score ?? 0) "
+                   f"* {draw(st.integers(0, 3))}  eligible contact.age ?? 0 >= {draw(st.integers(0, 60))}  {caps(False)} }}")
+    return "\n".join(out)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=capped_catalogs(), seed=st.integers(0, 1000))
+def test_arbitrating_in_the_parts_gives_the_report_of_arbitrating_every_contact_in_order(tmp_path_factory, source,
+                                                                                          seed):
+    catalog = lang.check({"c.offer": source})
+    path = str(tmp_path_factory.mktemp("pop") / "people.jsonl")
+    with open(path, "w") as f:
+        for row in population.generate(catalog, 400, seed):
+            f.write(json.dumps(row) + "\n")
+
+    def run(**kw) -> dict:
+        out = simulate.simulate(catalog, ["web", "app"], path, AT, workers=1, part_bytes=4096, **kw).to_json()
+        for key in ("seconds", "contacts_per_second"):
+            out.pop(key)
+        return out
+    # `each` makes the run arbitrate every contact itself, in order, as before parts existed
+    assert run() == run(each=lambda line, picks: None), source

@@ -7,6 +7,7 @@ import sys
 import time
 
 from .. import lang
+from ..offline.command import engine_options, server_options
 from .options import count, when
 
 
@@ -122,6 +123,20 @@ def cmd_batch(args) -> int:
     if catalog is None:
         return 1
     at = when(args.at)
+    if args.server:
+        from ..offline.command import remote_batch
+
+        try:
+            context = by_schema(args.context, "context", catalog.context, "--context")
+        except ValueError as e:
+            print(f"offerd: {e}", file=sys.stderr)
+            return 2
+        return remote_batch(args, catalog, at, context, print_bad)
+    if args.dask or not os.path.isfile(args.population):
+        print("offerd: a batch on Dask, or over a folder of files, decides on a server: give --server HOST:PORT"
+              if args.dask or os.path.isdir(args.population) else f"offerd: {args.population}: no such file",
+              file=sys.stderr)
+        return 2
     try:
         result = batch.run(args.data, catalog, args.space, args.population, at, args.out,
                            context=by_schema(args.context, "context", catalog.context, "--context"),
@@ -168,7 +183,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("simulate", help="decide a population in a catalog's spaces, recording nothing; report")
     p.add_argument("catalog", help="folder of *.offer files")
     p.add_argument("--space", action="append", required=True, help="a space (repeatable, decided in this order)")
-    p.add_argument("--population", required=True, help="contacts: .jsonl or .csv, an `id` column and attributes")
+    p.add_argument("--population", required=True,
+                   help="contacts: a .jsonl, .csv or .parquet file, or a folder or glob of them read in name order; "
+                        "an `id` and attributes")
     p.add_argument("--at", help="decision time, ISO with a timezone (default: now)")
     p.add_argument("--context", action="append", default=[], metavar="NAME=VALUE",
                    help="context for every contact (its own context.NAME values win)")
@@ -177,6 +194,7 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample of contacts whose weights are shown")
     p.add_argument("--workers", type=count, default=0, help="processes (default: one per core)")
     p.add_argument("--no-caps", action="store_true", help="ignore total caps filling up during the run")
+    engine_options(p)
     p.add_argument("--json", help="also write the report as JSON to this file")
     p.add_argument("--html", help="also write the report as a self-contained HTML page with charts")
     p.add_argument("--compare", metavar="OTHER_CATALOG",
@@ -188,7 +206,8 @@ def add_commands(sub) -> None:
     p.add_argument("catalog", help="folder of *.offer files")
     p.add_argument("--data", default="var", env="OFFERD_DATA", help="data folder (the LMDB store)")
     p.add_argument("--space", action="append", required=True, help="a space (repeatable, decided in this order)")
-    p.add_argument("--population", required=True, help="contacts: .jsonl or .csv, an `id` column and attributes")
+    p.add_argument("--population", required=True,
+                   help="contacts: a .jsonl or .csv file (with --server also .parquet, or a folder or glob of files)")
     p.add_argument("--out", required=True, help="propositions, as JSON Lines in the population's order")
     p.add_argument("--at", required=True,
                    help="decision time, ISO with a timezone: the same batch, resumed, is the same file, catalog, "
@@ -198,4 +217,6 @@ def add_commands(sub) -> None:
                    help="fast (default): the store is synced once, before the output is written")
     p.add_argument("--workers", type=count, default=0, help="processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    engine_options(p)
+    server_options(p)
     p.set_defaults(fn=cmd_batch)

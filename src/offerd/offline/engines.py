@@ -4,19 +4,20 @@ of parts ahead, so the run adds them up and arbitrates in population order as th
 from __future__ import annotations
 
 import multiprocessing
+import uuid
 from collections import deque
 
-from .evaluate import Job, new_state, run_part
+from .evaluate import new_state, run_part
 
 _job: list = []  # a local worker process's job, set once by the pool's initializer
 
 
-def _init(job: Job) -> None:
-    _job[:] = [job]
+def _init(job, fn) -> None:
+    _job[:] = [job, fn]
 
 
 def _run(part):
-    return run_part(_job[0], part)
+    return _job[1](_job[0], part)
 
 
 class Local:
@@ -27,14 +28,17 @@ class Local:
     def __init__(self, workers: int):
         self.workers = max(workers, 1)
 
-    def map(self, job: Job, parts: list):
+    def map(self, job, parts: list, fn=run_part):
+        """`fn(job, part)` of each part, in order."""
         if self.workers == 1 or len(parts) <= 1:
-            state = new_state(job.catalogs, job.spaces, job.by)  # a run's own: a server runs several in threads
+            if fn is run_part:
+                state = new_state(job.catalogs, job.spaces, job.by)  # a run's own: a server runs several in threads
+                fn = lambda job, part: run_part(job, part, state)  # noqa: E731
             for part in parts:
-                yield run_part(job, part, state)
+                yield fn(job, part)
             return
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(self.workers, len(parts)), initializer=_init, initargs=(job,)) as pool:
+        with ctx.Pool(min(self.workers, len(parts)), initializer=_init, initargs=(job, fn)) as pool:
             pending: deque = deque()
             for part in parts:  # about two parts per worker in flight, answers in order
                 pending.append(pool.apply_async(_run, (part,)))
@@ -42,3 +46,62 @@ class Local:
                     yield pending.popleft().get()
             while pending:
                 yield pending.popleft().get()
+
+
+class Dask:
+    """The workers of a Dask cluster: `address` its scheduler's (tcp://host:8786), or
+    `local` for a cluster of `workers` processes on this machine. A worker lost while
+    running a part makes the scheduler run the part again elsewhere; a part's result is the
+    same wherever it runs, and a batch's rows answer from their first decision."""
+
+    remote = True
+
+    def __init__(self, address: str, workers: int = 0):
+        try:
+            from distributed import Client, LocalCluster  # noqa: PLC0415 - only when asked for
+        except ImportError:
+            raise ValueError("running on Dask needs its distributed package: pip install 'offerd[dask]'") from None
+        self.cluster = None
+        if address == "local":
+            self.cluster = LocalCluster(n_workers=max(workers, 1) if workers else None, threads_per_worker=1,
+                                        processes=True, dashboard_address="127.0.0.1:0", host="127.0.0.1")
+            self.client = Client(self.cluster)
+        else:
+            try:
+                self.client = Client(address, timeout=30)
+            except (OSError, TimeoutError, ValueError) as e:
+                raise ValueError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+        self.workers = max(sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()), 1)
+
+    def map(self, job, parts: list, fn=run_part):
+        """`fn(job, part)` of each part on the cluster, in order; the job sent once to each worker."""
+        shared = self.client.scatter(job, broadcast=True, hash=False)
+        run = uuid.uuid4().hex[:12]
+        pending: deque = deque()
+        window = 2 * self.workers + 2
+        try:
+            for i, part in enumerate(parts):
+                pending.append(self.client.submit(fn, shared, part, key=f"offerd-{run}-{i}", pure=False))
+                while len(pending) > window:
+                    yield _result(pending.popleft())
+            while pending:
+                yield _result(pending.popleft())
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _result(future):
+    """A part's result; a part that killed its workers again and again stops the run."""
+    try:
+        return future.result()
+    except Exception as e:
+        if type(e).__name__ == "KilledWorker":
+            raise ValueError(f"a part was running on every worker that died ({e}); "
+                             "run the same command again") from None
+        raise

@@ -102,7 +102,7 @@ def _size(path: str) -> int:
     return _fs(path).size(path) if _remote(path) else os.path.getsize(path)
 
 
-def _open(path: str):
+def open_file(path: str):
     return _fs(path).open(path, "rb") if _remote(path) else open(path, "rb")
 
 
@@ -112,7 +112,7 @@ def _parquet(path: str):
     except ImportError:
         raise ValueError(f"{path}: reading Parquet needs pyarrow: pip install 'offerd[parquet]'") from None
     try:
-        return pq.ParquetFile(_open(path))
+        return pq.ParquetFile(open_file(path))
     except Exception as e:  # pyarrow's own errors: a file that is not Parquet
         raise ValueError(f"{path}: not a readable Parquet file: {e}") from None
 
@@ -132,7 +132,7 @@ def read(part: Part, catalog) -> tuple[Iterator, list[int]]:
 def _jsonl(part: Part, lines: list[int]) -> Iterator[tuple[int, str | BadRow]]:
     """The lines that start in [start, end): a line that began before `start` is the
     previous part's, whole."""
-    with _open(part.path) as f:
+    with open_file(part.path) as f:
         f.seek(max(part.start - 1, 0))
         if part.start > 0:
             f.readline()  # the byte before `start` ends a line, or this finishes the previous part's line
@@ -152,7 +152,7 @@ def _jsonl(part: Part, lines: list[int]) -> Iterator[tuple[int, str | BadRow]]:
 
 
 def _csv(part: Part, catalog, lines: list[int]):
-    with _open(part.path) as raw:  # surrogateescape: a field that is not UTF-8 makes only its row bad
+    with open_file(part.path) as raw:  # surrogateescape: a field that is not UTF-8 makes only its row bad
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         yield from read_csv_stream(text, catalog, lines)
 
