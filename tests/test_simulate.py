@@ -738,10 +738,14 @@ def test_arbitrating_in_the_parts_gives_the_report_of_arbitrating_every_contact_
         for row in population.generate(catalog, 400, seed):
             f.write(json.dumps(row) + "\n")
 
-    def run(**kw) -> dict:
-        out = simulate.simulate(catalog, ["web", "app"], path, AT, workers=1, part_bytes=4096, **kw).to_json()
-        for key in ("seconds", "contacts_per_second"):
+    def run(workers=1, **kw) -> dict:
+        out = simulate.simulate(catalog, ["web", "app"], path, AT, workers=workers, part_bytes=2048, **kw).to_json()
+        for key in ("seconds", "contacts_per_second", "workers"):
             out.pop(key)
         return out
-    # `each` makes the run arbitrate every contact itself, in order, as before parts existed
-    assert run() == run(each=lambda line, picks: None), source
+    # `each` makes the run arbitrate every contact itself, in order, as before parts existed;
+    # in one process every part is sent with the totals of the parts before it; with two,
+    # parts are sent ahead, and their totals have moved when they come back
+    ordered = run(each=lambda line, picks: None)
+    assert run() == ordered, source
+    assert run(workers=2) == ordered, source

@@ -2,10 +2,13 @@
 the process that runs the simulation: which offers each contact gets (the engine's
 `arbitrate`), counted per space, offer, rank and cap; and how parts' counts add up.
 
-`total` caps make a contact's offers depend on the contacts before it. A worker therefore
-arbitrates a contact only when nothing of its arbitration reads or adds to a total cap's
-count (a `_Probe` history tells); every other contact is arbitrated by the run, in
-population order, with the run's counts (`RunHistory`)."""
+`total` caps make a contact's offers depend on the contacts before it. A worker arbitrates
+every contact with the run's totals as they were when its part was sent (a snapshot) plus
+the part's own propositions (`Optimist`), and keeps apart the contacts that read a total.
+The run, adding up the parts in population order, keeps a part's results if no total cap
+could have decided otherwise with the real totals (`Version.exact`): the run's totals have
+not moved since the snapshot, or the cap was full then, or stays below its limit after the
+part. Otherwise it arbitrates that part's contacts that read a total again, in order."""
 from __future__ import annotations
 
 import hashlib
@@ -21,21 +24,24 @@ SAMPLE = 2000  # contacts whose weights make the weight distributions (a uniform
 _NONE: frozenset = frozenset()
 
 
-class Dependent(Exception):
-    """A contact's arbitration reads a total cap's count: the run arbitrates it, in order."""
+class Optimist:
+    """A worker's history for one part: a contact has none; a total is the run's when the
+    part was sent plus what the part proposed so far. `read` says a contact read one."""
 
-
-class _Probe:
-    """A worker's history: a contact has none, and a total cap's count is the run's."""
+    def __init__(self, snapshot: dict):
+        self.snapshot, self.added, self.read = snapshot, {}, False
 
     def count(self, key, status, since, until) -> int:
         return 0
 
     def total(self, key, status, since, until) -> int:
-        raise Dependent
+        self.read = True
+        return self.snapshot.get(key, 0) + self.added.get(key, 0)
 
-
-PROBE = _Probe()
+    def add(self, counts: dict, keys: frozenset) -> None:
+        for ref, k in counts.items():
+            if ref in keys:
+                self.added[ref] = self.added.get(ref, 0) + k
 
 
 class RunHistory:
@@ -80,8 +86,19 @@ class Version:
         self.positions = [{o.name: pos for pos, o in enumerate(c.offers)} for c in self.compiled]
         rules = [distinct_rules(c) for c in self.compiled]
         self.canon, self.distinct = [r[0] for r in rules], [r[1] for r in rules]
-        self.total_keys = frozenset(cap.key for c in self.compiled for o in c.offers
-                                    for cap in self.plan.caps(o, c.space.name) if cap.check.scope == "total")
+        self.totals = sorted({(cap.key, cap.check.limit) for c in self.compiled for o in c.offers
+                              for cap in self.plan.caps(o, c.space.name) if cap.check.scope == "total"})
+        self.total_keys = frozenset(key for key, _ in self.totals)
+
+    def exact(self, snapshot: dict, now: dict, added: dict) -> bool:
+        """Whether a part arbitrated with the totals of `snapshot` (its own propositions
+        `added` on top) chose as it would have with the run's totals `now`: for each total
+        cap, the totals did not move, or the cap was full already, or stays below its limit."""
+        for key, limit in self.totals:
+            then, real = snapshot.get(key, 0), now.get(key, 0)
+            if real != then and then < limit and real + added.get(key, 0) >= limit:
+                return False
+        return True
 
     def new_stats(self) -> dict[str, SpaceStats]:
         return {c.space.name: SpaceStats([{} for _ in range(c.space.limit)], {o.name: OfferStats() for o in c.offers})

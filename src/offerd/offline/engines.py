@@ -28,20 +28,21 @@ class Local:
     def __init__(self, workers: int):
         self.workers = max(workers, 1)
 
-    def map(self, job, parts: list, fn=run_part):
-        """`fn(job, part)` of each part, in order."""
-        if self.workers == 1 or len(parts) <= 1:
+    def map(self, job, items, fn=run_part, count: int = 0):
+        """`fn(job, item)` of each item, in order; an item is taken from `items` when it
+        is sent (a simulation's part takes the totals of that moment)."""
+        if self.workers == 1 or count <= 1:
             if fn is run_part:
                 state = new_state(job.catalogs, job.spaces, job.by)  # a run's own: a server runs several in threads
-                fn = lambda job, part: run_part(job, part, state)  # noqa: E731
-            for part in parts:
-                yield fn(job, part)
+                fn = lambda job, item: run_part(job, item, state)  # noqa: E731
+            for item in items:
+                yield fn(job, item)
             return
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(self.workers, len(parts)), initializer=_init, initargs=(job, fn)) as pool:
+        with ctx.Pool(min(self.workers, count), initializer=_init, initargs=(job, fn)) as pool:
             pending: deque = deque()
-            for part in parts:  # about two parts per worker in flight, answers in order
-                pending.append(pool.apply_async(_run, (part,)))
+            for item in items:  # about two parts per worker in flight, answers in order
+                pending.append(pool.apply_async(_run, (item,)))
                 while len(pending) > 2 * self.workers:
                     yield pending.popleft().get()
             while pending:
@@ -73,15 +74,16 @@ class Dask:
                 raise ValueError(f"cannot reach the Dask scheduler at {address}: {e}") from None
         self.workers = max(sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()), 1)
 
-    def map(self, job, parts: list, fn=run_part):
-        """`fn(job, part)` of each part on the cluster, in order; the job sent once to each worker."""
+    def map(self, job, items, fn=run_part, count: int = 0):
+        """`fn(job, item)` of each item on the cluster, in order; the job sent once to each
+        worker, an item taken from `items` when it is sent."""
         shared = self.client.scatter(job, broadcast=True, hash=False)
         run = uuid.uuid4().hex[:12]
         pending: deque = deque()
         window = 2 * self.workers + 2
         try:
-            for i, part in enumerate(parts):
-                pending.append(self.client.submit(fn, shared, part, key=f"offerd-{run}-{i}", pure=False))
+            for i, item in enumerate(items):
+                pending.append(self.client.submit(fn, shared, item, key=f"offerd-{run}-{i}", pure=False))
                 while len(pending) > window:
                     yield _result(pending.popleft())
             while pending:

@@ -2,7 +2,8 @@
 run the compiled rules on each contact (the compiled `explain`: every offer's weight, or the
 first rule that removed it), count what the report needs, sample weights, and arbitrate the
 contacts whose offers do not depend on the contacts before them (arbitration.py). The rest
-go back to the run as compact candidate lists, to be arbitrated in population order."""
+are arbitrated with the run's totals when the part was sent, and sent back also as compact
+candidate lists, in case the run must arbitrate them again in population order."""
 from __future__ import annotations
 
 from collections import Counter
@@ -49,9 +50,14 @@ class PartResult:
     bad: list[BadRow] = field(default_factory=list)
     counts: list = field(default_factory=list)  # per version and space: the four Counters (_outcomes)
     samples: list = field(default_factory=list)  # per version and space: an arbitration.Sample
-    stats: list = field(default_factory=list)  # per version: {space: SpaceStats} of contacts arbitrated here
-    contacts: int = 0  # arbitrated here
+    stats: list = field(default_factory=list)  # per version: {space: SpaceStats} of contacts that read no total
+    contacts: int = 0  # arbitrated here, reading no total
     ordered: list = field(default_factory=list)  # (line, per version per space outcome, --by values)
+    # the contacts of `ordered` as arbitrated here (without --by, --compare): their counts, the
+    # totals they were arbitrated with, and what they added to the totals
+    tentative: dict = field(default_factory=dict)
+    snapshot: dict = field(default_factory=dict)
+    added: dict = field(default_factory=dict)
 
 
 _states: dict = {}  # per process: the job's compiled state, by Job.key (a worker process serves one run at a time)
@@ -89,8 +95,10 @@ def split_rules(space, canon: tuple[int, ...]) -> dict:
     return out
 
 
-def run_part(job: Job, part, own_state: dict | None = None) -> PartResult:
-    """One part: a parts.Part read here, or a list of Rows and BadRows read by the run."""
+def run_part(job: Job, item, own_state: dict | None = None) -> PartResult:
+    """One part, with the run's totals when it was sent: (a parts.Part read here, or a list
+    of Rows and BadRows read by the run; {total's key: count})."""
+    part, snapshot = item
     st = own_state if own_state is not None else state(job)
     if isinstance(part, parts.Part):
         items, lines = parts.read(part, st["catalog"])
@@ -100,8 +108,9 @@ def run_part(job: Job, part, own_state: dict | None = None) -> PartResult:
     arbiters = st["arbiters"]
     result.samples = [[arbitration.Sample() for _ in job.spaces] for _ in arbiters]
     result.stats = [v.new_stats() for v in arbiters]
+    result.tentative, result.snapshot = arbiters[0].new_stats(), snapshot
     counts = [[(Counter(), Counter(), Counter(), Counter()) for _ in job.spaces] for _ in arbiters]
-    history = arbitration.PROBE if job.caps else None
+    history = arbitration.Optimist(snapshot) if job.caps else None
     now = job.moment.ts
     chunk: list = []
 
@@ -121,14 +130,15 @@ def run_part(job: Job, part, own_state: dict | None = None) -> PartResult:
                     sample.add(key, contact_id, outcome[0])
             if not job.ordered:
                 v = arbiters[0]
-                try:
-                    chosen, mine = arbitration.choose(v, per_version[0], history, now)
-                except arbitration.Dependent:
-                    mine = None
-                if mine is not None and v.total_keys.isdisjoint(mine):
+                if history is not None:
+                    history.read = False
+                chosen, mine = arbitration.choose(v, per_version[0], history, now)
+                if history is None or not history.read and v.total_keys.isdisjoint(mine):
                     arbitration.count(v, result.stats[0], line, per_version[0], chosen)
                     result.contacts += 1
                     continue
+                arbitration.count(v, result.tentative, line, per_version[0], chosen)
+                history.add(mine, v.total_keys)
             result.ordered.append((line, per_version, values))
         chunk.clear()
 
@@ -140,6 +150,8 @@ def run_part(job: Job, part, own_state: dict | None = None) -> PartResult:
         flush()
     result.lines = lines[0]
     result.counts = counts
+    if history is not None:
+        result.added = history.added
     return result
 
 

@@ -217,7 +217,7 @@ def run(target: str, catalog: Catalog, spaces: list[str], paths: list[str], at: 
     tmp = out + ".part"
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = _writer(f, out)
-        for index, (part, outcome) in enumerate(zip(todo, engine.map(job, list(enumerate(todo)), _task))):
+        for index, (part, outcome) in enumerate(zip(todo, engine.map(job, enumerate(todo), _task, count=len(todo)))):
             if part.path != path:
                 path, file_start = part.path, offset
             for bad in outcome.bad:

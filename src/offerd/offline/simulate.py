@@ -90,7 +90,13 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
         todo, several = _chunks(source), False
     size = sum(p.size for p in todo if isinstance(p, parts.Part))
     offset, seen_bytes, file_start, path = 0, 0, 0, None
-    for part, result in zip(todo, engine.map(job, todo)):
+    first = runs[0]
+    # each part goes with the run's totals as they are when it is sent (only its contacts that
+    # read a total may have to be arbitrated again, if the totals moved meanwhile)
+    keys = first.version.total_keys
+    sent = ((part, {k: n for k, n in first.run.proposed.items() if k in keys} if first.run is not None else {})
+            for part in todo)
+    for part, result in zip(todo, engine.map(job, sent, count=len(todo))):
         base = 0 if result.absolute else offset
         if isinstance(part, parts.Part) and part.path != path:
             path, file_start = part.path, offset
@@ -98,6 +104,13 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
         for bad in result.bad:
             where = f" ({os.path.basename(path)}, line {bad.line + base - file_start})" if several else ""
             _bad(report, BadRow(bad.line + base, bad.problem + where))
+        if not job.ordered and (first.run is None or first.version.exact(result.snapshot, first.run.proposed,
+                                                                          result.added)):
+            arbitration.merge(first.report.spaces, result.tentative, base)  # as arbitrated there
+            first.report.contacts += len(result.ordered)
+            if first.run is not None:
+                first.run.add(result.added)
+            result.ordered = []
         for line, per_version, values in result.ordered:
             line += base
             picks = [_arbitrate(r, line, per_space, moment.ts) for r, per_space in zip(runs, per_version)]
