@@ -25,6 +25,7 @@ EXAMPLE = pathlib.Path(__file__).parent.parent / "src" / "offerd" / "examples" /
 ROOT = pathlib.Path("/tmp") / f"offerd-cli-errors-{os.getpid()}"  # made once per run, below
 # runtime cases not run for these: they start Redis, HAProxy and shards (tests/test_cluster.py)
 STARTS_OTHERS = {("cluster", "local")}
+OPTIONAL_SERVER = {("batch",)}  # --server changes what the command does: walked without it, and once with it
 
 
 def paths() -> dict[str, str]:
@@ -86,7 +87,7 @@ def baseline(words, p) -> list[str]:
             assert a.dest in VALUES, f"add a good value for {' '.join(words)} {a.option_strings[-1]} to VALUES"
             argv += [a.option_strings[-1], VALUES[a.dest]]
     opts = options(p)
-    if "--server" in opts:
+    if "--server" in opts and tuple(words) not in OPTIONAL_SERVER:
         argv += ["--server", CLOSED]
     if "--listen" in opts:
         argv += ["--listen", f"127.0.0.1:{free_port()}"]
@@ -145,8 +146,12 @@ def cases():
             out.append((f"{name}: --tls-cert without --tls-key", base + ["--tls-cert", P["not-pem.txt"]], {}))
             out.append((f"{name}: --tls-cert not PEM", base + ["--tls-cert", P["not-pem.txt"], "--tls-key",
                                                                 P["not-pem.txt"]], {}))
-        if "--server" in opts:
+        if "--server" in opts and tuple(words) in OPTIONAL_SERVER:
+            out.append((f"{name}: server not listening", base + ["--server", CLOSED], {}))
+        elif "--server" in opts:
             out.append((f"{name}: server not listening", base, {}))
+        if "--dask" in opts:
+            out.append((f"{name}: dask scheduler not listening", base + ["--dask", f"tcp://{CLOSED}"], {}))
             out.append((f"{name}: --server not HOST:PORT", base + ["--server", "127.0.0.1:99999"], {}))
         if "--data" in opts:
             out.append((f"{name}: --data a file", _replace(base, "--data", P["a-file"]), {}))
@@ -216,6 +221,7 @@ def test_the_walk_reaches_every_command_and_every_kind_of_case():
     ids = {i for i, _, _ in CASES}
     for want in ("cluster: no subcommand", "deploy: catalog missing", "deploy: server not listening",
                  "health: --tls-ca not PEM", "serve: --catalog unreadable file", "batch: no --out",
+                 "batch: server not listening", "simulate: dask scheduler not listening",
                  "serve: OFFERD_WORKERS=bogus", "activate: server not listening", "serve: --listen in use"):
         assert want in ids, sorted(ids)
 

@@ -132,6 +132,11 @@ def cmd_batch(args) -> int:
             print(f"offerd: {e}", file=sys.stderr)
             return 2
         return remote_batch(args, catalog, at, context, print_bad)
+    tls = [f for f, v in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key),
+                          ("--tls-server-name", args.tls_server_name)) if v]
+    if tls:
+        print(f"offerd: {tls[0]} is for a batch on a server: give --server HOST:PORT too", file=sys.stderr)
+        return 2
     if args.dask or not os.path.isfile(args.population):
         print("offerd: a batch on Dask, or over a folder of files, decides on a server: give --server HOST:PORT"
               if args.dask or os.path.isdir(args.population) else f"offerd: {args.population}: no such file",

@@ -42,11 +42,12 @@ def server_options(p) -> None:
                    help="with --server: the cluster's shards; each call then carries one shard's contacts")
     p.add_argument("--retry-for", type=seconds, default="60s",
                    help="with --server: how long rows whose shard is down are sent again before the batch stops")
-    p.add_argument("--tls-ca", env="OFFERD_TLS_CA", metavar="PEM", help="with --server: TLS, verified by this CA")
-    p.add_argument("--tls-cert", env="OFFERD_TLS_CLIENT_CERT", metavar="PEM", help="a client certificate (mTLS)")
-    p.add_argument("--tls-key", env="OFFERD_TLS_CLIENT_KEY", metavar="PEM", help="the client certificate's key")
-    p.add_argument("--tls-server-name", env="OFFERD_TLS_SERVER_NAME", metavar="NAME",
-                   help="the name the server's certificate must carry")
+    # no OFFERD_TLS_* here: set for the other client commands, they would refuse a batch into --data
+    p.add_argument("--tls-ca", metavar="PEM", help="with --server: TLS, the server verified by this CA certificate")
+    p.add_argument("--tls-cert", metavar="PEM", help="with --server: a client certificate (mTLS); with --tls-key")
+    p.add_argument("--tls-key", metavar="PEM", help="with --server: the client certificate's key")
+    p.add_argument("--tls-server-name", metavar="NAME",
+                   help="with --server: the name the server's certificate must carry")
 
 
 def engine(args):

@@ -4,6 +4,7 @@ of parts ahead, so the run adds them up and arbitrates in population order as th
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import uuid
 from collections import deque
 
@@ -68,6 +69,7 @@ class Dask:
                                         processes=True, dashboard_address="127.0.0.1:0", host="127.0.0.1")
             self.client = Client(self.cluster)
         else:
+            reachable(address.removeprefix("tcp://"), "the Dask scheduler")
             try:
                 self.client = Client(address, timeout=30)
             except (OSError, TimeoutError, ValueError) as e:
@@ -77,13 +79,14 @@ class Dask:
     def map(self, job, items, fn=run_part, count: int = 0):
         """`fn(job, item)` of each item on the cluster, in order; the job sent once to each
         worker, an item taken from `items` when it is sent."""
-        shared = self.client.scatter(job, broadcast=True, hash=False)
+        # the job goes with each part (a few dozen kB): data scattered to the workers is
+        # lost with them when they die, and the parts that need it fail instead of running again
         run = uuid.uuid4().hex[:12]
         pending: deque = deque()
         window = 2 * self.workers + 2
         try:
             for i, item in enumerate(items):
-                pending.append(self.client.submit(fn, shared, item, key=f"offerd-{run}-{i}", pure=False))
+                pending.append(self.client.submit(fn, job, item, key=f"offerd-{run}-{i}", pure=False))
                 while len(pending) > window:
                     yield _result(pending.popleft())
             while pending:
@@ -96,6 +99,18 @@ class Dask:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def reachable(target: str, what: str) -> None:
+    """ValueError at once, in one line, if nothing listens at HOST:PORT (a typo, a cluster
+    not started), rather than after a client's patient retries."""
+    host, colon, port = target.rpartition(":")
+    if not colon or not port.isdigit() or "/" in target:
+        return  # not HOST:PORT (a unix: target, a URL): the client says what it thinks
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise ValueError(f"nothing answers at {target} ({what}): {e.strerror or e}") from None
 
 
 def _result(future):

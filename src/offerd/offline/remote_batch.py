@@ -203,7 +203,10 @@ def run(target: str, catalog: Catalog, spaces: list[str], paths: list[str], at: 
     """Decide and record the population on `target`'s live catalog (which must be
     `catalog`), through `engine`'s workers; then `out` (JSON Lines, or CSV by its name) has
     every row's propositions in the population's order."""
+    from .engines import reachable
+
     started = time.perf_counter()
+    reachable(target, "the server")
     unknown = [s for s in spaces if s not in catalog.spaces]
     if unknown:
         raise ValueError(f"no space {unknown[0]!r} in the catalog; spaces: {', '.join(sorted(catalog.spaces))}")
