@@ -734,7 +734,6 @@ def tables(res: dict, sizes: list[int], contacts: int) -> str:
             ("idle processes", lambda s: s["idle"]["processes"]),
             ("idle RSS of its processes, MB", lambda s: s["idle"]["rss_mb"]),
             ("idle PSS of its processes, MB", lambda s: s["idle"]["pss_mb"]),
-            ("driver RSS growth, MB", lambda s: s["idle"]["driver_rss_growth_mb"]),
             ("RSS after the runs, MB", lambda s: s["after_runs"]["rss_mb"]),
             ("2,000 tiny tasks, s", lambda s: s["tiny_2000_s"]),
             ("one task's round trip, ms", lambda s: s["roundtrip_ms"]),
