@@ -186,3 +186,22 @@ def test_a_batch_on_dask_through_a_killed_worker_a_killed_shard_and_a_rerun_reco
     shards.stop(drain=False)
     assert recorded(shards, rows) == proposed  # each contact's propositions stored once, on its shard
     assert sum(proposed.values()) == second.propositions > 0
+
+
+def test_a_population_behind_a_url_is_read_through_fsspec(tmp_path, caps):
+    """Object stores are reached through fsspec, as Dask's workers read them: here its
+    in-memory store, from this process (a folder URL, its files by name)."""
+    import fsspec
+    rows = write_population(caps, str(tmp_path / "people.jsonl"), 1200)
+    fs = fsspec.filesystem("memory")
+    for k in range(2):
+        with fs.open(f"memory://people-{tmp_path.name}/part-{k}.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows[k * 600:(k + 1) * 600])
+    try:
+        by_url = report(caps, f"memory://people-{tmp_path.name}/", part_bytes=8 << 10)
+        assert by_url["contacts"] == 1200
+        assert by_url["spaces"] == report(caps, str(tmp_path / "people.jsonl"))["spaces"]
+        with pytest.raises(ValueError, match="no population files"):
+            report(caps, f"memory://people-{tmp_path.name}/nothing-*.jsonl")
+    finally:
+        fs.rm(f"memory://people-{tmp_path.name}", recursive=True)

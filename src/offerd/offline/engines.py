@@ -29,10 +29,11 @@ class Local:
     def __init__(self, workers: int):
         self.workers = max(workers, 1)
 
-    def map(self, job, items, fn=run_part, count: int = 0):
+    def map(self, job, items, fn=run_part, count: int | None = None):
         """`fn(job, item)` of each item, in order; an item is taken from `items` when it
-        is sent (a simulation's part takes the totals of that moment)."""
-        if self.workers == 1 or count <= 1:
+        is sent (a simulation's part takes the totals of that moment). `count`: how many
+        items there are, if known."""
+        if self.workers == 1 or count is not None and count <= 1:
             if fn is run_part:
                 state = new_state(job.catalogs, job.spaces, job.by)  # a run's own: a server runs several in threads
                 fn = lambda job, item: run_part(job, item, state)  # noqa: E731
@@ -40,7 +41,7 @@ class Local:
                 yield fn(job, item)
             return
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(self.workers, count), initializer=_init, initargs=(job, fn)) as pool:
+        with ctx.Pool(min(self.workers, count or self.workers), initializer=_init, initargs=(job, fn)) as pool:
             pending: deque = deque()
             for item in items:  # about two parts per worker in flight, answers in order
                 pending.append(pool.apply_async(_run, (item,)))
@@ -76,7 +77,7 @@ class Dask:
                 raise ValueError(f"cannot reach the Dask scheduler at {address}: {e}") from None
         self.workers = max(sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()), 1)
 
-    def map(self, job, items, fn=run_part, count: int = 0):
+    def map(self, job, items, fn=run_part, count: int | None = None):
         """`fn(job, item)` of each item on the cluster, in order; the job sent once to each
         worker, an item taken from `items` when it is sent."""
         # the job goes with each part (a few dozen kB): data scattered to the workers is

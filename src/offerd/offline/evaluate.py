@@ -60,14 +60,17 @@ class PartResult:
     added: dict = field(default_factory=dict)
 
 
-_states: dict = {}  # per process: the job's compiled state, by Job.key (a worker process serves one run at a time)
+_states: dict = {}  # per process: jobs' compiled states, by Job.key, the most recent last
+KEPT = 4  # states a worker keeps (a Dask worker may serve the parts of several runs in turn)
 
 
 def state(job: Job) -> dict:
-    got = _states.get(job.key)
+    got = _states.pop(job.key, None)
     if got is None:
-        _states.clear()
-        got = _states[job.key] = new_state(job.catalogs, job.spaces, job.by)
+        got = new_state(job.catalogs, job.spaces, job.by)
+        while len(_states) >= KEPT:
+            del _states[next(iter(_states))]
+    _states[job.key] = got
     return got
 
 

@@ -13,8 +13,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import grpc
-
 from ..cluster.routing import shard_of
 from ..lang.catalog import Catalog
 from ..lang.values import check_attributes
@@ -66,13 +64,13 @@ def job_id(catalog: Catalog, spaces: list[str], files: list[str], at: datetime.d
     return hashlib.sha256(ident.encode()).digest()[:12]
 
 
-_clients: dict = {}  # per worker process: a client per (target, TLS), made on first use, checked once
+_clients: dict = {}  # per worker process: a client per (target, TLS, catalog), made and checked on first use
 
 
 def _client(job: RemoteJob):
     from ..client import Client  # noqa: PLC0415 - gRPC only in the processes that call
 
-    key = (job.target, tuple(sorted(job.tls.items())))
+    key = (job.target, tuple(sorted(job.tls.items())), job.catalog.hash)  # the live version checked per batch
     client = _clients.get(key)
     if client is None:
         client = Client(job.target, timeout=30, **job.tls)
@@ -81,12 +79,16 @@ def _client(job: RemoteJob):
             client.close()
             raise BatchError(f"{job.target} serves catalog {live[:12]}, not {job.catalog.hash[:12]} (the batch's): "
                              "deploy or activate it first")
+        while len(_clients) >= 4:  # a long-lived Dask worker serves batch after batch
+            _clients.pop(next(iter(_clients))).close()
         _clients[key] = client
     return client
 
 
 def _call(fn, job: RemoteJob, *args):
     """`fn(*args)`, again while the server is unavailable, for `retry_for` seconds."""
+    import grpc  # noqa: PLC0415 - gRPC only in the processes that call: the run forks them first
+
     deadline, pause = time.monotonic() + job.retry_for, 0.1
     while True:
         try:
@@ -141,6 +143,7 @@ def send_part(job: RemoteJob, index: int, part) -> PartOutcome:
 
 def _send(client, job: RemoteJob, todo: list, answers: dict, out: PartOutcome) -> list:
     """One pass over the rows: the rows to send again (their shard unavailable)."""
+    import grpc  # noqa: PLC0415
     from ..client import route  # noqa: PLC0415
     from ..v1 import offerd_pb2 as pb  # noqa: PLC0415
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
+from collections import deque
 
 from ..compiler.space import Moment
 from ..lang.catalog import Catalog
@@ -81,22 +82,29 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
     job = Job([r.catalog for r in runs], list(spaces), [(root, name) for root, name, _ in attributes], moment,
               context, caps, seed, ordered=bool(attributes) or compare is not None or each is not None)
     started = time.perf_counter()
+    count = None  # parts, if known
     if paths is not None:
         todo = parts.split(paths, catalog, part_bytes)
-        several = len({p.path for p in todo}) > 1
+        several, count = len({p.path for p in todo}) > 1, len(todo)
         if not several and todo and todo[0].kind == "csv" and not engine.remote:
-            todo = _chunks(parts.read(todo[0], catalog)[0])  # one CSV file: read here, decided by every worker
+            todo, count = _chunks(parts.read(todo[0], catalog)[0]), None  # one CSV file: read here, rows sent
     else:
         todo, several = _chunks(source), False
-    size = sum(p.size for p in todo if isinstance(p, parts.Part))
+    size = sum(p.size for p in todo if isinstance(p, parts.Part)) if count is not None else 0
     offset, seen_bytes, file_start, path = 0, 0, 0, None
     first = runs[0]
-    # each part goes with the run's totals as they are when it is sent (only its contacts that
-    # read a total may have to be arbitrated again, if the totals moved meanwhile)
     keys = first.version.total_keys
-    sent = ((part, {k: n for k, n in first.run.proposed.items() if k in keys} if first.run is not None else {})
-            for part in todo)
-    for part, result in zip(todo, engine.map(job, sent, count=len(todo))):
+    in_flight: deque = deque()
+
+    def sent():
+        """Each part with the run's totals as they are when it is sent: only its contacts that
+        read a total may have to be arbitrated again, if the totals moved meanwhile."""
+        for part in todo:
+            in_flight.append(part)
+            yield part, {k: n for k, n in first.run.proposed.items() if k in keys} if first.run is not None else {}
+
+    for result in engine.map(job, sent(), count=count):
+        part = in_flight.popleft()
         base = 0 if result.absolute else offset
         if isinstance(part, parts.Part) and part.path != path:
             path, file_start = part.path, offset
@@ -142,17 +150,17 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
     return report
 
 
-def _chunks(items) -> list:
-    """Rows read here, as parts of ROWS rows (their lines are the population's already)."""
-    out, chunk = [], []
+def _chunks(items):
+    """Rows read here, as parts of ROWS rows (their lines are the population's already),
+    read as the parts are sent."""
+    chunk = []
     for item in items:
         chunk.append(item)
         if len(chunk) == ROWS:
-            out.append(chunk)
+            yield chunk
             chunk = []
     if chunk:
-        out.append(chunk)
-    return out
+        yield chunk
 
 
 def _add(runs: list[_Run], result, base: int) -> None:
