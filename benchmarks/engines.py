@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
-"""Ray against Dask (dask.distributed), local mode on this machine, for a distributed
-simulation: offerd's real per-chunk rule evaluation (offline/simulate.py `_outcomes`) over
-partitions of a generated population, results collected by the driver in partition order,
-at most 2 x workers + 2 partitions in flight. Measured in interleaved rounds (Ray, Dask,
-offerd's own `simulate`, the order alternating): cluster start-up, idle memory and shutdown;
-throughput per partition size; per-task overhead and a 20 MB result's transfer; a worker
-SIGKILLed mid-run; a driver SIGKILLed; reading partitioned input through each engine's
-filesystem layer and Parquet; install footprint and import time.
+"""Ray against Dask (dask.distributed), local mode on this machine, for offerd's distributed
+simulation: the population cut into parts (offline/parts.py), each part's real work done by
+`evaluate.run_part` on a worker, results taken in part order with at most 2 x workers + 2
+parts in flight, and the whole product path `simulate(..., engine=...)` on each engine
+(offerd's `engines.Dask`, and a Ray engine of the same interface written here). Measured in
+interleaved rounds (Ray, Dask, offerd's own fork pool, the order alternating): cluster
+start-up, idle memory and shutdown; throughput per part size; per-task overhead and a 20 MB
+result's transfer; a worker SIGKILLed mid-run; a driver SIGKILLed; reading input through each
+engine's filesystem layer and Parquet; install footprint and import time.
 
 Needs a venv with the engines (kept out of offerd's own), run with offerd's src on the path:
 
     python3 -m venv /work/scratch/ev && /work/scratch/ev/bin/pip install 'ray[default]' 'dask[distributed]' pyarrow
-    /work/scratch/ev/bin/pip install -e .
-    PYTHONPATH=$PWD/src /work/scratch/ev/bin/python benchmarks/engines.py                      # quick (~2 min), benchmarks/scratch/
+    PYTHONPATH=$PWD/src /work/scratch/ev/bin/python benchmarks/engines.py                      # quick, benchmarks/scratch/
     PYTHONPATH=$PWD/src /work/scratch/ev/bin/python benchmarks/engines.py --contacts 400000 --rounds 3 --out benchmarks/results
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -39,59 +40,32 @@ CATALOG = os.path.join(SRC, "offerd", "examples", "catalog")
 SPACES = ["web_home", "newsletter"]
 AT = "2026-11-23T10:00:00+00:00"
 WORKERS = 2
-WINDOW = 2 * WORKERS + 2  # partitions in flight
-CHUNK = 256
-
-_cache: dict = {}  # in each worker process: catalog hash -> compiled state, built once
+MB = 1 << 20
+_END = object()
 
 
-# ---- worker side (this module is imported by name in the workers, so _cache persists) ----
+# ---- worker side (this module is imported by name in the workers) ----
 
-def partition_task(path: str, start: int, end: int, first_line: int, catalog, spaces: list[str], at: str,
-                   attempts: str | None = None):
-    """One partition: its byte range of JSON lines run through `_outcomes` in chunks of
-    256 with this process's cached state. Returns (pid, [per-chunk results])."""
-    from offerd.compiler.space import Moment
-    from offerd.offline import simulate as sim
-    from offerd.offline.population import BadRow
+def call(fn, job, item):
+    return fn(job, item)
 
-    if attempts:  # one marker per attempt: shows a partition run twice after a worker died
-        with open(os.path.join(attempts, f"{first_line}-{os.getpid()}-{time.time_ns()}"), "w"):
+
+def tracked(fn, attempts: str | None, job, item):
+    """A part's task, returning (pid, result); with `attempts`, a marker per attempt shows a
+    part run twice after a worker died."""
+    if attempts:
+        with open(os.path.join(attempts, f"{item[0].start}-{os.getpid()}-{time.time_ns()}"), "w"):
             pass
-    state = _cache.get(catalog.hash)
-    if state is None:
-        state = _cache[catalog.hash] = sim._state([catalog], spaces, [])
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(end - start)
-    moment = Moment.at(datetime.datetime.fromisoformat(at), catalog.timezone)
-    lines = data.split(b"\n")
-    if lines and not lines[-1]:
-        lines.pop()
-    out, items = [], []
-    for line_no, raw in enumerate(lines, first_line):
-        try:
-            items.append((line_no, raw.decode("utf-8")))
-        except UnicodeDecodeError as e:
-            items.append((line_no, BadRow(line_no, f"not UTF-8: {e.reason}")))
-        if len(items) == CHUNK:
-            out.append(sim._outcomes((moment, {}, True, items), state))
-            items = []
-    if items:
-        out.append(sim._outcomes((moment, {}, True, items), state))
-    return os.getpid(), out
+    return os.getpid(), fn(job, item)
 
 
 def echo(x):
     return x
 
 
-def big(kind: str, n: int, send: bool):
-    """A result of ~20 MB pickled (bytes, or Python tuples like a simulation's rows); with
-    send False only its length, so the difference is the transfer."""
-    value = b"x" * n if kind == "bytes" else [(i, [(i % 7, 1.5 + i)], True, None) for i in range(n)]
-    if kind == "objects pickled":
-        value = pickle.dumps(value, 5)
+def big(n: int, send: bool):
+    """n bytes, or with send False only their length, so the difference is the transfer."""
+    value = b"x" * n
     return value if send else len(value)
 
 
@@ -101,21 +75,15 @@ def pid():
 
 # ---- processes and memory ----
 
-def children() -> dict[int, list[int]]:
+def descendants() -> list[int]:
     kids = collections.defaultdict(list)
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                kids[ppid].append(int(name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return kids
-
-
-def descendants(root: int | None = None) -> list[int]:
-    kids, out, todo = children(), [], [root or os.getpid()]
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                kids[int(f.read().rsplit(")", 1)[1].split()[1])].append(int(name))
+        except (OSError, IndexError, ValueError):
+            pass
+    out, todo = [], [os.getpid()]
     while todo:
         for k in kids.get(todo.pop(), []):
             out.append(k)
@@ -168,10 +136,9 @@ def tracker(p: int) -> bool:
     return "resource_tracker" in cmdline(p)
 
 
-def kill_leftovers() -> list[str]:
-    left = [p for p in descendants() if alive(p) and not tracker(p)]
-    names = [cmdline(p) for p in left]
-    for p in left:
+def kill(pids) -> list[str]:
+    names = [cmdline(p) for p in pids]
+    for p in pids:
         try:
             os.kill(p, signal.SIGKILL)
         except OSError:
@@ -179,7 +146,43 @@ def kill_leftovers() -> list[str]:
     return names
 
 
-# ---- the engines, one interface ----
+def kill_leftovers() -> list[str]:
+    return kill([p for p in descendants() if alive(p) and not tracker(p)])
+
+
+# ---- the engines: offerd's interface (.map, .workers, .remote, .close), plus the cluster's own calls ----
+
+class RayEngine:
+    """offerd's engine interface on Ray: `fn(job, item)` of each item in order, at most
+    2 x workers + 2 in flight; a task whose worker dies runs again (max_retries)."""
+
+    remote = True
+
+    def __init__(self, ray, workers: int):
+        self.ray, self.workers = ray, workers
+        self.task = ray.remote(num_cpus=1, max_retries=3)(call)
+
+    def map(self, job, items, fn=None, count: int = 0):
+        from offerd.offline.evaluate import run_part
+        ref = self.ray.put(job)  # once in the object store, which outlives a worker
+        pending, todo, window = collections.deque(), iter(items), 2 * self.workers + 2
+        try:
+            while True:
+                while len(pending) >= window:
+                    yield self.ray.get(pending.popleft())
+                item = next(todo, _END)  # taken when sent: a part's totals are those of that moment
+                if item is _END:
+                    break
+                pending.append(self.task.remote(fn or run_part, ref, item))
+            while pending:
+                yield self.ray.get(pending.popleft())
+        finally:
+            for r in pending:
+                self.ray.cancel(r)
+
+    def close(self) -> None:
+        pass
+
 
 class Ray:
     name = "ray"
@@ -190,31 +193,17 @@ class Ray:
         # loopback only; no dashboard (not needed, and one process less)
         ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
                  configure_logging=False)
-        self.task = ray.remote(num_cpus=1, max_retries=3)(partition_task)  # max_retries: reruns after a worker dies
-        self.echo = ray.remote(num_cpus=1)(echo)
-        self.big = ray.remote(num_cpus=1)(big)
-        self.pid = ray.remote(num_cpus=1)(pid)
+        self.engine = RayEngine(ray, WORKERS)
+        self.tasks = {f: ray.remote(num_cpus=1)(f) for f in (echo, big, pid)}
 
     def warm(self) -> set[int]:
         seen: set[int] = set()
         while len(seen) < WORKERS:
-            seen |= set(self.ray.get([self.pid.remote() for _ in range(8)]))
+            seen |= set(self.ray.get([self.tasks[pid].remote() for _ in range(8)]))
         return seen
 
-    def submit(self, *args):
-        return self.task.remote(*args)
-
-    def result(self, ref):
-        return self.ray.get(ref)
-
-    def many(self, n: int) -> list:
-        return self.ray.get([self.echo.remote(i) for i in range(n)])
-
-    def one(self, x):
-        return self.ray.get(self.echo.remote(x))
-
-    def call_big(self, kind, n, send):
-        return self.ray.get(self.big.remote(kind, n, send))
+    def many(self, fn, args: list) -> list:
+        return self.ray.get([self.tasks[fn].remote(*a) for a in args])
 
     def stop(self):
         self.ray.shutdown()
@@ -225,154 +214,107 @@ class Dask:
 
     def start(self):
         import dask
-        from distributed import Client, LocalCluster
+        from distributed import LocalCluster
+        from offerd.offline import engines
         # allowed-failures: how many workers may die running one task before it is given up (KilledWorker)
         dask.config.set({"distributed.scheduler.allowed-failures": 3, "distributed.worker.daemon": True})
         self.cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
                                     dashboard_address=None)
-        self.client = Client(self.cluster)
+        self.engine = engines.Dask(self.cluster.scheduler_address)  # offerd's own, a client of this cluster
+        self.client = self.engine.client
 
     def warm(self) -> set[int]:
         self.client.submit(pid, pure=False).result()
         return set(self.client.run(os.getpid).values())
 
-    def submit(self, *args):
-        return self.client.submit(partition_task, *args, pure=False)
-
-    def result(self, fut):
-        r = fut.result()
-        fut.release()
-        return r
-
-    def many(self, n: int) -> list:
-        return self.client.gather(self.client.map(echo, range(n), pure=False))
-
-    def one(self, x):
-        return self.client.submit(echo, x, pure=False).result()
-
-    def call_big(self, kind, n, send):
-        return self.client.submit(big, kind, n, send, pure=False).result()
+    def many(self, fn, args: list) -> list:
+        return self.client.gather([self.client.submit(fn, *a, pure=False) for a in args])
 
     def stop(self):
-        self.client.close()
+        self.engine.close()
         self.cluster.close()
+
+
+class Watched:
+    """An engine whose map is watched: which worker ran each part, the driver's time
+    between results (what `simulate` does with them), each attempt marked in `attempts`,
+    and the worker that returned the `kill_at`-th result SIGKILLed (it has already started
+    another part)."""
+
+    def __init__(self, engine, attempts: str | None = None, kill_at: int | None = None):
+        self.engine, self.workers, self.remote = engine, engine.workers, engine.remote
+        self.attempts, self.kill_at = attempts, kill_at
+        self.busy, self.pids, self.killed = 0.0, collections.Counter(), None
+
+    def map(self, job, items, fn=None, count: int = 0):
+        from offerd.offline.evaluate import run_part
+        task = functools.partial(tracked, fn or run_part, self.attempts)
+        t0 = time.perf_counter()
+        for done, (worker, result) in enumerate(self.engine.map(job, items, task, count), 1):
+            self.pids[worker] += 1
+            if self.kill_at is not None and self.killed is None and done >= self.kill_at:
+                os.kill(worker, signal.SIGKILL)
+                self.killed = (worker, done, time.perf_counter() - t0)
+            t = time.perf_counter()
+            yield result
+            self.busy += time.perf_counter() - t
 
 
 # ---- the workload ----
 
-def partitions(path: str, rows: int) -> list[tuple[int, int, int]]:
-    """(start byte, end byte, first line number) of every `rows` lines."""
-    out, start, pos, line, first = [], 0, 0, 0, 1
-    with open(path, "rb") as f:
-        for raw in f:
-            pos += len(raw)
-            line += 1
-            if line - first + 1 > rows:
-                out.append((start, pos, first))
-                start, first = pos, line
-    if pos > start:
-        out.append((start, pos, first))
-    return out
+def make_job(catalog):
+    """The job `simulate` makes for this run (no --by, --compare or per-contact output)."""
+    from offerd.compiler.space import Moment
+    from offerd.offline.evaluate import Job
+    moment = Moment.at(datetime.datetime.fromisoformat(AT), catalog.timezone)
+    return Job([catalog], SPACES, [], moment, {}, True, 0, ordered=False)
 
 
-class Arbiter:
-    """offerd's driver side of `simulate` (counts, then each contact arbitrated in
-    population order), fed with per-chunk results; its report equals `simulate`'s."""
-
-    def __init__(self, catalog, path: str):
-        from offerd.compiler.space import Moment
-        from offerd.offline import simulate as sim
-        from offerd.offline.report import Inputs
-        self.sim = sim
-        at = datetime.datetime.fromisoformat(AT)
-        self.v = sim._Version(0, catalog, Inputs("", catalog.hash, at, SPACES, {}, path, [], 0, True, None), WORKERS)
-        self.now = Moment.at(at, catalog.timezone).ts
-
-    def add(self, outcomes, counts):
-        v = self.v
-        for c, (removed, eligibility, by_rule, clauses) in zip(v.compiled, counts[0]):
-            stats = v.report.spaces[c.space.name]
-            stats.eliminations.update(removed)
-            stats.eligibility.update(eligibility)
-            stats.rule_contacts.update(by_rule)
-            stats.clause_contacts.update(clauses)
-        for entry in outcomes:
-            if isinstance(entry, self.sim.BadRow):
-                self.sim._bad(v.report, entry)
-                continue
-            line, per_version, _ = entry
-            self.sim._arbitrate(v, line, per_version[0], self.now)
-            v.report.contacts += 1
-
-    def report(self) -> dict:
-        self.sim._finish(self.v)
-        return comparable(self.v.report.to_json())
+def sha(report: dict) -> str:
+    same = {k: v for k, v in report.items() if k not in ("seconds", "contacts_per_second", "workers")}
+    return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def comparable(report: dict) -> dict:
-    return {k: v for k, v in report.items() if k not in ("seconds", "contacts_per_second", "workers", "run")}
+def collect(engine, job, todo) -> dict:
+    """Every part run by `run_part` with no totals, results taken in order and dropped."""
+    w = Watched(engine)
+    t = time.perf_counter()
+    lines = sum(r.lines for r in w.map(job, ((p, {}) for p in todo), count=len(todo)))
+    return {"seconds": time.perf_counter() - t, "driver_busy_s": w.busy, "lines": lines, "pids": dict(w.pids)}
 
 
-def run_engine(eng, path: str, parts, catalog_ref, arbiter=None, digest=False, attempts=None, kill_at=None):
-    """The driver: partitions submitted, at most WINDOW in flight, results taken in
-    partition order. Returns timings and what was asked for."""
-    t0 = time.perf_counter()
-    pending, todo, busy, pids, done = collections.deque(), iter(parts), 0.0, collections.Counter(), 0
-    h = hashlib.blake2b(digest_size=16) if digest else None
-    killed = None
-    rows = 0
-
-    def submit():
-        p = next(todo, None)
-        if p is not None:
-            pending.append(eng.submit(path, p[0], p[1], p[2], catalog_ref, SPACES, AT, attempts))
-
-    for _ in range(WINDOW):
-        submit()
-    while pending:
-        worker, chunks = eng.result(pending.popleft())
-        submit()
-        done += 1
-        t = time.perf_counter()
-        pids[worker] += 1
-        for outcomes, counts in chunks:
-            rows += len(outcomes)
-            if arbiter is not None:
-                arbiter.add(outcomes, counts)
-            if h is not None:
-                for row in outcomes:
-                    h.update(pickle.dumps(row, 5))
-        busy += time.perf_counter() - t
-        if kill_at is not None and killed is None and done >= kill_at:
-            os.kill(worker, signal.SIGKILL)  # it has already started a queued partition
-            killed = (worker, done, time.perf_counter() - t0)
-    return {"seconds": time.perf_counter() - t0, "driver_busy_s": busy, "rows": rows, "pids": dict(pids),
-            "digest": h.hexdigest() if h else None, "killed": killed}
+def run_simulate(engine, catalog, path: str, part_bytes: int, **watch) -> dict:
+    """offerd's product path, `simulate(..., engine=...)`, on the engine."""
+    from offerd.offline.simulate import simulate
+    w = Watched(engine, **watch)
+    t = time.perf_counter()
+    rep = simulate(catalog, SPACES, path, datetime.datetime.fromisoformat(AT), engine=w, part_bytes=part_bytes)
+    return {"seconds": time.perf_counter() - t, "driver_busy_s": w.busy, "contacts": rep.contacts,
+            "report_sha": sha(rep.to_json()), "pids": dict(w.pids), "killed": w.killed}
 
 
-def local_simulate(path: str, out: str) -> float:
-    """offerd's own path, `simulate(..., workers=2)` (fork pool, arbitration included), in a
-    fresh process with no engine in it; the call's seconds."""
+def local_simulate(path: str, part_bytes: int) -> dict:
+    """`simulate(..., workers=2)` (offerd's fork pool), in a fresh process with no engine in it."""
     code = (
         "import sys, json, time, datetime\n"
         "from offerd.cli.catalog import load\n"
         "from offerd.offline.simulate import simulate\n"
         "c = load(sys.argv[1], sys.stderr)\n"
         "t = time.perf_counter()\n"
-        f"r = simulate(c, {SPACES!r}, sys.argv[2], datetime.datetime.fromisoformat({AT!r}), workers={WORKERS})\n"
-        "s = time.perf_counter() - t\n"
-        "json.dump(r.to_json(), open(sys.argv[3], 'w'))\n"
-        "print(s)\n")
-    res = subprocess.run([sys.executable, "-c", code, CATALOG, path, out], capture_output=True, text=True, check=True)
-    return float(res.stdout.strip().splitlines()[-1])
+        f"r = simulate(c, {SPACES!r}, sys.argv[2], datetime.datetime.fromisoformat({AT!r}), workers={WORKERS},"
+        f" part_bytes={part_bytes})\n"
+        "print(json.dumps([time.perf_counter() - t, r.to_json()], default=str))\n")
+    res = subprocess.run([sys.executable, "-c", code, CATALOG, path], capture_output=True, text=True, check=True)
+    seconds, report = json.loads(res.stdout.strip().splitlines()[-1])
+    return {"seconds": seconds, "report_sha": sha(report)}
 
 
-def session(eng, catalog, path: str, sizes: list[int], contacts: int, big_n: int, first: bool) -> dict:
-    """One engine's round: start, idle memory, throughput per partition size (collect only,
-    and collect + arbitration at the middle size), tiny tasks, 20 MB result, shutdown."""
+def session(eng, catalog, path: str, sizes: list[float], contacts: int) -> dict:
+    """One engine's round: start, idle memory, throughput per part size (collect only, and
+    `simulate` at the middle size), tiny tasks, a 20 MB result, shutdown."""
+    from offerd.offline import parts
     out: dict = {}
     before = set(descendants())
-    rss0, _ = memory([os.getpid()])
     t = time.perf_counter()
     eng.start()
     out["start_s"] = time.perf_counter() - t
@@ -381,57 +323,42 @@ def session(eng, catalog, path: str, sizes: list[int], contacts: int, big_n: int
     time.sleep(2)
     procs = [p for p in descendants() if p not in before and not tracker(p)]
     rss, pss = memory(procs)
-    drv, _ = memory([os.getpid()])
-    out["idle"] = {"processes": len(procs), "rss_mb": rss, "pss_mb": pss, "driver_rss_growth_mb": drv - rss0,
+    out["idle"] = {"processes": len(procs), "rss_mb": rss, "pss_mb": pss,
                    "commands": sorted({cmdline(p).split(" ")[0].rsplit("/", 1)[-1] + " " + " ".join(
                        cmdline(p).split(" ")[1:3]) for p in procs})[:20],
                    "java": any("java" in cmdline(p) for p in procs)}
     try:
-        ref = catalog  # by value in each task: Dask loses a scattered object with its worker
-        run_engine(eng, path, partitions(path, 500)[:4], ref)  # untimed: each worker imports offerd, compiles once
+        job = make_job(catalog)
+        collect(eng.engine, job, parts.split([path], catalog, 256 << 10)[:4])  # untimed: workers import, compile
         out["runs"] = []
-        for rows in sizes:
-            parts = partitions(path, rows)
-            t = time.perf_counter()
-            parts = partitions(path, rows)
-            index_s = time.perf_counter() - t
-            r = run_engine(eng, path, parts, ref)
-            r.update(partition_rows=rows, partitions=len(parts), index_s=index_s, mode="collect",
-                     per_s=contacts / r["seconds"])
-            assert r["rows"] == contacts, r["rows"]
+        for size in sizes:
+            todo = parts.split([path], catalog, int(size * MB))
+            r = collect(eng.engine, job, todo)
+            r.update(part_mb=size, parts=len(todo), mode="collect", per_s=contacts / r["seconds"])
+            assert r["lines"] == contacts, r["lines"]
             out["runs"].append(r)
         mid = sizes[len(sizes) // 2]
-        arb = Arbiter(catalog, path)
-        r = run_engine(eng, path, partitions(path, mid), ref, arbiter=arb)
-        r.update(partition_rows=mid, mode="collect+arbitrate", per_s=contacts / r["seconds"])
-        r["report_sha"] = hashlib.sha256(json.dumps(arb.report(), sort_keys=True).encode()).hexdigest()
+        r = run_simulate(eng.engine, catalog, path, int(mid * MB))
+        r.update(part_mb=mid, parts=len(parts.split([path], catalog, int(mid * MB))), mode="simulate",
+                 per_s=contacts / r["seconds"])
         out["runs"].append(r)
         mem = memory([p for p in descendants() if p not in before])
         out["after_runs"] = {"rss_mb": mem[0], "pss_mb": mem[1]}
-        # per-task overhead
-        eng.many(50)
+        eng.many(echo, [(i,) for i in range(50)])  # per-task overhead
         t = time.perf_counter()
-        assert eng.many(2000) == list(range(2000))
+        assert eng.many(echo, [(i,) for i in range(2000)]) == list(range(2000))
         out["tiny_2000_s"] = time.perf_counter() - t
         t = time.perf_counter()
         for i in range(200):
-            eng.one(i)
+            eng.many(echo, [(i,)])
         out["roundtrip_ms"] = (time.perf_counter() - t) / 200 * 1000
-        out["big"] = {}
-        kinds = [("bytes", 20_000_000)] + ([("objects", big_n), ("objects pickled", big_n)] if first else [])
-        for kind, n in kinds:  # the tuples only in the first round: Dask takes ~40 s over them
-            with_, without = [], []
-            for _ in range(3 if kind == "bytes" else 1):
+        times = {True: [], False: []}
+        for _ in range(3):
+            for send in (False, True):
                 t = time.perf_counter()
-                eng.call_big(kind, n, False)
-                without.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                value = eng.call_big(kind, n, True)
-                if kind == "objects pickled":
-                    pickle.loads(value)
-                with_.append(time.perf_counter() - t)
-            out["big"][kind] = {"with_result_s": statistics.median(with_), "length_only_s": statistics.median(without),
-                                "transfer_s": statistics.median(with_) - statistics.median(without)}
+                eng.many(big, [(20_000_000, send)])
+                times[send].append(time.perf_counter() - t)
+        out["big_bytes_transfer_s"] = statistics.median(times[True]) - statistics.median(times[False])
     finally:
         procs = [p for p in descendants() if p not in before and not tracker(p)]
         t = time.perf_counter()
@@ -442,31 +369,27 @@ def session(eng, catalog, path: str, sizes: list[int], contacts: int, big_n: int
     return out
 
 
-def lost_worker(eng, catalog, path: str, rows: int, tmp: str) -> dict:
-    """An undisturbed run, then one whose worker is SIGKILLed after ~30% of partitions."""
+def lost_worker(eng, catalog, path: str, size: float, tmp: str, local_sha: str) -> dict:
+    """`simulate` on the engine undisturbed, then with a worker SIGKILLed after ~30% of parts."""
+    from offerd.offline import parts
     out: dict = {}
     before = set(descendants())
     eng.start()
     eng.warm()
     try:
-        ref = catalog  # by value in each task: Dask loses a scattered object with its worker
-        parts = partitions(path, rows)
-        for label, kill_at in (("undisturbed", None), ("killed", max(1, round(0.3 * len(parts))))):
+        n = len(parts.split([path], catalog, int(size * MB)))
+        for label, kill_at in (("undisturbed", None), ("killed", max(1, round(0.3 * n)))):
             attempts = tempfile.mkdtemp(prefix=f"attempts-{eng.name}-{label}-", dir=tmp)
             try:
-                r = run_engine(eng, path, parts, ref, digest=True, attempts=attempts, kill_at=kill_at)
-                r["completed"] = r["rows"] == sum(1 for _ in open(path, "rb"))
+                r = run_simulate(eng.engine, catalog, path, int(size * MB), attempts=attempts, kill_at=kill_at)
+                r["completed"] = True
+                r["same_as_local"] = r["report_sha"] == local_sha
             except Exception as e:  # what the engine raises when it gives up
                 r = {"completed": False, "error": f"{type(e).__name__}: {str(e)[:300]}"}
             runs = collections.Counter(name.split("-")[0] for name in os.listdir(attempts))
-            r["partitions_run_twice"] = sorted(int(k) for k, n in runs.items() if n > 1)
-            r["attempts"] = sum(runs.values())
-            r["partitions"] = len(parts)
+            r["parts_run_twice"] = sorted(int(k) for k, c in runs.items() if c > 1)  # by start byte
+            r["attempts"], r["parts"] = sum(runs.values()), n
             out[label] = r
-        u, k = out["undisturbed"], out["killed"]
-        out["same_digest"] = u.get("digest") is not None and u.get("digest") == k.get("digest")
-        if k.get("completed"):
-            out["recovery_cost_s"] = k["seconds"] - u["seconds"]
         time.sleep(1)
         out["workers_after"] = len(eng.warm())
     finally:
@@ -480,8 +403,7 @@ def driver_death(name: str) -> dict:
     for how long (any still there after 30 s are killed here)."""
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--driver-child", name],
                             stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    pids = json.loads(line)
+    pids = json.loads(proc.stdout.readline())
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     t = time.perf_counter()
@@ -493,12 +415,7 @@ def driver_death(name: str) -> dict:
         if now != left:
             timeline.append((round(time.perf_counter() - t, 1), len(now)))
         left = now
-    survivors = [cmdline(p) for p in left]
-    for p in left:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
+    survivors = kill(left)
     return {"processes": len(pids), "all_gone_s": None if left else round(time.perf_counter() - t, 1),
             "timeline": timeline, "survivors_after_30s": survivors}
 
@@ -511,34 +428,40 @@ def driver_child(name: str) -> None:
     time.sleep(120)
 
 
-# ---- input through each engine's filesystem layer ----
+# ---- input: offerd's parts, and each engine's filesystem layer ----
 
-def reading(path: str, contacts: int, tmp: str) -> dict:
-    out: dict = {}
-    size = os.path.getsize(path)
-    import fsspec
-    from dask.bytes import read_bytes
+def reading(path: str, contacts: int, catalog, tmp: str) -> dict:
     import dask
+    import fsspec
+    import pyarrow.fs as pafs
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+    from dask.bytes import read_bytes
+    from offerd.offline import parts
+    out: dict = {"jsonl_mb": os.path.getsize(path) / 1e6}
+    t = time.perf_counter()
+    todo = parts.split([path], catalog, 4 * MB)
+    lines = 0
+    for part in todo:
+        items, n = parts.read(part, catalog)
+        for _ in items:
+            pass
+        lines += n[0]
+    out["offerd_parts_read_4MB"] = {"s": time.perf_counter() - t, "parts": len(todo), "lines": lines}
     t = time.perf_counter()
     with fsspec.open("file://" + path, "rb") as f:
-        n = f.read().count(b"\n")
+        assert f.read().count(b"\n") == contacts
     out["fsspec_open_whole_s"] = time.perf_counter() - t
-    assert n == contacts
     t = time.perf_counter()
     _, blocks = read_bytes("file://" + path, delimiter=b"\n", blocksize=4_000_000)
     data = dask.compute(*blocks[0], scheduler="sync")
     out["dask_read_bytes_4MB_blocks"] = {"s": time.perf_counter() - t, "blocks": len(blocks[0]),
-                                         "lines": sum(d.count(b"\n") for d in data),
                                          "whole_lines_only": all(d.endswith(b"\n") for d in data)}
-    import pyarrow.fs as pafs
     t = time.perf_counter()
     fs, p = pafs.FileSystem.from_uri("file://" + path)
-    parts = partitions(path, 25_000)
     with fs.open_input_file(p) as f:
-        lines = sum(f.read_at(end - start, start).count(b"\n") for start, end, _ in parts)
-    out["pyarrow_fs_read_at_25k_ranges"] = {"s": time.perf_counter() - t, "lines": lines}
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
+        sum(f.read_at(part.end - part.start, part.start).count(b"\n") for part in todo)
+    out["pyarrow_fs_read_at_4MB_ranges_s"] = time.perf_counter() - t
     t = time.perf_counter()
     table = pajson.read_json(path)
     out["pyarrow_read_json_s"] = time.perf_counter() - t
@@ -548,15 +471,10 @@ def reading(path: str, contacts: int, tmp: str) -> dict:
     pq.write_table(table, pq_path, row_group_size=25_000)
     out["parquet_write_s"] = time.perf_counter() - t
     out["parquet_mb"] = os.path.getsize(pq_path) / 1e6
-    out["jsonl_mb"] = size / 1e6
     t = time.perf_counter()
     with fsspec.open("file://" + pq_path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        groups = pf.num_row_groups
-        first = pf.read_row_group(0).to_pylist()
+        pq.ParquetFile(f).read_row_group(0).to_pylist()
     out["parquet_one_row_group_to_dicts_s"] = time.perf_counter() - t
-    out["parquet_row_groups"] = groups
-    out["parquet_first_row"] = {k: str(v) for k, v in first[0].items()}
     return out
 
 
@@ -608,12 +526,11 @@ def footprint(rounds: int) -> dict:
         deps = closure(root, extras)
         out[label] = {"packages": len(deps), "mb": size_mb(deps), "beyond_offerd_mb": size_mb(deps - offerd),
                       "version": metadata.version(root)}
-    jars = [str(f) for f in metadata.files("ray") or [] if str(f).endswith(".jar")]
-    out["ray_jars"] = jars
+    out["ray_jars"] = [str(f) for f in metadata.files("ray") or [] if str(f).endswith(".jar")]
     out["java_on_path"] = bool(subprocess.run(["sh", "-c", "command -v java"], capture_output=True).stdout)
     times = collections.defaultdict(list)
     for _ in range(rounds):
-        for mod in ("ray", "distributed", "dask.distributed"):
+        for mod in ("ray", "dask.distributed"):
             code = f"import time; t = time.perf_counter(); import {mod}; print(time.perf_counter() - t)"
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             times[mod].append(float(res.stdout.strip().splitlines()[-1]))
@@ -632,7 +549,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--contacts", type=int, default=60_000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--sizes", default="10000,25000,50000", help="partition sizes, rows")
+    ap.add_argument("--sizes", default="2,4,8", help="part sizes, MB of JSON Lines (about 5,600 rows a MB)")
     ap.add_argument("--out", default=os.path.join(HERE, "scratch"))
     ap.add_argument("--driver-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -642,8 +559,11 @@ def main(argv=None) -> None:
         driver_child(args.driver_child)
         return
     from offerd.cli.catalog import load
+    from offerd.offline import parts
+    from offerd.offline.evaluate import run_part
     os.makedirs(args.out, exist_ok=True)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [float(s) for s in args.sizes.split(",")]
+    mid = sizes[len(sizes) // 2]
     catalog = load(CATALOG, sys.stderr)
     tmp = tempfile.mkdtemp(prefix="engines-")
     path = os.path.join(tmp, "people.jsonl")
@@ -653,22 +573,10 @@ def main(argv=None) -> None:
     try:
         subprocess.run([sys.executable, "-m", "offerd.cli", "gen-population", CATALOG, str(args.contacts), "--seed", "1",
                         "--out", path], check=True, capture_output=True)
-        t = time.perf_counter()
-        blob = pickle.dumps(catalog)
-        result["catalog_pickle"] = {"bytes": len(blob), "dumps_s": time.perf_counter() - t}
-        t = time.perf_counter()
-        for _ in range(100):
-            pickle.loads(blob)
-        result["catalog_pickle"]["loads_ms"] = (time.perf_counter() - t) * 10
-        try:
-            from offerd.offline.simulate import _state
-            pickle.dumps(_state([catalog], SPACES, []))
-            result["state_pickles"] = True
-        except Exception as e:
-            result["state_pickles"] = f"no: {type(e).__name__}: {e}"
-        sample = big("objects", 10_000, True)
-        big_n = int(20_000_000 / (len(pickle.dumps(sample, 5)) / 10_000))
-        result["big_objects_pickled_mb"] = len(pickle.dumps(big("objects", big_n, True), 5)) / 1e6
+        job = make_job(catalog)
+        first = parts.split([path], catalog, int(mid * MB))[0]
+        result["pickled_kb"] = {"job": len(pickle.dumps(job, 5)) / 1e3,
+                                "part_result": len(pickle.dumps(run_part(job, (first, {})), 5)) / 1e3}
         rounds = []
         for r in range(args.rounds):
             order = [Ray, Dask, None] if r % 2 == 0 else [None, Dask, Ray]
@@ -677,27 +585,24 @@ def main(argv=None) -> None:
                 print(f"round {r + 1}: {kind.name if kind else 'local'} ({time.perf_counter() - started:.0f} s)",
                       flush=True)
                 if kind is None:
-                    rep = os.path.join(tmp, "local.json")
-                    s = local_simulate(path, rep)
-                    with open(rep) as f:
-                        sha = hashlib.sha256(json.dumps(comparable(json.load(f)), sort_keys=True).encode()).hexdigest()
-                    this["local"] = {"seconds": s, "per_s": args.contacts / s, "report_sha": sha}
+                    this["local"] = local_simulate(path, int(mid * MB))
                 else:
-                    this[kind.name] = session(kind(), catalog, path, sizes, args.contacts, big_n, r == 0)
+                    this[kind.name] = session(kind(), catalog, path, sizes, args.contacts)
                     left = kill_leftovers()
                     if left:
                         this[kind.name]["leftovers_killed"] = left
             rounds.append(this)
         result["rounds"] = rounds
         print(f"lost worker ({time.perf_counter() - started:.0f} s)", flush=True)
+        local_sha = rounds[0]["local"]["report_sha"]
         result["lost_worker"] = {}
         for kind in (Ray, Dask):
-            result["lost_worker"][kind.name] = lost_worker(kind(), catalog, path, sizes[len(sizes) // 2], tmp)
+            result["lost_worker"][kind.name] = lost_worker(kind(), catalog, path, mid, tmp, local_sha)
             kill_leftovers()
         print(f"driver death ({time.perf_counter() - started:.0f} s)", flush=True)
         result["driver_death"] = {name: driver_death(name) for name in ("ray", "dask")}
         print(f"reading, footprint ({time.perf_counter() - started:.0f} s)", flush=True)
-        result["reading"] = reading(path, args.contacts, tmp)
+        result["reading"] = reading(path, args.contacts, catalog, tmp)
         result["footprint"] = footprint(args.rounds)
     finally:
         result["leftovers_at_end"] = kill_leftovers()
@@ -706,13 +611,13 @@ def main(argv=None) -> None:
     result["total_s"] = time.perf_counter() - started
     with open(os.path.join(args.out, "engines.json"), "w") as f:
         json.dump(result, f, indent=2, default=str)
-    summary = tables(result, sizes, args.contacts)
+    summary = tables(result, args.contacts)
     print(summary)
     with open(os.path.join(args.out, "engines.md"), "w") as f:
         f.write(summary + "\n")
 
 
-def tables(res: dict, sizes: list[int], contacts: int) -> str:
+def tables(res: dict, contacts: int) -> str:
     rounds = res["rounds"]
     fp = res["footprint"]
 
@@ -737,38 +642,42 @@ def tables(res: dict, sizes: list[int], contacts: int) -> str:
             ("RSS after the runs, MB", lambda s: s["after_runs"]["rss_mb"]),
             ("2,000 tiny tasks, s", lambda s: s["tiny_2000_s"]),
             ("one task's round trip, ms", lambda s: s["roundtrip_ms"]),
-            ("20 MB bytes result, transfer s", lambda s: s["big"]["bytes"]["transfer_s"]),
-            ("20 MB pickled tuples result (first round), transfer s", lambda s: s["big"].get("objects", {}).get("transfer_s")),
-            ("the same tuples sent as pickle bytes (first round), transfer s",
-             lambda s: s["big"].get("objects pickled", {}).get("transfer_s"))]
+            ("20 MB bytes result, transfer s", lambda s: s["big_bytes_transfer_s"])]
     for label, get in rows:
         a, b = m("ray", get), m("dask", get)
         L.append(f"| {label} | {'' if a is None else f'{a:,.3g}'} | {'' if b is None else f'{b:,.3g}'} |")
+    pk = res["pickled_kb"]
     L += ["", f"## Throughput, {contacts:,} contacts, spaces {' and '.join(SPACES)}\n",
-          "| path | partition rows | seconds | contacts/s | driver busy, s |", "|---|---:|---:|---:|---:|"]
+          "| path | part MB | parts | seconds | contacts/s | driver busy, s |", "|---|---:|---:|---:|---:|---:|"]
     local = med([r["local"]["seconds"] for r in rounds])
-    L.append(f"| offerd `simulate(workers=2)` (fork pool, arbitration included) | 256-row tasks | {local:.1f} | "
+    sim = rounds[0]["ray"]["runs"][-1]
+    L.append(f"| offerd `simulate(workers=2)` (fork pool) | {sim['part_mb']:g} | {sim['parts']} | {local:.1f} | "
              f"{contacts / local:,.0f} | |")
     for engine in ("ray", "dask"):
         for i, run in enumerate(rounds[0][engine]["runs"]):
             secs = m(engine, lambda s, i=i: s["runs"][i]["seconds"])
             busy = m(engine, lambda s, i=i: s["runs"][i]["driver_busy_s"])
-            what = "collect only" if run["mode"] == "collect" else "collect + offerd arbitration"
-            L.append(f"| {engine}, {what} | {run['partition_rows']:,} | {secs:.1f} | {contacts / secs:,.0f} | {busy:.2f} |")
-    shas = {r[e]["runs"][-1]["report_sha"] for r in rounds for e in ("ray", "dask")} | {r["local"]["report_sha"] for r in rounds}
-    same = len(shas) == 1
-    L.append(f"\nThe engines' reports (collect + arbitration) equal `simulate`'s: {'yes' if same else 'NO'}.\n")
-    L += ["## A worker SIGKILLed after ~30% of partitions\n",
+            what = "`run_part` collect only" if run["mode"] == "collect" else "`simulate(engine=...)`: collect + offerd arbitration"
+            L.append(f"| {engine}, {what} | {run['part_mb']:g} | {run['parts']} | {secs:.1f} | {contacts / secs:,.0f} | "
+                     f"{busy:.2f} |")
+    shas = {r[e]["runs"][-1]["report_sha"] for r in rounds for e in ("ray", "dask")}
+    same = shas == {r["local"]["report_sha"] for r in rounds} and len(shas) == 1
+    L.append(f"\nEach engine's `simulate` report equals `simulate(workers=2)`'s (all but seconds, rate, workers): "
+             f"{'yes' if same else 'NO'}. Pickled: the job {pk['job']:.1f} kB (sent with each part), one "
+             f"{sim['part_mb']:g} MB part's result {pk['part_result']:.1f} kB.\n")
+    L += ["## A worker SIGKILLed after ~30% of parts, in `simulate(engine=...)`\n",
           "| | Ray | Dask |", "|---|---|---|"]
     lw = res["lost_worker"]
 
     def both(get):
         return " | ".join(str(get(lw[e])) for e in ("ray", "dask"))
     L.append(f"| completed with no driver action | {both(lambda x: x['killed'].get('completed'))} |")
-    L.append(f"| results identical to the undisturbed run (digest) | {both(lambda x: x['same_digest'])} |")
+    L.append(f"| report equals `simulate(workers=2)`'s, undisturbed / killed | "
+             f"{both(lambda x: '%s / %s' % (x['undisturbed'].get('same_as_local'), x['killed'].get('same_as_local')))} |")
     L.append("| undisturbed / killed run, s | " + " | ".join(
         f"{lw[e]['undisturbed'].get('seconds', 0):.1f} / {lw[e]['killed'].get('seconds', 0):.1f}" for e in ("ray", "dask")) + " |")
-    L.append(f"| partitions run twice | {both(lambda x: x['killed'].get('partitions_run_twice'))} |")
+    L.append(f"| parts run twice (start byte), of | "
+             f"{both(lambda x: '%s of %s' % (x['killed']['parts_run_twice'], x['killed']['parts']))} |")
     L.append(f"| workers after | {both(lambda x: x.get('workers_after'))} |")
     L += ["", "## The driver SIGKILLed\n", "| | Ray | Dask |", "|---|---|---|"]
     dd = res["driver_death"]
@@ -776,11 +685,14 @@ def tables(res: dict, sizes: list[int], contacts: int) -> str:
     L.append(f"| all gone after, s | {dd['ray']['all_gone_s']} | {dd['dask']['all_gone_s']} |")
     L.append(f"| still there after 30 s | {len(dd['ray']['survivors_after_30s'])} | {len(dd['dask']['survivors_after_30s'])} |")
     rd = res["reading"]
+    op, rb = rd["offerd_parts_read_4MB"], rd["dask_read_bytes_4MB_blocks"]
     L += ["", "## Reading input\n", "| | |", "|---|---:|",
+          f"| offerd `parts.split` + `parts.read`, 4 MB parts (lines, not parsed), s | {op['s']:.2f} "
+          f"({op['parts']} parts, {op['lines']:,} lines) |",
           f"| fsspec.open, whole file, s | {rd['fsspec_open_whole_s']:.2f} |",
-          f"| dask.bytes.read_bytes, 4 MB blocks, delimiter \\n, s | {rd['dask_read_bytes_4MB_blocks']['s']:.2f} "
-          f"({rd['dask_read_bytes_4MB_blocks']['blocks']} blocks, whole lines: {rd['dask_read_bytes_4MB_blocks']['whole_lines_only']}) |",
-          f"| pyarrow.fs read_at, 25k-row byte ranges, s | {rd['pyarrow_fs_read_at_25k_ranges']['s']:.2f} |",
+          f"| dask.bytes.read_bytes, 4 MB blocks, delimiter \\n, s | {rb['s']:.2f} "
+          f"({rb['blocks']} blocks, whole lines: {rb['whole_lines_only']}) |",
+          f"| pyarrow.fs read_at, the same 4 MB ranges, s | {rd['pyarrow_fs_read_at_4MB_ranges_s']:.2f} |",
           f"| pyarrow.json.read_json, s | {rd['pyarrow_read_json_s']:.2f} |",
           f"| Parquet write (25k-row groups), s / MB (JSON Lines MB) | {rd['parquet_write_s']:.2f} / "
           f"{rd['parquet_mb']:.1f} ({rd['jsonl_mb']:.1f}) |",
@@ -800,6 +712,6 @@ def tables(res: dict, sizes: list[int], contacts: int) -> str:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, HERE)
+    sys.path[:0] = [HERE, SRC]
     import engines  # the workers find these functions by module name, not pickled from __main__
     engines.main()
