@@ -73,3 +73,21 @@ def test_a_malformed_row_is_refused_with_what_to_fix(server, change, message):
     with Client(server.target) as c, pytest.raises(grpc.RpcError) as e:
         c.decisions.Decide(request, timeout=10)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in e.value.details()
+
+
+def test_another_contacts_row_under_the_same_job_and_line_is_its_own(server):
+    with Client(server.target) as c:
+        ann = c.decisions.Decide(row("ann", b"job", 5), timeout=10)
+        bob = c.decisions.Decide(row("bob", b"job", 5), timeout=10)
+    assert not bob.replayed and set(ids(bob)).isdisjoint(ids(ann))
+    assert len(server.store.read_history(Contact("bob"))) == len(ids(bob)) > 0
+
+
+def test_an_empty_answer_never_replaces_the_answer_a_copy_wrote_first(tmp_path):
+    """A copy of a row that proposed nothing keeps its empty answer only if no copy wrote
+    one meanwhile (the store's check, in the write's own transaction)."""
+    from offerd.store import Store
+    with Store(str(tmp_path / "db")) as store:
+        assert store.put_note(b"batch:j:1", b"first", first=True) is None
+        assert store.put_note(b"batch:j:1", b"empty", first=True) == b"first"
+        assert store.note(b"batch:j:1") == b"first"

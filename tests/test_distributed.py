@@ -58,13 +58,14 @@ def write_population(catalog, path: str, count: int, seed: int = 3) -> list[dict
     return rows
 
 
-def report(catalog, source, engine=None, part_bytes=parts.PART_BYTES, **kw) -> dict:
+def report(catalog, source, engine=None, part_bytes=parts.PART_BYTES, **kw) -> str:
+    """The report's JSON text (the order of its entries too), without what changes run to run."""
     out = simulate.simulate(catalog, SPACES if catalog.spaces.keys() >= set(SPACES) else ["web_home", "newsletter"],
                             source, AT, workers=1, engine=engine, part_bytes=part_bytes, **kw).to_json()
     for part in (out, out.get("compare", {}).get("report", {})):
         for key in VOLATILE:
             part.pop(key, None)
-    return out
+    return json.dumps(out)
 
 
 def pids(engine) -> set[int]:
@@ -74,7 +75,7 @@ def pids(engine) -> set[int]:
 def test_a_dask_run_gives_the_one_machine_report_for_every_input_form(tmp_path, dask, caps):
     rows = write_population(caps, str(tmp_path / "people.jsonl"), 3000)
     one = report(caps, str(tmp_path / "people.jsonl"))
-    web = one["spaces"]["web"]
+    web = json.loads(one)["spaces"]["web"]
     assert {c["scope"] for c in web["caps"].values()} >= {"total: filled earlier in population order",
                                                          "per decision: offers chosen earlier in the call"}
     assert len(parts.split([str(tmp_path / "people.jsonl")], caps, 16 << 10)) >= 8
@@ -89,14 +90,14 @@ def test_a_dask_run_gives_the_one_machine_report_for_every_input_form(tmp_path, 
                 w.writerow([row["id"], *(str(row.get(c, "")).lower() if isinstance(row.get(c), bool) else row.get(c, "")
                                          for c in ("age", "opt_in_sms", "score", "segment"))])
     by_csv = report(caps, str(tmp_path / "csv"))
-    assert by_csv["contacts"] == 3000 and by_csv["spaces"]["web"]["offers"] == web["offers"]
+    assert json.loads(by_csv)["contacts"] == 3000 and json.loads(by_csv)["spaces"]["web"]["offers"] == web["offers"]
     assert report(caps, str(tmp_path / "csv"), dask) == by_csv
 
     import pyarrow as pa
     import pyarrow.parquet as pq
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "people.parquet", row_group_size=400)
     by_parquet = report(caps, str(tmp_path / "people.parquet"))
-    assert by_parquet["spaces"] == one["spaces"]  # one row per line: the same lines as the JSON Lines file
+    assert json.loads(by_parquet)["spaces"] == json.loads(one)["spaces"]  # a row per line, as in JSON Lines
     assert report(caps, str(tmp_path / "people.parquet"), dask) == by_parquet
 
 
@@ -105,7 +106,7 @@ def test_the_example_catalog_with_compare_and_by_is_the_same_on_dask(tmp_path, d
     write_population(example, str(tmp_path / "people.jsonl"), 2500)
     kw = {"context": {"page": "cart", "device": "mobile"}, "by": ["segment"], "compare": example}
     one = report(example, str(tmp_path / "people.jsonl"), **kw)
-    assert one["spaces"]["web_home"]["caps"]  # the A/B test's total cap of 100 fills
+    assert json.loads(one)["spaces"]["web_home"]["caps"]  # the A/B test's total cap of 100 fills
     assert report(example, str(tmp_path / "people.jsonl"), dask, 32 << 10, **kw) == one
 
 
@@ -199,9 +200,75 @@ def test_a_population_behind_a_url_is_read_through_fsspec(tmp_path, caps):
             f.writelines(json.dumps(r) + "\n" for r in rows[k * 600:(k + 1) * 600])
     try:
         by_url = report(caps, f"memory://people-{tmp_path.name}/", part_bytes=8 << 10)
-        assert by_url["contacts"] == 1200
-        assert by_url["spaces"] == report(caps, str(tmp_path / "people.jsonl"))["spaces"]
+        assert json.loads(by_url)["contacts"] == 1200
+        assert json.loads(by_url)["spaces"] == json.loads(report(caps, str(tmp_path / "people.jsonl")))["spaces"]
         with pytest.raises(ValueError, match="no population files"):
             report(caps, f"memory://people-{tmp_path.name}/nothing-*.jsonl")
     finally:
         fs.rm(f"memory://people-{tmp_path.name}", recursive=True)
+
+
+def test_a_batch_whose_live_version_changed_mid_run_finishes_once_it_is_back_and_part_sizes_may_change(tmp_path, caps):
+    """A version activated mid-batch stops it; with the batch's version live again, a rerun
+    finishes it (the rows decided meanwhile answer as they were decided), also with other
+    parts: rows are named by their file and line."""
+    from offerd.client import Client
+    from served import Running
+    srv = Running(str(tmp_path / "server"))
+    try:
+        with Client(srv.target) as c:
+            v1 = c.deploy({"caps.offer": CAPS}).hash
+            v2 = c.deploy({"caps.offer": CAPS.replace("weight 1 }", "weight 2 }")}).hash
+            c.activate(v1)
+        rows = write_population(caps, str(tmp_path / "people.jsonl"), 1500)
+        source, out = [str(tmp_path / "people.jsonl")], str(tmp_path / "out.jsonl")
+        switched = []
+
+        def switch(done, total, seconds):
+            if not switched:
+                switched.append(done)
+                with Client(srv.target) as c:
+                    c.activate(v2)
+
+        with pytest.raises(remote_batch.BatchError, match="the live catalog changed"):
+            remote_batch.run(srv.target, caps, SPACES, source, AT, out, engines.Local(1), part_bytes=16 << 10,
+                             progress=switch)
+        with Client(srv.target) as c:
+            c.activate(v1)
+        again = remote_batch.run(srv.target, caps, SPACES, source, AT, out, engines.Local(2), part_bytes=40 << 10)
+        assert again.resumed > switched[0] > 0 and again.decided + again.resumed == 1500
+        proposed = check_output(out, rows)
+        third = remote_batch.run(srv.target, caps, SPACES, source, AT, out, engines.Local(1), part_bytes=4 << 10)
+        assert (third.decided, third.resumed) == (0, 1500) and check_output(out, rows) == proposed
+        history = {r["id"]: len(srv.store.read_history(Contact(r["id"]))) for r in rows}
+        assert history == proposed  # nobody decided twice, whatever the parts
+    finally:
+        srv.stop()
+
+
+def test_a_population_file_that_changes_during_a_run_stops_it(tmp_path, caps):
+    path = tmp_path / "people.jsonl"
+    write_population(caps, str(path), 2000)
+
+    def grow(done, total, seconds):
+        with open(path, "a") as f:
+            f.write(json.dumps({"id": "late", "age": 30}) + "\n")
+
+    with pytest.raises(ValueError, match="changed during the run"):
+        report(caps, str(path), part_bytes=8 << 10, progress=grow)
+
+
+def test_parquet_integer_ids_are_ids_and_a_bad_csv_column_behind_a_url_is_refused_first(tmp_path, caps):
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"id": [1, 2, 3], "age": [30, 40, 50]}), tmp_path / "ints.parquet")
+    assert json.loads(report(caps, str(tmp_path / "ints.parquet")))["contacts"] == 3
+    url = f"memory://csv-{tmp_path.name}/people.csv"
+    with fsspec.open(url, "w") as f:
+        f.write("id,agee\nc1,30\n")
+    try:
+        with pytest.raises(ValueError, match="column 'agee'"):
+            report(caps, url)
+    finally:
+        fsspec.filesystem("memory").rm(f"memory://csv-{tmp_path.name}", recursive=True)

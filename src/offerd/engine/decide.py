@@ -135,7 +135,9 @@ class Engine:
                 return retries.decode(ids.value)
             self._commit(work, ids)
         elif once is not None and request.batch:  # nothing recorded: the row's answer alone, so it is not decided again
-            self.store.put_note(*self._retry(work, once)[0]([]))
+            there = self.store.put_note(*self._retry(work, once)[0]([]), first=True)
+            if there is not None:  # a copy of the row recorded meanwhile: its answer
+                return retries.decode(there)
         return self._answer(work)
 
     async def decide_async(self, request: Request, note=None) -> Decision:
@@ -151,7 +153,7 @@ class Engine:
         work = self._prepare(request)
         if not self._records(work):
             if once is not None and request.batch:  # nothing recorded: the row's answer alone, not decided again
-                await self.store.put_note_async(*self._retry(work, once)[0]([]))
+                return await self._empty_row(work, once)
             return self._answer(work)
         shared = None
         if self.totals is not None:
@@ -159,7 +161,7 @@ class Engine:
         try:
             if not work.picks:  # every pick refused by the shared counts
                 if once is not None and request.batch:
-                    await self.store.put_note_async(*self._retry(work, once)[0]([]))
+                    return await self._empty_row(work, once)
                 return self._answer(work)
             stored, check = self._retry(work, once)
             if note is not None:  # a batch: what it proposed goes into the note
@@ -183,6 +185,12 @@ class Engine:
             return retries.decode(ids.value)
         self._commit(work, ids)
         return self._answer(work)
+
+    async def _empty_row(self, work: _Work, once) -> Decision:
+        """A batch row that proposed nothing: its empty answer kept, unless a copy of the row
+        recorded meanwhile (then that answer is the row's)."""
+        there = await self.store.put_note_async(*self._retry(work, once)[0]([]), first=True)
+        return self._answer(work) if there is None else retries.decode(there)
 
     # --- safe retries (retries.py) ---------------------------------------------------
 

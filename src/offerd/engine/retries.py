@@ -62,12 +62,14 @@ def expired_below(wall: float, window: float) -> bytes:
     return PREFIX + _U64.pack(max(int(wall // window * window - max(int(window), 1)), 0))
 
 
-BATCH = b"batch:"  # meta keys of batch rows: BATCH, the job, ":", the line (u64): `offerd batch`'s notes too
+BATCH = b"batch:"  # meta keys of batch rows: BATCH, the job, ":", the line (u64), the contact's hash
 
 
-def batch_key(job: bytes, line: int) -> bytes:
-    """Where a batch row's first answer is kept: no window, it stays with the batch."""
-    return BATCH + job + b":" + _U64.pack(line)
+def batch_key(job: bytes, line: int, contact: str) -> bytes:
+    """Where a batch row's first answer is kept: no window, it stays with the batch. The
+    contact is in it: another contact's row under the same job and line is its own."""
+    digest = hashlib.blake2b(contact.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return BATCH + job + b":" + _U64.pack(line) + digest
 
 
 def written_at(value: bytes) -> float | None:

@@ -218,8 +218,10 @@ class Sample:
                 heapq.heapreplace(self.heap, entry)
 
     def merge(self, other: "Sample") -> None:
-        for neg, contact_id, eligible in other.heap:
-            self.add(-neg, contact_id, eligible)
+        """The entries `add` would keep of both (the largest tuples: smallest keys first)."""
+        if other.heap:
+            self.heap = heapq.nlargest(SAMPLE, self.heap + other.heap)
+            heapq.heapify(self.heap)
 
     def eligible(self) -> list:
         return [e for _, _, e in self.heap]

@@ -9,8 +9,6 @@ import json
 import os
 import sys
 
-from ..cli.options import address, seconds, positive
-
 
 def part_size(text: str) -> int:
     """`16M`, `256K` or a number of bytes, from 4K to 1G."""
@@ -36,6 +34,7 @@ def engine_options(p) -> None:
 
 def server_options(p) -> None:
     """`offerd batch --server`: the server or cluster that decides and records."""
+    from ..cli.options import address, positive, seconds  # here: offerd.cli imports this module
     p.add_argument("--server", type=address, metavar="HOST:PORT",
                    help="decide and record on this server or cluster (its balancer), not in --data")
     p.add_argument("--shards", type=positive, default=1,

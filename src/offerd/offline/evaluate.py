@@ -6,6 +6,7 @@ are arbitrated with the run's totals when the part was sent, and sent back also 
 candidate lists, in case the run must arbitrate them again in population order."""
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
@@ -52,7 +53,10 @@ class PartResult:
     samples: list = field(default_factory=list)  # per version and space: an arbitration.Sample
     stats: list = field(default_factory=list)  # per version: {space: SpaceStats} of contacts that read no total
     contacts: int = 0  # arbitrated here, reading no total
-    ordered: list = field(default_factory=list)  # (line, per version per space outcome, --by values)
+    # (line, per version per space outcome, --by values), pickled: the run reads them only if it
+    # arbitrates them itself (most parts come back exact, and unpickling them was most of its work)
+    ordered: bytes | list = field(default_factory=list)
+    ordered_count: int = 0
     # the contacts of `ordered` as arbitrated here (without --by, --compare): their counts, the
     # totals they were arbitrated with, and what they added to the totals
     tentative: dict = field(default_factory=dict)
@@ -155,6 +159,9 @@ def run_part(job: Job, item, own_state: dict | None = None) -> PartResult:
     result.counts = counts
     if history is not None:
         result.added = history.added
+    result.ordered_count = len(result.ordered)
+    if own_state is None:  # sent back to the run from another process
+        result.ordered = pickle.dumps(result.ordered, protocol=pickle.HIGHEST_PROTOCOL)
     return result
 
 

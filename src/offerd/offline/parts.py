@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from .population import BadRow, _row, check_columns, read_csv_stream
+from .population import BadRow, _row, check_columns, check_header, read_csv_stream
 
 PART_BYTES = 16 << 20  # a JSON Lines part: about 80,000 rows of 200 bytes, a few seconds of work
 KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -26,6 +26,7 @@ class Part:
     start: int = 0  # jsonl: the byte range [start, end) whose lines start in it; parquet: the row group
     end: int = 0
     size: int = 0  # bytes of the file this part covers (progress)
+    file_size: int = 0  # the file's, when it was cut: a file that changes during a run stops it
 
     def __str__(self) -> str:
         return os.path.basename(self.path)
@@ -82,19 +83,21 @@ def split(paths: list[str], catalog, part_bytes: int = PART_BYTES) -> list[Part]
     parts: list[Part] = []
     for path in files(paths):
         k = kind(path) or "jsonl"  # a single file of another name: JSON Lines, as `simulate` always read it
+        size = _size(path)
         if k == "csv":
-            if not _remote(path):
+            if _remote(path):
+                with open_file(path) as raw:
+                    check_header(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=""),
+                                 path, catalog)
+            else:
                 check_columns(path, catalog)
-            parts.append(Part(path, "csv", size=_size(path)))
+            parts.append(Part(path, "csv", size=size, file_size=size))
         elif k == "parquet":
-            meta = _parquet(path).metadata
-            size = _size(path)
-            groups = meta.num_row_groups
-            parts += [Part(path, "parquet", g, size=size // max(groups, 1)) for g in range(groups)]
+            groups = parquet_file(path).metadata.num_row_groups
+            parts += [Part(path, "parquet", g, size=size // max(groups, 1), file_size=size) for g in range(groups)]
         else:
-            size = _size(path)
             cuts = list(range(0, size, part_bytes)) or [0]
-            parts += [Part(path, "jsonl", a, min(a + part_bytes, size), min(part_bytes, size - a)) for a in cuts]
+            parts += [Part(path, "jsonl", a, min(a + part_bytes, size), min(part_bytes, size - a), size) for a in cuts]
     return parts
 
 
@@ -106,7 +109,7 @@ def open_file(path: str):
     return _fs(path).open(path, "rb") if _remote(path) else open(path, "rb")
 
 
-def _parquet(path: str):
+def parquet_file(path: str):
     try:
         import pyarrow.parquet as pq  # noqa: PLC0415 - Parquet only
     except ImportError:
@@ -122,6 +125,10 @@ def read(part: Part, catalog) -> tuple[Iterator, list[int]]:
     caller) or a Row or BadRow, lines numbered from 1 in the part; `lines` holds, once the
     items are read, the part's number of lines."""
     lines = [0]
+    now = _size(part.path)
+    if now != part.file_size:  # rows added or removed since the run began would be missed or counted twice
+        raise ValueError(f"{part.path} changed during the run ({part.file_size:,} bytes, now {now:,}): "
+                         "run it again on a file that stays as it is")
     if part.kind == "jsonl":
         return _jsonl(part, lines), lines
     if part.kind == "csv":
@@ -158,9 +165,11 @@ def _csv(part: Part, catalog, lines: list[int]):
 
 
 def _parquet_rows(part: Part, catalog, lines: list[int]):
-    table = _parquet(part.path).read_row_group(part.start)
+    table = parquet_file(part.path).read_row_group(part.start)
     n = 0
     for n, record in enumerate(table.to_pylist(), 1):
         values = {k: v for k, v in record.items() if v is not None}  # a null is absent, as an empty CSV field
+        if isinstance(values.get("id"), int) and not isinstance(values["id"], bool):
+            values["id"] = str(values["id"])  # an integer id column: ids are strings, as in CSV
         yield _row(n, values, catalog.contact, False, catalog.domains, catalog.context)
     lines[0] = n

@@ -88,7 +88,12 @@ def check_columns(path: str, catalog: Catalog) -> None:
     if not path.endswith(".csv"):
         return
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:  # -sig: Excel's BOM
-        header = next(csv.reader(f), [])
+        check_header(f, path, catalog)
+
+
+def check_header(f, path: str, catalog: Catalog) -> None:
+    """check_columns, of an open CSV text stream (a file behind a URL)."""
+    header = next(csv.reader(f), [])
     if header and ID_FIELD not in header:
         raise ValueError(f"{path}: no {ID_FIELD!r} column; every row needs its contact's id")
     twice = sorted({c for c in header if header.count(c) > 1})

@@ -38,7 +38,7 @@ class RemoteJob:
     spaces: list[str]
     time_us: int
     context: dict
-    job: bytes  # 12 bytes naming the batch
+    job: bytes  # 12 bytes naming the batch (its rows: the file's index and the line in the file)
     shards: int  # the cluster's shards (rows grouped by owner); 1: the receiving shard passes them on
     retry_for: float  # seconds a row is sent again while its shard is down, before the batch stops
 
@@ -52,16 +52,45 @@ class PartOutcome:
     resumed: int = 0  # answered from an earlier run (replayed)
 
 
-def job_id(catalog: Catalog, spaces: list[str], files: list[str], at: datetime.datetime, context: dict,
-           part_bytes: int) -> bytes:
-    """The batch's name: the same inputs (the files' contents too) name the same batch."""
-    digests = []
-    for path in files:
-        with parts.open_file(path) as f:
-            digests.append(hashlib.file_digest(f, "sha256").hexdigest())
-    ident = json.dumps([catalog.hash, spaces, digests, at.isoformat(), sorted((k, repr(v)) for k, v in context.items()),
-                        part_bytes])
+def job_id(catalog: Catalog, spaces: list[str], digests: list[str], at: datetime.datetime, context: dict) -> bytes:
+    """The batch's name: the same inputs (the files' contents too) name the same batch,
+    however it is cut into parts."""
+    ident = json.dumps([catalog.hash, spaces, digests, at.isoformat(), sorted((k, repr(v)) for k, v in context.items())])
     return hashlib.sha256(ident.encode()).digest()[:12]
+
+
+def scan(path: str, cuts: list[int]) -> tuple[str, dict[int, int]]:
+    """A file's SHA-256, and for each cut (a byte offset where a JSON Lines part starts),
+    the lines that start before it: the lines of the file's parts before that one."""
+    digest, before, newlines, pos = hashlib.sha256(), {0: 0}, 0, 0
+    todo, i = sorted(c for c in cuts if c > 0), 0
+    with parts.open_file(path) as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            end = pos + len(block)
+            while i < len(todo) and todo[i] - 1 < end:  # a line starts at a cut if the byte before ends one
+                before[todo[i]] = 1 + newlines + block.count(b"\n", 0, todo[i] - 1 - pos)
+                i += 1
+            newlines += block.count(b"\n")
+            pos = end
+    return digest.hexdigest(), before
+
+
+def _places(todo: list) -> tuple[list[str], list[tuple[int, int]]]:
+    """The files' digests, and per part (its file's index, the lines of that file before it)."""
+    files = list(dict.fromkeys(p.path for p in todo))
+    digests, before = [], {}
+    for k, path in enumerate(files):
+        mine = [p for p in todo if p.path == path]
+        if mine[0].kind == "parquet":
+            meta = parts.parquet_file(path).metadata
+            rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+            digest, lines = scan(path, [])[0], {g: sum(rows[:g]) for g in range(len(rows))}
+        else:
+            digest, lines = scan(path, [p.start for p in mine])
+        digests.append(digest)
+        before.update({(path, p.start): (k, lines[p.start]) for p in mine})
+    return digests, [before[(p.path, p.start)] for p in todo]
 
 
 _clients: dict = {}  # per worker process: a client per (target, TLS, catalog), made and checked on first use
@@ -100,15 +129,17 @@ def _call(fn, job: RemoteJob, *args):
         pause = min(pause * 2, 2.0)
 
 
-def send_part(job: RemoteJob, index: int, part) -> PartOutcome:
-    """Decide and record a part's rows on their shards; their answers, in line order."""
+def send_part(job: RemoteJob, part, file_index: int, before: int) -> PartOutcome:
+    """Decide and record a part's rows on their shards; their answers, in line order. A
+    row is named by its file and its line there (`before` + its line in the part), so a
+    rerun names it the same whatever the parts."""
     from ..client import decide_request  # noqa: PLC0415
     from ..v1 import offerd_pb2 as pb  # noqa: PLC0415
 
     client = _client(job)
     catalog = job.catalog
     items, lines = parts.read(part, catalog)
-    row_job = job.job + index.to_bytes(4, "big")  # the part's rows: lines of the part
+    row_job = job.job + file_index.to_bytes(4, "big")
     out = PartOutcome(0)
     todo: list[tuple[int, str, pb.DecideRequest]] = []
     for item in items:
@@ -124,7 +155,7 @@ def send_part(job: RemoteJob, index: int, part) -> PartOutcome:
         own = {**job.context, **item.context} if item.context else job.context
         request = decide_request(job.spaces, item.contact_id, attributes=item.attributes, context=own)
         request.time_us = job.time_us
-        request.batch.CopyFrom(pb.BatchRow(job=row_job, line=item.line))
+        request.batch.CopyFrom(pb.BatchRow(job=row_job, line=before + item.line))
         todo.append((item.line, item.contact_id, request))
     out.lines = lines[0]
     answers: dict[int, tuple] = {}
@@ -170,7 +201,7 @@ def _send(client, job: RemoteJob, todo: list, answers: dict, out: PartOutcome) -
                     out.bad.append(BadRow(line, f"{reply.error.code}: {reply.error.message}"))
                 continue
             d = reply.decision
-            if d.catalog != job.catalog.hash:
+            if d.catalog != job.catalog.hash and not d.replayed:  # a row answered again is as it was decided
                 raise BatchError(f"the live catalog changed to {d.catalog[:12]} during the batch "
                                  f"(from {job.catalog.hash[:12]}): activate it again to finish this batch")
             props = [{"space": s.space, "offer": p.offer, "content": dict(p.content), "id": p.id}
@@ -205,7 +236,8 @@ def run(target: str, catalog: Catalog, spaces: list[str], paths: list[str], at: 
         retry_for: float = 60.0, part_bytes: int = parts.PART_BYTES) -> RemoteResult:
     """Decide and record the population on `target`'s live catalog (which must be
     `catalog`), through `engine`'s workers; then `out` (JSON Lines, or CSV by its name) has
-    every row's propositions in the population's order."""
+    every row's propositions in the population's order. `part_bytes` may change between
+    runs of a batch: its rows are named by their file and line."""
     from .engines import reachable
 
     started = time.perf_counter()
@@ -216,14 +248,16 @@ def run(target: str, catalog: Catalog, spaces: list[str], paths: list[str], at: 
     context = check_attributes(catalog.context, context, "context", catalog.domains) if context else {}
     todo = parts.split(paths, catalog, part_bytes)
     files = list(dict.fromkeys(p.path for p in todo))
+    digests, places = _places(todo)  # one read of each file
     job = RemoteJob(target, tls or {}, catalog, list(spaces), int(round(at.timestamp() * 1e6)), context,
-                    job_id(catalog, spaces, files, at, context, part_bytes), shards, retry_for)
+                    job_id(catalog, spaces, digests, at, context), shards, retry_for)
     size = sum(p.size for p in todo) or 1
     done_bytes, offset, path, file_start, result = 0, 0, None, 0, RemoteResult(0, 0, [], 0, 0.0)
     tmp = out + ".part"
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = _writer(f, out)
-        for index, (part, outcome) in enumerate(zip(todo, engine.map(job, enumerate(todo), _task, count=len(todo)))):
+        items = ((part, *place) for part, place in zip(todo, places))
+        for part, outcome in zip(todo, engine.map(job, items, _task, count=len(todo))):
             if part.path != path:
                 path, file_start = part.path, offset
             for bad in outcome.bad:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import pickle
 import time
 from collections import deque
 
@@ -112,14 +113,17 @@ def simulate(catalog: Catalog, spaces: list[str], source, at: datetime.datetime,
         for bad in result.bad:
             where = f" ({os.path.basename(path)}, line {bad.line + base - file_start})" if several else ""
             _bad(report, BadRow(bad.line + base, bad.problem + where))
+        ordered = result.ordered
         if not job.ordered and (first.run is None or first.version.exact(result.snapshot, first.run.proposed,
                                                                           result.added)):
             arbitration.merge(first.report.spaces, result.tentative, base)  # as arbitrated there
-            first.report.contacts += len(result.ordered)
+            first.report.contacts += result.ordered_count
             if first.run is not None:
                 first.run.add(result.added)
-            result.ordered = []
-        for line, per_version, values in result.ordered:
+            ordered = []
+        elif isinstance(ordered, bytes):
+            ordered = pickle.loads(ordered)
+        for line, per_version, values in ordered:
             line += base
             picks = [_arbitrate(r, line, per_space, moment.ts) for r, per_space in zip(runs, per_version)]
             if each is not None:
@@ -218,7 +222,10 @@ def _finish(r: _Run) -> None:
                                        "clauses": _clauses(space, index[rule], rule, count, stats.clause_contacts)}
         for pos, count in stats.eligibility.items():
             stats.offers[names[pos]].eligible = count
+        # in the order they first bound, each cap's offers by count: the same whatever the parts
         stats.caps = dict(sorted(stats.caps.items(), key=lambda kv: (kv[1]["first_bound_line"], kv[0])))
+        for entry in stats.caps.values():
+            entry["offers"] = dict(sorted(entry["offers"].items(), key=lambda kv: (-kv[1], kv[0])))
         for eligible in sample.eligible():
             for pos, weight in eligible:
                 stats.offers[names[pos]].weights.append(weight)

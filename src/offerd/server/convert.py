@@ -73,7 +73,7 @@ def _batch(m: pb.DecideRequest) -> bytes:
         raise BadRequest(f"batch.line must be 1 or more, not {row.line}")
     if m.dry_run or not m.contact.id:
         raise BadRequest("a batch row is a recorded decision of a known contact: no dry_run, a contact id")
-    return batch_key(row.job, row.line)
+    return batch_key(row.job, row.line, m.contact.id)
 
 
 def response(d: Decision, request_id: str = "") -> pb.DecideResponse:

@@ -259,15 +259,25 @@ class Store:
     async def report_async(self, prop_id: bytes, status: str, at: float | None = None) -> bool:
         return await self.run(self._report_op(prop_id, status, at))
 
-    def put_note(self, key: bytes, value: bytes) -> None:
-        """A note alone (a batch's decision that proposed nothing)."""
-        db = self.db["meta"]
-        self.submit(lambda txn: txn.put(key, value, db=db)).result()
+    def put_note(self, key: bytes, value: bytes, first: bool = False) -> bytes | None:
+        """A note alone (a batch's decision that proposed nothing). `first`: only if there
+        is none under `key` yet; the one there is returned (a copy's answer, written meanwhile)."""
+        return self.submit(self._note_op(key, value, first)).result()
 
-    async def put_note_async(self, key: bytes, value: bytes) -> None:
-        """A note alone (a batch's decision that proposed nothing)."""
+    async def put_note_async(self, key: bytes, value: bytes, first: bool = False) -> bytes | None:
+        return await self.run(self._note_op(key, value, first))
+
+    def _note_op(self, key: bytes, value: bytes, first: bool):
         db = self.db["meta"]
-        await self.run(lambda txn: txn.put(key, value, db=db))
+
+        def op(txn):
+            if first:
+                there = txn.get(key, db=db)
+                if there is not None:
+                    return bytes(there)
+            txn.put(key, value, db=db)
+            return None
+        return op
 
     def notes(self, prefix: bytes, values: bool = True):
         """The notes whose keys start with `prefix`, in key order: (key, value) pairs, or
