@@ -118,8 +118,8 @@ def part_costs(people: str, part_bytes: int) -> dict:
             for k, n in result.added.items():
                 totals[k] = totals.get(k, 0) + n
             blobs.append(pickle.dumps(result))
-        rows = sum(r.contacts + len(r.ordered) for r in map(pickle.loads, blobs))
-        reading = sum(len(r.ordered) for r in map(pickle.loads, blobs))
+        rows = sum(r.contacts + r.ordered_count for r in map(pickle.loads, blobs))
+        reading = sum(r.ordered_count for r in map(pickle.loads, blobs))
 
         class Replay:
             workers, remote = 1, False
@@ -155,6 +155,25 @@ def project(costs: dict, contacts: int, cores: int, part_bytes: int, rows_per_pa
             "minutes": round((max(parallel, serial) + tail) / 60, 2)}
 
 
+def costs_only(args, tmp: str) -> None:
+    name = os.path.join(args.out, "simulate-dask.json")
+    with open(name) as f:
+        result = json.load(f)
+    people = os.path.join(tmp, "people.jsonl")
+    try:
+        offerd("gen-population", os.path.join(ROOT, "src/offerd/examples/catalog"), str(args.contacts), "--seed", "1",
+               "--out", people)
+        costs = part_costs(people, 16 << 20)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["part_costs"] = costs
+    rows_per_part = costs["exact"]["rows"] / costs["exact"]["parts"]
+    result["projection"] = project(costs, 100_000_000, 64, 16 << 20, rows_per_part)
+    print(json.dumps(costs, indent=1), json.dumps(result["projection"]), flush=True)
+    with open(name, "w") as f:
+        json.dump(result, f, indent=1)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--contacts", type=int, default=1_000_000)
@@ -162,6 +181,8 @@ def main(argv=None) -> None:
     ap.add_argument("--big", type=int, default=0, help="also runs of each on this many contacts")
     ap.add_argument("--big-rounds", type=int, default=2, help="runs of each on --big (A B B A)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--costs-only", action="store_true", help="only the per-part costs and the projection, "
+                    "added to the results file of an earlier run")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args(argv)
     if args.quick:
@@ -169,6 +190,8 @@ def main(argv=None) -> None:
     os.makedirs(os.path.join(HERE, "scratch"), exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="distributed-", dir=os.path.join(HERE, "scratch"))
+    if args.costs_only:
+        return costs_only(args, tmp)
     catalog = os.path.join(ROOT, "src/offerd/examples/catalog")
     result = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()}, "rounds": []}
     cluster = None

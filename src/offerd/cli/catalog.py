@@ -222,6 +222,6 @@ def add_commands(sub) -> None:
                    help="fast (default): the store is synced once, before the output is written")
     p.add_argument("--workers", type=count, default=0, help="processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    engine_options(p)
+    engine_options(p, env=False)
     server_options(p)
     p.set_defaults(fn=cmd_batch)

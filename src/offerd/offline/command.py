@@ -23,9 +23,10 @@ def part_size(text: str) -> int:
     return value
 
 
-def engine_options(p) -> None:
-    """Where the parts run: --dask, --part-size (simulate and batch)."""
-    p.add_argument("--dask", metavar="SCHEDULER", env="OFFERD_DASK",
+def engine_options(p, env: bool = True) -> None:
+    """Where the parts run: --dask, --part-size (simulate and batch; a batch's --dask has no
+    variable: set for simulations, it would refuse a batch into --data)."""
+    p.add_argument("--dask", metavar="SCHEDULER", env="OFFERD_DASK" if env else None,
                    help="run the parts on a Dask cluster: its scheduler's address (tcp://HOST:8786), or `local` "
                         "for one of --workers processes here (pip install 'offerd[dask]')")
     p.add_argument("--part-size", type=part_size, default="16M", metavar="SIZE",
