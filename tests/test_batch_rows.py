@@ -88,6 +88,10 @@ def test_an_empty_answer_never_replaces_the_answer_a_copy_wrote_first(tmp_path):
     one meanwhile (the store's check, in the write's own transaction)."""
     from offerd.store import Store
     with Store(str(tmp_path / "db")) as store:
-        assert store.put_note(b"batch:j:1", b"first", first=True) is None
-        assert store.put_note(b"batch:j:1", b"empty", first=True) == b"first"
+        readable = lambda value: not value.startswith(b"corrupt")  # noqa: E731
+        assert store.put_note(b"batch:j:1", b"first", keep=readable) is None
+        assert store.put_note(b"batch:j:1", b"empty", keep=readable) == b"first"
         assert store.note(b"batch:j:1") == b"first"
+        store.put_note(b"batch:j:2", b"corrupt")  # an answer that cannot be read is written over
+        assert store.put_note(b"batch:j:2", b"empty", keep=readable) is None
+        assert store.note(b"batch:j:2") == b"empty"

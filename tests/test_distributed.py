@@ -272,3 +272,15 @@ def test_parquet_integer_ids_are_ids_and_a_bad_csv_column_behind_a_url_is_refuse
             report(caps, url)
     finally:
         fsspec.filesystem("memory").rm(f"memory://csv-{tmp_path.name}", recursive=True)
+
+
+def test_a_file_named_twice_is_refused_and_a_file_that_shrank_before_its_batch_stops_it(tmp_path, caps):
+    path = str(tmp_path / "people.jsonl")
+    write_population(caps, path, 300)
+    with pytest.raises(ValueError, match="in the population twice"):
+        parts.split([path, str(tmp_path)], caps)
+    cut = parts.split([path], caps, 4096)
+    with open(path, "r+") as f:
+        f.truncate(5000)
+    with pytest.raises(ValueError, match="changed during the run"):
+        remote_batch.scan(path, [p.start for p in cut])

@@ -7,7 +7,7 @@ import sys
 import time
 
 from .. import lang
-from ..offline.command import engine_options, server_options
+from ..offline.command import batch_summary, engine_options, server_options
 from .options import count, when
 
 
@@ -150,10 +150,7 @@ def cmd_batch(args) -> int:
     except (OSError, ValueError, StoreError) as e:
         print(f"offerd: {e}", file=sys.stderr)
         return 2
-    print_bad(args.population, result.bad, len(result.bad))
-    print(f"{args.out}: {result.decided + result.resumed:,} contacts decided ({result.resumed:,} by an earlier "
-          f"run of this batch), {result.propositions:,} propositions recorded, {len(result.bad):,} bad rows "
-          f"skipped, {result.seconds:.1f} s")
+    batch_summary(args, result, print_bad)
     return 0
 
 

@@ -135,7 +135,7 @@ class Engine:
                 return retries.decode(ids.value)
             self._commit(work, ids)
         elif once is not None and request.batch:  # nothing recorded: the row's answer alone, so it is not decided again
-            there = self.store.put_note(*self._retry(work, once)[0]([]), first=True)
+            there = self.store.put_note(*self._retry(work, once)[0]([]), keep=self._kept)
             if there is not None:  # a copy of the row recorded meanwhile: its answer
                 return retries.decode(there)
         return self._answer(work)
@@ -189,7 +189,7 @@ class Engine:
     async def _empty_row(self, work: _Work, once) -> Decision:
         """A batch row that proposed nothing: its empty answer kept, unless a copy of the row
         recorded meanwhile (then that answer is the row's)."""
-        there = await self.store.put_note_async(*self._retry(work, once)[0]([]), first=True)
+        there = await self.store.put_note_async(*self._retry(work, once)[0]([]), keep=self._kept)
         return self._answer(work) if there is None else retries.decode(there)
 
     # --- safe retries (retries.py) ---------------------------------------------------
@@ -216,15 +216,11 @@ class Engine:
             return False
         if at < time.time() - self.retry_window:
             return False
-        try:
-            retries.decode(value)
-        except ValueError as e:
-            log.error("%s: deciding again", e)
-            return False
-        return True
+        return self._kept(value)
 
     def _kept(self, value: bytes) -> bool:
-        """A batch row's answer, kept whatever its age (a corrupt one is written over)."""
+        """An answer that reads as one (a corrupt one is written over); a batch row's is
+        kept whatever its age."""
         try:
             retries.decode(value)
         except ValueError as e:

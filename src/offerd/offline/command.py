@@ -142,8 +142,13 @@ def remote_batch(args, catalog, at, context, print_bad) -> int:
     except (OSError, ValueError, BatchError) as e:
         print(f"offerd: {e}", file=sys.stderr)
         return 2
+    batch_summary(args, result, print_bad)
+    return 0
+
+
+def batch_summary(args, result, print_bad) -> None:
+    """A batch's bad rows and its last line (here or on a server: the same)."""
     print_bad(args.population, result.bad, len(result.bad))
     print(f"{args.out}: {result.decided + result.resumed:,} contacts decided ({result.resumed:,} by an earlier "
           f"run of this batch), {result.propositions:,} propositions recorded, {len(result.bad):,} bad rows "
           f"skipped, {result.seconds:.1f} s")
-    return 0

@@ -107,7 +107,10 @@ def run_part(job: Job, item, own_state: dict | None = None) -> PartResult:
     """One part, with the run's totals when it was sent: (a parts.Part read here, or a list
     of Rows and BadRows read by the run; {total's key: count}). The cyclic garbage collector
     waits until the part is done: what a part makes has no cycles, and its passes over a big
-    heap (a Dask worker's) cost up to a sixth of the time."""
+    heap (a Dask worker's) cost up to a sixth of the time. Only in a worker process: the
+    switch is the whole process's, and a server runs simulations in threads."""
+    if own_state is not None:
+        return _run_part(job, item, own_state)
     with gc_paused():
         return _run_part(job, item, own_state)
 

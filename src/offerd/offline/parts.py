@@ -70,6 +70,9 @@ def files(paths: list[str]) -> list[str]:
         if not found:
             raise ValueError(f"{path}: no population files (.jsonl, .csv, .parquet) there")
         out += found
+    twice = [f for f in dict.fromkeys(out) if out.count(f) > 1]
+    if twice:  # its contacts would be decided twice in a simulation, and once in a batch
+        raise ValueError(f"{twice[0]} is in the population twice (named twice, or named and in a folder named)")
     return out
 
 

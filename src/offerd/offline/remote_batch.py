@@ -73,6 +73,9 @@ def scan(path: str, cuts: list[int]) -> tuple[str, dict[int, int]]:
                 i += 1
             newlines += block.count(b"\n")
             pos = end
+    if i < len(todo):  # cut past the end: the file shrank since it was cut
+        raise ValueError(f"{path} changed during the run (now {pos:,} bytes): run it again on a file that stays "
+                         "as it is")
     return digest.hexdigest(), before
 
 

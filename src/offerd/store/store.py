@@ -259,21 +259,22 @@ class Store:
     async def report_async(self, prop_id: bytes, status: str, at: float | None = None) -> bool:
         return await self.run(self._report_op(prop_id, status, at))
 
-    def put_note(self, key: bytes, value: bytes, first: bool = False) -> bytes | None:
-        """A note alone (a batch's decision that proposed nothing). `first`: only if there
-        is none under `key` yet; the one there is returned (a copy's answer, written meanwhile)."""
-        return self.submit(self._note_op(key, value, first)).result()
+    def put_note(self, key: bytes, value: bytes, keep=None) -> bytes | None:
+        """A note alone (a batch's decision that proposed nothing). `keep(value)`, if given:
+        a note already under `key` that it accepts (a copy's answer, written meanwhile) stays
+        and is returned instead; one it refuses (corrupt) is written over."""
+        return self.submit(self._note_op(key, value, keep)).result()
 
-    async def put_note_async(self, key: bytes, value: bytes, first: bool = False) -> bytes | None:
-        return await self.run(self._note_op(key, value, first))
+    async def put_note_async(self, key: bytes, value: bytes, keep=None) -> bytes | None:
+        return await self.run(self._note_op(key, value, keep))
 
-    def _note_op(self, key: bytes, value: bytes, first: bool):
+    def _note_op(self, key: bytes, value: bytes, keep):
         db = self.db["meta"]
 
         def op(txn):
-            if first:
+            if keep is not None:
                 there = txn.get(key, db=db)
-                if there is not None:
+                if there is not None and keep(bytes(there)):
                     return bytes(there)
             txn.put(key, value, db=db)
             return None
