@@ -13,10 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
 
 N = 2000
 VARIANTS = ("unary plain", "unary guarded", "streamed parse plain", "streamed parse guarded")
@@ -66,14 +63,10 @@ def _inner(variant: str, calls: int) -> None:
 
 
 def _count(variant: str, calls: int) -> int:
-    with tempfile.TemporaryDirectory() as out:
-        got = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", sys.executable,
-                              os.path.abspath(__file__), "--inner", variant, str(calls)],
-                             capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-    found = re.search(r"Collected : (\d+)", got.stderr)
-    if got.returncode != 0 or not found:
-        sys.exit(f"guard.py: {variant} failed:\n{got.stderr[-2000:]}")
-    return int(found.group(1))
+    from instructions import callgrind  # beside this file: the script's folder is on the path
+
+    return callgrind([sys.executable, os.path.abspath(__file__), "--inner", variant, str(calls)],
+                     f"guard.py: {variant}")
 
 
 def main(argv=None) -> None:

@@ -143,20 +143,25 @@ def _stage(mode: str, engine, store, contexts, when, cold: bool):
     return lambda i: convert.response(decisions[i])
 
 
-def _count(tree: str, mode: str, calls: int, cold: bool) -> int:
-    python = os.path.join(tree, ".venv", "bin", "python")
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    if not os.path.exists(python):  # a git worktree without its own .venv: this Python, the tree's src/
-        python, env["PYTHONPATH"] = sys.executable, os.path.join(tree, "src")
+def callgrind(argv: list[str], what: str, cwd: str | None = None, env: dict | None = None) -> int:
+    """The instructions `argv` (a Python command) runs under callgrind, hash seed fixed;
+    exits the benchmark with callgrind's output if it fails (`what` names the run)."""
     with tempfile.TemporaryDirectory() as out:
-        got = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", python, os.path.abspath(__file__),
-             "--inner", mode, str(calls)] + (["--cold"] if cold else []),
-            cwd=tree, capture_output=True, text=True, env=env)
+        got = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg", *argv],
+                             cwd=cwd, capture_output=True, text=True,
+                             env={**os.environ, **(env or {}), "PYTHONHASHSEED": "0"})
     found = re.search(r"Collected : (\d+)", got.stderr)
     if got.returncode != 0 or not found:
-        sys.exit(f"instructions.py: {mode} in {tree} failed:\n{got.stderr[-2000:]}")
+        sys.exit(f"{what} failed:\n{got.stderr[-2000:]}")
     return int(found.group(1))
+
+
+def _count(tree: str, mode: str, calls: int, cold: bool) -> int:
+    python, env = os.path.join(tree, ".venv", "bin", "python"), {}
+    if not os.path.exists(python):  # a git worktree without its own .venv: this Python, the tree's src/
+        python, env["PYTHONPATH"] = sys.executable, os.path.join(tree, "src")
+    return callgrind([python, os.path.abspath(__file__), "--inner", mode, str(calls)] + (["--cold"] if cold else []),
+                     f"instructions.py: {mode} in {tree}", cwd=tree, env=env)
 
 
 def main(argv=None) -> None:

@@ -228,8 +228,13 @@ class Engine:
             return False
         return True
 
+    def _accepts(self, keys: tuple[bytes, ...]):
+        """How a stored answer under `keys` is judged: a batch row's whatever its age, a
+        retry's within the window."""
+        return self._kept if keys[0].startswith(retries.BATCH) else self._fresh
+
     def _first(self, once) -> Decision | None:
-        fresh = self._kept if len(once[1]) == 1 else self._fresh
+        fresh = self._accepts(once[1])
         for key in once[1]:
             value = self.store.note(key)
             if value is not None and fresh(value):
@@ -245,7 +250,7 @@ class Engine:
         (wall, keys), spaces, hash_ = once, tuple(dict.fromkeys(work.request.spaces)), work.plan.catalog.hash
         note = lambda ids: (keys[0], retries.encode(wall, work.when, hash_, spaces, work.picks,  # noqa: E731
                                                     [self._id(work, pid) for pid in ids]))
-        return note, (keys, self._kept if len(keys) == 1 else self._fresh)
+        return note, (keys, self._accepts(keys))
 
     def _records(self, work: _Work) -> bool:
         return bool(work.picks) and not work.request.dry_run and self.store is not None
