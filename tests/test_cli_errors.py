@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import concurrent.futures
 import os
 import pathlib
 import shutil
@@ -204,13 +205,29 @@ FIXED_ELSEWHERE: dict[str, str] = {}  # id → why it is expected to fail until 
 @pytest.mark.parametrize("argv,env", [
     pytest.param(argv, env, id=i, marks=[pytest.mark.xfail(strict=True, reason=FIXED_ELSEWHERE[i])]
                  if i in FIXED_ELSEWHERE else []) for i, argv, env in CASES])
-def test_bad_input_ends_in_one_line_and_a_failure(argv, env):
+def test_bad_input_ends_in_one_line_and_a_failure(argv, env, outcomes, request):
+    code, err, argv = outcomes[request.node.callspec.id]
+    assert_short(code, err, argv)
+
+
+def _bad_input(argv, env):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         argv = [f"127.0.0.1:{busy.getsockname()[1]}" if a == "IN_USE" else a for a in argv]
         code, _, err = run(argv, env)
-    assert_short(code, err, argv)
+    return code, err, argv
+
+
+@pytest.fixture(scope="module")
+def outcomes(request):
+    """The selected cases, run a few at a time: each is a process that mostly waits on its
+    imports, and one by one they took a minute. Every case has its own ports and files."""
+    chosen = {item.callspec.id: item.callspec.params for item in request.session.items
+              if item.originalname == "test_bad_input_ends_in_one_line_and_a_failure"}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
+        futures = {i: pool.submit(_bad_input, params["argv"], params["env"]) for i, params in chosen.items()}
+        return {i: f.result() for i, f in futures.items()}
 
 
 def test_the_walk_reaches_every_command_and_every_kind_of_case():

@@ -141,6 +141,15 @@ def test_offerd_starts_as_a_module_and_as_its_entry_point():
     assert r.returncode == 2 and "the following arguments are required: COMMAND" in r.stderr
 
 
+def test_the_parser_is_built_without_the_language_stage():
+    """Usage errors and --help answer without importing the language stage (lark, the
+    checker): the command-error walk runs some 200 commands, and a person waits for each."""
+    code = ("import sys; from offerd.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('offerd.lang', 'lark', 'grpc'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
 def test_serve_loads_no_grpc_before_it_forks():
     """`offerd serve` forks its workers before gRPC is loaded: building the parser and the
     commands' modules must not import it."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from .. import lang
 from ..offline.command import batch_summary, engine_options, server_options
 from .options import count, when
+
+if TYPE_CHECKING:  # the language stage is imported when a command needs it: usage errors answer at once
+    from .. import lang
 
 
 def folder_error(e: lang.CatalogError) -> str | None:
@@ -22,6 +25,8 @@ def folder_error(e: lang.CatalogError) -> str | None:
 def load(path: str, out) -> lang.Catalog | None:
     """The checked catalog, its warnings written to `out`; None (every error written) if
     it does not check."""
+    from .. import lang
+
     try:
         files = lang.read_dir(path)
     except lang.CatalogError as e:
@@ -57,6 +62,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    from .. import lang
     from ..compiler import SpaceCache
 
     catalog = load(args.catalog, sys.stderr)

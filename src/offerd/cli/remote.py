@@ -7,7 +7,6 @@ import datetime
 import os
 import sys
 
-from .. import lang
 from .catalog import folder_error
 from .options import address, by_shape, seconds
 
@@ -83,6 +82,8 @@ def cmd_record(args) -> int:
 
 @_rpc
 def cmd_deploy(args) -> int:
+    from .. import lang
+
     try:
         files = lang.read_dir(args.catalog)
     except lang.CatalogError as e:

@@ -6,13 +6,13 @@ import os
 import sys
 import time
 
-from .. import lang
 from ..server import audit, telemetry
 from .catalog import folder_error
 from .options import count, positive, seconds, size
 
 
 def cmd_serve(args) -> int:
+    from .. import lang
     from ..server.config import Config
     from ..server.logs import setup
     from ..server.workers import run
