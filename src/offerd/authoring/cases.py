@@ -88,11 +88,19 @@ def read(folder: str, catalog: Catalog, names: list[str] | None = None) -> list[
     """Every case of the folder's test files, in file then written order; CaseError with
     every mistake found."""
     errors: list[str] = []
-    cases = [c for name in (test_files(folder) if names is None else names)
-             for c in _File(folder, name, catalog, errors).cases()]
+    cases = []
+    for name in test_files(folder) if names is None else names:
+        mine: list[str] = []
+        cases += _File(folder, name, catalog, mine).cases()
+        errors += sorted(mine, key=_line)  # in the file's order
     if errors:
         raise CaseError(errors)
     return cases
+
+
+def _line(error: str) -> int:
+    at = re.search(r":(\d+): error: ", error)
+    return int(at[1]) if at else 0
 
 
 class _Bad(Exception):
@@ -136,6 +144,9 @@ def _keys(table: dict, allowed, what: str) -> None:
 def time_of(v, what: str) -> datetime.datetime:
     """An aware time: a TOML offset date-time or an ISO string with an offset or Z."""
     if isinstance(v, str):
+        if "T" not in v.upper() and " " not in v.strip():
+            raise _Bad(f"{what} {v!r} is a date: give a date and time with an offset, such as {v}T10:00:00+01:00",
+                       what)
         try:
             v = datetime.datetime.fromisoformat(v.replace("Z", "+00:00"))
         except ValueError:
@@ -195,10 +206,12 @@ class _File:
         heads = [i + 1 for i, t in enumerate(self.lines) if _HEAD.match(t)]
         end = len(self.lines)
         whole = (1, end)
-        try:
-            _keys(doc, ("defaults", "case"), "a test file (it has [defaults] and [[case]] tables)")
-        except _Bad as e:
-            self.error(self.line_of(whole, e.needles), e.message)
+        stray = [k for k in doc if k not in ("defaults", "case")]
+        if stray:
+            key = stray[0]
+            where = " goes under [defaults] or a [[case]]" if key in CASE_KEYS else " is not a key of a test file"
+            self.error(self.line_of(whole, (key,)), f"{key}{where}: a test file holds a [defaults] table and "
+                                                     "[[case]] tables")
             return []
         raw = doc.get("case", [])
         if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
@@ -214,14 +227,16 @@ class _File:
         out, names = [], {}
         for i, case in enumerate(raw):
             span = (heads[i], heads[i + 1] - 1 if i + 1 < len(heads) else end) if len(heads) == len(raw) else whole
+            name = case.get("name")
+            if isinstance(name, str) and name.strip() in names:
+                self.error(span[0], f"a second case named {name.strip()!r} (the first is at line "
+                                    f"{names[name.strip()]})")
+                continue
+            if isinstance(name, str):
+                names[name.strip()] = span[0]
             got = self.case(case, defaults, span)
-            if got is None:
-                continue
-            if got.name in names:
-                self.error(span[0], f"a second case named {got.name!r} (the first is at line {names[got.name]})")
-                continue
-            names[got.name] = span[0]
-            out.append(got)
+            if got is not None:
+                out.append(got)
         return out
 
     # --- the fields ----------------------------------------------------------------------
