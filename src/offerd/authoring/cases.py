@@ -79,7 +79,7 @@ class CaseError(Exception):
         super().__init__("\n".join(lines))
 
 
-def test_files(folder: str) -> list[str]:
+def files_in(folder: str) -> list[str]:
     """The names of the folder's test files, sorted."""
     return sorted(n for n in os.listdir(folder) if n.endswith(SUFFIX) and os.path.isfile(os.path.join(folder, n)))
 
@@ -89,7 +89,7 @@ def read(folder: str, catalog: Catalog, names: list[str] | None = None) -> list[
     every mistake found."""
     errors: list[str] = []
     cases = []
-    for name in test_files(folder) if names is None else names:
+    for name in files_in(folder) if names is None else names:
         mine: list[str] = []
         cases += _File(folder, name, catalog, mine).cases()
         errors += sorted(mine, key=_line)  # in the file's order

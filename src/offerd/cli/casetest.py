@@ -14,7 +14,7 @@ NO_TESTS = 5  # as pytest: no test file, or no case selected
 
 
 def cmd_test(args) -> int:
-    from ..authoring.cases import CaseError, read, test_files
+    from ..authoring.cases import CaseError, files_in, read
     from ..authoring.runner import Runner, junit, rule, summary
 
     started = time.perf_counter()
@@ -24,7 +24,7 @@ def cmd_test(args) -> int:
     catalog = load(args.catalog, sys.stderr)
     if catalog is None:
         return BAD_INPUT
-    names = test_files(args.catalog)
+    names = files_in(args.catalog)
     if not names:
         print(f"offerd: no *.test.toml files in {args.catalog}: write the catalog's tests beside its *.offer files",
               file=sys.stderr)
