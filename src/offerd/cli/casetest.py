@@ -78,7 +78,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("test", help="run a catalog's tests (*.test.toml beside its files), here, with no server")
     p.add_argument("catalog", help="folder of *.offer files and their *.test.toml tests")
     p.add_argument("-k", dest="pattern", metavar="PATTERN",
-                   help="run only the cases whose file::name holds this text (any case)")
+                   help="run only the cases whose file::name holds this text (letter case ignored)")
     p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML, for CI")
     p.add_argument("-v", "--verbose", action="store_true", help="a line per case, not a character")
     p.set_defaults(fn=cmd_test)
