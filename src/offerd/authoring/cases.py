@@ -13,6 +13,7 @@ from ..domain import STATUSES
 from ..lang.catalog import CONTACT_ID, Catalog
 from ..lang.diagnostics import did_you_mean
 from ..lang.values import InputError, check_attributes
+from ..store import Contact
 
 SUFFIX = ".test.toml"
 MAX_COUNT = 10_000  # propositions one history entry may stand for
@@ -22,6 +23,8 @@ REQUEST_KEYS = ("time", "spaces", "contact", "context", "history", "max_offers",
 CASE_KEYS = ("name", *REQUEST_KEYS, "expect", "expect_content", "expect_explain")
 _HEAD = re.compile(r"\s*\[\[\s*case\s*\]\]")
 _DEFAULTS = re.compile(r"\s*\[\s*defaults\s*\]")
+_EARLIEST = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)  # as a request's time_us takes them
+_LATEST = datetime.datetime(9999, 12, 30, 23, 59, 59, tzinfo=datetime.timezone.utc)
 _WHERE = re.compile(r"\s*\(at line (\d+), column \d+\)\Z")
 
 
@@ -141,6 +144,16 @@ def _keys(table: dict, allowed, what: str) -> None:
                        key)
 
 
+def _contact_id(v, what: str, needle: str) -> str:
+    if not isinstance(v, str):
+        raise _Bad(f"{what} is a contact id (a string), not {_show(v)}", needle)
+    try:
+        Contact(v).key()
+    except ValueError as e:
+        raise _Bad(f"{what} {v!r}: {e}", needle) from None
+    return v
+
+
 def time_of(v, what: str) -> datetime.datetime:
     """An aware time: a TOML offset date-time or an ISO string with an offset or Z."""
     if isinstance(v, str):
@@ -156,6 +169,12 @@ def time_of(v, what: str) -> datetime.datetime:
                    what)
     if v.tzinfo is None:
         raise _Bad(f"{what} {v.isoformat()} has no timezone: add an offset or Z (such as {v.isoformat()}Z)", what)
+    try:
+        inside = _EARLIEST < v <= _LATEST
+    except OverflowError:  # a date at the calendar's ends, whose offset takes it past them
+        inside = False
+    if not inside:
+        raise _Bad(f"{what} {v.isoformat()} is outside the times a decision may have, 1970 to 9999-12-30", what)
     return v
 
 
@@ -274,9 +293,10 @@ class _File:
         bad, out, contact = [], {}, None
         for key, value in _table(v, root, root).items():
             if root == "contact" and key == CONTACT_ID:
-                if not isinstance(value, str) or not value:
-                    bad.append(_Bad(f"contact.{CONTACT_ID} is a string, not {_show(value)}", CONTACT_ID))
-                contact = value
+                try:
+                    contact = _contact_id(value, f"contact.{CONTACT_ID}", CONTACT_ID)
+                except _Bad as e:
+                    bad.append(e)
                 continue
             try:
                 out.update(check_attributes(schema, {key: value}, root, self.catalog.domains))
@@ -333,9 +353,7 @@ class _File:
         if status_at is not None and status_at < at:
             raise _Bad(f"status_at {status_at.isoformat()} is before the proposition's at {at.isoformat()}",
                        "status_at")
-        contact = e.get("contact")
-        if contact is not None and (not isinstance(contact, str) or not contact):
-            raise _Bad(f"a history entry's contact is a contact id, not {_show(contact)}", "contact")
+        contact = None if e.get("contact") is None else _contact_id(e["contact"], "a history entry's contact", "contact")
         count = e.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
             raise _Bad(f"count is a whole number from 1 to {MAX_COUNT}, not {_show(count)}", "count")

@@ -3,6 +3,7 @@ explain by the engine the server uses, compared with what the case expects; the 
 pytest's shape and as JUnit XML."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -76,6 +77,10 @@ class Runner:
                     themes=case.themes, explain=True, time=case.time))
         except (EngineError, StoreError, OSError) as e:
             return Result(case, "error", [f"error: {e}"], seconds=time.perf_counter() - started)
+        except Exception as e:  # offerd's own fault: this case errs, the others still run
+            said = " ".join(str(e).split())
+            return Result(case, "error", [f"unexpected error: {type(e).__name__}: {said}"],
+                          seconds=time.perf_counter() - started)
         finally:
             shutil.rmtree(path, ignore_errors=True)
         problems, differ = compare(case, decision)
@@ -88,15 +93,20 @@ class Runner:
         """Each entry as the propositions it stands for, made at its time, and its status
         reported at its time as a status report is. Written without their cap checks: the
         history is what happened, whether or not today's caps would have let it."""
-        offers = self.catalog.offers_by_name
+        offers, reports = self.catalog.offers_by_name, []
         for past in sorted(case.history, key=lambda p: p.at):
             offer = offers[past.offer]
             proposition = NewProposition(offer.name, past.space, offer.chain, (), offer.groups)
             ids = store.record_decision(Contact(past.contact or case.contact_id), past.at.timestamp(),
                                         [proposition] * past.count)
             if past.status != "proposed":
-                for pid in ids:
-                    engine.record(pid.hex(), past.status, past.status_at or past.at)
+                reports += [(pid.hex(), past.status, past.status_at or past.at) for pid in ids]
+        if reports:  # sent together, as a server's concurrent reports are: group-committed
+            asyncio.run(_report(engine, reports))
+
+
+async def _report(engine: Engine, reports) -> None:
+    await asyncio.gather(*(engine.record_async(*r) for r in reports))
 
 
 def _kind(kind: str | None) -> str:
