@@ -10,6 +10,7 @@ import os
 import sys
 
 from . import catalog, completion, remote, serve
+from . import casetest
 from .options import Parser
 
 UNEXPECTED = 70  # EX_SOFTWARE: offerd failed, not the input
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_commands(sub)
     remote.add_commands(sub)
     completion.add_commands(sub)
+    casetest.add_commands(sub)
     return parser
 
 
