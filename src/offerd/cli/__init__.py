@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from . import catalog, completion, remote, serve
+from . import catalog, completion, fmt, remote, serve
 from .options import Parser
 
 UNEXPECTED = 70  # EX_SOFTWARE: offerd failed, not the input
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_commands(sub)
     remote.add_commands(sub)
     completion.add_commands(sub)
+    fmt.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Tools for rule authors: catalog tests, the formatter, the language server."""
