@@ -34,16 +34,17 @@ def attach(tokens: list, comments: list, operators: set[int], dropped: set[int])
             out.leading.setdefault(id(tokens[i]), []).append((text, c.line))
         else:
             out.end.append((text, c.line))
-    _settle(out, tokens, operators, dropped)
+    while _settle(out, tokens, operators, dropped):  # to a fixed point, so a second formatting moves none
+        pass
     return out
 
 
-def _settle(out: Comments, tokens: list, operators: set[int], dropped: set[int]) -> None:
+def _settle(out: Comments, tokens: list, operators: set[int], dropped: set[int]) -> bool:
     """Move comments off tokens that cannot end a line (an operator: its comment trails the
     operand before it) or start one (the operand after an operator: its comments lead the
     operator; a comma: they lead what follows it), and off dropped tokens. A comment moves
-    only past tokens, never past another comment, so their order stays."""
-    n = len(tokens)
+    only past tokens, never past another comment, so their order stays. Whether any moved."""
+    n, moved = len(tokens), False
     trailing, leading = out.trailing, out.leading
     for i, t in enumerate(tokens):
         key = id(t)
@@ -54,12 +55,15 @@ def _settle(out: Comments, tokens: list, operators: set[int], dropped: set[int])
         if (key in operators or key in dropped) and i > 0 and id(tokens[i - 1]) not in trailing \
                 and key not in leading:
             trailing[id(tokens[i - 1])] = trailing.pop(key)
+            moved = True
         elif after is not None and after.value == "," and id(after) not in dropped \
                 and id(after) not in trailing and id(after) not in leading:
             trailing[id(after)] = trailing.pop(key)
+            moved = True
         elif key in dropped:  # the token before has a comment of its own: lead the next one
             target = leading.setdefault(id(after), []) if after is not None else out.end
             target.insert(0, (trailing.pop(key), t.line))
+            moved = True
     for i in range(n - 1, -1, -1):  # backwards, so a comment moved forward moves on again
         t = tokens[i]
         lead = leading.get(id(t))
@@ -67,8 +71,11 @@ def _settle(out: Comments, tokens: list, operators: set[int], dropped: set[int])
             continue
         if (t.value == "," or id(t) in dropped) and i + 1 < n and id(t) not in trailing:
             leading[id(tokens[i + 1])] = leading.pop(id(t)) + leading.get(id(tokens[i + 1]), [])
+            moved = True
         elif i > 0 and id(tokens[i - 1]) in operators and id(tokens[i - 1]) not in trailing:
             leading.setdefault(id(tokens[i - 1]), []).extend(leading.pop(id(t)))
+            moved = True
+    return moved
 
 
 def blank_between(previous_line: int, next_line: int) -> bool:
