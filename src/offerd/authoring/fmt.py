@@ -43,7 +43,7 @@ def format_source(text: str, name: str = "<stdin>") -> str:
         raise CatalogError(report.diagnostics, {name: text})
     tree, comments = _concrete(text)
     tokens, operators, dropped = _tokens(tree)
-    printer = _Printer(attach(tokens, comments, operators, dropped), dropped)
+    printer = _Printer(attach(tokens, comments, operators, dropped))
     out = render(printer.file(tree))
     return out.strip("\n") + "\n" if out.strip() else ""
 
@@ -100,8 +100,8 @@ def _last(node):
 class _Printer:
     """The concrete tree → a layout document."""
 
-    def __init__(self, comments: Comments, dropped: set[int]):
-        self.c, self.dropped = comments, dropped
+    def __init__(self, comments: Comments):
+        self.c = comments
 
     def tok(self, t, lead: bool = True) -> list:
         out = []
