@@ -230,6 +230,8 @@ def test_the_layout():
         '    and not contact.a in [1, 2]\n  # before the content\n  content web {\n    title "t {contact.a}"\n'
         '    url "u"\n  }\n  weight 1.50 + 7d 12h\n}\n# the end\n')
     assert format_source("") == "" and format_source("# only\n\n") == "# only\n"
+    assert format_source("let x = # t\n a\nlet y =\n# l\n b or\n# m\n c") == \
+        "let x =  # t\n  a\nlet y =\n  # l\n  b\n    # m\n    or c\n"
     assert format_source("offer o {}") == "offer o {}\n"
 
 

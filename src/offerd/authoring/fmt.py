@@ -191,7 +191,11 @@ class _Printer:
         if kind == "field":
             return self.field(kids)
         if kind in ("let", "eligible", "eligible_in", "weight", "weight_in"):
-            return [self.words(kids[:-1], lead=False), SPACE, self.expr(kids[-1])]
+            rule = self.expr(kids[-1])
+            if id(_first(kids[-1])) in self.c.leading or id(kids[-2]) in self.c.trailing:
+                # the rule starts on a line of its own, below a comment: indented
+                rule = Indent(rule)
+            return [self.words(kids[:-1], lead=False), SPACE, rule]
         if kind in ("offer_groups", "themes", "spaces", "fields"):
             return [self.tok(kids[0], lead=False), SPACE, self.commas(kids[1:])]
         return Group(self.words(kids, lead=False))
