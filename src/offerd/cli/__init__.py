@@ -1,7 +1,8 @@
 """offerd's command line: check and compile catalogs, serve them, talk to a server.
 
 This module builds the parser from its parts (catalog.py: catalog folders here; serve.py:
-a server here; remote.py: a server's calls; completion.py) and runs a command, so that a
+a server here; remote.py: a server's calls; casetest.py: a catalog's tests; fmt.py: the
+formatter; completion.py) and runs a command, so that a
 person never meets a traceback: an unexpected error is one line and exit status 70."""
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import argparse
 import os
 import sys
 
-from . import catalog, completion, remote, serve
-from . import casetest
+from . import casetest, catalog, completion, fmt, remote, serve
 from .options import Parser
 
 UNEXPECTED = 70  # EX_SOFTWARE: offerd failed, not the input
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_commands(sub)
     completion.add_commands(sub)
     casetest.add_commands(sub)
+    fmt.add_commands(sub)
     return parser
 
 

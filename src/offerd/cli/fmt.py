@@ -1,0 +1,117 @@
+"""`offerd fmt`: ODL files rewritten in their canonical layout (authoring/fmt.py), checked
+for it (`--check`, for CI) or shown as a diff; `-` filters standard input (for editors)."""
+from __future__ import annotations
+
+import difflib
+import os
+import stat
+import sys
+import tempfile
+
+
+def _files(paths: list[str]) -> tuple[list[str], str | None]:
+    """The files the paths name (a folder: its *.offer files, in name order), or the one
+    line that refuses them."""
+    out = []
+    for path in paths:
+        if path == "-":
+            if len(paths) > 1:
+                return [], "`-` (standard input) cannot be given with other paths"
+            out.append(path)
+        elif os.path.isdir(path):
+            names = sorted(f for f in os.listdir(path) if f.endswith(".offer"))
+            if not names:
+                return [], f"{path}: no *.offer files in this folder"
+            out += [os.path.join(path, name) for name in names]
+        elif not os.path.exists(path):
+            return [], f"{path}: no such file or folder"
+        elif not path.endswith(".offer"):
+            return [], f"{path}: not an .offer file"
+        else:
+            out.append(path)
+    return out, None
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.buffer.read().decode("utf-8")
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8")
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Replace the file by a renamed temporary file of the same folder, with the file's mode:
+    a reader sees the old text or the new, never part of it."""
+    real = os.path.realpath(path)  # a symbolic link stays one; its target is rewritten
+    mode = stat.S_IMODE(os.stat(real).st_mode)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(real), prefix="." + os.path.basename(real) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def cmd_fmt(args) -> int:
+    from ..authoring.fmt import format_source
+    from ..lang import CatalogError
+
+    files, refused = _files(args.catalog)
+    if refused:
+        print(f"offerd: {refused}", file=sys.stderr)
+        return 2
+    failed = changed = False
+    for path in files:
+        name = "<stdin>" if path == "-" else path
+        try:
+            text = _read(path)
+        except OSError as e:
+            print(f"offerd: cannot read {name}: {e.strerror}", file=sys.stderr)
+            failed = True
+            continue
+        except UnicodeDecodeError as e:
+            print(f"offerd: {name}: not valid UTF-8 (byte {e.start})", file=sys.stderr)
+            failed = True
+            continue
+        try:
+            out = format_source(text, name)
+        except CatalogError as e:
+            sys.stderr.write(e.render() + "\n")
+            failed = True
+            continue
+        if path == "-" and not (args.check or args.diff):
+            sys.stdout.write(out)
+            continue
+        if out == text:
+            continue
+        changed = True
+        if args.diff:
+            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), out.splitlines(True),
+                                                       f"{name} (as written)", f"{name} (formatted)"))
+        if args.check:
+            if not args.diff:
+                print(f"would reformat {name}")
+        elif not args.diff:
+            try:
+                write_atomically(path, out)
+            except OSError as e:
+                print(f"offerd: cannot write {path}: {e.strerror}", file=sys.stderr)
+                failed = True
+                continue
+            print(f"reformatted {name}")
+    return 1 if failed or (args.check and changed) else 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("fmt", help="lay out .offer files canonically, comments kept; --check for CI")
+    # `catalog`, as the other commands name their catalog argument (the CLI walk tests give it one)
+    p.add_argument("catalog", nargs="+", metavar="PATH",
+                   help=".offer files, or folders of them; - reads standard input and writes standard output")
+    p.add_argument("--check", action="store_true", help="write nothing; list the files that would change, exit 1 if any")
+    p.add_argument("--diff", action="store_true", help="write nothing; print a unified diff of each change")
+    p.set_defaults(fn=cmd_fmt)
