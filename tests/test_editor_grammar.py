@@ -95,14 +95,14 @@ def tokens() -> dict[str, list[list[tuple[int, str, list[str]]]]]:
     return out
 
 
-def token(tokens, name: str, line: int, text: str, nth: int = 0) -> list[str]:
-    """The scopes of the nth token reading `text` on a 1-based line of a source."""
+def token(tokens, name: str, line: int, text: str) -> list[str]:
+    """The scopes of the first token reading `text` on a 1-based line of a source."""
     found = [s for _, t, s in tokens[name][line - 1] if t == text]
-    assert len(found) > nth, f"{name}:{line}: no token {text!r} in {[t for _, t, _ in tokens[name][line - 1]]}"
-    return found[nth]
+    assert found, f"{name}:{line}: no token {text!r} in {[t for _, t, _ in tokens[name][line - 1]]}"
+    return found[0]
 
 
-def has(scopes: list[str], prefix: str) -> bool:
+def has(scopes: list[str], prefix: str | tuple[str, ...]) -> bool:
     return any(s.startswith(prefix) for s in scopes)
 
 
