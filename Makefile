@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/offerd/v1/*.proto)
 GEN := src/offerd/v1/offerd_pb2.py
 
-.PHONY: test soak bench instructions check serve cluster gen clean
+.PHONY: test soak bench instructions check serve cluster gen clean vsix
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,9 @@ $(NGINX):
 cluster: $(STAMP) $(GEN) $(HAPROXY) $(REDIS)
 	$(VENV)/bin/offerd cluster local --shards $${SHARDS:-3} --dir var/cluster --listen $${LISTEN:-127.0.0.1:50051}
 
-# buf, for the proto checks of `make test` (tests/test_proto.py: lint, breaking changes): from
-# npm, at the version package.json pins
+# npm's tools for `make test`, at the versions package.json pins: buf, for the proto checks
+# (tests/test_proto.py: lint, breaking changes); vscode-textmate and vscode-oniguruma, which
+# tokenize .offer files with the editor grammar (tests/test_editor_grammar.py)
 BUF := node_modules/.bin/buf
 $(BUF): package.json
 	npm install --no-audit --no-fund --no-package-lock
@@ -87,6 +88,12 @@ $(VALGRIND):
 instructions: $(VALGRIND) $(VENV)/.bench $(GEN)
 	$(PY) benchmarks/instructions.py $${BASE:+--tree $$BASE} --tree . --stages --json benchmarks/results/instructions.json
 	$(PY) benchmarks/instructions.py --cold --mode dry --mode recorded --json benchmarks/results/instructions-cold.json
+
+# the VS Code extension (editors/vscode), packaged as editors/vscode/offerd-odl-VERSION.vsix:
+# its language client and vsce from npm; the repository's LICENSE goes in the package
+vsix:
+	cd editors/vscode && npm install --no-audit --no-fund --no-package-lock && cp ../../LICENSE LICENSE \
+	&& npx vsce package --allow-missing-repository
 
 # check the bundled example catalog
 check: $(STAMP)
