@@ -76,6 +76,7 @@ bench: $(VENV)/.bench $(GEN) $(HAPROXY) $(REDIS) $(NGINX)
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/cold.py
+	$(PY) benchmarks/authoring.py
 	$(MAKE) --no-print-directory instructions
 
 # instructions per call counted by callgrind, exact on a busy machine, each stage of a decision
