@@ -14,7 +14,7 @@ import pytest
 
 from offerd import lang
 from offerd.authoring.cases import CaseError, files_in, read
-from offerd.authoring.runner import Runner, summary
+from offerd.authoring.runner import Runner, junit, summary
 from offerd.cli import main
 
 EXAMPLE = pathlib.Path(__file__).parent.parent / "src" / "offerd" / "examples" / "catalog"
@@ -186,3 +186,18 @@ def test_read_reports_every_mistake_of_every_file(tmp_path, catalog):
         f"{tmp_path}/a.test.toml:10: error: a second case named 'a' (the first is at line 7)",
         f"{tmp_path}/b.test.toml:3: error: time '2026-11-24' is a date: give a date and time with an offset, such as "
         "2026-11-24T10:00:00+01:00"]
+
+
+def test_junit_is_well_formed_whatever_the_names_and_texts_hold(tmp_path, catalog, runner):
+    """TOML strings may hold control characters, which XML 1.0 cannot carry even escaped:
+    they are written as \\u escapes; `]]>`, `<` and `&` are escaped as XML escapes them."""
+    text = HEAD + ('[[case]]\nname = "bell \\u0007 esc \\u001b[31m ]]> <&>"\n'
+                   'expect_content.web_home.free_shipping.title = "x\\u0001y ]]>"\n')
+    (case,) = cases_of(tmp_path, catalog, text)
+    result = runner.run(case)
+    assert result.outcome == "failed"
+    junit(str(tmp_path / "j.xml"), [result], 0.1)
+    (testcase,) = ET.parse(tmp_path / "j.xml").getroot().iter("testcase")
+    assert testcase.get("name") == "bell \\u0007 esc \\u001b[31m ]]> <&>"
+    failure = testcase.find("failure")
+    assert 'expected: "x\\u0001y ]]>"' in failure.text and "\x07" not in failure.text + failure.get("message")

@@ -22,6 +22,8 @@ from ..store import Contact, Store, StoreError
 from .cases import Case, Reason
 
 _LOCATION = re.compile(r"[^\s:]+:\d+(:\d+)?")  # file:line or file:line:col
+# what XML 1.0 cannot hold, even as a character reference (TOML strings may: "\u0007")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass
@@ -255,6 +257,11 @@ def rule(title: str, width: int = 80, char: str = "=") -> str:
     return char * left + title + char * max(width - left - len(title), 3)
 
 
+def _xml(text: str) -> str:
+    """`text` with the characters XML cannot carry written as `\\uXXXX`."""
+    return _NOT_XML.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
 def junit(path: str, results: list[Result], seconds: float) -> None:
     """The results as JUnit XML (one testcase per case), written whole or not at all."""
     count = {k: str(sum(r.outcome == k for r in results)) for k in ("failed", "error")}
@@ -263,12 +270,13 @@ def junit(path: str, results: list[Result], seconds: float) -> None:
     suite = ET.SubElement(suites, "testsuite", name="offerd test", tests=str(len(results)),
                           failures=count["failed"], errors=count["error"], skipped="0", time=f"{seconds:.3f}")
     for r in results:
-        case = ET.SubElement(suite, "testcase", classname=r.case.file.removesuffix(".test.toml"),
-                             name=r.case.name, file=r.case.file, line=str(r.case.line), time=f"{r.seconds:.3f}")
+        case = ET.SubElement(suite, "testcase", classname=_xml(r.case.file.removesuffix(".test.toml")),
+                             name=_xml(r.case.name), file=_xml(r.case.file), line=str(r.case.line),
+                             time=f"{r.seconds:.3f}")
         if r.outcome != "passed":
             tag = "failure" if r.outcome == "failed" else "error"
             message = " ".join(line.strip() for line in r.problems[:3]) or r.outcome
-            ET.SubElement(case, tag, message=message).text = r.text()
+            ET.SubElement(case, tag, message=_xml(message)).text = _xml(r.text())
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".junit-", suffix=".xml", dir=folder)
     try:
