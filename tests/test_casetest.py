@@ -169,6 +169,7 @@ def test_a_case_the_store_cannot_hold_is_an_error_not_a_failure(tmp_path, catalo
     (case,) = cases_of(tmp_path, catalog, HEAD + "[[case]]\nname = \"a\"\nexpect.web_home = []\n")
     (tmp_path / "a-file").write_text("")
     with Runner(catalog) as r:
+        r.close()  # the folder it made goes now: close() below removes the one set here
         r.folder = str(tmp_path / "a-file")  # where its stores go: a file, not a folder
         result = r.run(case)
     assert result.outcome == "error" and result.letter == "E" and "cannot create" in result.problems[0]
