@@ -122,7 +122,9 @@ def test_failures_show_expected_and_got_and_the_explain_and_fail_the_run(folder,
     (HEAD + "[[case]]\nname = \"a\"\nhistory = [{ offer = \"welcome\", space = \"web_home\", "
             "at = 2026-11-20T10:00:00Z, status = \"acepted\" }]\n",
      "x.test.toml:9: error: unknown status 'acepted'; did you mean accepted?"),
-], ids=["toml syntax", "unknown offer", "naive time", "unknown key", "unknown status"])
+    (HEAD + "[[case]]\nname = \"a\"\nexpect = {}\n",
+     "x.test.toml:8: error: case 'a' expects nothing: give expect, expect_content or expect_explain"),
+], ids=["toml syntax", "unknown offer", "naive time", "unknown key", "unknown status", "no expectation"])
 def test_a_bad_test_file_is_one_line_and_exit_2(folder, capsys, text, said):
     (folder / "x.test.toml").write_text(text)
     assert main(["test", str(folder)]) == 2

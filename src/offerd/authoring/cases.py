@@ -391,6 +391,10 @@ class _File:
         expect = self.expectations(raw, span)
         if expect is None:
             return None
+        if not any(expect):  # it would pass whatever the decision
+            self.error(self.line_of(span, ("name",)), f"case {name.strip()!r} expects nothing: give expect, "
+                                                      "expect_content or expect_explain")
+            return None
         spaces = fields.get("spaces") or tuple(dict.fromkeys(s for kind in expect for s in kind))
         try:
             when = fields.get("time")
