@@ -162,6 +162,13 @@ def test_what_is_not_a_duration_is_explained(clause, message, hint):
     assert d.message.startswith(message) and d.hint == hint
 
 
+@pytest.mark.parametrize("src", ["let x = f(a,)", "let x = [1,]", "offer o { eligible a and ) }", "let x = (]"])
+def test_a_stray_token_where_an_expression_goes_is_not_told_about_durations(src):
+    """An expression may start with a duration, but a `)` after a comma is not a unit gone missing."""
+    d = error_of(src + "\n")
+    assert "expected an expression" in d.message and "duration" not in (d.hint or ""), (d.message, d.hint)
+
+
 @pytest.mark.parametrize("number", ["9" * 5000, "1." + "9" * 5000])  # int() refuses 4,300 digits
 def test_a_huge_number_before_a_unit_is_a_clean_error(number):
     d = error_of(f"offer o {{ suppress {number}w after rejected }}\n")

@@ -174,7 +174,8 @@ def _duration(e, text, expected, keywords, previous, in_template):
             word = str(e.token).lower().rstrip("s")
             hint = _with_calendar(fix, word) if "CALENDAR" in expected and word in PERIODS else f"write {fix}"
             return Found(e.token.line, e.token.column, len(str(e.token)), None, hint)
-        elif e.token.type != "$END" and getattr(previous, "type", None) != "DURATION":  # `30d afer`: not this
+        elif e.token.type != "$END" and getattr(previous, "type", None) != "DURATION" \
+                and "NAME" not in expected:  # `30d afer`, `f(a,)` (any expression may go there): not this
             return Found(e.token.line, e.token.column, len(str(e.token)), None, DURATION_HINT)
     elif previous is not None and getattr(previous, "type", None) in ("INT", "FLOAT"):
         # in an expression: a number, then a unit word right after it (`proposed(o, 7days)`)
