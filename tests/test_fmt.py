@@ -336,6 +336,20 @@ def test_diff_shows_the_change_and_writes_nothing(folder):
     assert snapshot(folder) == before
 
 
+def test_diff_of_a_file_without_a_final_newline_marks_it_and_lines_end_at_newlines_only(tmp_path, capsys):
+    """As diff and git mark it: otherwise the last `-` line runs into the first `+` one and no
+    tool can apply the diff."""
+    path = tmp_path / "a.offer"
+    path.write_text("let x=1\nlet y=2")
+    assert main(["fmt", "--diff", str(path)]) == 0
+    assert capsys.readouterr().out.split("\n")[2:] == [
+        "@@ -1,2 +1,2 @@", "-let x=1", "-let y=2", "\\ No newline at end of file", "+let x = 1", "+let y = 2", ""]
+    path.write_text('let x=1\flet y="\u2028"\n')  # lines end at \n only: a form feed is a space
+    assert main(["fmt", "--diff", str(path)]) == 0
+    assert capsys.readouterr().out.split("\n")[2:] == [
+        "@@ -1 +1,2 @@", '-let x=1\flet y="\u2028"', "+let x = 1", '+let y = "\u2028"', ""]
+
+
 def test_a_folder_is_rewritten_in_place_and_a_broken_file_is_left_with_its_diagnostics(folder, capsys):
     before = snapshot(folder)
     r = offerd("fmt", folder)

@@ -39,6 +39,14 @@ def _read(path: str) -> str:
         return f.read().decode("utf-8")
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as ODL and diff count them, ending at \\n only (str.splitlines also ends them at
+    a form feed, which ODL reads as a space, and at characters a string may hold)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
+
+
 def write_atomically(path: str, text: str) -> None:
     """Replace the file by a renamed temporary file of the same folder, with the file's mode:
     a reader sees the old text or the new, never part of it."""
@@ -91,8 +99,9 @@ def cmd_fmt(args) -> int:
             continue
         changed = True
         if args.diff:
-            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), out.splitlines(True),
-                                                       f"{name} (as written)", f"{name} (formatted)"))
+            for line in difflib.unified_diff(_lines(text), _lines(out), f"{name} (as written)", f"{name} (formatted)"):
+                # a last line without its newline is marked as diff marks it, or it runs into the next
+                sys.stdout.write(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
         if args.check:
             if not args.diff:
                 print(f"would reformat {name}")
