@@ -204,3 +204,12 @@ def test_junit_is_well_formed_whatever_the_names_and_texts_hold(tmp_path, catalo
     assert testcase.get("name") == "bell \\u0007 esc \\u001b[31m ]]> <&>"
     failure = testcase.find("failure")
     assert 'expected: "x\\u0001y ]]>"' in failure.text and "\x07" not in failure.text + failure.get("message")
+
+
+def test_a_name_s_control_characters_are_shown_escaped_not_sent_to_the_terminal(folder, capsys):
+    (folder / "shop.test.toml").write_text(HEAD + '[[case]]\nname = "red \\u001b[31m\\nnext line"\n'
+                                           'expect.web_home = []\n')
+    assert main(["test", str(folder), "-v"]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\nnext line" not in out
+    assert out.count("red \\u001b[31m\\u000anext line") == 3  # the -v line, the failure's head and first line

@@ -40,7 +40,7 @@ class Result:
 
     def text(self) -> str:
         """The failure as the report shows it: where the case is, each problem, the explain."""
-        out = [f"{self.case.file}:{self.case.line}: {self.case.name}", *self.problems]
+        out = [f"{self.case.file}:{self.case.line}: {shown(self.case.name)}", *self.problems]
         if self.explain:
             out += ["", self.explain.rstrip("\n")]
         return "\n".join(out)
@@ -109,6 +109,12 @@ class Runner:
 
 async def _report(engine: Engine, reports) -> None:
     await asyncio.gather(*(engine.record_async(*r) for r in reports))
+
+
+def shown(text: str) -> str:
+    """A name as a report prints it: characters that would act on the terminal (escape
+    sequences, new lines) written as `\\uXXXX`."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def _kind(kind: str | None) -> str:

@@ -15,7 +15,7 @@ NO_TESTS = 5  # as pytest: no test file, or no case selected
 
 def cmd_test(args) -> int:
     from ..authoring.cases import CaseError, files_in, read
-    from ..authoring.runner import Runner, junit, rule, summary
+    from ..authoring.runner import Runner, junit, rule, shown, summary
 
     started = time.perf_counter()
     if args.junit and not os.path.isdir(os.path.dirname(os.path.abspath(args.junit))):
@@ -52,7 +52,7 @@ def cmd_test(args) -> int:
                 result = runner.run(case)
                 results.append(result)
                 if args.verbose:
-                    print(f"{case.id} {result.outcome.upper()}", flush=True)
+                    print(f"{shown(case.id)} {result.outcome.upper()}", flush=True)
                 else:
                     print(result.letter, end="", flush=True)
             if not args.verbose:
@@ -61,7 +61,7 @@ def cmd_test(args) -> int:
     if bad:
         print("\n" + rule("FAILURES", width))
         for r in bad:
-            print(rule(r.case.id, width, "_"))
+            print(rule(shown(r.case.id), width, "_"))
             print(r.text() + "\n")
     seconds = time.perf_counter() - started
     if args.junit:
