@@ -210,23 +210,29 @@ def test_bad_input_ends_in_one_line_and_a_failure(argv, env, outcomes, request):
     assert_short(code, err, argv)
 
 
-def _bad_input(argv, env):
+def _bad_input(argv, env, n):
+    """One case, with its own port to listen on and its own data folder: the cases of a
+    command share their baseline's, and they run side by side."""
+    own = {P["data"]: str(ROOT / f"data-{n}")}
+    if "--listen" in argv and argv[argv.index("--listen") + 1].startswith("127.0.0.1:"):
+        own[argv[argv.index("--listen") + 1]] = f"127.0.0.1:{free_port()}"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        argv = [f"127.0.0.1:{busy.getsockname()[1]}" if a == "IN_USE" else a for a in argv]
+        own["IN_USE"] = f"127.0.0.1:{busy.getsockname()[1]}"
+        argv = [own.get(a, a) for a in argv]
         code, _, err = run(argv, env)
     return code, err, argv
 
 
 @pytest.fixture(scope="module")
 def outcomes(request):
-    """The selected cases, run a few at a time: each is a process that mostly waits on its
-    imports, and one by one they took a minute. Every case has its own ports and files."""
+    """The selected cases, run a few at a time: one by one they took a minute."""
     chosen = {item.callspec.id: item.callspec.params for item in request.session.items
               if item.originalname == "test_bad_input_ends_in_one_line_and_a_failure"}
     with concurrent.futures.ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
-        futures = {i: pool.submit(_bad_input, params["argv"], params["env"]) for i, params in chosen.items()}
+        futures = {i: pool.submit(_bad_input, params["argv"], params["env"], n)
+                   for n, (i, params) in enumerate(chosen.items())}
         return {i: f.result() for i, f in futures.items()}
 
 
