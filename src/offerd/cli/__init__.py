@@ -11,6 +11,7 @@ import os
 import sys
 
 from . import casetest, catalog, completion, fmt, remote, serve
+from . import lsp
 from .options import Parser
 
 UNEXPECTED = 70  # EX_SOFTWARE: offerd failed, not the input
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     completion.add_commands(sub)
     casetest.add_commands(sub)
     fmt.add_commands(sub)
+    lsp.add_commands(sub)
     return parser
 
 

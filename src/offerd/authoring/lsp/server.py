@@ -1,0 +1,237 @@
+"""The pygls server: document sync, a check of the document's folder after each change (one
+at a time per folder, the newest text winning), and the requests answered from its result."""
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from lsprotocol import types as t
+from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path, to_fs_path
+
+from ... import __version__
+from ...lang.diagnostics import Diagnostic
+from . import completion, navigation
+from .folder import Folder, Result
+from .positions import from_client, lines_of, span_range
+
+SEVERITY = {"error": t.DiagnosticSeverity.Error, "warning": t.DiagnosticSeverity.Warning}
+SYMBOL_KINDS = {"timezone": t.SymbolKind.Property, "schema": t.SymbolKind.Struct, "field": t.SymbolKind.Field,
+                "let": t.SymbolKind.Variable, "space": t.SymbolKind.Namespace, "category": t.SymbolKind.Package,
+                "group": t.SymbolKind.Module, "offer": t.SymbolKind.Class, "clause": t.SymbolKind.Property}
+ITEM_KINDS = {"field": t.CompletionItemKind.Field, "let": t.CompletionItemKind.Variable,
+              "offer": t.CompletionItemKind.Class, "space": t.CompletionItemKind.Module,
+              "category": t.CompletionItemKind.Module, "group": t.CompletionItemKind.Module,
+              "keyword": t.CompletionItemKind.Keyword, "function": t.CompletionItemKind.Function,
+              "value": t.CompletionItemKind.Value}
+
+
+@dataclass
+class _State:
+    """One folder: its catalog, whether a newer text waits, the running check."""
+
+    folder: Folder
+    dirty: bool = False
+    task: asyncio.Task | None = None
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    published: dict[str, tuple] = field(default_factory=dict)  # file → (version, diagnostics) sent
+
+
+class OfferdServer(LanguageServer):
+    def __init__(self):
+        super().__init__("offerd", __version__, text_document_sync_kind=t.TextDocumentSyncKind.Incremental)
+        self.folders: dict[str, _State] = {}
+        self.checks = ThreadPoolExecutor(1, thread_name_prefix="offerd-check")  # off the event loop
+        self.shutdown_asked = self.exit_asked = False
+
+    @property
+    def encoding(self) -> str:
+        return self.workspace.position_encoding or t.PositionEncodingKind.Utf16
+
+    # --- checking ----------------------------------------------------------------------
+
+    def schedule(self, uri: str) -> None:
+        """Check the folder of this document soon: now if no check runs, else right after."""
+        located = _locate(uri)
+        if located is None:
+            return
+        path, _ = located
+        state = self.folders.get(path)
+        if state is None:
+            state = self.folders[path] = _State(Folder(path))
+        state.dirty = True
+        state.idle.clear()
+        if state.task is None or state.task.done():
+            state.task = asyncio.ensure_future(self._run(state))
+
+    async def _run(self, state: _State) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while state.dirty:
+                state.dirty = False  # a change from here on asks for one more round
+                buffers, versions = self._buffers(state.folder.path)
+                try:
+                    result = await loop.run_in_executor(self.checks, state.folder.check, buffers)
+                except Exception as e:  # a bug of ours: say so, keep serving
+                    self.window_log_message(t.LogMessageParams(t.MessageType.Error,
+                                                               f"offerd: checking failed: {type(e).__name__}: {e}"))
+                    continue
+                self._publish(state, result, versions)
+        finally:
+            state.idle.set()
+
+    def _buffers(self, path: str) -> tuple[dict[str, str], dict[str, int | None]]:
+        buffers, versions = {}, {}
+        for uri, doc in list(self.workspace.text_documents.items()):
+            located = _locate(uri)
+            if located is not None and located[0] == path:
+                buffers[located[1]] = doc.source
+                versions[located[1]] = doc.version
+        return buffers, versions
+
+    def _publish(self, state: _State, result: Result, versions: dict[str, int | None]) -> None:
+        gone = set(state.published) - set(result.diagnostics)
+        for name in gone:
+            uri = from_fs_path(os.path.join(state.folder.path, name))
+            self.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri, []))
+            del state.published[name]
+        for name, found in result.diagnostics.items():
+            lines = lines_of(result.texts.get(name, ""))
+            diagnostics = [self._diagnostic(d, lines) for d in found]
+            key = (versions.get(name), repr(diagnostics))
+            if state.published.get(name) == key:
+                continue
+            state.published[name] = key
+            uri = from_fs_path(os.path.join(state.folder.path, name))
+            self.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri, diagnostics, versions.get(name)))
+
+    def _diagnostic(self, d: Diagnostic, lines: list[str]) -> t.Diagnostic:
+        message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
+        return t.Diagnostic(span_range(lines, d.span, self.encoding), message, SEVERITY.get(d.severity), source="offerd")
+
+    async def result_for(self, uri: str) -> tuple[Result, str] | None:
+        """The folder's newest check (waiting for one under way), and the document's file name."""
+        located = _locate(uri)
+        state = self.folders.get(located[0]) if located else None
+        if state is None:
+            return None
+        await state.idle.wait()
+        result = state.folder.result
+        return (result, located[1]) if result is not None else None
+
+    def position(self, result: Result, name: str, pos: t.Position) -> tuple[int, int]:
+        """An LSP position → offerd's 1-based (line, col) in the checked text."""
+        index = result.indices.get(name)
+        lines = index.lines if index is not None else lines_of(result.texts.get(name, ""))
+        line, col = from_client(lines, pos, self.encoding)
+        return line + 1, col + 1
+
+    def location(self, result: Result, path: str, name: str, span) -> t.Location:
+        index = result.indices.get(name)
+        lines = index.lines if index is not None else []
+        return t.Location(from_fs_path(os.path.join(path, name)), span_range(lines, span, self.encoding))
+
+
+def _locate(uri: str) -> tuple[str, str] | None:
+    """(folder, file name) of a document's URI; None for one that is not an *.offer file on disk."""
+    if not uri.startswith("file:"):
+        return None
+    path = to_fs_path(uri)
+    if not path or not path.endswith(".offer"):
+        return None
+    return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+
+
+def create() -> OfferdServer:
+    server = OfferdServer()
+
+    @server.feature(t.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: OfferdServer, params: t.DidOpenTextDocumentParams):
+        ls.schedule(params.text_document.uri)
+
+    @server.feature(t.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: OfferdServer, params: t.DidChangeTextDocumentParams):
+        ls.schedule(params.text_document.uri)
+
+    @server.feature(t.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: OfferdServer, params: t.DidSaveTextDocumentParams):
+        ls.schedule(params.text_document.uri)
+
+    @server.feature(t.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: OfferdServer, params: t.DidCloseTextDocumentParams):
+        ls.schedule(params.text_document.uri)
+
+    @server.feature(t.SHUTDOWN)
+    def shutdown(ls: OfferdServer, *args):
+        ls.shutdown_asked = True
+
+    @server.feature(t.EXIT)
+    def exit_(ls: OfferdServer, *args):
+        ls.exit_asked = True
+
+    @server.feature(t.TEXT_DOCUMENT_HOVER)
+    async def hover(ls: OfferdServer, params: t.HoverParams):
+        got = await ls.result_for(params.text_document.uri)
+        if got is None:
+            return None
+        result, name = got
+        found = navigation.hover(result, name, *ls.position(result, name, params.position))
+        if found is None:
+            return None
+        text, o = found
+        lines = result.indices[name].lines
+        return t.Hover(t.MarkupContent(t.MarkupKind.Markdown, text), span_range(lines, o.span, ls.encoding))
+
+    @server.feature(t.TEXT_DOCUMENT_DEFINITION)
+    async def definition(ls: OfferdServer, params: t.DefinitionParams):
+        got = await ls.result_for(params.text_document.uri)
+        if got is None:
+            return None
+        result, name = got
+        path = _locate(params.text_document.uri)[0]
+        found = navigation.definition(result, name, *ls.position(result, name, params.position))
+        return [ls.location(result, path, f, o.span) for f, o in found] or None
+
+    @server.feature(t.TEXT_DOCUMENT_REFERENCES)
+    async def references(ls: OfferdServer, params: t.ReferenceParams):
+        got = await ls.result_for(params.text_document.uri)
+        if got is None:
+            return None
+        result, name = got
+        path = _locate(params.text_document.uri)[0]
+        found = navigation.references(result, name, *ls.position(result, name, params.position),
+                                      params.context.include_declaration)
+        return [ls.location(result, path, f, o.span) for f, o in found]
+
+    @server.feature(t.TEXT_DOCUMENT_COMPLETION, t.CompletionOptions(trigger_characters=[".", " ", "("]))
+    async def complete(ls: OfferdServer, params: t.CompletionParams):
+        got = await ls.result_for(params.text_document.uri)
+        if got is None:
+            return None
+        result, name = got
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        lines = lines_of(doc.source)  # the buffer as typed: the last check may not have it yet
+        line, col = from_client(lines, params.position, ls.encoding)
+        before = lines[line][:col] if line < len(lines) else ""
+        items = completion.complete(result, before)
+        return t.CompletionList(False, [t.CompletionItem(i.label, kind=ITEM_KINDS.get(i.kind), detail=i.detail)
+                                        for i in items])
+
+    @server.feature(t.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    async def document_symbols(ls: OfferdServer, params: t.DocumentSymbolParams):
+        got = await ls.result_for(params.text_document.uri)
+        if got is None or got[1] not in got[0].indices:
+            return []
+        result, name = got
+        index = result.indices[name]
+
+        def convert(s: completion.Symbol) -> t.DocumentSymbol:
+            return t.DocumentSymbol(s.name, SYMBOL_KINDS[s.kind], span_range(index.lines, s.span, ls.encoding),
+                                    span_range(index.lines, s.name_span, ls.encoding),
+                                    children=[convert(c) for c in s.children] or None)
+
+        return [convert(s) for s in completion.symbols(index)]
+
+    return server
