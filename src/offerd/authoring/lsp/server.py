@@ -97,7 +97,9 @@ class OfferdServer(LanguageServer):
             uri = from_fs_path(os.path.join(state.folder.path, name))
             self.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri, []))
             del state.published[name]
-        for name, found in result.diagnostics.items():
+        # edited files last: once a client has an edited file's new diagnostics, it has the rest
+        edited = {name for name, v in versions.items() if state.published.get(name, (None,))[0] != v}
+        for name, found in sorted(result.diagnostics.items(), key=lambda x: x[0] in edited):
             lines = lines_of(result.texts.get(name, ""))
             diagnostics = [self._diagnostic(d, lines) for d in found]
             key = (versions.get(name), repr(diagnostics))

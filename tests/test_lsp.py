@@ -1,0 +1,247 @@
+"""`offerd lsp` as an editor meets it: a real server process over stdio, driven with LSP
+JSON-RPC messages by the small client in lsp_client.py, on a copy of the example catalog."""
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from offerd import lang
+from lsp_client import Client, uri
+
+EXAMPLE = pathlib.Path(__file__).parent.parent / "src" / "offerd" / "examples" / "catalog"
+
+
+class Session:
+    """One server for the module, on one catalog folder; tests edit through it in order and
+    put every file back as it was (`restore`)."""
+
+    def __init__(self, folder: pathlib.Path):
+        self.folder = folder
+        self.client = Client()
+        self.init = self.client.initialize(folder)
+        self.versions: dict[str, int] = {}
+        self.texts = {p.name: p.read_text() for p in folder.glob("*.offer")}
+        self.current = dict(self.texts)
+
+    def doc(self, name: str) -> str:
+        if name not in self.versions:
+            self.versions[name] = 1
+            self.client.open(self.folder / name)
+            self.client.wait_diagnostics(uri(self.folder / name), 1)
+        return uri(self.folder / name)
+
+    def edit(self, name: str, text: str) -> list[dict]:
+        """Change an open file; the diagnostics published for the new version."""
+        doc = self.doc(name)
+        self.versions[name] += 1
+        self.current[name] = text
+        self.client.replace(doc, self.versions[name], text)
+        return self.client.wait_diagnostics(doc, self.versions[name])
+
+    def restore(self) -> None:
+        for name, text in self.texts.items():
+            if self.current[name] != text:
+                self.edit(name, text)
+
+    def at(self, name: str, needle: str, offset: int = 0, nth: int = 0) -> dict:
+        """textDocument + position of `needle` (its nth occurrence) in a file's current text,
+        `offset` characters in, in UTF-16 units."""
+        text = self.current[name]
+        i = -1
+        for _ in range(nth + 1):
+            i = text.index(needle, i + 1)
+        line = text.count("\n", 0, i)
+        before = text[text.rfind("\n", 0, i) + 1: i + offset]
+        return {"textDocument": {"uri": self.doc(name)},
+                "position": {"line": line, "character": len(before.encode("utf-16-le")) // 2}}
+
+    def diagnostics(self, name: str) -> list[dict]:
+        return self.client.diagnostics[uri(self.folder / name)]["diagnostics"]
+
+
+@pytest.fixture(scope="module")
+def s(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lsp") / "catalog"
+    shutil.copytree(EXAMPLE, folder)
+    session = Session(folder)
+    yield session
+    assert session.client.stop() == 0, session.client.proc.stderr.read().decode()
+
+
+@pytest.fixture
+def clean(s):
+    yield s
+    s.restore()
+
+
+def expected(s: Session, name: str) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """What `offerd check` says about a file of the current texts: (message with hint, 0-based range)."""
+    try:
+        found = lang.check(dict(s.current)).diagnostics
+    except lang.CatalogError as e:
+        found = e.diagnostics
+    return [(d.message + (f"\nhint: {d.hint}" if d.hint else ""),
+             (d.span.line - 1, d.span.col - 1, d.span.end_line - 1, d.span.end_col - 1))
+            for d in found if d.span.file == name]
+
+
+def shown(diagnostics: list[dict]) -> list[tuple[str, tuple[int, int, int, int]]]:
+    return [(d["message"], (d["range"]["start"]["line"], d["range"]["start"]["character"],
+                            d["range"]["end"]["line"], d["range"]["end"]["character"])) for d in diagnostics]
+
+
+def test_initialize_announces_the_features_and_opening_a_file_checks_its_whole_folder(s):
+    caps = s.init["capabilities"]
+    for feature in ("hoverProvider", "definitionProvider", "referencesProvider", "completionProvider",
+                    "documentSymbolProvider"):
+        assert caps.get(feature), feature
+    s.doc("20_loyalty.offer")
+    # every file of the folder gets its (empty) diagnostics, not only the open one
+    for name in s.texts:
+        assert s.client.wait_diagnostics(uri(s.folder / name)) == [], name
+
+
+def test_an_error_typed_in_a_file_is_shown_as_offerd_check_shows_it_and_the_fix_clears_it(clean):
+    s = clean
+    text = s.texts["20_loyalty.offer"].replace('contact.country in ["FR"', 'contact.countyr in ["FR"')
+    got = s.edit("20_loyalty.offer", text)
+    want = expected(s, "20_loyalty.offer")
+    assert shown(got) == want and len(want) == 1
+    message, (line, col, _, end) = want[0]
+    assert message == "unknown attribute contact.countyr\nhint: did you mean contact.country?"
+    assert text.split("\n")[line][col:end] == "contact.countyr"
+    assert got[0]["severity"] == 1 and got[0]["source"] == "offerd"
+    assert s.edit("20_loyalty.offer", s.texts["20_loyalty.offer"]) == []
+
+
+def test_an_error_caused_in_another_file_is_published_for_that_file(clean):
+    s = clean
+    s.doc("20_loyalty.offer")
+    schema = s.texts["00_schema.offer"].replace("let adult = contact.age >= 18\n", "")
+    assert s.edit("00_schema.offer", schema) == []  # the let's removal is fine where it was
+    loyalty = uri(s.folder / "20_loyalty.offer")
+    got = s.client.diagnostics[loyalty]["diagnostics"]
+    assert shown(got) == expected(s, "20_loyalty.offer")
+    assert [d["message"].split("\n")[0] for d in got] == ["unknown name adult"] * 2
+    assert got[0]["range"]["start"] == {"line": 18, "character": 11}
+    # navigation still works while the catalog does not check
+    found = s.client.request("textDocument/definition", s.at("20_loyalty.offer", "card_offers", nth=1))
+    assert found[0]["range"]["start"] == {"line": 8, "character": 6}
+    s.edit("00_schema.offer", s.texts["00_schema.offer"])
+    assert s.diagnostics("20_loyalty.offer") == [] and s.diagnostics("00_schema.offer") == []
+
+
+def test_a_warning_has_warning_severity_and_columns_count_utf16_units(clean):
+    s = clean
+    text = s.texts["30_web.offer"].replace('title "Students save 15%"', 'title "🎓 Étudiants {contact.nmae}"')
+    got = s.edit("30_web.offer", text)
+    assert [m for m, _ in shown(got)] == [m for m, _ in expected(s, "30_web.offer")] and len(got) == 1
+    line = text.split("\n")[got[0]["range"]["start"]["line"]]
+    i = line.index("contact.nmae")
+    assert got[0]["range"]["start"]["character"] == len(line[:i].encode("utf-16-le")) // 2 == i + 1
+    assert got[0]["range"]["end"]["character"] - got[0]["range"]["start"]["character"] == len("contact.nmae")
+    s.edit("30_web.offer", s.texts["30_web.offer"])
+    text = s.texts["00_schema.offer"] + "let unused = 1\n"
+    got = s.edit("00_schema.offer", text)
+    assert [(d["message"], d["severity"]) for d in got] == [("let unused is never used", 2)]
+
+
+def test_a_syntax_error_keeps_the_files_last_index_for_navigation(clean):
+    s = clean
+    text = s.texts["20_loyalty.offer"].replace("  weight 10 + contact.cart_total / 100\n", "  weight 10 +\n")
+    got = s.edit("20_loyalty.offer", text)
+    assert got and shown(got) == expected(s, "20_loyalty.offer")
+    found = s.client.request("textDocument/definition", s.at("20_loyalty.offer", "card_offers", nth=1))
+    assert found[0]["uri"].endswith("20_loyalty.offer") and found[0]["range"]["start"]["line"] == 8
+
+
+def test_hover_shows_types_definitions_and_summaries(s):
+    hover = lambda *a, **k: s.client.request("textDocument/hover", s.at(*a, **k))["contents"]["value"]  # noqa: E731
+    assert "let adult = contact.age >= 18" in hover("20_loyalty.offer", "adult", 1) and \
+        "type: bool" in hover("20_loyalty.offer", "adult", 1)
+    assert 'contact.segment: string in ["basic", "silver", "gold", "platinum"]' in hover(
+        "20_loyalty.offer", "contact.segment", 9)
+    assert "contact.satisfaction: int in 1 to 5" in hover("20_loyalty.offer", "contact.satisfaction", 9)
+    offer = hover("10_spaces.offer", "fallback welcome", 10)
+    assert "offer welcome" in offer and "spaces web_home" in offer and "weight 0" in offer
+    space = hover("20_loyalty.offer", "web_home", 2)
+    assert "space web_home" in space and "limit 3" in space and "gold_upgrade" in space
+    assert "category loyalty.upsell" in hover("20_loyalty.offer", "category loyalty.upsell", 18)
+    assert "hour(t): takes a time (now)" in hover("20_loyalty.offer", "hour(now)", 1).replace("```odl\n", "") \
+        .replace("\n```\n\n", ": ")
+
+
+def test_definition_of_lets_categories_fields_offers_and_spaces(s):
+    def target(*a, **k):
+        found = s.client.request("textDocument/definition", s.at(*a, **k))
+        assert len(found) == 1, found
+        return pathlib.Path(found[0]["uri"][len("file://"):]).name, found[0]["range"]["start"]["line"], \
+            found[0]["range"]["start"]["character"]
+
+    assert target("20_loyalty.offer", "adult", 1) == ("00_schema.offer", 21, 4)
+    assert target("20_loyalty.offer", "category loyalty.upsell", 18, nth=1) == ("20_loyalty.offer", 4, 9)
+    assert target("20_loyalty.offer", "category loyalty.upsell", 10, nth=1) == ("20_loyalty.offer", 0, 9)  # parent
+    assert target("20_loyalty.offer", "contact.cart_total", 10) == ("00_schema.offer", 8, 2)
+    assert target("10_spaces.offer", "fallback welcome", 10) == ("30_web.offer", 46, 6)
+    assert target("30_web.offer", "proposed(free_shipping", 10) == ("30_web.offer", 10, 6)
+    assert target("20_loyalty.offer", "spaces web_home", 8) == ("10_spaces.offer", 0, 6)
+
+
+def test_references_of_a_space_span_the_folder(s):
+    found = s.client.request("textDocument/references", {**s.at("10_spaces.offer", "web_home", 1),
+                                                         "context": {"includeDeclaration": True}})
+    files = sorted({pathlib.Path(f["uri"]).name for f in found})
+    assert files == ["10_spaces.offer", "20_loyalty.offer", "30_web.offer"]
+    count = sum(t.count("web_home") for t in s.texts.values())
+    assert len(found) == count
+    without = s.client.request("textDocument/references", {**s.at("10_spaces.offer", "web_home", 1),
+                                                           "context": {"includeDeclaration": False}})
+    assert len(without) == count - 1
+
+
+def test_completion_offers_schema_fields_and_names_where_they_go(clean):
+    s = clean
+    text = s.texts["30_web.offer"] + "offer draft {\n  spaces \n  eligible contact.\n}\n"
+    s.edit("30_web.offer", text)
+    lines = text.split("\n")
+
+    def labels(line_no: int) -> dict:
+        position = {"line": line_no, "character": len(lines[line_no])}
+        items = s.client.request("textDocument/completion", {"textDocument": {"uri": s.doc("30_web.offer")},
+                                                             "position": position})["items"]
+        return {i["label"]: i for i in items}
+
+    fields = labels(len(lines) - 3)
+    assert {"age", "segment", "cart_total", "id"} <= set(fields) and "page" not in fields
+    assert fields["tags"]["detail"] == "set<string>"
+    assert set(labels(len(lines) - 4)) == {"web_home", "callcenter_next", "newsletter", "sms"}
+
+
+def test_document_symbols_list_declarations_with_their_clauses(s):
+    found = s.client.request("textDocument/documentSymbol", {"textDocument": {"uri": s.doc("20_loyalty.offer")}})
+    assert [x["name"] for x in found] == ["loyalty", "loyalty.upsell", "card_offers", "gold_upgrade",
+                                          "gold_upgrade_sms", "platinum_concierge"]
+    gold = found[3]
+    assert gold["range"]["start"] == {"line": 12, "character": 0} and gold["range"]["end"]["line"] == 29
+    assert gold["selectionRange"]["start"] == {"line": 12, "character": 6}
+    assert gold["children"][0]["name"] == "category loyalty.upsell" and len(gold["children"]) == 16
+
+
+def test_end_of_input_ends_the_server():
+    client = Client()
+    client.proc.stdin.close()
+    assert client.proc.wait(30) == 0
+
+
+def test_without_pygls_the_command_says_what_to_install(tmp_path):
+    (tmp_path / "pygls").mkdir()
+    (tmp_path / "pygls" / "__init__.py").write_text("raise ImportError('no pygls here')\n")
+    r = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+                        "from offerd.cli import main; sys.exit(main(['lsp']))"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and r.stderr.strip().endswith("pip install 'offerd[lsp]'") and \
+        len(r.stderr.strip().split("\n")) == 1, r.stderr
