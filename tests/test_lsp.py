@@ -2,6 +2,7 @@
 JSON-RPC messages by the small client in lsp_client.py, on a copy of the example catalog."""
 from __future__ import annotations
 
+import datetime
 import pathlib
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from offerd import lang
+from offerd.authoring.lsp.folder import Folder
 from lsp_client import Client, uri
 
 EXAMPLE = pathlib.Path(__file__).parent.parent / "src" / "offerd" / "examples" / "catalog"
@@ -245,3 +247,64 @@ def test_without_pygls_the_command_says_what_to_install(tmp_path):
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and r.stderr.strip().endswith("pip install 'offerd[lsp]'") and \
         len(r.stderr.strip().split("\n")) == 1, r.stderr
+
+
+# --- in process: the server's incremental check says what `offerd check` says ----------------
+
+ROOT = pathlib.Path(__file__).parent
+TODAY = datetime.date(2027, 1, 15)
+
+
+def checked(sources: dict[str, str] | None, folder: pathlib.Path | None = None) -> list:
+    """`offerd check`'s diagnostics, of these sources or of the folder's files."""
+    try:
+        return list(lang.check(sources if folder is None else lang.read_dir(str(folder)), TODAY).diagnostics)
+    except lang.CatalogError as e:
+        return e.diagnostics
+
+
+def folder_says(folder: Folder, sources: dict[str, str]) -> list:
+    return [d for found in folder.check(sources, TODAY).diagnostics.values() for d in found]
+
+
+CASES = sorted([*ROOT.glob("fixtures/*/*.offer"), *ROOT.glob("fuzz_corpus/*/"),  # a folder: a catalog
+                *(p for p in ROOT.glob("fuzz_corpus/*.offer") if p.stat().st_size < 12_000)])  # the big ones: slow
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_each_fixture_gets_the_diagnostics_of_offerd_check(path, tmp_path):
+    """Every fixture and fuzz case as a folder on disk (some are not UTF-8), checked by the
+    server's folder and by `offerd check`."""
+    if path.is_dir():
+        tmp_path = tmp_path / "catalog"
+        shutil.copytree(path, tmp_path)
+    else:
+        shutil.copy(path, tmp_path)
+    assert sorted(map(repr, folder_says(Folder(str(tmp_path)), {}))) == sorted(map(repr, checked(None, tmp_path)))
+
+
+def test_edits_in_a_row_reuse_parses_and_offers_and_still_match_offerd_check(tmp_path):
+    """One folder checked after each edit (its caches warm), against a fresh `lang.check`:
+    edits inside an offer, lines added above others, a let removed and renamed, an offer
+    renamed, a syntax error and its fix, a warning."""
+    sources = {p.name: p.read_text() for p in EXAMPLE.glob("*.offer")}
+    folder = Folder(str(tmp_path))
+    assert folder_says(folder, sources) == checked(sources) == []
+    steps = [
+        ("20_loyalty.offer", "weight 10 + contact.cart_total / 100", "weight 10 + contact.cart_totl / 100"),
+        ("20_loyalty.offer", "weight 10 + contact.cart_totl / 100", "weight 10 + contact.cart_total / 100"),
+        ("20_loyalty.offer", "category loyalty {", "\n\n# moved down\ncategory loyalty {"),
+        ("00_schema.offer", "let adult = contact.age >= 18", "let grown = contact.age >= 18"),
+        ("20_loyalty.offer", "eligible adult and contact.country", "eligible grown and contact.country"),
+        ("30_web.offer", "offer welcome {", "offer welcome2 {"),
+        ("30_web.offer", "offer welcome2 {", "offer welcome {"),
+        ("30_web.offer", "weight 30\n", "weight 30 +\n"),
+        ("30_web.offer", "weight 30 +\n", "weight 30\n"),
+        ("00_schema.offer", "let grown", "let unused = 1\nlet grown"),
+        ("10_spaces.offer", "  limit 3\n", "  limit 3\n  fields title, url, image?, badge\n"),
+    ]
+    for name, old, new in steps:
+        assert old in sources[name], old
+        sources = {**sources, name: sources[name].replace(old, new, 1)}
+        assert folder_says(folder, sources) == checked(sources), (old, new)
+    assert folder.result.diagnostics["00_schema.offer"][0].message == "let unused is never used"

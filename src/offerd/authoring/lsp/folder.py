@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from ... import lang
 from ...lang import nodes as n
 from ...lang.catalog import Catalog
-from ...lang.checker import Checker
-from ...lang.diagnostics import CatalogError, Diagnostic, Reporter, Span
-from ...lang.parser import parse
+from ...lang.diagnostics import CatalogError, Diagnostic, Span
+from .incremental import CachingChecker, OfferCache, parse_file
 from .index import FileIndex, build
 
 
@@ -34,6 +33,7 @@ class _Parsed:
     text: str
     module: n.Module
     diagnostics: list[Diagnostic]
+    chunks: dict  # incremental.parse_file's, for the next parse
 
 
 class Folder:
@@ -45,6 +45,7 @@ class Folder:
         self._disk: dict[str, tuple[tuple[int, int], str | None, Diagnostic | None]] = {}
         self._parsed: dict[str, _Parsed] = {}
         self._indices: dict[str, FileIndex] = {}
+        self._offers = OfferCache()
         self.result: Result | None = None
 
     def _read(self) -> tuple[dict[str, str], list[Diagnostic]]:
@@ -97,7 +98,7 @@ class Folder:
         elif any(d.severity == "error" for m in modules for d in m.diagnostics):
             found = [d for m in modules for d in m.diagnostics]  # as lang.check: parse errors alone
         else:
-            checker = Checker([m.module for m in modules], sources, today)
+            checker = CachingChecker([m.module for m in modules], sources, today, self._offers)
             checker.r.diagnostics.extend(d for m in modules for d in m.diagnostics)
             if today is None:
                 checker.today = lang._today([m.module for m in modules])
@@ -106,17 +107,18 @@ class Folder:
                 found = list(catalog.diagnostics)
             except CatalogError as e:
                 found = e.diagnostics
+            checker.finish()
             let_types = {name: _type_text(e) for name, e in checker.exprs.lets.items()}
-        return Result(dict(sources), _by_file(found, names), dict(self._indices), let_types, catalog)
+        unreadable = sorted({p.span.file for p in problems} - set(names))  # shown too, at their start
+        return Result(dict(sources), _by_file(found, names + unreadable), dict(self._indices), let_types, catalog)
 
     def _parse(self, name: str, text: str) -> _Parsed:
         cached = self._parsed.get(name)
         if cached is None or cached.text != text:
-            report = Reporter()
-            module = parse(text, name, report)
-            cached = self._parsed[name] = _Parsed(text, module, report.diagnostics)
-            if not report.has_errors:  # a file that does not parse keeps its last index
-                self._indices[name] = build(module, text)
+            module, found, kept = parse_file(text, name, cached.chunks if cached is not None else {})
+            cached = self._parsed[name] = _Parsed(text, module, found, kept)
+            if not any(d.severity == "error" for d in found):  # a file that does not parse keeps its last index
+                self._indices[name] = build(module, text, self._indices.get(name))
         return cached
 
 

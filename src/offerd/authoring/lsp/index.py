@@ -32,6 +32,7 @@ class FileIndex:
     module: n.Module
     occurrences: list[Occurrence] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    by_decl: dict[int, tuple] = field(default_factory=dict)  # id(declaration) → (it, its occurrences)
 
     def at(self, line: int, col: int) -> Occurrence | None:
         """The innermost name at 1-based (line, col)."""
@@ -59,24 +60,36 @@ def _size(span: Span) -> tuple[int, int]:
     return span.end_line - span.line, span.end_col - span.col
 
 
-def build(module: n.Module, text: str) -> FileIndex:
+def build(module: n.Module, text: str, previous: FileIndex | None = None) -> FileIndex:
+    """The file's index; a declaration that is the very node of `previous` (its chunk was not
+    parsed again: same text, same lines) keeps its occurrences."""
     index = FileIndex(module.file, text, module, lines=lines_of(text))
-    out = index.occurrences
+    kept = previous.by_decl if previous is not None else {}
     for d in module.decls:
-        if isinstance(d, n.Schema):
-            for f in d.fields:
-                out.append(Occurrence("field", f"{d.name}.{f.name}", f.span, True))
-        elif isinstance(d, n.Let):
-            out.append(Occurrence("let", d.name, d.span, True))
-            _expr(d.expr, index, out)
-        elif isinstance(d, n.Category):
-            _dotted(d.name, d.span, index, out, is_def=True)
-            _items(d.items, index, out)
-        elif isinstance(d, (n.Space, n.Group, n.Offer)):
-            kind = {n.Space: "space", n.Group: "group", n.Offer: "offer"}[type(d)]
-            out.append(Occurrence(kind, d.name, d.span, True))
-            _items(d.items, index, out)
+        hit = kept.get(id(d))
+        if hit is None or hit[0] is not d:
+            hit = d, _decl(d, index)
+        index.by_decl[id(d)] = hit
+        index.occurrences.extend(hit[1])
     return index
+
+
+def _decl(d, index: FileIndex) -> list[Occurrence]:
+    out: list[Occurrence] = []
+    if isinstance(d, n.Schema):
+        for f in d.fields:
+            out.append(Occurrence("field", f"{d.name}.{f.name}", f.span, True))
+    elif isinstance(d, n.Let):
+        out.append(Occurrence("let", d.name, d.span, True))
+        _expr(d.expr, index, out)
+    elif isinstance(d, n.Category):
+        _dotted(d.name, d.span, index, out, is_def=True)
+        _items(d.items, index, out)
+    elif isinstance(d, (n.Space, n.Group, n.Offer)):
+        kind = {n.Space: "space", n.Group: "group", n.Offer: "offer"}[type(d)]
+        out.append(Occurrence(kind, d.name, d.span, True))
+        _items(d.items, index, out)
+    return out
 
 
 _CLAUSE_KINDS = {"groups": "group", "spaces": "space", "fallback": "offer"}
