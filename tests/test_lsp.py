@@ -12,6 +12,9 @@ import pytest
 
 from offerd import lang
 from offerd.authoring.lsp.folder import Folder
+from offerd.authoring.lsp.incremental import parse_file
+from offerd.lang.diagnostics import Reporter
+from offerd.lang.parser import parse
 from lsp_client import Client, uri
 
 EXAMPLE = pathlib.Path(__file__).parent.parent / "src" / "offerd" / "examples" / "catalog"
@@ -308,3 +311,14 @@ def test_edits_in_a_row_reuse_parses_and_offers_and_still_match_offerd_check(tmp
         sources = {**sources, name: sources[name].replace(old, new, 1)}
         assert folder_says(folder, sources) == checked(sources), (old, new)
     assert folder.result.diagnostics["00_schema.offer"][0].message == "let unused is never used"
+
+
+def test_a_files_declarations_shared_out_to_its_chunks_are_those_each_chunk_parses_to():
+    for path in [*EXAMPLE.glob("*.offer"), *ROOT.glob("fixtures/codegen/*.offer")]:
+        text = path.read_text()
+        module, found, kept = parse_file(text, path.name, {})
+        assert found == [] and len(kept) > 2, path
+        for (before, chunk), (decls, _) in kept.items():
+            alone = parse("\n" * before + chunk, path.name, Reporter()).decls
+            assert [(type(d), d.span) for d in decls] == [(type(d), d.span) for d in alone], (path, before)
+        assert sum(len(d) for d, _ in kept.values()) == len(module.decls)

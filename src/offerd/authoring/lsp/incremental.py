@@ -96,6 +96,10 @@ def parse_file(text: str, name: str, previous: dict) -> tuple[n.Module, list[Dia
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:  # its error comes from parse()
         report = Reporter()
         return parse(text, name, report), report.diagnostics, {}
+    if not previous:  # the first parse: one pass over the whole file is faster, then its declarations
+        report = Reporter()  # are shared out to the chunks they start in
+        module = parse(text, name, report)
+        return module, report.diagnostics, ({} if report.diagnostics else _share(chunks(text), module.decls))
     decls, diagnostics, kept = [], [], {}
     for key in chunks(text):
         got = previous.get(key)
@@ -110,3 +114,16 @@ def parse_file(text: str, name: str, previous: dict) -> tuple[n.Module, list[Dia
         decls.extend(got[0])
         diagnostics.extend(got[1])
     return n.Module(name, tuple(decls)), diagnostics, kept
+
+
+def _share(keys: list[tuple[int, str]], decls) -> dict:
+    """Each chunk's declarations (a clean parse has no diagnostics): those whose name is on its lines."""
+    kept, i = {}, 0
+    for k, key in enumerate(keys):
+        last = keys[k + 1][0] if k + 1 < len(keys) else None
+        mine = []
+        while i < len(decls) and (last is None or decls[i].span.line <= last):
+            mine.append(decls[i])
+            i += 1
+        kept[key] = (tuple(mine), [])
+    return kept
