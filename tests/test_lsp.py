@@ -164,6 +164,33 @@ def test_a_syntax_error_keeps_the_files_last_index_for_navigation(clean):
     assert found[0]["uri"].endswith("20_loyalty.offer") and found[0]["range"]["start"]["line"] == 8
 
 
+def test_rapid_changes_end_in_the_newest_texts_diagnostics_never_older_ones_after(clean):
+    s = clean
+    doc, name = s.doc("30_web.offer"), "30_web.offer"
+    start = len(s.client.log)
+    for k in range(30):  # sent without waiting: the server coalesces what arrives during a check
+        s.versions[name] += 1
+        typo = "contact.cart_totl" if k % 2 == 0 else "contact.cart_tota"
+        s.current[name] = s.texts[name].replace("contact.cart_total", typo, 1)
+        s.client.replace(doc, s.versions[name], s.current[name])
+    got = s.client.wait_diagnostics(doc, s.versions[name])
+    assert shown(got) == expected(s, name) and "contact.cart_tota\n" in got[0]["message"] + "\n"
+    versions = [p["version"] for _, p in s.client.log[start:] if p["uri"] == doc]
+    assert versions == sorted(versions) and versions[-1] == s.versions[name]
+
+
+def test_closing_an_edited_file_goes_back_to_the_file_on_disk(clean):
+    s = clean
+    name = "10_spaces.offer"
+    assert s.edit(name, s.texts[name].replace("limit 3", "limit 0"))[0]["message"] == \
+        "a space's limit must be at least 1"
+    s.client.notify("textDocument/didClose", {"textDocument": {"uri": s.doc(name)}})
+    s.client.pump(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                  and m["params"]["uri"] == s.doc(name) and m["params"]["diagnostics"] == [])
+    del s.versions[name]
+    s.current[name] = s.texts[name]
+
+
 def test_hover_shows_types_definitions_and_summaries(s):
     hover = lambda *a, **k: s.client.request("textDocument/hover", s.at(*a, **k))["contents"]["value"]  # noqa: E731
     assert "let adult = contact.age >= 18" in hover("20_loyalty.offer", "adult", 1) and \
