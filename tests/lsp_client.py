@@ -45,9 +45,13 @@ class Client:
                     length = int(value)
             self.inbox.put(json.loads(out.read(length)))
 
-    def send(self, message: dict) -> None:
-        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    def send(self, *messages: dict) -> None:
+        """Messages in one write: the server finds them all waiting."""
+        data = b""
+        for message in messages:
+            body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+            data += b"Content-Length: %d\r\n\r\n" % len(body) + body
+        self.proc.stdin.write(data)
         self.proc.stdin.flush()
 
     def notify(self, method: str, params: dict | None = None) -> None:
@@ -103,10 +107,13 @@ class Client:
                                                               "version": version, "text": path.read_text()}})
         return uri(path)
 
-    def replace(self, doc: str, version: int, text: str) -> None:
-        """A whole-text change."""
-        self.notify("textDocument/didChange", {"textDocument": {"uri": doc, "version": version},
-                                               "contentChanges": [{"text": text}]})
+    def replace(self, doc: str, version: int, text: str, send: bool = True) -> dict:
+        """A whole-text change (sent, or only returned)."""
+        message = {"method": "textDocument/didChange", "params": {"textDocument": {"uri": doc, "version": version},
+                                                                  "contentChanges": [{"text": text}]}}
+        if send:
+            self.send(message)
+        return message
 
     def stop(self, timeout: float = 10) -> int:
         self.request("shutdown")

@@ -167,12 +167,13 @@ def test_a_syntax_error_keeps_the_files_last_index_for_navigation(clean):
 def test_rapid_changes_end_in_the_newest_texts_diagnostics_never_older_ones_after(clean):
     s = clean
     doc, name = s.doc("30_web.offer"), "30_web.offer"
-    start = len(s.client.log)
-    for k in range(30):  # sent without waiting: the server coalesces what arrives during a check
+    start, changes = len(s.client.log), []
+    for k in range(30):  # in one write: the server coalesces what waits while it checks
         s.versions[name] += 1
         typo = "contact.cart_totl" if k % 2 == 0 else "contact.cart_tota"
         s.current[name] = s.texts[name].replace("contact.cart_total", typo, 1)
-        s.client.replace(doc, s.versions[name], s.current[name])
+        changes.append(s.client.replace(doc, s.versions[name], s.current[name], send=False))
+    s.client.send(*changes)
     got = s.client.wait_diagnostics(doc, s.versions[name])
     assert shown(got) == expected(s, name) and "contact.cart_tota\n" in got[0]["message"] + "\n"
     versions = [p["version"] for _, p in s.client.log[start:] if p["uri"] == doc]
