@@ -38,7 +38,7 @@ class CachingChecker(Checker):
 
     def _environment(self) -> tuple:
         others = tuple(d for m in self.modules for d in m.decls if not isinstance(d, n.Offer))
-        return self.today, others, tuple(self.offer_decls), tuple(self.offer_spaces.items())
+        return self.today, others, tuple(self.offer_spaces.items())  # every offer's name, in order, and spaces
 
     def _offer(self, o: n.Offer, index: int):
         if not self.env_checked:
