@@ -82,8 +82,25 @@ def over_lsp(folder: str, count: int) -> dict:
         got = client.wait_diagnostics(doc, version, timeout=60)
         ms.append((time.perf_counter() - sent) * 1000)
         assert bool(got) == error, (version, got)
+    requests = {}
+    lines = text.split("\n")
+    spot = next((i, line.index("proposed(o") + len("proposed(o")) for i, line in enumerate(lines) if "proposed(o" in line)
+    attr = next((i, line.index("contact.") + len("contact.")) for i, line in enumerate(lines) if "contact." in line)
+    for method, (line, col), extra in (
+            ("textDocument/hover", spot, {}), ("textDocument/definition", spot, {}),
+            ("textDocument/references", spot, {"context": {"includeDeclaration": True}}),
+            ("textDocument/completion", attr, {}), ("textDocument/documentSymbol", (None, None), {})):
+        params = {"textDocument": {"uri": doc}, **extra}
+        if line is not None:
+            params["position"] = {"line": line, "character": col}
+        times = []
+        for _ in range(10):
+            sent = time.perf_counter()
+            assert client.request(method, params) is not None, method
+            times.append((time.perf_counter() - sent) * 1000)
+        requests[method.split("/")[1]] = summary(times)
     assert client.stop() == 0
-    return {"open_first_check_ms": round(first, 1), "keystroke": summary(ms)}
+    return {"open_first_check_ms": round(first, 1), "keystroke": summary(ms), "requests": requests}
 
 
 def in_process(files: dict[str, str], folder: str, rounds: int) -> dict:
@@ -132,6 +149,7 @@ def main() -> None:
     print(f"{args.offers} offers in {len(files)} files; {k['count']} edits of {EDITED}")
     print(f"keystroke → diagnostics over LSP: median {k['median_ms']} ms, p90 {k['p90_ms']} ms, max {k['max_ms']} ms")
     print(f"first check on open (every file parsed): {lsp['open_first_check_ms']} ms")
+    print("requests, median ms:", {k: v["median_ms"] for k, v in lsp["requests"].items()})
     print(f"in process: full check median {full['median_ms']} ms; one file changed median "
           f"{local['one_file_changed']['median_ms']} ms")
     print("goals:", report["goals"])

@@ -26,6 +26,7 @@ class Result:
     let_types: dict[str, str] = field(default_factory=dict)  # let → its type, when it checked
     catalog: Catalog | None = None
     seconds: float = 0.0
+    definitions: dict | None = None  # (kind, name) → [(file, occurrence)]: navigation.definitions fills it
 
 
 @dataclass

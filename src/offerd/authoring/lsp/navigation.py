@@ -40,8 +40,14 @@ def resolve(result: Result, o: Occurrence) -> tuple[str, str]:
 
 
 def definitions(result: Result, kind: str, name: str) -> list[tuple[str, Occurrence]]:
-    return [(f, o) for f, ix in result.indices.items() for o in ix.occurrences
-            if o.is_def and o.kind == kind and o.name == name]
+    if result.definitions is None:  # made once per check, at the first question
+        found: dict[tuple[str, str], list] = {}
+        for f, ix in result.indices.items():
+            for o in ix.occurrences:
+                if o.is_def:
+                    found.setdefault((o.kind, o.name), []).append((f, o))
+        result.definitions = found
+    return result.definitions.get((kind, name), [])
 
 
 def at(result: Result, file: str, line: int, col: int) -> Occurrence | None:
