@@ -132,10 +132,10 @@ def test_an_error_caused_in_another_file_is_published_for_that_file(clean):
     got = s.client.diagnostics[loyalty]["diagnostics"]
     assert shown(got) == expected(s, "20_loyalty.offer")
     assert [d["message"].split("\n")[0] for d in got] == ["unknown name adult"] * 2
-    assert got[0]["range"]["start"] == {"line": 18, "character": 11}
+    assert got[0]["range"]["start"] == s.at("20_loyalty.offer", "adult")["position"]
     # navigation still works while the catalog does not check
     found = s.client.request("textDocument/definition", s.at("20_loyalty.offer", "card_offers", nth=1))
-    assert found[0]["range"]["start"] == {"line": 8, "character": 6}
+    assert found[0]["range"]["start"] == s.at("20_loyalty.offer", "card_offers")["position"]
     s.edit("00_schema.offer", s.texts["00_schema.offer"])
     assert s.diagnostics("20_loyalty.offer") == [] and s.diagnostics("00_schema.offer") == []
 
@@ -161,7 +161,8 @@ def test_a_syntax_error_keeps_the_files_last_index_for_navigation(clean):
     got = s.edit("20_loyalty.offer", text)
     assert got and shown(got) == expected(s, "20_loyalty.offer")
     found = s.client.request("textDocument/definition", s.at("20_loyalty.offer", "card_offers", nth=1))
-    assert found[0]["uri"].endswith("20_loyalty.offer") and found[0]["range"]["start"]["line"] == 8
+    assert found[0]["uri"].endswith("20_loyalty.offer") and \
+        found[0]["range"]["start"] == s.at("20_loyalty.offer", "card_offers")["position"]
 
 
 def test_rapid_changes_end_in_the_newest_texts_diagnostics_never_older_ones_after(clean):
@@ -214,13 +215,19 @@ def test_definition_of_lets_categories_fields_offers_and_spaces(s):
         return pathlib.Path(found[0]["uri"][len("file://"):]).name, found[0]["range"]["start"]["line"], \
             found[0]["range"]["start"]["character"]
 
-    assert target("20_loyalty.offer", "adult", 1) == ("00_schema.offer", 21, 4)
-    assert target("20_loyalty.offer", "category loyalty.upsell", 18, nth=1) == ("20_loyalty.offer", 4, 9)
-    assert target("20_loyalty.offer", "category loyalty.upsell", 10, nth=1) == ("20_loyalty.offer", 0, 9)  # parent
-    assert target("20_loyalty.offer", "contact.cart_total", 10) == ("00_schema.offer", 8, 2)
-    assert target("10_spaces.offer", "fallback welcome", 10) == ("30_web.offer", 46, 6)
-    assert target("30_web.offer", "proposed(free_shipping", 10) == ("30_web.offer", 10, 6)
-    assert target("20_loyalty.offer", "spaces web_home", 8) == ("10_spaces.offer", 0, 6)
+    def where(name, needle, offset):
+        p = s.at(name, needle, offset)["position"]
+        return name, p["line"], p["character"]
+
+    assert target("20_loyalty.offer", "adult", 1) == where("00_schema.offer", "let adult", 4)
+    assert target("20_loyalty.offer", "category loyalty.upsell", 18, nth=1) == \
+        where("20_loyalty.offer", "category loyalty.upsell {", 9)
+    assert target("20_loyalty.offer", "category loyalty.upsell", 10, nth=1) == \
+        where("20_loyalty.offer", "category loyalty {", 9)  # the parent
+    assert target("20_loyalty.offer", "contact.cart_total", 10) == where("00_schema.offer", "cart_total:", 0)
+    assert target("10_spaces.offer", "fallback welcome", 10) == where("30_web.offer", "offer welcome", 6)
+    assert target("30_web.offer", "proposed(free_shipping", 10) == where("30_web.offer", "offer free_shipping", 6)
+    assert target("20_loyalty.offer", "spaces web_home", 8) == where("10_spaces.offer", "space web_home", 6)
 
 
 def test_references_of_a_space_span_the_folder(s):
@@ -258,9 +265,15 @@ def test_document_symbols_list_declarations_with_their_clauses(s):
     assert [x["name"] for x in found] == ["loyalty", "loyalty.upsell", "card_offers", "gold_upgrade",
                                           "gold_upgrade_sms", "platinum_concierge"]
     gold = found[3]
-    assert gold["range"]["start"] == {"line": 12, "character": 0} and gold["range"]["end"]["line"] == 29
-    assert gold["selectionRange"]["start"] == {"line": 12, "character": 6}
-    assert gold["children"][0]["name"] == "category loyalty.upsell" and len(gold["children"]) == 16
+    text = s.texts["20_loyalty.offer"]
+    block = text[text.index("offer gold_upgrade {"):text.index("\n}\n", text.index("offer gold_upgrade {")) + 2]
+    start = s.at("20_loyalty.offer", "offer gold_upgrade {")["position"]
+    assert gold["range"]["start"] == start and gold["range"]["end"] == {"line": start["line"] + block.count("\n"),
+                                                                        "character": 1}
+    assert gold["selectionRange"]["start"] == {"line": start["line"], "character": 6}
+    clauses = [line for line in block.split("\n")[1:-1] if line.startswith("  ") and not line.startswith("   ")
+               and not line.strip().startswith(("#", "}"))]
+    assert gold["children"][0]["name"] == "category loyalty.upsell" and len(gold["children"]) == len(clauses) == 16
 
 
 def test_end_of_input_ends_the_server():
