@@ -362,3 +362,11 @@ def test_a_files_declarations_shared_out_to_its_chunks_are_those_each_chunk_pars
             alone = parse("\n" * before + chunk, path.name, Reporter()).decls
             assert [(type(d), d.span) for d in decls] == [(type(d), d.span) for d in alone], (path, before)
         assert sum(len(d) for d, _ in kept.values()) == len(module.decls)
+
+
+def test_every_function_has_its_parameters_named_for_hover_and_completion():
+    from offerd.authoring.lsp.navigation import PARAMS
+    from offerd.lang.functions import FUNCTIONS
+
+    assert set(PARAMS) == set(FUNCTIONS)
+    assert all(len(PARAMS[f].split(", ")) == FUNCTIONS[f].arity for f in FUNCTIONS)
