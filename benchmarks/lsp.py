@@ -10,7 +10,7 @@ check after one file changed (the other files' parses reused). Goals: diagnostic
 100 ms of a keystroke, a full check within 1 s. Writes benchmarks/results/lsp.json (a --quick
 run: benchmarks/scratch/).
 
-    .venv/bin/python benchmarks/lsp.py [--offers 1000] [--edits 100] [--quick]
+    .venv/bin/python benchmarks/lsp.py [--offers 1000] [--edits 200] [--quick]
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def in_process(files: dict[str, str], folder: str, rounds: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--offers", type=int, default=1000)
-    ap.add_argument("--edits", type=int, default=100)
+    ap.add_argument("--edits", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="20 edits; results to benchmarks/scratch/")
     args = ap.parse_args()
     count = 20 if args.quick else args.edits
