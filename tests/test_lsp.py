@@ -370,3 +370,25 @@ def test_every_function_has_its_parameters_named_for_hover_and_completion():
 
     assert set(PARAMS) == set(FUNCTIONS)
     assert all(len(PARAMS[f].split(", ")) == FUNCTIONS[f].arity for f in FUNCTIONS)
+
+
+def test_formatting_is_offerd_fmts_layout_as_one_edit_and_none_for_a_file_that_does_not_parse(clean):
+    from offerd.authoring.fmt import format_source
+
+    s, name = clean, "10_spaces.offer"
+    messy = s.texts[name].replace("  limit 3\n", "limit    3\n") + "# 🎁 the end"  # no newline at the end
+    s.edit(name, messy)
+    ask = {"textDocument": {"uri": s.doc(name)}, "options": {"tabSize": 2, "insertSpaces": True}}
+    edits = s.client.request("textDocument/formatting", ask)
+    last = messy.split("\n")[-1]
+    assert edits == [{"range": {"start": {"line": 0, "character": 0},
+                                "end": {"line": messy.count("\n"), "character": len(last) + 1}},  # 🎁: 2 units
+                      "newText": format_source(messy, name)}]
+    assert "\n  limit 3\n" in edits[0]["newText"] and edits[0]["newText"] != messy
+    s.edit(name, edits[0]["newText"])
+    assert s.client.request("textDocument/formatting", ask) == []  # formatted already
+    s.edit(name, messy.replace("limit    3", "limit"))
+    before = len(s.client.other)
+    assert s.client.request("textDocument/formatting", ask) is None
+    said = [m["params"] for m in s.client.other[before:] if m.get("method") == "window/showMessage"]
+    assert len(said) == 1 and said[0]["message"].startswith(f"offerd: {name} is not formatted: it does not parse (")

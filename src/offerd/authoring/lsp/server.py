@@ -12,10 +12,10 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from ... import __version__
-from ...lang.diagnostics import Diagnostic
+from ...lang.diagnostics import CatalogError, Diagnostic
 from . import completion, navigation
 from .folder import Folder, Result
-from .positions import from_client, lines_of, span_range
+from .positions import from_client, lines_of, span_range, to_client
 
 SEVERITY = {"error": t.DiagnosticSeverity.Error, "warning": t.DiagnosticSeverity.Warning}
 SYMBOL_KINDS = {"timezone": t.SymbolKind.Property, "schema": t.SymbolKind.Struct, "field": t.SymbolKind.Field,
@@ -136,6 +136,28 @@ class OfferdServer(LanguageServer):
         return t.Location(from_fs_path(os.path.join(path, name)), span_range(lines, span, self.encoding))
 
 
+    def format(self, uri: str) -> list[t.TextEdit] | None:
+        """`offerd fmt`'s layout as one edit of the whole document; none, and a message, for a
+        file that does not parse."""
+        from ..fmt import format_source
+
+        doc = self.workspace.get_text_document(uri)
+        name = os.path.basename(to_fs_path(uri) or uri)
+        try:
+            formatted = format_source(doc.source, name)
+        except CatalogError as e:
+            first = (e.errors or e.diagnostics)[0]
+            self.window_show_message(t.ShowMessageParams(
+                t.MessageType.Warning, f"offerd: {name} is not formatted: it does not parse ({first.span}: "
+                                       f"{first.message})"))
+            return None
+        if formatted == doc.source:
+            return []
+        lines = lines_of(doc.source)
+        end = to_client(lines, len(lines) - 1, len(lines[-1]), self.encoding)
+        return [t.TextEdit(t.Range(t.Position(0, 0), end), formatted)]
+
+
 def _locate(uri: str) -> tuple[str, str] | None:
     """(folder, file name) of a document's URI; None for one that is not an *.offer file on disk."""
     if not uri.startswith("file:"):
@@ -220,6 +242,10 @@ def create() -> OfferdServer:
         items = completion.complete(result, before)
         return t.CompletionList(False, [t.CompletionItem(i.label, kind=ITEM_KINDS.get(i.kind), detail=i.detail)
                                         for i in items])
+
+    @server.feature(t.TEXT_DOCUMENT_FORMATTING)
+    def formatting(ls: OfferdServer, params: t.DocumentFormattingParams):
+        return ls.format(params.text_document.uri)
 
     @server.feature(t.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     async def document_symbols(ls: OfferdServer, params: t.DocumentSymbolParams):
