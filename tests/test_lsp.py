@@ -193,6 +193,20 @@ def test_closing_an_edited_file_goes_back_to_the_file_on_disk(clean):
     s.current[name] = s.texts[name]
 
 
+def test_a_file_written_on_disk_is_checked_once_the_client_says_so_and_cleared_once_removed(clean):
+    s = clean
+    s.doc("20_loyalty.offer")  # the folder is open
+    path = s.folder / "40_new.offer"
+    path.write_text("offer newcomer {\n  spaces web_home\n  weight contact.agee\n}\n")
+    s.client.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": uri(path), "type": 1}]})
+    got = s.client.wait_diagnostics(uri(path))
+    assert [d["message"].split("\n")[0] for d in got] == ["unknown attribute contact.agee"]
+    path.unlink()
+    s.client.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": uri(path), "type": 3}]})
+    s.client.pump(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                  and m["params"]["uri"] == uri(path) and m["params"]["diagnostics"] == [])
+
+
 def test_hover_shows_types_definitions_and_summaries(s):
     hover = lambda *a, **k: s.client.request("textDocument/hover", s.at(*a, **k))["contents"]["value"]  # noqa: E731
     assert "let adult = contact.age >= 18" in hover("20_loyalty.offer", "adult", 1) and \

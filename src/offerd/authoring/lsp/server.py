@@ -187,6 +187,14 @@ def create() -> OfferdServer:
     def did_close(ls: OfferdServer, params: t.DidCloseTextDocumentParams):
         ls.schedule(params.text_document.uri)
 
+    @server.feature(t.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def watched(ls: OfferdServer, params: t.DidChangeWatchedFilesParams):
+        """A file changed on disk (a checkout, another tool): its folder again, if it is open."""
+        for change in params.changes:
+            located = _locate(change.uri)
+            if located is not None and located[0] in ls.folders:
+                ls.schedule(change.uri)
+
     @server.feature(t.SHUTDOWN)
     def shutdown(ls: OfferdServer, *args):
         ls.shutdown_asked = True
