@@ -197,11 +197,15 @@ def test_a_file_written_on_disk_is_checked_once_the_client_says_so_and_cleared_o
     s = clean
     s.doc("20_loyalty.offer")  # the folder is open
     path = s.folder / "40_new.offer"
-    path.write_text("offer newcomer {\n  spaces web_home\n  weight contact.agee\n}\n")
-    s.client.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": uri(path), "type": 1}]})
-    got = s.client.wait_diagnostics(uri(path))
+    text = "offer newcomer {\n  spaces newsletter\n  weight contact.agee\n}\n"
+    path.write_text(text)
+    try:
+        s.client.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": uri(path), "type": 1}]})
+        got = s.client.wait_diagnostics(uri(path))
+    finally:
+        path.unlink()
     assert [d["message"].split("\n")[0] for d in got] == ["unknown attribute contact.agee"]
-    path.unlink()
+    assert got[0]["range"] == {"start": {"line": 2, "character": 9}, "end": {"line": 2, "character": 21}}
     s.client.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": uri(path), "type": 3}]})
     s.client.pump(lambda m: m.get("method") == "textDocument/publishDiagnostics"
                   and m["params"]["uri"] == uri(path) and m["params"]["diagnostics"] == [])
