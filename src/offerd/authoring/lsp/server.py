@@ -105,7 +105,7 @@ class OfferdServer(LanguageServer):
         # edited files last: once a client has an edited file's new diagnostics, it has the rest
         edited = {name for name, v in versions.items() if state.published.get(name, (None,))[0] != v}
         for name, found in sorted(result.diagnostics.items(), key=lambda x: x[0] in edited):
-            lines = lines_of(result.texts.get(name, ""))
+            lines = lines_of(result.texts.get(name, "")) if found else []
             diagnostics = [self._diagnostic(d, lines) for d in found]
             key = (versions.get(name), repr(diagnostics))
             if state.published.get(name) == key:
