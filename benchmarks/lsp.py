@@ -5,7 +5,8 @@ generated 1,000-offer catalog (benchmarks/rules.py's generator), measured over L
 Starts `offerd lsp`, opens one offers file (the first check of the whole folder, every file
 parsed), then sends one-character edits one at a time (a digit typed into a weight and deleted,
 an attribute misspelt and put back) and times each from the didChange to the publishDiagnostics
-of that version. Beside it, in process: a full `lang.check` of the folder and the server's
+of that version; then the same for keystrokes outside the offers (a category's cap), which
+every offer reads. Beside it, in process: a full `lang.check` of the folder and the server's
 check after one file changed (the other files' parses reused). Goals: diagnostics within
 100 ms of a keystroke, a full check within 1 s. Writes benchmarks/results/lsp.json (a --quick
 run: benchmarks/scratch/).
@@ -82,6 +83,7 @@ def over_lsp(folder: str, count: int) -> dict:
         got = client.wait_diagnostics(doc, version, timeout=60)
         ms.append((time.perf_counter() - sent) * 1000)
         assert bool(got) == error, (version, got)
+    shared = _outside_offers(client, folder, count // 2)
     requests = {}
     lines = text.split("\n")
     spot = next((i, line.index("proposed(o") + len("proposed(o")) for i, line in enumerate(lines) if "proposed(o" in line)
@@ -100,7 +102,30 @@ def over_lsp(folder: str, count: int) -> dict:
             times.append((time.perf_counter() - sent) * 1000)
         requests[method.split("/")[1]] = summary(times)
     assert client.stop() == 0
-    return {"open_first_check_ms": round(first, 1), "keystroke": summary(ms), "requests": requests}
+    return {"open_first_check_ms": round(first, 1), "keystroke": summary(ms),
+            "keystroke_outside_offers": shared, "requests": requests}
+
+
+def _outside_offers(client, folder: str, count: int) -> dict:
+    """Keystrokes in the categories' file (a digit typed after a cap's limit and deleted):
+    what every offer reads changes, so each keystroke checks every offer again."""
+    name = "05_categories.offer"
+    doc = client.open(os.path.join(folder, name))
+    client.wait_diagnostics(doc, 1, timeout=60)
+    lines = open(os.path.join(folder, name)).read().split("\n")
+    caps = [(i, m.end()) for i, line in enumerate(lines) if (m := re.search(r"\bcap \d+", line))]
+    ms, version = [], 1
+    for k in range(count):
+        line, col = caps[(k // 2) % len(caps)]
+        end = col if k % 2 == 0 else col + 1
+        version += 1
+        sent = time.perf_counter()
+        client.notify("textDocument/didChange", {"textDocument": {"uri": doc, "version": version}, "contentChanges": [
+            {"range": {"start": {"line": line, "character": col}, "end": {"line": line, "character": end}},
+             "text": "7" if k % 2 == 0 else ""}]})
+        assert client.wait_diagnostics(doc, version, timeout=60) == []
+        ms.append((time.perf_counter() - sent) * 1000)
+    return summary(ms)
 
 
 def in_process(files: dict[str, str], folder: str, rounds: int) -> dict:
@@ -148,6 +173,9 @@ def main() -> None:
     k, full = lsp["keystroke"], local["full_check"]
     print(f"{args.offers} offers in {len(files)} files; {k['count']} edits of {EDITED}")
     print(f"keystroke → diagnostics over LSP: median {k['median_ms']} ms, p90 {k['p90_ms']} ms, max {k['max_ms']} ms")
+    o = lsp["keystroke_outside_offers"]
+    print(f"a keystroke outside the offers (a category's cap): median {o['median_ms']} ms, p90 {o['p90_ms']} ms, "
+          f"max {o['max_ms']} ms")
     print(f"first check on open (every file parsed): {lsp['open_first_check_ms']} ms")
     print("requests, median ms:", {k: v["median_ms"] for k, v in lsp["requests"].items()})
     print(f"in process: full check median {full['median_ms']} ms; one file changed median "
