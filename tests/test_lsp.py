@@ -382,6 +382,18 @@ def test_a_files_declarations_shared_out_to_its_chunks_are_those_each_chunk_pars
         assert sum(len(d) for d, _ in kept.values()) == len(module.decls)
 
 
+def test_a_keyword_starting_a_line_inside_a_declaration_is_not_taken_for_a_chunk_of_its_own(tmp_path):
+    """`offer` ending a line and `group` (the offer's name) starting the next: one declaration
+    over two chunks. The first line edited into a declaration of its own leaves `group {` without
+    a name, a syntax error, as `offerd check` says (the second chunk's shared-out offer was kept)."""
+    space = "space s {\n  limit 1\n}\n"
+    folder = Folder(str(tmp_path))
+    for first in ("offer\n", "let a = 1\n", "offer\n"):
+        sources = {"a.offer": space + first + "group {\n  spaces s\n}\n"}
+        assert folder_says(folder, sources) == checked(sources), first
+    assert checked({"a.offer": space + "let a = 1\ngroup {\n}\n"})[0].message == "unexpected '{'; expected a name"
+
+
 def test_every_function_has_its_parameters_named_for_hover_and_completion():
     from offerd.authoring.lsp.navigation import PARAMS
     from offerd.lang.functions import FUNCTIONS
