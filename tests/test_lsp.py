@@ -394,6 +394,16 @@ def test_a_keyword_starting_a_line_inside_a_declaration_is_not_taken_for_a_chunk
     assert checked({"a.offer": space + "let a = 1\ngroup {\n}\n"})[0].message == "unexpected '{'; expected a name"
 
 
+def test_a_file_that_cannot_be_read_is_reported_as_offerd_check_reports_it(tmp_path):
+    """A *.offer link to nothing: `offerd check` cannot read it, and neither can the server,
+    which says so (it left the file out and checked the rest)."""
+    for p in EXAMPLE.glob("*.offer"):
+        shutil.copy(p, tmp_path)
+    (tmp_path / "40_gone.offer").symlink_to(tmp_path / "nowhere.offer")
+    said = folder_says(Folder(str(tmp_path)), {})
+    assert said == checked(None, tmp_path) and "cannot read" in said[0].message
+
+
 def test_every_function_has_its_parameters_named_for_hover_and_completion():
     from offerd.authoring.lsp.navigation import PARAMS
     from offerd.lang.functions import FUNCTIONS
