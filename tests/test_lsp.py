@@ -155,6 +155,25 @@ def test_a_warning_has_warning_severity_and_columns_count_utf16_units(clean):
     assert [(d["message"], d["severity"]) for d in got] == [("let unused is never used", 2)]
 
 
+def test_an_edit_below_a_line_separator_or_form_feed_lands_where_the_editor_made_it(clean):
+    """LSP lines end at \\n, \\r\\n or \\r alone: a U+2028, a form feed or a U+0085 in a comment ends
+    none, so an incremental edit's line numbers are the editor's (the server's copy of the text
+    was cut there too, and took the edit lines away from where it was made)."""
+    s = clean
+    name = "30_web.offer"
+    text = "# a\u2028b \x0c c \x85 d\n" + s.texts[name]
+    s.edit(name, text)
+    where = s.at(name, "weight 30")["position"]
+    s.versions[name] += 1
+    s.current[name] = text.replace("weight 30", "weight contact.nope", 1)
+    s.client.notify("textDocument/didChange", {
+        "textDocument": {"uri": s.doc(name), "version": s.versions[name]},
+        "contentChanges": [{"range": {"start": where, "end": {**where, "character": where["character"] + 9}},
+                            "text": "weight contact.nope"}]})
+    got = s.client.wait_diagnostics(s.doc(name), s.versions[name])
+    assert shown(got) == expected(s, name) and "unknown attribute contact.nope" in got[0]["message"]
+
+
 def test_a_syntax_error_keeps_the_files_last_index_for_navigation(clean):
     s = clean
     text = s.texts["20_loyalty.offer"].replace("  weight 10 + contact.cart_total / 100\n", "  weight 10 +\n")
