@@ -32,6 +32,7 @@ ITEM_KINDS = {"field": t.CompletionItemKind.Field, "let": t.CompletionItemKind.V
 
 
 _LSP_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_NOT_LSP_BREAKS = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # where str.splitlines cuts too
 
 
 class _Document(TextDocument):
@@ -41,7 +42,10 @@ class _Document(TextDocument):
 
     @property
     def lines(self):
-        return tuple(_LSP_LINE.findall(self.source))
+        source = self.source
+        if _NOT_LSP_BREAKS.search(source) is None:  # the usual text: splitlines is faster
+            return tuple(source.splitlines(True))
+        return tuple(_LSP_LINE.findall(source))
 
 
 class _Workspace(Workspace):
