@@ -45,6 +45,12 @@ SNIPPETS = {
                      "let a = contact.total > 1 and contact.if == 2 and context.offer\n",
     "declarations": "offer gold {\n  category loyalty.upsell\n}\noffer limit { }\nschema contact { }\n"
                     "space web { }\ngroup cards { }\ncategory loyalty.upsell { }\nlet adult = true\n",
+    # clause keywords as attribute and let names: `content:` and `content and` open no content block
+    "keyword_fields": "schema contact {\n  content: string\n  spaces: int\n  fields: int\n  weight: int\n}\n"
+                      "space web { limit 1 }\nlet content = true\n"
+                      "offer a {\n  spaces web\n  eligible content and contact.spaces > 1 and content and\n    true\n"
+                      "  weight contact.weight\n"
+                      "  content web { title \"t\" }\n}\n",
 }
 
 
@@ -169,9 +175,8 @@ def test_scopes_follow_the_language_lexer(tokens):
     """In every catalog that parses, each token of lark's lexer has the scope of its kind: a
     comment, a string, a date, a duration, an int; a keyword; a name (never a keyword)."""
     checked = 0
-    for path in CORPUS:
-        name = str(path.relative_to(ROOT))
-        text = path.read_bytes().decode("utf-8", "replace")
+    sources = [(str(p.relative_to(ROOT)), p.read_bytes().decode("utf-8", "replace")) for p in CORPUS]
+    for name, text in sources + list(SNIPPETS.items()):
         if not parses(text):
             continue
         for tok in lark_tokens(text):

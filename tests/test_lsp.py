@@ -155,6 +155,25 @@ def test_a_warning_has_warning_severity_and_columns_count_utf16_units(clean):
     assert [(d["message"], d["severity"]) for d in got] == [("let unused is never used", 2)]
 
 
+def test_an_edit_below_a_line_separator_or_form_feed_lands_where_the_editor_made_it(clean):
+    """LSP lines end at \\n, \\r\\n or \\r alone: a U+2028, a form feed or a U+0085 in a comment ends
+    none, so an incremental edit's line numbers are the editor's (the server's copy of the text
+    was cut there too, and took the edit lines away from where it was made)."""
+    s = clean
+    name = "30_web.offer"
+    text = "# a\u2028b \x0c c \x85 d\n" + s.texts[name]
+    s.edit(name, text)
+    where = s.at(name, "weight 30")["position"]
+    s.versions[name] += 1
+    s.current[name] = text.replace("weight 30", "weight contact.nope", 1)
+    s.client.notify("textDocument/didChange", {
+        "textDocument": {"uri": s.doc(name), "version": s.versions[name]},
+        "contentChanges": [{"range": {"start": where, "end": {**where, "character": where["character"] + 9}},
+                            "text": "weight contact.nope"}]})
+    got = s.client.wait_diagnostics(s.doc(name), s.versions[name])
+    assert shown(got) == expected(s, name) and "unknown attribute contact.nope" in got[0]["message"]
+
+
 def test_a_syntax_error_keeps_the_files_last_index_for_navigation(clean):
     s = clean
     text = s.texts["20_loyalty.offer"].replace("  weight 10 + contact.cart_total / 100\n", "  weight 10 +\n")
@@ -380,6 +399,28 @@ def test_a_files_declarations_shared_out_to_its_chunks_are_those_each_chunk_pars
             alone = parse("\n" * before + chunk, path.name, Reporter()).decls
             assert [(type(d), d.span) for d in decls] == [(type(d), d.span) for d in alone], (path, before)
         assert sum(len(d) for d, _ in kept.values()) == len(module.decls)
+
+
+def test_a_keyword_starting_a_line_inside_a_declaration_is_not_taken_for_a_chunk_of_its_own(tmp_path):
+    """`offer` ending a line and `group` (the offer's name) starting the next: one declaration
+    over two chunks. The first line edited into a declaration of its own leaves `group {` without
+    a name, a syntax error, as `offerd check` says (the second chunk's shared-out offer was kept)."""
+    space = "space s {\n  limit 1\n}\n"
+    folder = Folder(str(tmp_path))
+    for first in ("offer\n", "let a = 1\n", "offer\n"):
+        sources = {"a.offer": space + first + "group {\n  spaces s\n}\n"}
+        assert folder_says(folder, sources) == checked(sources), first
+    assert checked({"a.offer": space + "let a = 1\ngroup {\n}\n"})[0].message == "unexpected '{'; expected a name"
+
+
+def test_a_file_that_cannot_be_read_is_reported_as_offerd_check_reports_it(tmp_path):
+    """A *.offer link to nothing: `offerd check` cannot read it, and neither can the server,
+    which says so (it left the file out and checked the rest)."""
+    for p in EXAMPLE.glob("*.offer"):
+        shutil.copy(p, tmp_path)
+    (tmp_path / "40_gone.offer").symlink_to(tmp_path / "nowhere.offer")
+    said = folder_says(Folder(str(tmp_path)), {})
+    assert said == checked(None, tmp_path) and "cannot read" in said[0].message
 
 
 def test_every_function_has_its_parameters_named_for_hover_and_completion():

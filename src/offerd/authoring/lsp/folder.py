@@ -59,11 +59,11 @@ class Folder:
         for entry in entries:
             try:
                 st = entry.stat()
-            except OSError:
-                continue
-            key = (st.st_mtime_ns, st.st_size)
+                key = (st.st_mtime_ns, st.st_size)
+            except OSError:  # a link to nothing: `offerd check` cannot open it either, and says so
+                key = None
             cached = self._disk.get(entry.name)
-            if cached is None or cached[0] != key:
+            if cached is None or cached[0] != key or key is None:
                 cached = (key, *_read_file(self.path, entry.name))
             seen[entry.name] = cached
             if cached[1] is not None:

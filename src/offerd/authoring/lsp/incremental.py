@@ -99,7 +99,7 @@ def parse_file(text: str, name: str, previous: dict) -> tuple[n.Module, list[Dia
     if not previous:  # the first parse: one pass over the whole file is faster, then its declarations
         report = Reporter()  # are shared out to the chunks they start in
         module = parse(text, name, report)
-        return module, report.diagnostics, ({} if report.diagnostics else _share(chunks(text), module.decls))
+        return module, report.diagnostics, ({} if report.diagnostics else _share(chunks(text), module.decls) or {})
     decls, diagnostics, kept = [], [], {}
     for key in chunks(text):
         got = previous.get(key)
@@ -116,8 +116,16 @@ def parse_file(text: str, name: str, previous: dict) -> tuple[n.Module, list[Dia
     return n.Module(name, tuple(decls)), diagnostics, kept
 
 
-def _share(keys: list[tuple[int, str]], decls) -> dict:
-    """Each chunk's declarations (a clean parse has no diagnostics): those whose name is on its lines."""
+KINDS = {"timezone": n.Timezone, "schema": n.Schema, "let": n.Let, "space": n.Space, "category": n.Category,
+         "group": n.Group, "offer": n.Offer}
+KEYWORD_THEN_NAME = re.compile(r"(\w+)[ \t]+")
+
+
+def _share(keys: list[tuple[int, str]], decls) -> dict | None:
+    """Each chunk's declarations (a clean parse has no diagnostics): those whose name is on its
+    lines. None when a chunk's keyword does not start a declaration of the whole parse (`offer`
+    ending a line, its name `group` starting the next): such a chunk does not parse alone, and
+    kept, it would be joined to whatever its neighbour is edited into."""
     kept, i = {}, 0
     for k, key in enumerate(keys):
         last = keys[k + 1][0] if k + 1 < len(keys) else None
@@ -125,5 +133,20 @@ def _share(keys: list[tuple[int, str]], decls) -> dict:
         while i < len(decls) and (last is None or decls[i].span.line <= last):
             mine.append(decls[i])
             i += 1
+        keyword = DECL_START.match(key[1])
+        if keyword is not None and not _starts(keyword.group(), key, mine):
+            return None
         kept[key] = (tuple(mine), [])
     return kept
+
+
+def _starts(keyword: str, key: tuple[int, str], decls: list) -> bool:
+    """Whether the chunk's first declaration is the one its keyword starts: of its kind, its
+    span at the keyword (timezone) or at the name right after it on the same line."""
+    if not decls or type(decls[0]) is not KINDS[keyword]:
+        return False
+    span = decls[0].span
+    if keyword == "timezone":
+        return (span.line, span.col) == (key[0] + 1, 1)
+    name = KEYWORD_THEN_NAME.match(key[1])
+    return name is not None and (span.line, span.col) == (key[0] + 1, name.end() + 1)

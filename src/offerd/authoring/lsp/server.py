@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from lsprotocol import types as t
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
+from pygls.workspace import TextDocument, Workspace
 
 from ... import __version__
 from ...lang.diagnostics import CatalogError, Diagnostic
@@ -27,6 +29,29 @@ ITEM_KINDS = {"field": t.CompletionItemKind.Field, "let": t.CompletionItemKind.V
               "category": t.CompletionItemKind.Module, "group": t.CompletionItemKind.Module,
               "keyword": t.CompletionItemKind.Keyword, "function": t.CompletionItemKind.Function,
               "value": t.CompletionItemKind.Value}
+
+
+_LSP_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_NOT_LSP_BREAKS = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # where str.splitlines cuts too
+
+
+class _Document(TextDocument):
+    """pygls's document with LSP's lines: they end at \\n, \\r\\n or \\r alone. pygls cuts them with
+    str.splitlines, at form feeds, U+0085 and U+2028 too (a comment or string may hold them), so an
+    incremental change below one was applied lines away from where the editor made it."""
+
+    @property
+    def lines(self):
+        source = self.source
+        if _NOT_LSP_BREAKS.search(source) is None:  # the usual text: splitlines is faster
+            return tuple(source.splitlines(True))
+        return tuple(_LSP_LINE.findall(source))
+
+
+class _Workspace(Workspace):
+    def _create_text_document(self, doc_uri, source=None, version=None, language_id=None):
+        return _Document(doc_uri, source=source, version=version, language_id=language_id,
+                         sync_kind=self._sync_kind, position_codec=self._position_codec)
 
 
 @dataclass
@@ -175,6 +200,10 @@ def _locate(uri: str) -> tuple[str, str] | None:
 
 def create() -> OfferdServer:
     server = OfferdServer()
+
+    @server.feature(t.INITIALIZE)
+    def initialize(ls: OfferdServer, params: t.InitializeParams):
+        ls.workspace.__class__ = _Workspace  # pygls made it just before: its documents are _Document
 
     @server.feature(t.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: OfferdServer, params: t.DidOpenTextDocumentParams):
