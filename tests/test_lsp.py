@@ -390,6 +390,30 @@ def test_edits_in_a_row_reuse_parses_and_offers_and_still_match_offerd_check(tmp
     assert folder.result.diagnostics["00_schema.offer"][0].message == "let unused is never used"
 
 
+def test_editing_a_category_group_or_space_rule_replays_every_offer_and_still_matches_offerd_check(tmp_path):
+    """Offers read categories and groups by name and spaces by name and fields: a keystroke in
+    a category's cap or rule, a group's cap or a space's limit checks no offer again (lines
+    kept: an offer whose lines move is parsed again), one in a space's fields or a category's
+    name checks them all, and each says what `offerd check` says."""
+    sources = {p.name: p.read_text() for p in EXAMPLE.glob("*.offer")}
+    folder = Folder(str(tmp_path))
+    folder_says(folder, sources)
+    offers = sum(text.count("\noffer ") + text.startswith("offer ") for text in sources.values())
+    steps = [
+        ("20_loyalty.offer", "cap 2 per contact per 7d", "cap 27 per contact per 7d", offers),
+        ("20_loyalty.offer", '["gold", "platinum"]', '["gold", "platinm"]', offers),  # an error in a category
+        ("20_loyalty.offer", "cap 1 per decision", "cap 2 per decision", offers),
+        ("10_spaces.offer", "limit 3", "limit 4", offers),
+        ("10_spaces.offer", "fields title, url, image?", "fields title, url", 0),
+        ("20_loyalty.offer", "category loyalty.upsell {", "category loyalty.upsel {", 0),
+    ]
+    for name, old, new, replayed in steps:
+        assert old in sources[name], old
+        sources = {**sources, name: sources[name].replace(old, new, 1)}
+        assert folder_says(folder, sources) == checked(sources), (old, new)
+        assert folder.reused == replayed, (old, new, folder.reused)
+
+
 def test_a_files_declarations_shared_out_to_its_chunks_are_those_each_chunk_parses_to():
     for path in [*EXAMPLE.glob("*.offer"), *ROOT.glob("fixtures/codegen/*.offer")]:
         text = path.read_text()

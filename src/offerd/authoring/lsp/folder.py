@@ -48,6 +48,7 @@ class Folder:
         self._indices: dict[str, FileIndex] = {}
         self._offers = OfferCache()
         self.result: Result | None = None
+        self.reused = 0  # offers whose check the last check replayed
 
     def _read(self) -> tuple[dict[str, str], list[Diagnostic]]:
         """The folder's *.offer files as `offerd check` reads them, unchanged ones from memory."""
@@ -109,6 +110,7 @@ class Folder:
             except CatalogError as e:
                 found = e.diagnostics
             checker.finish()
+            self.reused = checker.reused
             let_types = {name: _type_text(e) for name, e in checker.exprs.lets.items()}
         unreadable = sorted({p.span.file for p in problems} - set(names))  # shown too, at their start
         return Result(dict(sources), _by_file(found, names + unreadable), dict(self._indices), let_types, catalog)

@@ -24,10 +24,11 @@ class OfferCache:
 class CachingChecker(Checker):
     """Checker whose `_offer` is replayed from `cache` when the offer and what it reads are unchanged.
 
-    What an offer's check reads, besides the offer itself: every declaration that is not an
-    offer (schemas, lets, spaces, categories, groups, the timezone: compared by value, spans
-    aside, as the syntax tree compares), the offers' names in order and each offer's spaces
-    (history functions, fallbacks, did-you-mean hints), and today (the validity warning)."""
+    What an offer's check reads, besides the offer itself: the schemas, lets and timezone
+    (compared by value, spans aside, as the syntax tree compares), each space's name and
+    `fields`, the names of the categories and groups (their rules and caps are checked on
+    their own: editing one replays every offer), the offers' names in order and each offer's
+    spaces (history functions, fallbacks, did-you-mean hints), and today (the validity warning)."""
 
     def __init__(self, modules, sources, today, cache: OfferCache):
         super().__init__(modules, sources, today)
@@ -37,7 +38,7 @@ class CachingChecker(Checker):
         self.reused = 0
 
     def _environment(self) -> tuple:
-        others = tuple(d for m in self.modules for d in m.decls if not isinstance(d, n.Offer))
+        others = tuple(_read_by_offers(d) for m in self.modules for d in m.decls if not isinstance(d, n.Offer))
         return self.today, others, tuple(self.offer_spaces.items())  # every offer's name, in order, and spaces
 
     def _offer(self, o: n.Offer, index: int):
@@ -68,6 +69,16 @@ class CachingChecker(Checker):
         """Keep this check's offers for the next (those of a check that stopped early are lost)."""
         if self.env_checked:
             self.cache.entries = self.fresh
+
+
+def _read_by_offers(d):
+    """What an offer's check reads of a declaration that is not an offer (Checker._offer,
+    _content, _required_fields, and expressions naming categories and groups)."""
+    if isinstance(d, (n.Category, n.Group)):
+        return type(d).__name__, d.name
+    if isinstance(d, n.Space):
+        return "Space", d.name, next((i for i in d.items if isinstance(i, n.Fields)), None)
+    return d
 
 
 # A declaration starts a line with its keyword: at such lines a file is cut into chunks, each
