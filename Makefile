@@ -77,6 +77,7 @@ bench: $(VENV)/.bench $(GEN) $(HAPROXY) $(REDIS) $(NGINX)
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/cold.py
 	$(PY) benchmarks/authoring.py
+	$(PY) benchmarks/lsp.py
 	$(MAKE) --no-print-directory instructions
 
 # instructions per call counted by callgrind, exact on a busy machine, each stage of a decision
