@@ -174,6 +174,27 @@ def test_an_edit_below_a_line_separator_or_form_feed_lands_where_the_editor_made
     assert shown(got) == expected(s, name) and "unknown attribute contact.nope" in got[0]["message"]
 
 
+def test_below_a_carriage_return_alone_positions_are_the_editors_lines(clean):
+    """A \\r alone (in a comment) ends an LSP line but not an ODL one: below it, diagnostics,
+    hover and formatting's whole-file edit count the editor's lines (the edit ended a line early,
+    leaving the file's last line after the formatted text)."""
+    s, name = clean, "30_web.offer"
+    text = "# a\rb\n" + s.texts[name].replace("weight 30", "weight contact.nope", 1)
+    got = s.edit(name, text)
+    below = [(m, (a + 1, b, c + 1, d)) for m, (a, b, c, d) in expected(s, name)]  # every one is below
+    assert shown(got) == below and "unknown attribute contact.nope" in got[0]["message"]
+    where = s.at(name, "contact.birthday", offset=9)
+    where["position"]["line"] += 1
+    hover = s.client.request("textDocument/hover", where)
+    assert "contact.birthday: date" in hover["contents"]["value"]
+    assert hover["range"]["start"] == {**where["position"], "character": where["position"]["character"] - 1}  # birthday
+    messy = text.replace("weight contact.nope", "weight   30") + "# the end\rlast"
+    s.edit(name, messy)
+    edits = s.client.request("textDocument/formatting", {"textDocument": {"uri": s.doc(name)},
+                                                         "options": {"tabSize": 2, "insertSpaces": True}})
+    assert edits[0]["range"]["end"] == {"line": messy.count("\n") + 2, "character": len("last")}
+
+
 def test_a_syntax_error_keeps_the_files_last_index_for_navigation(clean):
     s = clean
     text = s.texts["20_loyalty.offer"].replace("  weight 10 + contact.cart_total / 100\n", "  weight 10 +\n")

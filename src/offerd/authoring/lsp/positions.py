@@ -2,14 +2,30 @@
 client's units (UTF-16 code units unless the client chose UTF-8 or UTF-32), and back."""
 from __future__ import annotations
 
+import bisect
+
 from lsprotocol import types as t
 
 from ...lang.diagnostics import Span
 
 
-def lines_of(text: str) -> list[str]:
-    """The lines as the parser counts them (it splits on \\n alone); a \\r before it is kept off."""
-    return [line.removesuffix("\r") for line in text.split("\n")]
+class Lines(list):
+    """A text's lines as the parser counts them (it splits on \\n alone; a \\r before it is kept
+    off). LSP also ends a line at a \\r alone (a comment or string may hold one): then `lsp`
+    holds the LSP line each of them starts at, and positions below it are moved by as many."""
+
+    lsp: list[int] | None = None
+
+
+def lines_of(text: str) -> Lines:
+    parts = text.split("\n")
+    lines = Lines([line.removesuffix("\r") for line in parts[:-1]] + parts[-1:])
+    if "\r" in text and any("\r" in line for line in lines):
+        lines.lsp, at = [], 0
+        for line in lines:
+            lines.lsp.append(at)
+            at += 1 + line.count("\r")
+    return lines
 
 
 def units(text: str, encoding: str) -> int:
@@ -26,22 +42,36 @@ def to_client(lines: list[str], line: int, col: int, encoding: str) -> t.Positio
     if not lines:
         return t.Position(0, 0)
     if line >= len(lines):
-        return t.Position(len(lines) - 1, units(lines[-1], encoding))
+        line, col = len(lines) - 1, len(lines[-1])
     line = max(line, 0)
     text = lines[line]
-    return t.Position(line, units(text[: max(0, min(col, len(text)))], encoding))
+    col = max(0, min(col, len(text)))
+    starts = getattr(lines, "lsp", None)
+    if starts is None:
+        return t.Position(line, units(text[:col], encoding))
+    cut = text.rfind("\r", 0, col) + 1
+    return t.Position(starts[line] + text.count("\r", 0, col), units(text[cut:col], encoding))
 
 
 def from_client(lines: list[str], position: t.Position, encoding: str) -> tuple[int, int]:
     """An LSP position → 0-based (line, character column)."""
-    if position.line >= len(lines):
+    line, start, starts = position.line, 0, getattr(lines, "lsp", None)
+    if starts is not None and lines:  # the ODL line the LSP line is part of, and where it starts in it
+        line = bisect.bisect_right(starts, position.line) - 1
+        for _ in range(position.line - starts[line]):
+            start = lines[line].find("\r", start) + 1
+            if start == 0:  # past the text's last line
+                return len(lines), 0
+    if line >= len(lines):
         return len(lines), 0
-    text, count = lines[position.line], 0
-    for i, ch in enumerate(text):
+    text, count = lines[line], 0
+    end = text.find("\r", start) if starts is not None else -1
+    end = len(text) if end < 0 else end
+    for i in range(start, end):
         if count >= position.character:
-            return position.line, i
-        count += units(ch, encoding)
-    return position.line, len(text)
+            return line, i
+        count += units(text[i], encoding)
+    return line, end
 
 
 def span_range(lines: list[str], span: Span, encoding: str) -> t.Range:

@@ -281,6 +281,7 @@ def create() -> OfferdServer:
         lines = lines_of(doc.source)  # the buffer as typed: the last check may not have it yet
         line, col = from_client(lines, params.position, ls.encoding)
         before = lines[line][:col] if line < len(lines) else ""
+        before = before[before.rfind("\r") + 1:]  # from the start of the editor's line
         items = completion.complete(result, before)
         return t.CompletionList(False, [t.CompletionItem(i.label, kind=ITEM_KINDS.get(i.kind), detail=i.detail)
                                         for i in items])
