@@ -4,8 +4,10 @@ expected, what came and the explain; bad test files are one line and exit 2; his
 really written (it changes the answer)."""
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
+import stat
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -213,3 +215,18 @@ def test_a_name_s_control_characters_are_shown_escaped_not_sent_to_the_terminal(
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\nnext line" not in out
     assert out.count("red \\u001b[31m\\u000anext line") == 3  # the -v line, the failure's head and first line
+
+
+def test_junit_gets_a_new_files_usual_mode_and_keeps_an_existing_files(tmp_path):
+    """The report is written to a temporary file renamed over it: with the temporary file's
+    mode (0600) a CI's other users (an agent reading a container's results) could not read it."""
+    umask = os.umask(0o022)
+    try:
+        junit(str(tmp_path / "new.xml"), [], 0.1)
+        assert stat.S_IMODE(os.stat(tmp_path / "new.xml").st_mode) == 0o644
+        (tmp_path / "old.xml").write_text("")
+        os.chmod(tmp_path / "old.xml", 0o640)
+        junit(str(tmp_path / "old.xml"), [], 0.1)
+        assert stat.S_IMODE(os.stat(tmp_path / "old.xml").st_mode) == 0o640
+    finally:
+        os.umask(umask)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -288,7 +289,19 @@ def junit(path: str, results: list[Result], seconds: float) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             ET.ElementTree(suites).write(f, encoding="utf-8", xml_declaration=True)
+        os.chmod(tmp, _mode(path))
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _mode(path: str) -> int:
+    """The file's mode, or a new file's (0666 less the umask): not mkstemp's 0600, which a
+    CI's other users (an agent reading a container's results) cannot read."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
