@@ -504,3 +504,14 @@ def test_a_shard_port_taken_before_it_binds_is_chosen_again(tmp_path):
                 assert c.decide(["web"], "someone", dry_run=True).spaces[0].propositions
         finally:
             cluster.stop(drain=False)
+
+
+def test_a_clusters_ports_are_distinct_and_not_the_balancers():
+    """Shards and Redis get distinct ports, none the balancer's: ports chosen one at a time,
+    each socket closed at once, came back twice now and then ("the cluster file names a shard
+    address twice", seen once in the full suite)."""
+    listen = free_port()
+    for _ in range(5):
+        cluster = LocalCluster("/nonexistent", 200, f"127.0.0.1:{listen}")
+        ports = [a.rsplit(":", 1)[1] for a in [*cluster.shards, cluster.redis_address]]
+        assert len(set(ports)) == 201 and str(listen) not in ports

@@ -27,6 +27,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(count: int, avoid: int | None = None) -> list[int]:
+    """`count` distinct ports free now, none of them `avoid`: the sockets stay bound until all
+    are chosen (ports chosen one at a time, each socket closed at once, can come back twice)."""
+    held, ports = [], []
+    try:
+        while len(ports) < count:
+            s = socket.socket()
+            held.append(s)
+            s.bind((LOOPBACK, 0))
+            if s.getsockname()[1] != avoid:
+                ports.append(s.getsockname()[1])
+        return ports
+    finally:
+        for s in held:
+            s.close()
+
+
 def _need(program: str, package: str) -> str:
     path = shutil.which(program) or next((p for p in (f"/usr/sbin/{program}", f"/usr/bin/{program}")
                                           if os.path.exists(p)), None)
@@ -67,8 +84,8 @@ class LocalCluster:
             raise ClusterError(f"--listen {listen!r}: give HOST:PORT")
         self.folder, self.listen, self.catalog = os.path.abspath(folder), listen, catalog
         self.workers, self.extra, self.check_every = workers, tuple(extra), check_every
-        self.shards = [f"{LOOPBACK}:{free_port()}" for _ in range(shards)]
-        self.redis_address = f"{LOOPBACK}:{free_port()}"
+        self._listen_port = int(port)
+        self._choose_ports(shards)
         self.procs: dict[str, subprocess.Popen] = {}
         self.cluster_file = os.path.join(self.folder, "cluster.json")
 
@@ -142,8 +159,12 @@ class LocalCluster:
             except ClusterError:
                 if attempt == 2 or not self._port_taken():
                     raise
-                self.shards = [f"{LOOPBACK}:{free_port()}" for _ in self.shards]
-                self.redis_address = f"{LOOPBACK}:{free_port()}"
+                self._choose_ports(len(self.shards))
+
+    def _choose_ports(self, shards: int) -> None:
+        *ports, redis = free_ports(shards + 1, avoid=self._listen_port)
+        self.shards = [f"{LOOPBACK}:{p}" for p in ports]
+        self.redis_address = f"{LOOPBACK}:{redis}"
 
     def _port_taken(self) -> bool:
         """Did Redis or a shard just fail to bind its port?"""
