@@ -496,3 +496,5 @@ def test_formatting_is_offerd_fmts_layout_as_one_edit_and_none_for_a_file_that_d
     assert s.client.request("textDocument/formatting", ask) is None
     said = [m["params"] for m in s.client.other[before:] if m.get("method") == "window/showMessage"]
     assert len(said) == 1 and said[0]["message"].startswith(f"offerd: {name} is not formatted: it does not parse (")
+    gone = {"textDocument": {"uri": uri(s.folder / "99_not_there.offer")}, "options": ask["options"]}
+    assert s.client.request("textDocument/formatting", gone) is None  # not open, not on disk: no edit, no error

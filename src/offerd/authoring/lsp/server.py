@@ -171,6 +171,8 @@ class OfferdServer(LanguageServer):
         file that does not parse."""
         from ..fmt import format_source
 
+        if uri not in self.workspace.text_documents:  # an editor formats open documents; no other text is ours
+            return None
         doc = self.workspace.get_text_document(uri)
         name = os.path.basename(to_fs_path(uri) or uri)
         try:
