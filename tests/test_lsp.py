@@ -468,14 +468,6 @@ def test_a_file_that_cannot_be_read_is_reported_as_offerd_check_reports_it(tmp_p
     assert said == checked(None, tmp_path) and "cannot read" in said[0].message
 
 
-def test_every_function_has_its_parameters_named_for_hover_and_completion():
-    from offerd.authoring.lsp.navigation import PARAMS
-    from offerd.lang.functions import FUNCTIONS
-
-    assert set(PARAMS) == set(FUNCTIONS)
-    assert all(len(PARAMS[f].split(", ")) == FUNCTIONS[f].arity for f in FUNCTIONS)
-
-
 def test_formatting_is_offerd_fmts_layout_as_one_edit_and_none_for_a_file_that_does_not_parse(clean):
     from offerd.authoring.fmt import format_source
 

@@ -30,7 +30,7 @@ class Function:
     arguments' values, and it may call the runtime's `_rt_...` helpers and read `_tdo`."""
 
     name: str
-    arity: int
+    params: str  # the parameters as the language reference names them: "x, n" (editors show them)
     takes: str  # the arguments in words, for the error when they do not fit: "a string"
     result: Callable[..., Type | None]  # argument types → the result's type, or None: they do not fit
     code: str
@@ -53,6 +53,10 @@ class Function:
     # the checked arguments → None, or (argument index, message, hint): what types cannot
     # say (format_date's pattern must be a literal of known directives)
     check: Callable | None = None
+
+    @property
+    def arity(self) -> int:
+        return len(self.params.split(", "))
     # with `local`: the template when the argument needs no conversion (`now`, which the
     # moment holds in the catalog's timezone already, or a date): an attribute read, no call
     plain: str | None = None
@@ -181,50 +185,50 @@ def _join(items, sep):
 
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in (
-    Function("has", 1, "an attribute, like has(contact.age)", lambda x: BOOL, "({0} is not None)",
+    Function("has", "attr", "an attribute, like has(contact.age)", lambda x: BOOL, "({0} is not None)",
              lambda x: x is not None, null=False, attribute=True),
-    Function("lower", 1, "a string", lambda s: STRING if s == STRING else None, "{0}.lower()", str.lower),
-    Function("upper", 1, "a string", lambda s: STRING if s == STRING else None, "{0}.upper()", str.upper),
-    Function("len", 1, "a string, list or set", lambda x: INT if x == STRING or x.collection else None,
+    Function("lower", "s", "a string", lambda s: STRING if s == STRING else None, "{0}.lower()", str.lower),
+    Function("upper", "s", "a string", lambda s: STRING if s == STRING else None, "{0}.upper()", str.upper),
+    Function("len", "x", "a string, list or set", lambda x: INT if x == STRING or x.collection else None,
              "_rt_len({0})", len),
-    Function("starts_with", 2, "two strings", lambda s, p: BOOL if s == p == STRING else None,
+    Function("starts_with", "s, p", "two strings", lambda s, p: BOOL if s == p == STRING else None,
              "{0}.startswith({1})", str.startswith),
-    Function("min", 2, "two values of one ordered type", _ordered,
+    Function("min", "a, b", "two values of one ordered type", _ordered,
              "({0} if {first[0]} <= {first[1]} else {1})", min, widen=True, bind=True,
              bounds=lambda a, b: (min(a[0], b[0]), min(a[1], b[1]))),
-    Function("max", 2, "two values of one ordered type", _ordered,
+    Function("max", "a, b", "two values of one ordered type", _ordered,
              "({0} if {first[0]} >= {first[1]} else {1})", max, widen=True, bind=True,
              bounds=lambda a, b: (max(a[0], b[0]), max(a[1], b[1]))),
-    Function("abs", 1, "a number", lambda x: x if x.numeric else None, "-{0} if {0} < 0 else {0}", abs),
-    Function("days_since", 1, "a date", lambda d: INT if d == DATE else None, "_tdo - {0}.toordinal()",
+    Function("abs", "x", "a number", lambda x: x if x.numeric else None, "-{0} if {0} < 0 else {0}", abs),
+    Function("days_since", "date", "a date", lambda d: INT if d == DATE else None, "_tdo - {0}.toordinal()",
              lambda today, d: today.toordinal() - d.toordinal(), today=True),
-    Function("days_until", 1, "a date", lambda d: INT if d == DATE else None, "{0}.toordinal() - _tdo",
+    Function("days_until", "date", "a date", lambda d: INT if d == DATE else None, "{0}.toordinal() - _tdo",
              lambda today, d: d.toordinal() - today.toordinal(), today=True),
     # bucket(x, 0) is null
-    Function("bucket", 2, "a string or int, and an int",
+    Function("bucket", "x, n", "a string or int, and an int",
              lambda x, k: INT if x in (STRING, INT) and k == INT else None, "_rt_bucket({0}, {1})", _bucket,
              null=True, cost=40),
-    Function("hour", 1, "a time (now)", lambda t: INT if t == TIME else None, "_rt_hour({0}, _local)",
+    Function("hour", "t", "a time (now)", lambda t: INT if t == TIME else None, "_rt_hour({0}, _local)",
              lambda local, t: t.astimezone(local.tzinfo).hour, local=True, bounds=lambda t: (0.0, 23.0),
              plain="{0}.hour"),
-    Function("weekday", 1, "a date or a time", _date_or_time, "_rt_weekday({0}, _local)",
+    Function("weekday", "x", "a date or a time", _date_or_time, "_rt_weekday({0}, _local)",
              lambda local, x: _in_zone(local, x).weekday() + 1, local=True, bounds=lambda x: (1.0, 7.0),
              plain="{0}.isoweekday()"),
-    Function("month", 1, "a date or a time", _date_or_time, "_rt_month({0}, _local)",
+    Function("month", "x", "a date or a time", _date_or_time, "_rt_month({0}, _local)",
              lambda local, x: _in_zone(local, x).month, local=True, bounds=lambda x: (1.0, 12.0),
              plain="{0}.month"),
     # null also for an int rounded outside 64 bits (round(9e18, -19))
-    Function("round", 2, "a number and an int (decimals)",
+    Function("round", "x, n", "a number and an int (decimals)",
              lambda x, k: x if x.numeric and k == INT else None, "_rt_round({0}, {1})",
              lambda x, k: None if x is None or k is None else _round(x, k), null=True, bounds=_round_bounds),
     # decimals outside 0..20 are taken as the nearest of those
-    Function("format_number", 2, "a number and an int (decimals, 0 to 20)",
+    Function("format_number", "x, n", "a number and an int (decimals, 0 to 20)",
              lambda x, k: STRING if x.numeric and k == INT else None, "_rt_format_number({0}, {1})",
              _format_number, cost=40),
-    Function("format_date", 2, 'a date or a time, and a pattern like "%d %B %Y"',
+    Function("format_date", "x, pattern", 'a date or a time, and a pattern like "%d %B %Y"',
              lambda x, p: STRING if x in (DATE, TIME) and p == STRING else None, "_rt_format_date({0}, {1}, _local)",
              _format_date, local=True, cost=40, check=_date_pattern),
-    Function("join", 2, "a list or set, and a string (the separator)",
+    Function("join", "xs, sep", "a list or set, and a string (the separator)",
              lambda xs, sep: STRING if xs.collection and sep == STRING else None, "_rt_join_items({0}, {1})",
              _join, cost=40),
 )}

@@ -9,12 +9,6 @@ from ...lang.functions import FUNCTIONS, HISTORY_FUNCTIONS
 from .folder import Result
 from .index import FileIndex, Occurrence
 
-# each function's parameters as the language reference names them
-PARAMS = {"has": "attr", "lower": "s", "upper": "s", "len": "x", "starts_with": "s, p", "min": "a, b",
-          "max": "a, b", "abs": "x", "days_since": "date", "days_until": "date", "bucket": "x, n",
-          "hour": "t", "weekday": "x", "month": "x", "round": "x, n", "format_number": "x, n",
-          "format_date": "x, pattern", "join": "xs, sep"}
-
 
 def signature(name: str) -> str | None:
     """`round(x, n): takes a number and an int (decimals)`, or None for no function."""
@@ -24,8 +18,7 @@ def signature(name: str) -> str | None:
     fn = FUNCTIONS.get(name)
     if fn is None:
         return None
-    params = PARAMS.get(name) or ", ".join("abcdef"[: fn.arity])
-    return f"{name}({params}): takes {fn.takes}"
+    return f"{name}({fn.params}): takes {fn.takes}"
 
 
 def resolve(result: Result, o: Occurrence) -> tuple[str, str]:
