@@ -9,21 +9,13 @@ tokens does (and the optional commas between content fields, which are left out)
 from __future__ import annotations
 
 import threading
-from importlib import resources
 
 from lark import Lark, Tree
 
 from ..lang.diagnostics import CatalogError, Reporter
-from ..lang.parser import parse
+from ..lang.parser import new_lark, parse
 from .comments import Comments, attach, blank_between
 from .layout import HARD, LINE, SOFT, SPACE, Comment, Group, Indent, Lead, render
-
-try:  # the compiled lexer and parser; lark-cython calls lexer callbacks too
-    import lark_cython
-
-    _PLUGINS = {"_plugins": lark_cython.plugins}
-except ImportError:  # pragma: no cover
-    _PLUGINS = {}
 
 _lock = threading.Lock()
 _lark: Lark | None = None
@@ -51,12 +43,9 @@ def format_source(text: str, name: str = "<stdin>") -> str:
 def _concrete(text: str):
     global _lark
     with _lock:
-        if _lark is None:
-            grammar = resources.files("offerd.lang").joinpath("grammar.lark").read_text()
-            _lark = Lark(grammar, parser="lalr", strict=True, start="start", keep_all_tokens=True,
-                         maybe_placeholders=False, lexer_callbacks={"COMMENT": _found.append}, **_PLUGINS)
-            for rule in _lark.rules:  # plain str names keep the parse table lookup in C (see lang/parser.py)
-                rule.origin.name = str(rule.origin.name)
+        if _lark is None:  # lark-cython calls lexer callbacks too
+            _lark = new_lark(start="start", keep_all_tokens=True, maybe_placeholders=False,
+                             lexer_callbacks={"COMMENT": _found.append})
         _found.clear()
         try:
             return _lark.parse(text), list(_found)

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -21,6 +20,7 @@ from ..engine import Engine, EngineError, Request
 from ..lang.catalog import Catalog
 from ..store import Contact, Store, StoreError
 from .cases import Case, Reason
+from .files import write_atomically
 
 _LOCATION = re.compile(r"[^\s:]+:\d+(:\d+)?")  # file:line or file:line:col
 # what XML 1.0 cannot hold, even as a character reference (TOML strings may: "\u0007")
@@ -284,24 +284,4 @@ def junit(path: str, results: list[Result], seconds: float) -> None:
             tag = "failure" if r.outcome == "failed" else "error"
             message = " ".join(line.strip() for line in r.problems[:3]) or r.outcome
             ET.SubElement(case, tag, message=_xml(message)).text = _xml(r.text())
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".junit-", suffix=".xml", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            ET.ElementTree(suites).write(f, encoding="utf-8", xml_declaration=True)
-        os.chmod(tmp, _mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _mode(path: str) -> int:
-    """The file's mode, or a new file's (0666 less the umask): not mkstemp's 0600, which a
-    CI's other users (an agent reading a container's results) cannot read."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+    write_atomically(path, ET.tostring(suites, encoding="utf-8", xml_declaration=True))

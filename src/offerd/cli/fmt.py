@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 import os
-import stat
 import sys
-import tempfile
+
+from ..authoring.files import write_atomically
 
 
 def _files(paths: list[str]) -> tuple[list[str], str | None]:
@@ -45,24 +45,6 @@ def _lines(text: str) -> list[str]:
     lines = [line + "\n" for line in text.split("\n")]
     lines[-1] = lines[-1][:-1]
     return lines if lines[-1] else lines[:-1]
-
-
-def write_atomically(path: str, text: str) -> None:
-    """Replace the file by a renamed temporary file of the same folder, with the file's mode:
-    a reader sees the old text or the new, never part of it."""
-    real = os.path.realpath(path)  # a symbolic link stays one; its target is rewritten
-    mode = stat.S_IMODE(os.stat(real).st_mode)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(real), prefix="." + os.path.basename(real) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, real)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def cmd_fmt(args) -> int:
@@ -107,7 +89,7 @@ def cmd_fmt(args) -> int:
                 print(f"would reformat {name}")
         elif not args.diff:
             try:
-                write_atomically(path, out)
+                write_atomically(path, out.encode("utf-8"))
             except OSError as e:
                 print(f"offerd: cannot write {path}: {e.strerror}", file=sys.stderr)
                 failed = True
