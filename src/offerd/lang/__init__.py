@@ -32,20 +32,30 @@ def read_dir(path: str) -> dict[str, str]:
     if len(names) > MAX_FILES:
         report.error(Span(path, 0, 0, 0, 0), f"{len(names)} files; the limit is {MAX_FILES}")
     for name in names[:MAX_FILES]:
-        try:
-            with open(os.path.join(path, name), "rb") as f:
-                data = f.read()
-        except OSError as e:  # a folder named *.offer, no permission
-            report.error(Span(name, 0, 0, 0, 0), f"cannot read {os.path.join(path, name)}: {e.strerror}")
-            continue
-        try:
-            sources[name] = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = data[: e.start].count(b"\n") + 1
-            report.error(Span(name, line, 1, line, 1), f"not valid UTF-8 (byte {e.start})")
+        text, problem = read_file(path, name)
+        if problem is not None:
+            report.diagnostics.append(problem)
+        else:
+            sources[name] = text
     if report.has_errors:
         raise CatalogError(report.diagnostics, sources)
     return sources
+
+
+def read_file(folder: str, name: str) -> tuple[str | None, Diagnostic | None]:
+    """One catalog file's text, or the error that it cannot be read (a folder named *.offer,
+    no permission, a link to nothing) or is not UTF-8."""
+    path = os.path.join(folder, name)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return None, Diagnostic(Span(name, 0, 0, 0, 0), f"cannot read {path}: {e.strerror}")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        return None, Diagnostic(Span(name, line, 1, line, 1), f"not valid UTF-8 (byte {e.start})")
 
 
 @contextlib.contextmanager

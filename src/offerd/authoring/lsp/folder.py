@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ... import lang
 from ...lang import nodes as n
 from ...lang.catalog import Catalog
-from ...lang.diagnostics import CatalogError, Diagnostic, Span
+from ...lang.diagnostics import CatalogError, Diagnostic
 from .incremental import CachingChecker, OfferCache, parse_file
 from .index import FileIndex, build
 
@@ -65,7 +65,7 @@ class Folder:
                 key = None
             cached = self._disk.get(entry.name)
             if cached is None or cached[0] != key or key is None:
-                cached = (key, *_read_file(self.path, entry.name))
+                cached = (key, *lang.read_file(self.path, entry.name))
             seen[entry.name] = cached
             if cached[1] is not None:
                 sources[entry.name] = cached[1]
@@ -123,21 +123,6 @@ class Folder:
             if not any(d.severity == "error" for d in found):  # a file that does not parse keeps its last index
                 self._indices[name] = build(module, text, self._indices.get(name))
         return cached
-
-
-def _read_file(folder: str, name: str) -> tuple[str | None, Diagnostic | None]:
-    """A file's text, or the diagnostic `offerd check` gives when it cannot be read."""
-    path = os.path.join(folder, name)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return None, Diagnostic(Span(name, 0, 0, 0, 0), f"cannot read {path}: {e.strerror}")
-    try:
-        return data.decode("utf-8"), None
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        return None, Diagnostic(Span(name, line, 1, line, 1), f"not valid UTF-8 (byte {e.start})")
 
 
 def _by_file(found: list[Diagnostic], names: list[str]) -> dict[str, list[Diagnostic]]:
