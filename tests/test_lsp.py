@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -300,9 +301,12 @@ def test_references_of_a_space_span_the_folder(s):
     assert len(without) == count - 1
 
 
+COMPLETION_KEYWORD = 14  # LSP's CompletionItemKind.Keyword
+
+
 def test_completion_offers_schema_fields_and_names_where_they_go(clean):
     s = clean
-    text = s.texts["30_web.offer"] + "offer draft {\n  spaces \n  eligible contact.\n}\n"
+    text = s.texts["30_web.offer"] + "offer draft {\n  spaces \n  eligible contact.\n  weight \n}\n"
     s.edit("30_web.offer", text)
     lines = text.split("\n")
 
@@ -312,10 +316,16 @@ def test_completion_offers_schema_fields_and_names_where_they_go(clean):
                                                              "position": position})["items"]
         return {i["label"]: i for i in items}
 
-    fields = labels(len(lines) - 3)
+    fields = labels(len(lines) - 4)
     assert {"age", "segment", "cart_total", "id"} <= set(fields) and "page" not in fields
     assert fields["tags"]["detail"] == "set<string>"
-    assert set(labels(len(lines) - 4)) == {"web_home", "callcenter_next", "newsletter", "sms"}
+    assert set(labels(len(lines) - 5)) == {"web_home", "callcenter_next", "newsletter", "sms"}
+    words = labels(len(lines) - 3)  # after `weight `: keywords (the grammar's), functions, roots, lets
+    grammar = (pathlib.Path(__file__).parent.parent / "src/offerd/lang/grammar.lark").read_text()
+    quoted = set(re.findall(r'"([a-z]+)"', re.sub(r"//[^\n]*", "", grammar)))  # its comments aside
+    assert {w for w, i in words.items() if i["kind"] == COMPLETION_KEYWORD} == quoted - {"contact"}
+    assert words["round"]["detail"] == "round(x, n): takes a number and an int (decimals)"
+    assert words["contact"]["kind"] != COMPLETION_KEYWORD and words["adult"]["detail"].startswith("let, 00_schema")
 
 
 def test_document_symbols_list_declarations_with_their_clauses(s):

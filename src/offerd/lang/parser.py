@@ -42,6 +42,11 @@ def new_lark(**options) -> Lark:
     return lark
 
 
+def keywords() -> list[str]:
+    """The grammar's keywords (`offer`, `cap`, `and` ...), in name order."""
+    return sorted({t.pattern.value for t in _parser().terminals if t.pattern.type == "str" and t.pattern.value.isalpha()})
+
+
 def _parser() -> Lark:
     global _lark
     with _lock:

@@ -9,14 +9,11 @@ from typing import NamedTuple
 from ...lang import nodes as n
 from ...lang.diagnostics import Span
 from ...lang.functions import FUNCTIONS, HISTORY_FUNCTIONS
+from ...lang.parser import keywords
 from .folder import Result
 from .index import CLOCKS, ROOTS, FileIndex
 from .navigation import _type, signature
 
-KEYWORDS = ("timezone", "schema", "let", "space", "category", "group", "offer", "channel", "limit", "fallback",
-            "fields", "spaces", "groups", "themes", "valid", "eligible", "weight", "cap", "per", "total",
-            "decision", "calendar", "suppress", "after", "content", "in", "to", "if", "then", "else", "and", "or",
-            "not", "true", "false")
 
 _NAME_LIST = r"(?:[a-z0-9_]+\s*,\s*)*[a-z0-9_]*"
 _CONTEXTS = [  # (pattern on the line before the cursor, what names go there)
@@ -74,7 +71,7 @@ def _names(result: Result, kinds) -> list[Item]:
 
 
 def _words(result: Result) -> list[Item]:
-    out = [Item(k, "keyword") for k in KEYWORDS]
+    out = [Item(k, "keyword") for k in keywords() if k not in ROOTS]  # `contact`: an attribute root below
     out += [Item(name, "function", signature(name)) for name in (*FUNCTIONS, *HISTORY_FUNCTIONS)]
     out += [Item(root, "value", "attributes: " + root + ".name") for root in ROOTS]
     out += [Item(c, "value", {"now": "time", "today": "date", "propensity": "float"}[c]) for c in CLOCKS]
